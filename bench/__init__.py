@@ -1,0 +1,1 @@
+"""Benchmarks: each module here has `main(argv)` that runs and prints its figures."""

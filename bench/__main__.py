@@ -1,0 +1,37 @@
+"""Run every benchmark module in this package, or only those named: `python -m bench [NAME ...]`."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import pkgutil
+import sys
+import time
+
+import bench
+
+
+def machine() -> str:
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: list[str]) -> int:
+    available = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
+    names = [a for a in argv if not a.startswith("-")] or available
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}")
+        return 2
+    print(f"machine: {machine()}")
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        print(f"\n== bench {name}", flush=True)
+        started = time.perf_counter()
+        module.main([a for a in argv if a.startswith("-")])
+        print(f"== bench {name} took {time.perf_counter() - started:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

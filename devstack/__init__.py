@@ -1,0 +1,1 @@
+"""The local stack without Docker: NATS and the four services as processes."""

@@ -1,0 +1,48 @@
+"""The contract between analyzer and fetcher: NATS names and the messages they exchange.
+
+Both services import this package and nothing else of each other. Everything that crosses
+NATS is one of the msgspec structs below, encoded as JSON (readable with `nats` CLI tools),
+except snapshots, which are msgpack (they hold file bytes).
+"""
+
+from jobs_contract.messages import (
+    EVENT_COMPLETED,
+    EVENT_FAILED,
+    EVENT_PROGRESS,
+    EVENTS_PREFIX,
+    FETCH_DURABLE,
+    FETCH_STREAM,
+    FETCH_SUBJECT,
+    JOBS_BUCKET,
+    REPOS_BUCKET,
+    FetchRequest,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    Snapshot,
+    decode_snapshot,
+    encode_snapshot,
+    event_subject,
+    snapshot_key,
+)
+
+__all__ = [
+    "EVENTS_PREFIX",
+    "EVENT_COMPLETED",
+    "EVENT_FAILED",
+    "EVENT_PROGRESS",
+    "FETCH_DURABLE",
+    "FETCH_STREAM",
+    "FETCH_SUBJECT",
+    "JOBS_BUCKET",
+    "REPOS_BUCKET",
+    "FetchRequest",
+    "JobEvent",
+    "JobRecord",
+    "JobStatus",
+    "Snapshot",
+    "decode_snapshot",
+    "encode_snapshot",
+    "event_subject",
+    "snapshot_key",
+]

@@ -1,0 +1,114 @@
+"""Real HTTP servers on loopback for the tests: an ASGI app in this event loop, or a service process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from tests.support.ports import bound_socket, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in this loop; yield its base URL."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="none")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises what made startup fail
+                raise RuntimeError("server exited during startup")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+class ServiceProcess:
+    """A service started as `python -m <package>`, configured by environment only."""
+
+    def __init__(self, package: str, env: Mapping[str, str], port: int, log_path: Path) -> None:
+        self.package = package
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", package],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, path: str = "/health", timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.package} exited with {self.process.returncode}:\n{self.log()[-4000:]}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.package} not healthy within {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@contextmanager
+def service_process(
+    package: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    port_variable: str | None = None,
+    health_path: str | None = "/health",
+    timeout: float = 60.0,
+) -> Iterator[ServiceProcess]:
+    """Run `python -m package` with `env` (+ a free port in `port_variable`) until the block ends."""
+    port = free_port()
+    full_env = dict(env)
+    if port_variable is not None:
+        full_env[port_variable] = str(port)
+    service = ServiceProcess(package, full_env, port, log_dir / f"{package}-{port}.log")
+    try:
+        if health_path is not None:
+            service.wait_healthy(health_path, timeout)
+        yield service
+    finally:
+        service.stop()
