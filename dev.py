@@ -102,7 +102,7 @@ def ensure_project() -> None:
     digest = lock_digest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
-    say("installing the project and its dependencies into .venv/ (the first time compiles llama.cpp: a few minutes)")
+    say("installing the project into .venv/ (the first time compiles llama.cpp: a few minutes)")
     run([str(poetry), "sync", "--with", "model,stack,dev"], env)
     STAMP.write_text(digest)
 
@@ -110,9 +110,6 @@ def ensure_project() -> None:
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] not in COMMANDS:
         print(__doc__)
-        return 2
-    if sys.version_info < (3, 11):
-        say("Python 3.11 or newer is needed")
         return 2
     ensure_project()
     tool, *args = COMMANDS[argv[1]]
@@ -126,7 +123,8 @@ def main(argv: list[str]) -> int:
     cmd = [executable, *args, *argv[2:]]
     say("$ " + " ".join(cmd[0:1] + cmd[1:]))
     os.chdir(ROOT)
-    os.execve(executable, cmd, env)  # hand over signals (Ctrl-C) and the exit code
+    os.execve(executable, cmd, env)  # noqa: S606 - hand over signals (Ctrl-C) and the exit code
+    return 0  # not reached
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ NATS is one of the msgspec structs below, encoded as JSON (readable with `nats` 
 except snapshots, which are msgpack (they hold file bytes).
 """
 
+from jobs_contract.jetstream import FETCH_DUPLICATE_WINDOW_S, JobStores, ensure_jetstream, fetch_stream_config
 from jobs_contract.messages import (
     EVENT_COMPLETED,
     EVENT_FAILED,
@@ -31,6 +32,7 @@ __all__ = [
     "EVENT_COMPLETED",
     "EVENT_FAILED",
     "EVENT_PROGRESS",
+    "FETCH_DUPLICATE_WINDOW_S",
     "FETCH_DURABLE",
     "FETCH_STREAM",
     "FETCH_SUBJECT",
@@ -40,9 +42,12 @@ __all__ = [
     "JobEvent",
     "JobRecord",
     "JobStatus",
+    "JobStores",
     "Snapshot",
     "decode_snapshot",
     "encode_snapshot",
+    "ensure_jetstream",
     "event_subject",
+    "fetch_stream_config",
     "snapshot_key",
 ]

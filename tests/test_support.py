@@ -11,7 +11,7 @@ import urllib.request
 import nats
 import pytest
 
-from tests.support.fake_github import Fault, FakeGitHub
+from tests.support.fake_github import FakeGitHub, Fault
 
 
 @pytest.mark.nats
@@ -54,3 +54,20 @@ def test_fake_github_scripted_fault_then_recovery(fake_github: FakeGitHub) -> No
     assert caught.value.code == 503
     with urllib.request.urlopen(f"{fake_github.api_url}/repos/octo/hello") as response:
         assert response.status == 200
+
+
+@pytest.mark.nats
+async def test_ensure_jetstream_is_idempotent(nats_url: str) -> None:
+    from jobs_contract import FETCH_STREAM, ensure_jetstream
+
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        first = await ensure_jetstream(js)
+        second = await ensure_jetstream(js)  # the other service starting second
+        await first.kv.put("job", b"1")
+        assert (await second.kv.get("job")).value == b"1"
+        info = await js.stream_info(FETCH_STREAM)
+        assert info.config.retention == "workqueue"
+    finally:
+        await client.close()

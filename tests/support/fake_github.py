@@ -68,7 +68,7 @@ class FakeRepo:
 
 
 def make_sha(seed: str) -> str:
-    return hashlib.sha1(seed.encode()).hexdigest()
+    return hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()
 
 
 def build_tarball(owner: str, repo: str, sha: str, files: dict[str, bytes]) -> bytes:
@@ -227,7 +227,7 @@ def _handler_for(github: FakeGitHub) -> Callable[..., BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # quiet: the tests read `github.requests`
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             with github.lock:
                 github.requests.append(
