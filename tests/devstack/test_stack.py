@@ -1,0 +1,191 @@
+"""The one-command local stack: it refuses taken ports, comes up healthy, dies loudly, stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.runner import Stack, StackError, StackSettings, uses_local_model
+from tests.support.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_taken_port_is_named_with_its_variable(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        stack = Stack(StackSettings(analyzer_port=port, stack_dir=tmp_path))
+        with pytest.raises(StackError) as caught:
+            stack.check_ports()
+    message = str(caught.value)
+    assert f"port {port} is taken (analyzer)" in message
+    assert "ANALYZER_PORT" in message
+
+
+@pytest.mark.parametrize(
+    ("provider", "fallback", "expected"),
+    [
+        ("local", "", True),
+        ("openai", "", False),
+        ("openai", "deepseek, local", True),
+        ("deepseek", "x", False),
+    ],
+)
+def test_model_host_runs_only_when_a_provider_needs_it(provider: str, fallback: str, expected: bool) -> None:
+    assert uses_local_model(StackSettings(llm_provider=provider, llm_fallback=fallback)) is expected
+
+
+class StackProcess:
+    """`python -m devstack` on free ports, its output collected line by line."""
+
+    def __init__(self, tmp_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.ports = {
+            name: free_port()
+            for name in ("ANALYZER_PORT", "GATEWAY_PORT", "MODEL_HOST_PORT", "FETCHER_HEALTH_PORT")
+        }
+        self.nats_port = free_port()
+        env = {
+            **os.environ,
+            **{k: str(v) for k, v in self.ports.items()},
+            "NATS_URL": f"nats://127.0.0.1:{self.nats_port}",
+            "STACK_DIR": str(tmp_path / "stack"),
+            "LLM_PROVIDER": "local",
+            "NO_COLOR": "1",
+            **(extra_env or {}),
+        }
+        env.pop("LOCAL_LLM_BASE_URL", None)
+        env.pop("GATEWAY_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.process.poll() is not None:
+                self._reader.join(5)
+                if any(text in line for line in self.lines):
+                    return
+                raise AssertionError(
+                    f"stack exited ({self.process.returncode}) before {text!r}:\n{self.output()}"
+                )
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output()[-5000:]}")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        self._reader.join(5)
+        return code
+
+    def child_pid(self, module: str) -> int:
+        """The pid of the stack's child running `python -m module` (Linux /proc)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        for pid in children:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"-m" in cmdline and module.encode() in cmdline:
+                return int(pid)
+        raise AssertionError(f"no child runs {module}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[StackProcess]:
+    process = StackProcess(tmp_path)
+    yield process
+    if process.process.poll() is None:
+        process.process.kill()
+        process.process.wait()
+
+
+def get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read()
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.nats
+def test_stack_comes_up_healthy_and_stops_on_ctrl_c(stack: StackProcess) -> None:
+    stack.wait_for("all services healthy")
+    for variable in ("ANALYZER_PORT", "GATEWAY_PORT", "MODEL_HOST_PORT", "FETCHER_HEALTH_PORT"):
+        status, _ = get(f"http://127.0.0.1:{stack.ports[variable]}/health")
+        assert status == 200, variable
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.ports['ANALYZER_PORT']}/analyze/start",
+        data=json.dumps({"repo_url": "https://github.com/octo/hello"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        body = json.load(response)
+    assert list(body) == ["job_id"]
+    # One line per service with its URL.
+    for name in ("nats", "model_host", "gateway", "fetcher", "analyzer"):
+        assert any(line.startswith(f"[stack]   {name}") for line in stack.lines), name
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.finish() == 0
+    assert "[stack] stack stopped" in stack.lines
+    for name in ("analyzer", "fetcher", "gateway", "model_host", "nats"):
+        assert f"[stack] stopped {name}" in stack.lines
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.nats
+def test_a_service_that_dies_stops_the_stack_loudly(stack: StackProcess) -> None:
+    stack.wait_for("all services healthy")
+    os.kill(stack.child_pid("fetcher"), signal.SIGKILL)
+    assert stack.finish() == 1
+    output = stack.output()
+    assert "!!! fetcher exited with code -9" in output
+    assert "stopping the rest of the stack" in output
+    assert "[stack] stopped analyzer" in stack.lines
+
+
+@pytest.mark.slow
+@pytest.mark.nats
+def test_a_service_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> None:
+    stack = StackProcess(tmp_path, {"MODEL_PATH": str(tmp_path / "missing.gguf")})
+    assert stack.finish(timeout=120) == 1
+    output = stack.output()
+    assert "!!! model_host exited with code" in output
+    assert "missing.gguf" in output
+    assert "[stack] stopped nats" in stack.lines
+    # nats-server was stopped with the stack: its port is free again.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", stack.nats_port))
