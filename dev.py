@@ -107,7 +107,7 @@ def ensure_project() -> None:
     STAMP.write_text(digest)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:  # noqa: RET503 - ends in execve
     if len(argv) < 2 or argv[1] not in COMMANDS:
         print(__doc__)
         return 2
@@ -123,8 +123,8 @@ def main(argv: list[str]) -> int:
     cmd = [executable, *args, *argv[2:]]
     say("$ " + " ".join(cmd[0:1] + cmd[1:]))
     os.chdir(ROOT)
-    os.execve(executable, cmd, env)  # noqa: S606 - hand over signals (Ctrl-C) and the exit code
-    return 0  # not reached
+    # Hand over signals (Ctrl-C) and the exit code to the tool itself.
+    os.execve(executable, cmd, env)  # noqa: S606
 
 
 if __name__ == "__main__":

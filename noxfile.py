@@ -27,6 +27,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package, tests included."""
     session.run("mypy", "--strict", *[arg for package in PACKAGES for arg in ("-p", package)])
+    session.run("mypy", "--strict", "dev.py", "noxfile.py")
 
 
 @nox.session
