@@ -1,0 +1,489 @@
+"""Find the function a user names in the files of one commit, and give its exact source.
+
+Names look like `pkg.sub.module.func`, `module.Class.Inner.method`, `module.outer.inner`, or any
+suffix of such a name (`mod.func` for `pkg/mod.py`, even `func` alone). A name is split into a
+module part and a definition part at every dot; a file is a candidate when its module matches,
+
+1. exactly, from the repository root (`src.pkg.mod` for `src/pkg/mod.py`), else
+2. from a source root (`pkg.mod` for `src/pkg/mod.py`; the roots are `src/`, `lib/`, `python/`
+   and a folder named like the repository), else
+3. as a suffix of the full dotted name (`mod.func`, `Class.method`, `func`).
+
+Within a tier, non-test code wins over test code, `.py` over `.pyi`, then the shortest path
+(fewest folders, then fewest characters, then alphabetical order), so the choice is predictable
+and does not depend on the order of the files.
+
+Building a `SnapshotIndex` only splits paths; a file is decoded and parsed the first time a
+lookup needs it, once, and only its table of definitions is kept.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import keyword
+import re
+import sys
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from analyzer.sources import SourceDecodeError, decode_source, segment, split_lines
+
+SOURCE_ROOTS = frozenset({"src", "lib", "python"})
+MAX_NAME_LENGTH = 1000
+MAX_SUGGESTIONS = 5
+
+# Folders and files that hold tests, compared in lower case.
+_TEST_DIRS = frozenset({"test", "tests", "testing", "unittests", "unit_tests"})
+# One part of a name: an identifier, or a file stem that is not one (`my-tool`, `2to3`).
+_NAME_PART = re.compile(r"[\w-]+")
+# `def name` / `class name` anywhere in the bytes: a cheap, over-inclusive filter that says which
+# files may define a name (parsing decides). Two plain patterns beat one alternation: each keeps
+# the literal prefix the regex engine scans for.
+_DEF_NAMES = re.compile(rb"def[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
+_CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
+_TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
+_LOCALS = "<locals>"
+_PARSER = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+
+
+class LocateError(Exception):
+    """Base of the errors a lookup raises."""
+
+
+class InvalidFunctionName(LocateError, ValueError):  # noqa: N818 - the name the app maps to 422
+    """The name is empty or is not a dotted Python name."""
+
+
+class FunctionNotFound(LocateError, LookupError):  # noqa: N818 - the name the app maps to 404
+    """No function or class of that name exists in the snapshot."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        self.name = name
+        self.suggestions = suggestions
+        message = f"no function named {name!r} in this repository"
+        if suggestions:
+            message += "; close names that exist: " + ", ".join(suggestions)
+        super().__init__(message)
+
+
+class SourceDoesNotParse(LocateError):  # noqa: N818 - the name the app maps to an HTTP error
+    """The file that holds the name cannot be read as Python (Python 2, a syntax error, bad bytes)."""
+
+    def __init__(self, name: str, path: str, error: str) -> None:
+        self.name = name
+        self.path = path
+        self.error = error
+        super().__init__(f"{path} does not parse as {_PARSER}, so {name!r} cannot be read from it: {error}")
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFunction:
+    """A function (or class) found by name, with its exact source text.
+
+    `source` is the original text from the first decorator to the end of the body, as
+    `ast.get_source_segment` gives it plus the decorator lines. When the name has several
+    definitions in its file (property getter and setter, `@overload`s, `if`/`else` variants),
+    `source` holds all of them in source order, separated by one blank line, and the lines span
+    from the first to the last; `definitions` says how many there are.
+    """
+
+    qualified_name: str
+    path: str
+    source: str
+    start_line: int
+    end_line: int
+    definitions: int = 1
+
+
+def truncate_source(source: str, max_chars: int) -> tuple[str, bool]:
+    """The beginning of `source` that fits in `max_chars`, cut after a whole line; True if cut.
+
+    When even the first line is longer than `max_chars`, that line is cut at `max_chars`.
+    Raises ValueError if `max_chars` is not positive.
+    """
+    if max_chars <= 0:
+        raise ValueError(f"max_chars must be positive, got {max_chars}")
+    if len(source) <= max_chars:
+        return source, False
+    head = source[:max_chars]
+    cut = max(head.rfind("\n"), head.rfind("\r"))
+    if cut <= 0:
+        return head, True
+    return head[:cut].rstrip("\r\n"), True
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    start_line: int
+    start_col: int
+    end_line: int
+    end_col: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    lines: list[str]
+    # Dotted name inside the module ("Class.method", "outer.inner") -> definitions in source order.
+    definitions: dict[str, list[_Span]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unparsable:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: str
+    # Module name from the repository root, and from its source root when it has one.
+    module: tuple[str, ...]
+    root_module: tuple[str, ...] | None
+    # (test code, stub, folders, characters, path): smaller is preferred.
+    rank: tuple[int, int, int, int, str]
+
+    @property
+    def display_module(self) -> tuple[str, ...]:
+        return self.root_module if self.root_module is not None else self.module
+
+
+def _normalize(part: str) -> str:
+    # Python compares identifiers after NFKC normalization; `ast` names are normalized already.
+    return part if part.isascii() else unicodedata.normalize("NFKC", part)
+
+
+def _is_test_path(folders: list[str], filename: str) -> bool:
+    for folder in folders:
+        lowered = folder.lower()
+        if lowered in _TEST_DIRS or lowered.startswith("test_") or lowered.endswith(("_test", "_tests")):
+            return True
+    lowered = filename.lower()
+    return (
+        lowered.startswith("test_")
+        or lowered.endswith(("_test.py", "_tests.py"))
+        or lowered
+        in {
+            "conftest.py",
+            "test.py",
+            "tests.py",
+        }
+    )
+
+
+def _repo_folder_name(repo: str) -> str:
+    name = repo.rstrip("/").rsplit("/", 1)[-1]
+    name = name.removesuffix(".git")
+    return name.lower().replace("-", "_")
+
+
+def _describe_file(path: str, repo_folder: str) -> _File | None:
+    if path.endswith(".py"):
+        stem, stub = path[:-3], 0
+    elif path.endswith(".pyi"):
+        stem, stub = path[:-4], 1
+    else:
+        return None
+    parts = [_normalize(p) for p in stem.split("/") if p and p != "."]
+    if not parts:
+        return None
+    folders = parts[:-1]
+    module = tuple(parts[:-1]) if parts[-1] == "__init__" else tuple(parts)
+    root_module: tuple[str, ...] | None = None
+    if len(module) > 1:
+        first = module[0].lower()
+        if first in SOURCE_ROOTS or first.replace("-", "_") == repo_folder:
+            root_module = module[1:]
+    rank = (int(_is_test_path(folders, path.rsplit("/", 1)[-1])), stub, len(folders), len(path), path)
+    return _File(path=path, module=module, root_module=root_module, rank=rank)
+
+
+def _parse_name(name: str) -> list[str]:
+    if not isinstance(name, str):
+        raise InvalidFunctionName("the function name must be a string")
+    text = name.strip()
+    if not text:
+        raise InvalidFunctionName("the function name is empty")
+    if len(text) > MAX_NAME_LENGTH:
+        raise InvalidFunctionName(f"the function name is longer than {MAX_NAME_LENGTH} characters")
+    parts = text.split(".")
+    if any(not part for part in parts):
+        raise InvalidFunctionName(
+            f"{text!r} is not a dotted name: it has an empty part (a leading, trailing or double dot)"
+        )
+    # A __qualname__ pasted from Python ("outer.<locals>.inner") names the same function.
+    parts = [part for part in parts if part != _LOCALS]
+    for part in parts:
+        if not _NAME_PART.fullmatch(part):
+            raise InvalidFunctionName(
+                f"{text!r} is not a dotted name like 'package.module.function' or "
+                f"'module.Class.method': {part!r} is not a name"
+            )
+    if not parts:
+        raise InvalidFunctionName(f"{text!r} names no function")
+    last = _normalize(parts[-1])
+    if not last.isidentifier() or keyword.iskeyword(last):
+        raise InvalidFunctionName(
+            f"{text!r} is not a function name: {parts[-1]!r} is not a Python identifier"
+        )
+    return [_normalize(part) for part in parts]
+
+
+def _collect(body: Iterable[ast.stmt], prefix: str, out: dict[str, list[_Span]], lines: list[str]) -> None:
+    for statement in body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            qualname = prefix + statement.name
+            out.setdefault(qualname, []).append(_span(statement, lines))
+            _collect(statement.body, qualname + ".", out, lines)
+        elif isinstance(statement, ast.If | ast.For | ast.AsyncFor | ast.While):
+            _collect(statement.body, prefix, out, lines)
+            _collect(statement.orelse, prefix, out, lines)
+        elif isinstance(statement, ast.With | ast.AsyncWith):
+            _collect(statement.body, prefix, out, lines)
+        elif isinstance(statement, ast.Try | ast.TryStar):
+            _collect(statement.body, prefix, out, lines)
+            for handler in statement.handlers:
+                _collect(handler.body, prefix, out, lines)
+            _collect(statement.orelse, prefix, out, lines)
+            _collect(statement.finalbody, prefix, out, lines)
+        elif isinstance(statement, ast.Match):
+            for case in statement.cases:
+                _collect(case.body, prefix, out, lines)
+
+
+def _span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: list[str]) -> _Span:
+    end_line = node.end_lineno if node.end_lineno is not None else node.lineno
+    end_col = node.end_col_offset if node.end_col_offset is not None else len(lines[end_line - 1])
+    if not node.decorator_list:
+        return _Span(node.lineno, node.col_offset, end_line, end_col)
+    # A decorator statement starts its line, so its `@` is the line's first character after the
+    # indentation; the expression after it may start later (`@ name`, `@\` + newline).
+    line = node.decorator_list[0].lineno
+    while line > 1 and not lines[line - 1].lstrip(" \t\f").startswith("@"):
+        line -= 1
+    text = lines[line - 1]
+    return _Span(line, len(text) - len(text.lstrip(" \t\f")), end_line, end_col)
+
+
+def _parse(data: bytes, path: str) -> _Parsed | _Unparsable:
+    try:
+        text = decode_source(data)
+    except SourceDecodeError as error:
+        return _Unparsable(str(error))
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as error:
+        where = f" (line {error.lineno})" if error.lineno else ""
+        return _Unparsable(f"{error.msg}{where}")
+    except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
+        return _Unparsable(str(error) or type(error).__name__)
+    lines = split_lines(text)
+    definitions: dict[str, list[_Span]] = {}
+    _collect(tree.body, "", definitions, lines)
+    for spans in definitions.values():
+        spans.sort(key=lambda s: (s.start_line, s.start_col))
+    return _Parsed(lines=lines, definitions=definitions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    tier: int
+    file: _File
+    # How many leading parts of the name are the module part.
+    module_parts: int
+
+    @property
+    def key(self) -> tuple[int, tuple[int, int, int, int, str], int]:
+        return (self.tier, self.file.rank, -self.module_parts)
+
+
+class SnapshotIndex:
+    """The files of one commit, ready to answer which function a name means.
+
+    `files` maps paths from the repository root to raw bytes (`Snapshot.files`); `repo` is the
+    repository's name (`owner/name` or `name`), used for the "folder named like the repository"
+    source root. Building is cheap; files are parsed on first use and cached. Safe to share
+    between threads (the caches only ever gain entries).
+    """
+
+    def __init__(self, files: Mapping[str, bytes], repo: str = "") -> None:
+        self._data = files
+        self._lock = threading.Lock()
+        self._parsed: dict[str, _Parsed | _Unparsable] = {}
+        self._names: dict[str, set[str]] | None = None
+        self._by_module: dict[tuple[str, ...], list[_File]] = {}
+        self._by_root_module: dict[tuple[str, ...], list[_File]] = {}
+        self._by_suffix: dict[tuple[str, ...], list[_File]] = {}
+        self._files: dict[str, _File] = {}
+        repo_folder = _repo_folder_name(repo)
+        for path in files:
+            described = _describe_file(path, repo_folder)
+            if described is None:
+                continue
+            self._files[path] = described
+            module = described.module
+            self._by_module.setdefault(module, []).append(described)
+            if described.root_module is not None:
+                self._by_root_module.setdefault(described.root_module, []).append(described)
+            for start in range(1, len(module)):
+                self._by_suffix.setdefault(module[start:], []).append(described)
+
+    def __len__(self) -> int:
+        """How many Python files the index holds."""
+        return len(self._files)
+
+    def find(self, name: str) -> FoundFunction:
+        """The function (or class) `name` means, with its exact source.
+
+        Raises InvalidFunctionName for an empty or malformed name, FunctionNotFound (with up to
+        five close names that exist) when nothing matches, and SourceDoesNotParse when the file
+        the name points to cannot be parsed.
+        """
+        parts = _parse_name(name)
+        last = parts[-1]
+        # ASCII names appear verbatim in the bytes of any file that defines them: a cheap check
+        # that skips parsing files that cannot hold the name.
+        needle = last.encode("ascii") if last.isascii() else None
+        for candidate in self._candidates(parts):
+            path = candidate.file.path
+            if needle is not None and needle not in self._data[path]:
+                continue
+            parsed = self._parse(path)
+            if isinstance(parsed, _Unparsable):
+                # Blame the file only if its text looks like it defines the name, so a broken file
+                # elsewhere never hides a good match; candidates come best first, so a broken
+                # file that does is the one the name means.
+                if path in self._name_index().get(last, ()):
+                    raise SourceDoesNotParse(name.strip(), path, parsed.error)
+                continue
+            qualname = ".".join(parts[candidate.module_parts :])
+            spans = parsed.definitions.get(qualname)
+            if spans:
+                return self._found(candidate.file, qualname, parsed, spans)
+        raise FunctionNotFound(name.strip(), self._suggest(parts))
+
+    def _found(self, file: _File, qualname: str, parsed: _Parsed, spans: list[_Span]) -> FoundFunction:
+        texts = [segment(parsed.lines, s.start_line, s.start_col, s.end_line, s.end_col) for s in spans]
+        return FoundFunction(
+            qualified_name=".".join([*file.display_module, qualname]),
+            path=file.path,
+            source="\n\n".join(texts),
+            start_line=spans[0].start_line,
+            end_line=max(s.end_line for s in spans),
+            definitions=len(spans),
+        )
+
+    def _candidates(self, parts: list[str]) -> Iterable[_Candidate]:
+        """Files that may hold the name, best first; the exact tiers never need the name index."""
+        found: list[_Candidate] = []
+        for split in range(len(parts) - 1, 0, -1):
+            module = tuple(parts[:split])
+            found.extend(_Candidate(0, f, split) for f in self._by_module.get(module, ()))
+            found.extend(_Candidate(1, f, split) for f in self._by_root_module.get(module, ()))
+        found.sort(key=lambda c: c.key)
+        yield from found
+        # Suffixes: the module part is a tail of a module name, or empty (`Class.method`, `func`).
+        names = self._name_index()
+        holders = names.get(parts[-1], set())
+        suffix: list[_Candidate] = []
+        for split in range(len(parts) - 1, 0, -1):
+            suffix.extend(
+                _Candidate(2, f, split)
+                for f in self._by_suffix.get(tuple(parts[:split]), ())
+                if f.path in holders
+            )
+        paths = set(holders)
+        for part in parts[:-1]:
+            paths &= names.get(part, set())
+        suffix.extend(_Candidate(2, self._files[path], 0) for path in paths)
+        suffix.sort(key=lambda c: c.key)
+        yield from suffix
+
+    def _parse(self, path: str) -> _Parsed | _Unparsable:
+        parsed = self._parsed.get(path)
+        if parsed is None:
+            parsed = _parse(self._data[path], path)
+            self._parsed[path] = parsed
+        return parsed
+
+    def _name_index(self) -> dict[str, set[str]]:
+        """Every `def`/`class` name that appears in the text -> the files it appears in."""
+        names = self._names
+        if names is not None:
+            return names
+        with self._lock:
+            if self._names is not None:
+                return self._names
+            names = {}
+            for path in self._files:
+                for name in self._scan_names(path):
+                    holders = names.get(name)
+                    if holders is None:
+                        names[name] = {path}
+                    else:
+                        holders.add(path)
+            self._names = names
+        return names
+
+    def _scan_names(self, path: str) -> set[str]:
+        data = self._data[path]
+        raw = set(_DEF_NAMES.findall(data))
+        raw.update(_CLASS_NAMES.findall(data))
+        if all(item.isascii() for item in raw):
+            return {item.decode("ascii") for item in raw}
+        # Non-ASCII names: read them from the decoded text, whatever the file's encoding.
+        try:
+            text = decode_source(data)
+        except SourceDecodeError:
+            text = data.decode("utf-8", errors="replace")
+        return {_normalize(name) for name in _TEXT_NAMES.findall(text)}
+
+    def _suggest(self, parts: list[str]) -> list[str]:
+        """Up to five dotted names that exist and look most like the one asked for."""
+        wanted = ".".join(parts)
+        pool: set[str] = set()
+        # Everything in the modules the name's prefix points to (a typo in the function name).
+        for split in range(len(parts) - 1, 0, -1):
+            module = tuple(parts[:split])
+            files = [
+                *self._by_module.get(module, ()),
+                *self._by_root_module.get(module, ()),
+                *self._by_suffix.get(module, ()),
+            ]
+            for file in sorted(files, key=lambda f: f.rank)[:10]:
+                parsed = self._parse(file.path)
+                if isinstance(parsed, _Parsed):
+                    pool.update(".".join([*file.display_module, q]) for q in parsed.definitions)
+        # Definitions whose own name is close to the last part (a typo in the module part, or both).
+        names = self._name_index()
+        last = parts[-1]
+        close = difflib.get_close_matches(last, names.keys(), n=6, cutoff=0.75)
+        close += [n for n in names if n.lower() == last.lower() and n not in close]
+        for name in close:
+            files = sorted((self._files[p] for p in names[name]), key=lambda f: f.rank)[:10]
+            for file in files:
+                parsed = self._parse(file.path)
+                if isinstance(parsed, _Parsed):
+                    pool.update(
+                        ".".join([*file.display_module, q])
+                        for q in parsed.definitions
+                        if q == name or q.endswith("." + name)
+                    )
+        pool.discard(wanted)
+        return _closest(wanted, len(parts), pool)
+
+
+def _closest(wanted: str, depth: int, pool: Iterable[str]) -> list[str]:
+    lowered = wanted.lower()
+    scored: list[tuple[float, int, str]] = []
+    for candidate in pool:
+        tail = ".".join(candidate.split(".")[-depth:]).lower()
+        score = max(
+            difflib.SequenceMatcher(None, lowered, candidate.lower()).ratio(),
+            difflib.SequenceMatcher(None, lowered, tail).ratio(),
+        )
+        if score >= 0.6:
+            scored.append((-score, len(candidate), candidate))
+    scored.sort()
+    return [candidate for _, _, candidate in scored[:MAX_SUGGESTIONS]]
