@@ -1,0 +1,59 @@
+"""`python -m model_host`: read the settings, check the model file, serve until stopped.
+
+Exits non-zero, with a message that names the path and the reason, when MODEL_PATH is missing
+or not a model (checked before the server starts), or when loading it fails (the server stops
+instead of staying up half alive).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pydantic
+import uvicorn
+
+from model_host.app import create_app
+from model_host.engines import check_model_file
+from model_host.errors import ModelFileError
+from model_host.logs import setup_logging
+from model_host.settings import Settings
+
+logger = logging.getLogger("model_host")
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as exc:
+        print(f"model_host: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.model_log_level)
+    try:
+        check_model_file(settings.resolved_model_path(), settings.model_engine)
+    except (ModelFileError, LookupError) as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
+
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_failure(error: BaseException) -> None:
+        failures.append(error)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_load_failure=on_load_failure)
+    config = uvicorn.Config(
+        app, host=settings.model_host_host, port=settings.model_host_port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        logger.error("cannot serve: %s", failures[0])
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

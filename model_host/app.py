@@ -1,0 +1,116 @@
+"""The model_host Litestar app: `create_app` builds it, the lifespan loads the model in the background."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from model_host.chat import decode_request
+from model_host.engines import Engine
+from model_host.errors import (
+    ModelHostError,
+    http_exception_handler,
+    model_host_error_handler,
+    unexpected_error_handler,
+)
+from model_host.host import ModelHost
+from model_host.schemas import ChatCompletion, Health, ModelCard, ModelList
+from model_host.settings import Settings
+
+
+class ClientDisconnectedError(ModelHostError):
+    """The client went away before its completion was ready; nobody reads this answer."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
+async def _until_disconnect(request: Request[Any, Any, State]) -> None:
+    # The body is read already, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+@get("/health", sync_to_thread=False)
+def health(state: State) -> Response[Health]:
+    """200 once the model is loaded; 503 while it loads (or if it failed to)."""
+    host: ModelHost = state.host
+    body = Health(status=host.state, model=host.model_id, engine=host.settings.model_engine, error=host.error)
+    return Response(body, status_code=HTTP_200_OK if host.state == "ok" else HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@get("/v1/models", sync_to_thread=False)
+def list_models(state: State) -> ModelList:
+    """The one served model: its id is what requests name as `model`."""
+    host: ModelHost = state.host
+    return ModelList(data=[ModelCard(id=host.model_id, created=host.created, owned_by="model_host")])
+
+
+@post("/v1/chat/completions", status_code=HTTP_200_OK)
+async def chat_completions(request: Request[Any, Any, State], state: State) -> ChatCompletion | Stream:
+    """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
+    host: ModelHost = state.host
+    body = decode_request(await request.body())
+    if body.stream:
+        return Stream(
+            host.stream(body), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    # Litestar does not watch for disconnects outside streams: do it, so a client that gives up
+    # also gives up its place in the queue, or stops its generation.
+    work = asyncio.ensure_future(host.complete(body))
+    gone = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.wait({work})
+    if work.cancelled():
+        raise ClientDisconnectedError("the client disconnected before the completion was ready")
+    return work.result()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    on_load_failure: Callable[[BaseException], None] | None = None,
+) -> Litestar:
+    """The model_host app.
+
+    `engine`: an already loaded model (tests share one); otherwise the lifespan loads
+    MODEL_PATH in the background and `/health` answers 503 until it is ready. `on_load_failure`
+    is called if that load fails (`python -m model_host` then exits non-zero).
+    """
+    settings = settings or Settings()
+    host = ModelHost(settings, engine=engine, on_load_failure=on_load_failure)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        loading = asyncio.create_task(host.load())
+        try:
+            yield
+        finally:
+            await loading
+            host.close()
+
+    return Litestar(
+        route_handlers=[health, list_models, chat_completions],
+        lifespan=[lifespan],
+        state=State({"host": host}),
+        exception_handlers={
+            ModelHostError: model_host_error_handler,
+            HTTPException: http_exception_handler,
+            Exception: unexpected_error_handler,
+        },
+        openapi_config=None,
+    )

@@ -1,0 +1,258 @@
+"""The two engines that run a model file: llama-cpp-python (GGUF) and ctransformers (legacy GGML).
+
+An engine is used from one worker thread at a time (see `model_host.scheduler`); nothing here is
+async. Each one turns chat messages into a prompt with the model's chat template, tokenizes,
+and yields sampled tokens until the model ends its turn; `model_host.generation` does the rest
+(max_tokens, stop strings, UTF-8, cancellation), the same way for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from model_host.errors import ModelFileError
+from model_host.settings import Settings
+
+logger = logging.getLogger("model_host.engines")
+
+GGUF_MAGIC = b"GGUF"
+# The legacy GGML container magics as they appear on disk (little-endian uint32 'ggml', 'ggmf', 'ggjt').
+GGML_MAGICS = {b"lmgg": "ggml", b"fmgg": "ggmf", b"tjgg": "ggjt"}
+
+# GGML files carry no chat template; ChatML is what most small instruct models of that era used.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CHATML_STOP = "<|im_end|>"
+
+
+class Sampling(msgspec.Struct, kw_only=True, frozen=True):
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+class RenderedPrompt(msgspec.Struct, kw_only=True, frozen=True):
+    text: str
+    # Text the template itself ends a turn with, should the model write it out instead of its end token.
+    stop: list[str]
+
+
+class Engine(Protocol):
+    """What model_host needs from a loaded model."""
+
+    name: str
+    context_size: int
+    supports_grammar: bool
+
+    def render_chat(self, messages: list[dict[str, str]]) -> RenderedPrompt:
+        """The prompt for these messages, by the model's chat template.
+
+        Raises ValueError (or a jinja2 error) if the template refuses them.
+        """
+        ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def token_stream(
+        self, prompt_tokens: Sequence[int], sampling: Sampling, grammar: str | None
+    ) -> Generator[int, None, None]:
+        """Sampled tokens after the prompt; ends when the model ends its turn (its end token not yielded)."""
+        ...
+
+    def piece(self, token: int) -> bytes:
+        """The bytes one token stands for (possibly part of a UTF-8 character)."""
+        ...
+
+
+def check_model_file(path: Path, engine: str) -> None:
+    """Fail early and clearly if `path` cannot be the model file `engine` needs.
+
+    Raises ModelFileError naming the path and the reason: missing, not a file, unreadable, or a
+    file whose first bytes are not a GGUF (llama_cpp) or GGUF/GGML (ctransformers) header.
+    """
+    if not path.exists():
+        raise ModelFileError(f"MODEL_PATH {path}: no such file")
+    if not path.is_file():
+        raise ModelFileError(f"MODEL_PATH {path}: not a regular file")
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"MODEL_PATH {path}: cannot be read ({exc.strerror or exc})") from exc
+    if engine == "llama_cpp":
+        if magic == GGUF_MAGIC:
+            return
+        if magic in GGML_MAGICS:
+            raise ModelFileError(
+                f"MODEL_PATH {path}: a legacy GGML ({GGML_MAGICS[magic]}) file, which llama.cpp no longer "
+                "loads; "
+                "convert it to GGUF, or use MODEL_ENGINE=ctransformers"
+            )
+        raise ModelFileError(
+            f"MODEL_PATH {path}: not a GGUF model file (it starts with {magic!r}, not b'GGUF')"
+        )
+    if magic != GGUF_MAGIC and magic not in GGML_MAGICS:
+        raise ModelFileError(f"MODEL_PATH {path}: not a GGML or GGUF model file (it starts with {magic!r})")
+
+
+def load_engine(settings: Settings) -> Engine:
+    """Load the model file with the configured engine (slow: call it off the event loop).
+
+    Raises ModelFileError (naming the path) when the file is not usable.
+    """
+    path = settings.resolved_model_path()
+    check_model_file(path, settings.model_engine)
+    if settings.model_engine == "ctransformers":
+        return CTransformersEngine(path, settings)
+    return LlamaCppEngine(path, settings)
+
+
+class LlamaCppEngine:
+    """A GGUF model through llama-cpp-python; the chat template comes from the file's metadata."""
+
+    name = "llama_cpp"
+    supports_grammar = True
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama_cpp = llama_cpp
+        threads = settings.threads()
+        try:
+            self._llama: Any = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=settings.model_context_size,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(f"MODEL_PATH {path}: llama.cpp could not load it ({exc})") from exc
+        self.context_size: int = self._llama.n_ctx()
+        model = self._llama._model
+        eos_id: int = self._llama.token_eos()
+        bos_id: int = self._llama.token_bos()
+        eos = model.token_get_text(eos_id) if eos_id != -1 else ""
+        bos = model.token_get_text(bos_id) if bos_id != -1 else ""
+        template = settings.model_chat_template or self._llama.metadata.get("tokenizer.chat_template")
+        stop = [eos] if eos else []
+        if not template:
+            logger.warning("MODEL_PATH %s has no chat template in its metadata: using ChatML", path)
+            template, stop = CHATML_TEMPLATE, [CHATML_STOP]
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._stop = stop
+        self._vocab = model.vocab
+
+    def render_chat(self, messages: list[dict[str, str]]) -> RenderedPrompt:
+        rendered = self._formatter(messages=messages)  # type: ignore[arg-type]
+        return RenderedPrompt(text=rendered.prompt, stop=self._stop)
+
+    def tokenize(self, text: str) -> list[int]:
+        # The template writes BOS itself where the model wants one; special tokens in it are real tokens.
+        tokens: list[int] = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return tokens
+
+    def token_stream(
+        self, prompt_tokens: Sequence[int], sampling: Sampling, grammar: str | None
+    ) -> Generator[int, None, None]:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        seed = sampling.seed if sampling.seed is not None else random.randint(0, 2**32 - 1)  # noqa: S311
+        self._llama.set_seed(seed)
+        tokens = self._llama.generate(
+            list(prompt_tokens),
+            temp=sampling.temperature,
+            top_p=sampling.top_p,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar is not None else None,
+        )
+        try:
+            for token in tokens:
+                if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    return
+                yield token
+        finally:
+            tokens.close()
+
+    def piece(self, token: int) -> bytes:
+        data: bytes = self._llama.detokenize([token])
+        return data
+
+
+class CTransformersEngine:
+    """A legacy GGML model (gpt2, llama, falcon, mpt, ...) through ctransformers 0.2.27.
+
+    ctransformers has no grammar sampling, so `response_format` json_object / json_schema is refused
+    (400) on this engine rather than answered unconstrained.
+    """
+
+    name = "ctransformers"
+    supports_grammar = False
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        from ctransformers.llm import LLM, Config
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._threads = settings.threads()
+        config = Config(context_length=settings.model_context_size, threads=self._threads)
+        try:
+            self._llm: Any = LLM(str(path), settings.model_type, config=config)
+        except (ValueError, RuntimeError, OSError) as exc:
+            hint = ""
+            if path.read_bytes()[:4] == GGUF_MAGIC:
+                hint = "; ctransformers 0.2.27 predates current GGUF files: use MODEL_ENGINE=llama_cpp"
+            raise ModelFileError(
+                f"MODEL_PATH {path}: ctransformers could not load it as model type "
+                f"{settings.model_type!r} ({exc}){hint}"
+            ) from exc
+        self.context_size = int(self._llm.context_length) or settings.model_context_size
+        template = settings.model_chat_template or CHATML_TEMPLATE
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")
+        self._stop = [CHATML_STOP] if template == CHATML_TEMPLATE else []
+
+    def render_chat(self, messages: list[dict[str, str]]) -> RenderedPrompt:
+        rendered = self._formatter(messages=messages)  # type: ignore[arg-type]
+        return RenderedPrompt(text=rendered.prompt, stop=self._stop)
+
+    def tokenize(self, text: str) -> list[int]:
+        tokens: list[int] = self._llm.tokenize(text)
+        return tokens
+
+    def token_stream(
+        self, prompt_tokens: Sequence[int], sampling: Sampling, grammar: str | None
+    ) -> Generator[int, None, None]:
+        if grammar is not None:
+            raise ValueError("the ctransformers engine has no grammar sampling")
+        greedy = sampling.temperature == 0
+        tokens = self._llm.generate(
+            list(prompt_tokens),
+            # ctransformers divides by the temperature: greedy is top_k=1 instead.
+            top_k=1 if greedy else 40,
+            top_p=sampling.top_p,
+            temperature=1.0 if greedy else sampling.temperature,
+            seed=sampling.seed if sampling.seed is not None else -1,
+            threads=self._threads,
+            reset=True,
+        )
+        try:
+            yield from tokens
+        finally:
+            tokens.close()
+
+    def piece(self, token: int) -> bytes:
+        data: bytes = self._llm.detokenize([token], decode=False)
+        return data

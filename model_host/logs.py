@@ -1,0 +1,24 @@
+"""Logging for model_host: one line per event, to stderr.
+
+Nothing secret passes through model_host (it holds no keys); prompts and completions are never
+logged either, only their token counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Route model_host's loggers (and llama-cpp-python's) to stderr at `level`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger("model_host")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    # llama-cpp-python forwards llama.cpp's own log through this logger; its INFO lines are load chatter.
+    logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)

