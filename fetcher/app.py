@@ -1,0 +1,223 @@
+"""The fetcher as a FastStream application: NATS broker, subscribers, lifespan, health route.
+
+`create_app(settings)` builds everything; nothing else holds a module-level app. The app is
+ASGI (FastStream's AsgiFastStream) only to serve `GET /health` on FETCHER_HEALTH_PORT; the
+work itself is the JetStream pull subscriber on FETCH_STREAM / FETCH_DURABLE.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import msgspec
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.specification import AsyncAPI
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from pydantic import WithJsonSchema
+
+from fetcher.github import GitHubClient, GitHubConfig
+from fetcher.logs import setup_logging
+from fetcher.settings import Settings
+from fetcher.worker import Fetcher
+from jobs_contract import (
+    EVENT_COMPLETED,
+    EVENT_FAILED,
+    EVENT_PROGRESS,
+    EVENTS_PREFIX,
+    FETCH_DURABLE,
+    FETCH_STREAM,
+    FETCH_SUBJECT,
+    FetchRequest,
+    JobEvent,
+    ensure_jetstream,
+)
+
+log = logging.getLogger("fetcher")
+
+# The server publishes this when a request used up its deliveries without an ack.
+MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{FETCH_STREAM}.{FETCH_DURABLE}"
+ADVISORY_QUEUE = "codereview-fetcher-advisories"
+
+
+def json_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """A self-contained JSON schema of a msgspec Struct (refs inlined), for the AsyncAPI document."""
+    (schema,), definitions = msgspec.json.schema_components([struct], ref_template="#/$defs/{name}")
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
+# The handler reads the raw bytes itself (to fail malformed requests with a reason instead of
+# letting them bounce); these annotations only give the AsyncAPI document the real shapes.
+FetchRequestPayload = Annotated[Any, WithJsonSchema(json_schema(FetchRequest))]
+JobEventPayload = Annotated[Any, WithJsonSchema(json_schema(JobEvent))]
+
+
+def consumer_config(settings: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=FETCH_DURABLE,
+        name=FETCH_DURABLE,
+        filter_subject=FETCH_SUBJECT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=JsAckPolicy.EXPLICIT,
+        ack_wait=settings.fetcher_ack_wait_s,
+        max_deliver=settings.fetcher_max_deliveries,
+        # Pull requests from every fetcher replica together may hold this many unacked requests.
+        max_ack_pending=1000,
+    )
+
+
+def delivery_attempt(message: NatsMessage) -> int:
+    """Which delivery of the request this is (1 = first)."""
+    try:
+        return int(message.raw_message.metadata.num_delivered)
+    except Exception:  # TestNatsBroker's fake messages carry no JetStream metadata
+        return 1
+
+
+class _Holder:
+    """What the lifespan builds and the handlers use."""
+
+    fetcher: Fetcher | None = None
+
+
+def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> AsgiFastStream:
+    """Build the fetcher app: broker, subscribers, lifespan (JetStream set-up, GitHub client)."""
+    settings = settings or Settings()
+    if configure_logging:
+        setup_logging(settings.log_level)
+    holder = _Holder()
+    broker = NatsBroker(settings.nats_url, logger=logging.getLogger("fetcher.broker"))
+
+    @broker.subscriber(
+        FETCH_SUBJECT,
+        stream=JStream(FETCH_STREAM, declare=False),
+        durable=FETCH_DURABLE,
+        config=consumer_config(settings),
+        pull_sub=PullSub(batch_size=settings.fetcher_concurrency, timeout=5.0),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_body,
+        title="fetch requests",
+        description=(
+            f"Work queue (stream {FETCH_STREAM}, durable pull consumer {FETCH_DURABLE}): "
+            "one FetchRequest per job, published by the analyzer with Nats-Msg-Id = job id."
+        ),
+    )
+    async def fetch_requests(body: FetchRequestPayload, message: NatsMessage) -> None:
+        fetcher = holder.fetcher
+        if fetcher is None:  # pragma: no cover - the lifespan builds it before subscribers start
+            await message.nack(delay=1.0)
+            return
+        await fetcher.handle(message.body, message, attempt=delivery_attempt(message))
+
+    @broker.subscriber(
+        MAX_DELIVERIES_ADVISORY, queue=ADVISORY_QUEUE, include_in_schema=False, decoder=_raw_body
+    )
+    async def max_deliveries(body: Any, message: NatsMessage) -> None:
+        fetcher = holder.fetcher
+        try:
+            advisory = json.loads(message.body)
+            stream_seq, deliveries = int(advisory["stream_seq"]), int(advisory.get("deliveries", 0))
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable max-deliveries advisory: %r", message.body[:200])
+            return
+        if fetcher is not None:
+            await fetcher.abandoned(stream_seq, deliveries)
+
+    for event, what in (
+        (EVENT_PROGRESS, "throttled progress while fetching"),
+        (EVENT_COMPLETED, "the job is ready"),
+        (EVENT_FAILED, "the job failed; `error` says why"),
+    ):
+        broker.publisher(
+            f"{EVENTS_PREFIX}.{{job_id}}.{event}",
+            schema=JobEventPayload,
+            title=f"job {event}",
+            description=f"JobEvent: {what}. Published by the fetcher for outside subscribers.",
+        )
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        connection = await broker.connect()
+        js = connection.jetstream()
+        stores = await ensure_jetstream(js)
+        # Create, or update to these settings, before the subscriber binds to it.
+        await js.add_consumer(FETCH_STREAM, consumer_config(settings))
+        github_config = GitHubConfig(
+            api_url=settings.github_api_url,
+            token=settings.github_token,
+            timeout_s=settings.fetcher_http_timeout_s,
+            retries=settings.fetcher_http_retries,
+            backoff_s=settings.fetcher_retry_backoff_s,
+            rate_limit_max_wait_s=settings.fetcher_rate_limit_max_wait_s,
+            max_redirects=settings.fetcher_max_redirects,
+            max_download_bytes=settings.fetcher_max_download_bytes,
+        )
+        async with GitHubClient(github_config) as github:
+            holder.fetcher = Fetcher(settings, github, stores, connection)
+            try:
+                yield
+            finally:
+                holder.fetcher = None
+
+    async def ready() -> None:
+        log.info(
+            "fetcher ready: consuming %s (durable %s) on %s, GitHub API %s%s",
+            FETCH_STREAM,
+            FETCH_DURABLE,
+            settings.nats_url,
+            settings.github_api_url,
+            ", with GITHUB_TOKEN" if settings.github_token else "",
+        )
+
+    @get(include_in_schema=False)
+    async def health(scope: Any) -> AsgiResponse:
+        healthy = holder.fetcher is not None and await broker.ping(timeout=1.0)
+        body = {"status": "ok" if healthy else "unavailable", "nats": settings.nats_url}
+        return AsgiResponse(
+            json.dumps(body).encode(), 200 if healthy else 503, headers={"content-type": "application/json"}
+        )
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/health", health)],
+        lifespan=lifespan,
+        after_startup=[ready],
+        specification=AsyncAPI(
+            title="codereview fetcher",
+            version="0.1.0",
+            description=(
+                "Downloads GitHub repositories for analyzer jobs: consumes fetch requests, stores "
+                "the Python files of each commit in the Object Store `repos`, keeps the job record "
+                "in the KV bucket `jobs`, and announces progress, completion and failure."
+            ),
+        ),
+    )
+
+
+def _raw_body(message: NatsMessage) -> bytes:
+    body: bytes = message.body
+    return body
+
+
+def asyncapi_document(app: AsgiFastStream) -> dict[str, Any]:
+    """The AsyncAPI (3.0) document FastStream generates for the app, as JSON-ready data."""
+    assert app.schema is not None
+    document: dict[str, Any] = app.schema.to_specification().to_jsonable()
+    return document

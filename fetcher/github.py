@@ -1,0 +1,297 @@
+"""Talk to GitHub's REST API (or GitHub Enterprise, or the tests' fake): repository, commit, tarball.
+
+Rules this client keeps, whatever the answers say:
+- GITHUB_TOKEN goes only to the host of GITHUB_API_URL (scheme and port included).
+- Redirects are followed by hand, and only to https://codeload.github.com or the API host.
+- 5xx answers and dropped connections are retried a bounded number of times with backoff;
+  403/429 with rate-limit headers wait for the reset if it is near enough, else fail with a
+  message that names the limit and suggests GITHUB_TOKEN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+
+from fetcher.errors import (
+    AccessDeniedError,
+    GitHubError,
+    GitHubUnavailableError,
+    LimitExceededError,
+    RateLimitedError,
+    RedirectRefusedError,
+    RepositoryNotFoundError,
+)
+
+log = logging.getLogger("fetcher.github")
+
+CODELOAD_HOST = "codeload.github.com"
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    api_url: str = "https://api.github.com"
+    token: str | None = None
+    timeout_s: float = 30.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    rate_limit_max_wait_s: float = 60.0
+    max_redirects: int = 3
+    max_download_bytes: int = 500 * 1024 * 1024
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme, url.host, port
+
+
+class GitHubClient:
+    """One httpx.AsyncClient for all fetches; open with `async with GitHubClient(config)`."""
+
+    def __init__(self, config: GitHubConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self._api = httpx.URL(config.api_url.rstrip("/") + "/")
+        self._client = httpx.AsyncClient(
+            timeout=config.timeout_s,
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": "codereview-fetcher", "X-GitHub-Api-Version": "2022-11-28"},
+        )
+
+    async def __aenter__(self) -> GitHubClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.aclose()
+
+    # -- public ----------------------------------------------------------------------------
+
+    async def default_branch(self, owner: str, repo: str) -> str:
+        """The repository's default branch. Raises RepositoryNotFoundError, RateLimitedError, GitHubError."""
+        async with self._get(self._repo_path(owner, repo), what=f"repository {owner}/{repo}") as response:
+            await response.aread()
+            try:
+                branch = response.json()["default_branch"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise GitHubError(f"GitHub's answer for {owner}/{repo} has no default_branch") from error
+        if not isinstance(branch, str) or not branch:
+            raise GitHubError(f"GitHub's answer for {owner}/{repo} has no default_branch")
+        return branch
+
+    async def commit_sha(self, owner: str, repo: str, ref: str) -> str:
+        """The full sha `ref` points at. Raises RepositoryNotFoundError when the ref does not exist."""
+        path = f"{self._repo_path(owner, repo)}/commits/{quote(ref, safe='')}"
+        async with self._get(
+            path, what=f"ref {ref!r} of {owner}/{repo}", accept="application/vnd.github.sha"
+        ) as response:
+            body = (await response.aread()).decode(errors="replace").strip()
+        if response.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = str(json.loads(body)["sha"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise GitHubError(f"GitHub's answer for {owner}/{repo}@{ref} has no sha") from error
+        return body.lower()
+
+    async def download_tarball(
+        self,
+        owner: str,
+        repo: str,
+        ref: str,
+        on_chunk: Callable[[bytes, int | None], Awaitable[None]],
+        on_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
+        """Stream the tarball of `ref` to `on_chunk(chunk, announced_size)`; returns bytes received.
+
+        A dropped connection restarts the download (bounded retries); `on_attempt` is awaited
+        before each attempt so the caller can reset what it built from earlier chunks.
+        Raises RepositoryNotFoundError, RateLimitedError, RedirectRefusedError, GitHubUnavailableError,
+        LimitExceededError (FETCHER_MAX_DOWNLOAD_BYTES) and whatever `on_chunk` raises.
+        """
+        path = f"{self._repo_path(owner, repo)}/tarball/{quote(ref, safe='')}"
+        what = f"{owner}/{repo} at {ref!r}"
+        attempt = 0
+        while True:
+            attempt += 1
+            if on_attempt is not None:
+                await on_attempt()
+            try:
+                async with self._get(path, what=what) as response:
+                    announced = _content_length(response)
+                    limit = self.config.max_download_bytes
+                    if announced is not None and announced > limit:
+                        raise LimitExceededError(
+                            "FETCHER_MAX_DOWNLOAD_BYTES", limit, f"the archive is {announced} bytes"
+                        )
+                    received = 0
+                    async for chunk in response.aiter_raw():
+                        received += len(chunk)
+                        if received > limit:
+                            raise LimitExceededError(
+                                "FETCHER_MAX_DOWNLOAD_BYTES", limit, "the archive is larger than allowed"
+                            )
+                        await on_chunk(chunk, announced)
+                    return received
+            except httpx.TransportError as error:
+                # Dropped mid-body (or before): start over, a bounded number of times.
+                if attempt > self.config.retries:
+                    raise GitHubUnavailableError(
+                        f"downloading {what} failed {attempt} times: {_describe(error)}"
+                    ) from error
+                log.warning("download of %s dropped (%s); retry %d", what, _describe(error), attempt)
+                await asyncio.sleep(self._backoff(attempt))
+
+    # -- requests ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _repo_path(owner: str, repo: str) -> str:
+        return f"repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
+
+    def _headers_for(self, url: httpx.URL, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if self.config.token and _origin(url) == _origin(self._api):
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        return headers
+
+    def _redirect_allowed(self, url: httpx.URL) -> bool:
+        if _origin(url) == _origin(self._api):
+            return True
+        return url.scheme == "https" and url.host == CODELOAD_HOST
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self.config.backoff_s * 2 ** (attempt - 1))
+
+    @asynccontextmanager
+    async def _get(
+        self, path: str, *, what: str, accept: str = "application/vnd.github+json"
+    ) -> AsyncIterator[httpx.Response]:
+        """GET with redirects, retries and rate-limit waits; yields a 200 response, body unread."""
+        failures = 0
+        rate_waits = 0
+        while True:
+            url = self._api.join(path)
+            redirects = 0
+            try:
+                while True:
+                    request = self._client.build_request("GET", url, headers=self._headers_for(url, accept))
+                    response = await self._client.send(request, stream=True)
+                    if response.status_code not in _REDIRECTS:
+                        break
+                    await response.aclose()
+                    location = response.headers.get("location")
+                    if not location:
+                        raise GitHubError(f"GitHub redirected {what} without a Location")
+                    target = url.join(location)
+                    if not self._redirect_allowed(target):
+                        raise RedirectRefusedError(
+                            f"GitHub redirected {what} to {target.scheme}://{target.host}, "
+                            f"which is neither {CODELOAD_HOST} nor the API host; not followed"
+                        )
+                    redirects += 1
+                    if redirects > self.config.max_redirects:
+                        raise GitHubError(f"more than {self.config.max_redirects} redirects for {what}")
+                    url = target
+            except httpx.TransportError as error:
+                failures += 1
+                if failures > self.config.retries:
+                    raise GitHubUnavailableError(
+                        f"GitHub unreachable for {what} after {failures} attempts: {_describe(error)}"
+                    ) from error
+                log.warning("GitHub request for %s failed (%s); retry %d", what, _describe(error), failures)
+                await asyncio.sleep(self._backoff(failures))
+                continue
+
+            status = response.status_code
+            if status == 200:
+                try:
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            body = (await response.aread())[:2000].decode(errors="replace")
+            await response.aclose()
+            if status in (403, 429) and (wait := self._rate_limit_wait(response)) is not None:
+                if wait > self.config.rate_limit_max_wait_s or rate_waits >= 2:
+                    raise RateLimitedError(_rate_limit_message(response, wait, self.config))
+                rate_waits += 1
+                log.warning("GitHub rate limit for %s; waiting %.1f s", what, wait)
+                await asyncio.sleep(wait)
+                continue
+            if status == 404:
+                raise RepositoryNotFoundError(
+                    f"GitHub has no {what}: it does not exist, or it is private "
+                    "(set GITHUB_TOKEN to a token that can read it)"
+                )
+            if status == 403:
+                raise AccessDeniedError(f"GitHub refused access to {what} (403): {_message(body)}")
+            if status >= 500:
+                failures += 1
+                if failures > self.config.retries:
+                    raise GitHubUnavailableError(f"GitHub answered {status} for {what} {failures} times")
+                log.warning("GitHub answered %d for %s; retry %d", status, what, failures)
+                await asyncio.sleep(self._backoff(failures))
+                continue
+            raise GitHubError(f"GitHub answered {status} for {what}: {_message(body)}")
+
+    def _rate_limit_wait(self, response: httpx.Response) -> float | None:
+        """Seconds until the rate limit lifts, if this 403/429 is a rate limit; else None."""
+        headers = response.headers
+        if (retry_after := headers.get("retry-after")) is not None:
+            try:
+                return max(0.0, float(retry_after))
+            except ValueError:
+                return self.config.rate_limit_max_wait_s + 1
+        if headers.get("x-ratelimit-remaining") == "0":
+            try:
+                return max(0.0, float(headers.get("x-ratelimit-reset", "")) - time.time())
+            except ValueError:
+                return self.config.rate_limit_max_wait_s + 1
+        if response.status_code == 429:
+            return self.config.backoff_s
+        return None
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _message(body: str) -> str:
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message) if message else body[:200]
+
+
+def _rate_limit_message(response: httpx.Response, wait: float, config: GitHubConfig) -> str:
+    headers = response.headers
+    limit = headers.get("x-ratelimit-limit")
+    resource = headers.get("x-ratelimit-resource", "core")
+    named = (
+        f"GitHub's rate limit ({limit} requests an hour for '{resource}')" if limit else "GitHub's rate limit"
+    )
+    hint = (
+        "; set GITHUB_TOKEN for a higher limit"
+        if not config.token
+        else "; the token's own limit is spent, try later"
+    )
+    return (
+        f"{named} is reached: it resets in {math.ceil(wait)} s, beyond "
+        f"FETCHER_RATE_LIMIT_MAX_WAIT_S={config.rate_limit_max_wait_s:g}{hint}"
+    )

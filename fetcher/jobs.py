@@ -1,0 +1,152 @@
+"""One job's record in the `jobs` KV bucket, and the events that announce its changes.
+
+Every write is a compare-and-set on the entry's revision, so two fetchers that somehow work on
+the same job (a redelivery racing a slow first attempt, or the max-deliveries advisory racing
+a late success) never overwrite each other blindly: a job that reached ready or failed stays
+so, and only the writer that moved it there publishes the completed/failed event.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from jobs_contract import (
+    EVENT_COMPLETED,
+    EVENT_FAILED,
+    EVENT_PROGRESS,
+    FetchRequest,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    event_subject,
+)
+
+log = logging.getLogger("fetcher.jobs")
+
+TERMINAL = frozenset({JobStatus.READY, JobStatus.FAILED})
+# KV keys and subject tokens: keep job ids to a safe alphabet (the analyzer uses uuid hex).
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+_record_decoder = msgspec.json.Decoder(JobRecord)
+_encoder = msgspec.json.Encoder()
+
+
+class JobFinished(Exception):  # noqa: N818 - a state, not a failure
+    """The job is already ready or failed (another delivery finished it); stop working on it."""
+
+    def __init__(self, record: JobRecord) -> None:
+        self.record = record
+        super().__init__(f"job {record.job_id} is already {record.status}")
+
+
+def valid_job_id(job_id: str) -> bool:
+    return _JOB_ID.fullmatch(job_id) is not None
+
+
+class Job:
+    """The record of one job as last read or written, and the revision to write against."""
+
+    def __init__(self, kv: KeyValue, nc: NatsClient, record: JobRecord, revision: int) -> None:
+        self._kv = kv
+        self._nc = nc
+        self.record = record
+        self.revision = revision
+
+    @classmethod
+    async def open(cls, kv: KeyValue, nc: NatsClient, request: FetchRequest) -> Job:
+        """Read the job's record; create it from the request if the analyzer's write is missing."""
+        try:
+            entry = await kv.get(request.job_id)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None and entry.value:
+            revision = entry.revision or 0
+            return cls(kv, nc, _record_decoder.decode(entry.value), revision)
+        now = time.time()
+        record = JobRecord(
+            job_id=request.job_id,
+            status=JobStatus.QUEUED,
+            owner=request.owner,
+            repo=request.repo,
+            ref=request.ref,
+            created_at=request.requested_at or now,
+            updated_at=now,
+        )
+        try:
+            revision = await kv.create(request.job_id, _encoder.encode(record))
+        except KeyWrongLastSequenceError:
+            # The analyzer wrote it just now; read its version.
+            entry = await kv.get(request.job_id)
+            return cls(kv, nc, _record_decoder.decode(entry.value or b""), entry.revision or 0)
+        return cls(kv, nc, record, revision)
+
+    @property
+    def finished(self) -> bool:
+        return self.record.status in TERMINAL
+
+    async def update(self, **changes: Any) -> None:
+        """Write `changes` (JobRecord fields) with compare-and-set; raises JobFinished if finished."""
+        while True:
+            if self.finished:
+                raise JobFinished(self.record)
+            record = msgspec.structs.replace(self.record, **changes, updated_at=time.time())
+            try:
+                self.revision = await self._kv.update(
+                    self.record.job_id, _encoder.encode(record), self.revision
+                )
+            except KeyWrongLastSequenceError:
+                await self._reload()
+                continue
+            self.record = record
+            return
+
+    async def _reload(self) -> None:
+        entry = await self._kv.get(self.record.job_id)
+        self.record = _record_decoder.decode(entry.value or b"")
+        self.revision = entry.revision or 0
+
+    async def progress(self, **changes: Any) -> None:
+        """Update a fetching job and announce it on the progress subject."""
+        await self.update(status=JobStatus.FETCHING, **changes)
+        await self.publish(EVENT_PROGRESS)
+
+    async def complete(self, **changes: Any) -> bool:
+        """Mark the job ready; True if this call did (and announced it), False if it was finished."""
+        try:
+            await self.update(status=JobStatus.READY, progress=1.0, error=None, **changes)
+        except JobFinished:
+            return False
+        await self.publish(EVENT_COMPLETED)
+        return True
+
+    async def fail(self, reason: str) -> bool:
+        """Mark the job failed with `reason`; True if this call did, False if it was finished."""
+        try:
+            await self.update(status=JobStatus.FAILED, error=reason)
+        except JobFinished:
+            return False
+        await self.publish(EVENT_FAILED)
+        return True
+
+    async def publish(self, event: str) -> None:
+        record = self.record
+        message = JobEvent(
+            job_id=record.job_id,
+            event=event,
+            status=record.status,
+            progress=record.progress,
+            files=record.files,
+            bytes=record.bytes,
+            commit_sha=record.commit_sha,
+            error=record.error,
+            at=record.updated_at,
+        )
+        await self._nc.publish(event_subject(record.job_id, event), _encoder.encode(message))

@@ -1,0 +1,49 @@
+"""Settings of the fetcher, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Field names are the environment variables in lower case (`nats_url` reads NATS_URL)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    github_api_url: str = "https://api.github.com"
+    # Sent only to the host of GITHUB_API_URL, never to codeload or anywhere else; never logged.
+    github_token: str | None = None
+
+    # GET /health (200 when consuming) on this port; 0 turns the HTTP side off.
+    fetcher_host: str = "127.0.0.1"
+    fetcher_health_port: int = Field(default=8003, ge=0, le=65535)
+
+    # Limits: a repository past any of them fails its job with a reason naming the variable.
+    fetcher_max_download_bytes: int = Field(default=500 * MIB, gt=0)
+    fetcher_max_members: int = Field(default=100_000, gt=0)
+    fetcher_max_file_bytes: int = Field(default=10 * MIB, gt=0)
+    fetcher_max_unpacked_bytes: int = Field(default=2048 * MIB, gt=0)
+
+    # JetStream delivery: a request not acknowledged within the ack wait goes to another fetcher
+    # (a running fetch reports progress to the server, so only a dead fetcher's requests time out).
+    fetcher_ack_wait_s: float = Field(default=30.0, gt=0)
+    fetcher_max_deliveries: int = Field(default=3, ge=1)
+    # Requests one fetcher works on at the same time.
+    fetcher_concurrency: int = Field(default=2, ge=1)
+
+    # GitHub: per-request timeout, retries of 5xx and dropped connections, and how long to wait
+    # for a rate limit to reset before failing.
+    fetcher_http_timeout_s: float = Field(default=30.0, gt=0)
+    fetcher_http_retries: int = Field(default=3, ge=0)
+    fetcher_retry_backoff_s: float = Field(default=0.5, ge=0)
+    fetcher_rate_limit_max_wait_s: float = Field(default=60.0, ge=0)
+    fetcher_max_redirects: int = Field(default=3, ge=0)
+
+    # Job progress goes to KV and the progress subject at most this often.
+    fetcher_progress_interval_s: float = Field(default=0.5, ge=0)
+
+    log_level: str = "INFO"

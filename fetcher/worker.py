@@ -1,0 +1,358 @@
+"""The fetch itself: one FetchRequest in, a stored snapshot and a ready (or failed) job out.
+
+`Fetcher.handle` is the one place that maps outcomes to job state and to JetStream acks:
+- success, or a job already finished by another delivery: ack;
+- a FetchError that retrying cannot fix: the job fails with its message, ack;
+- a retryable error (GitHub 5xx / unreachable, NATS trouble, a bug) with deliveries left:
+  nak with a delay, so the request comes back; on the last delivery the job fails instead;
+- a fetcher that dies: no ack, so JetStream redelivers after the ack wait; a running fetch
+  tells the server it is alive (in-progress acks), so only dead fetchers' requests time out.
+  If the last delivery dies too, the server's max-deliveries advisory reaches
+  `Fetcher.abandoned`, which fails the job: a job never stays "fetching" for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.js.api import ObjectMeta
+from nats.js.errors import NotFoundError, ObjectNotFoundError
+
+from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
+from fetcher.errors import FetchError, InvalidRequestError
+from fetcher.github import GitHubClient
+from fetcher.jobs import Job, JobFinished, valid_job_id
+from fetcher.settings import Settings
+from jobs_contract import (
+    FETCH_STREAM,
+    FetchRequest,
+    JobStores,
+    Snapshot,
+    decode_snapshot,
+    encode_snapshot,
+    snapshot_key,
+)
+
+log = logging.getLogger("fetcher.worker")
+
+_FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+_request_decoder = msgspec.json.Decoder(FetchRequest)
+# Object headers with the snapshot's counts, so a commit stored earlier is ready without reading it.
+FILES_HEADER = "Codereview-Files"
+BYTES_HEADER = "Codereview-Bytes"
+# The download is this share of the progress; storing the snapshot the rest.
+_DOWNLOAD_SHARE = 0.9
+
+
+class Delivery(Protocol):
+    """What the worker needs of a JetStream message (FastStream's NatsMessage has it all)."""
+
+    async def ack(self) -> None: ...
+    async def nack(self, delay: float | None = None) -> None: ...
+    async def reject(self) -> None: ...
+    async def in_progress(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one delivery ended, for logs and tests."""
+
+    job_id: str | None
+    action: str  # "ready", "failed", "finished-before", "retry", "invalid"
+    detail: str = ""
+
+
+def decode_request(body: bytes) -> FetchRequest:
+    """Decode and check a FetchRequest; raises InvalidRequestError saying what is wrong."""
+    try:
+        request = _request_decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise InvalidRequestError(f"invalid fetch request: {error}") from error
+    if not valid_job_id(request.job_id):
+        raise InvalidRequestError(
+            f"invalid fetch request: job_id {request.job_id!r} is not [A-Za-z0-9_-]{{1,128}}"
+        )
+    for name, value in (("owner", request.owner), ("repo", request.repo)):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value) or value in (".", ".."):
+            raise InvalidRequestError(f"invalid fetch request: {name} {value!r} is not a GitHub name")
+    if request.ref is not None and (not request.ref or len(request.ref) > 255 or "\x00" in request.ref):
+        raise InvalidRequestError("invalid fetch request: ref must be 1 to 255 characters")
+    return request
+
+
+class Fetcher:
+    """Does fetches; one per process, shared by all deliveries. See the module docstring."""
+
+    def __init__(self, settings: Settings, github: GitHubClient, stores: JobStores, nc: NatsClient) -> None:
+        self.settings = settings
+        self.github = github
+        self.stores = stores
+        self.nc = nc
+        self.limits = ArchiveLimits(
+            max_members=settings.fetcher_max_members,
+            max_file_bytes=settings.fetcher_max_file_bytes,
+            max_unpacked_bytes=settings.fetcher_max_unpacked_bytes,
+        )
+
+    # -- deliveries ------------------------------------------------------------------------
+
+    async def handle(self, body: bytes, delivery: Delivery, attempt: int) -> Outcome:
+        """Work on one delivery of a fetch request and ack/nak/term it; never raises."""
+        last = attempt >= self.settings.fetcher_max_deliveries
+        try:
+            request = decode_request(body)
+        except InvalidRequestError as error:
+            log.error("rejected a fetch request: %s", error)
+            await self._fail_undecodable(body, str(error))
+            await _quietly(delivery.reject())
+            return Outcome(None, "invalid", str(error))
+
+        async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
+            outcome = await self._handle(request, attempt, last)
+        if outcome.action == "retry":
+            delay = min(self.settings.fetcher_ack_wait_s, self.settings.fetcher_retry_backoff_s * 2**attempt)
+            await _quietly(delivery.nack(delay=delay))
+        else:
+            await _quietly(delivery.ack())
+        return outcome
+
+    async def _handle(self, request: FetchRequest, attempt: int, last: bool) -> Outcome:
+        extra = {"job_id": request.job_id}
+        job: Job | None = None
+        try:
+            job = await Job.open(self.stores.kv, self.nc, request)
+            if job.finished:
+                log.info("job already %s; nothing to do", job.record.status, extra=extra)
+                return Outcome(request.job_id, "finished-before", str(job.record.status))
+            log.info(
+                "fetching %s/%s@%s (delivery %d of %d)",
+                request.owner,
+                request.repo,
+                request.ref or "<default branch>",
+                attempt,
+                self.settings.fetcher_max_deliveries,
+                extra=extra,
+            )
+            return await self._fetch(request, job)
+        except JobFinished as finished:
+            return Outcome(request.job_id, "finished-before", str(finished.record.status))
+        except FetchError as error:
+            if error.retryable and not last:
+                log.warning("fetch failed, will retry: %s", error, extra=extra)
+                return Outcome(request.job_id, "retry", str(error))
+            reason = str(error) if not error.retryable else f"{error} (gave up after {attempt} deliveries)"
+            return await self._fail(request, job, reason)
+        except Exception as error:
+            # NATS trouble or a bug: the next delivery may do better; the last one says so.
+            log.exception("fetch crashed", extra=extra)
+            if not last:
+                return Outcome(request.job_id, "retry", repr(error))
+            return await self._fail(
+                request, job, f"internal error in the fetcher: {type(error).__name__}: {error}"
+            )
+
+    async def _fail(self, request: FetchRequest, job: Job | None, reason: str) -> Outcome:
+        extra = {"job_id": request.job_id}
+        log.warning("job failed: %s", reason, extra=extra)
+        try:
+            job = job or await Job.open(self.stores.kv, self.nc, request)
+            await job.fail(reason)
+        except Exception:
+            log.exception("could not mark the job failed", extra=extra)
+            return Outcome(request.job_id, "retry", reason)
+        return Outcome(request.job_id, "failed", reason)
+
+    async def _fail_undecodable(self, body: bytes, reason: str) -> None:
+        """Fail the job a malformed request names, if it names one that exists."""
+        try:
+            job_id = msgspec.json.decode(body).get("job_id")
+        except (msgspec.DecodeError, AttributeError):
+            return
+        if not isinstance(job_id, str) or not valid_job_id(job_id):
+            return
+        try:
+            entry = await self.stores.kv.get(job_id)
+            owner_repo = msgspec.json.decode(entry.value or b"{}")
+            request = FetchRequest(
+                job_id=job_id,
+                owner=str(owner_repo.get("owner", "")),
+                repo=str(owner_repo.get("repo", "")),
+                requested_at=0.0,
+            )
+            job = await Job.open(self.stores.kv, self.nc, request)
+            await job.fail(reason)
+        except Exception as error:
+            log.info("malformed request names no job we can fail (%s)", error, extra={"job_id": job_id})
+
+    async def abandoned(self, stream_seq: int, deliveries: int) -> None:
+        """The server gave up on a request (max deliveries, no ack): fail its job, drop the message."""
+        js = self.nc.jetstream()
+        try:
+            message = await js.get_msg(FETCH_STREAM, stream_seq)
+        except NotFoundError:
+            return
+        try:
+            request = decode_request(message.data or b"")
+        except InvalidRequestError:
+            request = None
+        if request is not None:
+            reason = (
+                f"the fetch was abandoned after {deliveries} deliveries "
+                f"(FETCHER_MAX_DELIVERIES={self.settings.fetcher_max_deliveries}): "
+                "each time the fetcher working on it stopped before finishing"
+            )
+            job = await Job.open(self.stores.kv, self.nc, request)
+            if await job.fail(reason):
+                log.warning("job failed: %s", reason, extra={"job_id": request.job_id})
+        with contextlib.suppress(NotFoundError):
+            await js.delete_msg(FETCH_STREAM, stream_seq)
+
+    # -- the fetch -------------------------------------------------------------------------
+
+    async def _fetch(self, request: FetchRequest, job: Job) -> Outcome:
+        extra = {"job_id": request.job_id}
+        owner, repo = request.owner, request.repo
+        await job.progress(progress=0.0, bytes=0, files=0, error=None)
+        ref = request.ref or await self.github.default_branch(owner, repo)
+        if ref != job.record.ref:
+            await job.update(ref=ref)
+
+        if _FULL_SHA.fullmatch(ref):
+            stored = await self._stored_counts(snapshot_key(owner, repo, ref.lower()))
+            if stored is not None:
+                return await self._complete(job, ref, ref.lower(), *stored, stored_before=True)
+
+        started = time.monotonic()
+        contents, received = await self._download(owner, repo, ref, job)
+        downloaded = time.monotonic()
+        sha = contents.commit_sha
+        if sha is None:
+            sha = ref.lower() if _FULL_SHA.fullmatch(ref) else await self.github.commit_sha(owner, repo, ref)
+        key = snapshot_key(owner, repo, sha)
+        files = len(contents.files)
+        size = contents.file_bytes
+        stored_before = await self._stored_counts(key) is not None
+        if not stored_before:
+            await job.progress(progress=_DOWNLOAD_SHARE, bytes=received)
+            await self._store(
+                key,
+                Snapshot(
+                    owner=owner, repo=repo, commit_sha=sha, files=contents.files, skipped=contents.skipped
+                ),
+                files,
+                size,
+            )
+        outcome = await self._complete(job, ref, sha, files, size, stored_before=stored_before)
+        log.info(
+            "download %.2f s (%d bytes), download end to ready %.2f s, %d files, %d skipped",
+            downloaded - started,
+            received,
+            time.monotonic() - downloaded,
+            files,
+            len(contents.skipped),
+            extra=extra,
+        )
+        return outcome
+
+    async def _complete(
+        self, job: Job, ref: str, sha: str, files: int, size: int, *, stored_before: bool
+    ) -> Outcome:
+        key = snapshot_key(job.record.owner, job.record.repo, sha)
+        if await job.complete(ref=ref, commit_sha=sha, snapshot=key, files=files, bytes=size):
+            log.info(
+                "job ready: %s (%d files, %d bytes%s)",
+                key,
+                files,
+                size,
+                ", stored before" if stored_before else "",
+                extra={"job_id": job.record.job_id},
+            )
+            return Outcome(job.record.job_id, "ready", key)
+        return Outcome(job.record.job_id, "finished-before", str(job.record.status))
+
+    async def _download(self, owner: str, repo: str, ref: str, job: Job) -> tuple[ArchiveContents, int]:
+        reader: ArchiveReader | None = None
+        received = 0
+        last_report = time.monotonic()
+
+        async def on_attempt() -> None:
+            nonlocal reader, received
+            if reader is not None:
+                await reader.abort()
+            reader = ArchiveReader(self.limits)
+            reader.start()
+            received = 0
+
+        async def on_chunk(chunk: bytes, announced: int | None) -> None:
+            nonlocal received, last_report
+            assert reader is not None
+            reader.feed(chunk)
+            received += len(chunk)
+            now = time.monotonic()
+            if now - last_report >= self.settings.fetcher_progress_interval_s:
+                last_report = now
+                share = min(1.0, received / announced) if announced else 0.0
+                await job.progress(progress=round(share * _DOWNLOAD_SHARE, 3), bytes=received)
+
+        try:
+            total = await self.github.download_tarball(owner, repo, ref, on_chunk, on_attempt)
+            assert reader is not None
+            return await reader.finish(), total
+        except BaseException:
+            if reader is not None:
+                await reader.abort()
+            raise
+
+    async def _stored_counts(self, key: str) -> tuple[int, int] | None:
+        """(files, bytes) of a snapshot already in the Object Store, or None if there is none."""
+        try:
+            info = await self.stores.repos.get_info(key)
+        except ObjectNotFoundError:
+            return None
+        headers = info.headers or {}
+        try:
+            return int(headers[FILES_HEADER]), int(headers[BYTES_HEADER])
+        except (KeyError, ValueError, TypeError):
+            result = await self.stores.repos.get(key)
+            snapshot = decode_snapshot(result.data or b"")
+            return len(snapshot.files), sum(len(data) for data in snapshot.files.values())
+
+    async def _store(self, key: str, snapshot: Snapshot, files: int, size: int) -> None:
+        data = encode_snapshot(snapshot)
+        meta = ObjectMeta(name=key, headers={FILES_HEADER: str(files), BYTES_HEADER: str(size)})
+        await self.stores.repos.put(key, data, meta=meta)
+
+
+@contextlib.asynccontextmanager
+async def _keep_alive(delivery: Delivery, ack_wait_s: float) -> AsyncIterator[None]:
+    """Tell JetStream the request is being worked on, a few times per ack wait, until done."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(max(0.05, ack_wait_s / 3))
+            await _quietly(delivery.in_progress())
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _quietly(call: Awaitable[None]) -> None:
+    """Await an ack-type call; a lost connection only means the server redelivers later."""
+    try:
+        await call
+    except Exception as error:
+        log.warning("acknowledgement failed: %s", error)
