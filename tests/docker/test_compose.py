@@ -1,0 +1,238 @@
+"""docker-compose.yml, checked against the Dockerfiles and each service's own Settings.
+
+No Docker engine runs here, so these are static checks: a typo in a variable name, a port that
+disagrees with the settings, a dependency without a health condition or a missing build file
+fails here instead of in someone's `docker compose up`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.docker.project import (
+    COMPOSE_FILE,
+    NATS_CLIENT_PORT,
+    ROOT,
+    SECRET_WORDS,
+    SERVICES,
+    WITHOUT_MODEL_HOST,
+    compose,
+    compose_services,
+    container_port,
+    dockerfile,
+    environment,
+    interpolate,
+    settings_variables,
+)
+
+BUILT = sorted(SERVICES)
+
+
+def service(name: str) -> dict[str, Any]:
+    services = compose_services()
+    assert name in services, f"{COMPOSE_FILE.name} has no service {name!r}"
+    return services[name]
+
+
+def dockerfile_of(name: str) -> str:
+    build = service(name)["build"]
+    assert isinstance(build, dict), f"{name}: `build` must name a context and a dockerfile"
+    return str(Path(build.get("context", ".")) / build["dockerfile"])
+
+
+def test_compose_runs_nats_and_the_four_services() -> None:
+    assert set(compose_services()) == {"nats", *SERVICES}
+
+
+def test_nats_is_the_official_image_with_jetstream_on_a_volume() -> None:
+    nats = service("nats")
+    image = nats["image"]
+    name, _, tag = image.partition(":")
+    assert name == "nats", "the official image, not a third-party one"
+    assert tag not in {"", "latest"}, f"pin a version: {image}"
+    command = nats["command"]
+    assert isinstance(command, list)
+    assert "--jetstream" in command or "-js" in command
+    store = (
+        command[command.index("--store_dir") + 1]
+        if "--store_dir" in command
+        else command[command.index("-sd") + 1]
+    )
+    volumes = [str(volume) for volume in nats["volumes"]]
+    mounted = {volume.split(":")[0]: volume.split(":")[1] for volume in volumes}
+    assert store in mounted.values(), (
+        f"JetStream's store {store} must be on a volume, not the container layer"
+    )
+    for volume_name, target in mounted.items():
+        if target == store:
+            assert volume_name in (compose().get("volumes") or {}), f"{volume_name} is not a declared volume"
+
+
+def test_nats_health_is_checked_on_the_monitoring_port_it_enables() -> None:
+    nats = service("nats")
+    command = nats["command"]
+    flag = "--http_port" if "--http_port" in command else "-m"
+    monitor = int(command[command.index(flag) + 1])
+    test = nats["healthcheck"]["test"]
+    assert test[0] == "CMD", "exec form: the nats image's shell tools are busybox only"
+    assert test[1] == "wget", "the alpine nats image has busybox wget, and no curl"
+    url = urlsplit(test[-1])
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", monitor, "/healthz")
+    assert nats["image"].endswith("-alpine"), "wget is only in the alpine variant (scratch has no tools)"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_build_context_and_dockerfile_exist(name: str) -> None:
+    build = service(name)["build"]
+    context = ROOT / build.get("context", ".")
+    assert context.resolve() == ROOT, (
+        "the context is the repository root: it holds poetry.lock and jobs_contract"
+    )
+    assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} does not exist"
+    assert (context / ".dockerignore").is_file()
+    assert "image" not in service(name), "an image name next to `build` makes compose try to pull it first"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_command_is_the_real_entry_point(name: str) -> None:
+    package = SERVICES[name].package
+    spec = service(name)
+    image = dockerfile(dockerfile_of(name)).final
+    command = spec.get("command", image.effective_cmd())
+    assert "entrypoint" not in spec, "nothing wraps the command"
+    assert image.effective_entrypoint() is None, "nothing wraps the command"
+    assert command == ["python", "-m", package]
+    assert (ROOT / package / "__main__.py").is_file(), f"`python -m {package}` needs {package}/__main__.py"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_variable_set_is_one_the_service_reads(name: str) -> None:
+    package = SERVICES[name].package
+    readable = settings_variables(package)
+    unknown = sorted(set(environment(service(name))) - set(readable))
+    assert not unknown, f"{name} sets {unknown}, which {package}.settings.Settings does not read"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_ports_agree_with_the_settings_and_the_image(name: str) -> None:
+    facts = SERVICES[name]
+    port = container_port(name)
+    env = environment(service(name))
+    set_port = env.get(facts.port_field.upper())
+    if set_port is not None:
+        assert int(set_port) == port, f"{facts.port_field.upper()} differs from the settings' {port}"
+    image = dockerfile(dockerfile_of(name)).final
+    assert image.exposed == [str(port)]
+    assert image.effective_env()[facts.port_field.upper()] == str(port)
+    for mapping in service(name).get("ports", []):
+        target = str(mapping).rsplit(":", 1)[-1]
+        assert int(target) == port, f"{name} publishes {mapping}, but the service listens on {port}"
+
+
+def test_the_graders_ports_are_published() -> None:
+    published: dict[str, int] = {}
+    for name in SERVICES:
+        for mapping in service(name).get("ports", []):
+            parts = interpolate(str(mapping)).split(":")
+            assert parts[0] == "127.0.0.1", (
+                "published on loopback by default: nothing here has authentication"
+            )
+            published[name] = int(parts[1])
+    assert published == {"analyzer": 8000, "gateway": 8001, "model_host": 8002}
+
+
+def _service_urls() -> list[tuple[str, str, str]]:
+    """(service, variable, URL) for every variable whose value is a URL to another service."""
+    found = []
+    for name in BUILT:
+        for variable, value in environment(service(name)).items():
+            if value and "://" in value:
+                found.append((name, variable, value))
+    return found
+
+
+def test_urls_point_at_a_service_of_this_file_on_its_real_port() -> None:
+    urls = _service_urls()
+    assert {(name, variable) for name, variable, _ in urls} >= {
+        ("analyzer", "NATS_URL"),
+        ("analyzer", "GATEWAY_URL"),
+        ("fetcher", "NATS_URL"),
+        ("gateway", "LOCAL_LLM_BASE_URL"),
+    }
+    for name, variable, value in urls:
+        url = urlsplit(value)
+        assert url.hostname in compose_services(), f"{name} {variable}={value}: no such service"
+        expected = NATS_CLIENT_PORT if url.hostname == "nats" else container_port(str(url.hostname))
+        assert url.port == expected, f"{name} {variable}={value}: {url.hostname} listens on {expected}"
+
+
+def test_openai_style_base_urls_end_in_v1() -> None:
+    env = environment(service("analyzer"))
+    assert urlsplit(env["GATEWAY_URL"] or "").path == "/v1"
+    assert urlsplit(environment(service("gateway"))["LOCAL_LLM_BASE_URL"] or "").path == "/v1"
+
+
+def test_nothing_starts_before_what_it_needs_is_healthy() -> None:
+    services = compose_services()
+    for name, variable, value in _service_urls():
+        target = str(urlsplit(value).hostname)
+        depends = services[name].get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on must be a mapping with conditions"
+        assert target in depends, f"{name} uses {target} ({variable}) but does not depend on it"
+    for name, spec in services.items():
+        for target, condition in (spec.get("depends_on") or {}).items():
+            assert condition["condition"] == "service_healthy", f"{name} -> {target}"
+            has_check = "healthcheck" in services[target] or (
+                target in SERVICES
+                and dockerfile(dockerfile_of(target)).final.effective_healthcheck() is not None
+            )
+            assert has_check, f"{name} waits for {target} to be healthy, but {target} has no health check"
+
+
+def test_only_model_host_may_be_left_out() -> None:
+    for name, spec in compose_services().items():
+        for target, condition in (spec.get("depends_on") or {}).items():
+            required = condition.get("required", True)
+            assert required is (target != "model_host"), f"{name} -> {target}: required={required}"
+
+
+def test_llm_provider_is_local_by_default_and_comes_from_the_shell() -> None:
+    env = environment(service("gateway"))
+    provider = env["LLM_PROVIDER"] or ""
+    assert interpolate(provider) == "local"
+    assert interpolate(provider, {"LLM_PROVIDER": "openai"}) == "openai"
+
+
+def test_secrets_are_passed_through_never_written_down() -> None:
+    for name, spec in compose_services().items():
+        for variable, value in environment(spec).items():
+            if SECRET_WORDS.search(variable):
+                assert value is None, f"{name}: {variable} must have no value (taken from the shell or .env)"
+        args = (spec.get("build") or {}).get("args") or {} if isinstance(spec.get("build"), dict) else {}
+        assert not [arg for arg in args if SECRET_WORDS.search(arg)], f"{name}: a secret as a build argument"
+
+
+def test_the_keys_the_readme_promises_reach_the_gateway() -> None:
+    env = environment(service("gateway"))
+    for variable in ("OPENAI_API_KEY", "OPENAI_MODEL", "DEEPSEEK_API_KEY", "DEEPSEEK_MODEL"):
+        assert variable in env, f"{variable} is not passed on to the gateway"
+    assert "GITHUB_TOKEN" in environment(service("fetcher"))
+
+
+def test_model_host_build_arguments_are_the_ones_its_dockerfile_takes() -> None:
+    build = service("model_host")["build"]
+    image = dockerfile(build["dockerfile"])
+    declared = set(image.global_args) | {name for stage in image.stages for name in stage.args}
+    assert set(build.get("args") or {}) <= declared
+    for value in (build.get("args") or {}).values():
+        assert interpolate(str(value)) == "", "the bundled model by default: every model argument empty"
+
+
+def test_the_override_leaves_model_host_out_and_nothing_else() -> None:
+    override = compose(WITHOUT_MODEL_HOST)
+    assert set(override["services"]) == {"model_host"}
+    assert override["services"]["model_host"] == {"profiles": ["local"]}
