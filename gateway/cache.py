@@ -1,0 +1,123 @@
+"""The review cache: the same function, provider, model and prompt costs one model call per TTL.
+
+In NATS JetStream KV when NATS_URL is set (shared by every gateway replica; the bucket's max age
+is the TTL), in process memory otherwise. A cache failure is logged and treated as a miss: it
+never fails a review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import msgspec
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import BadRequestError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from gateway.prompt import PROMPT_VERSION
+
+log = logging.getLogger("gateway.cache")
+
+
+class CachedReview(msgspec.Struct, kw_only=True, frozen=True):
+    suggestions: list[str]
+    provider: str
+    model: str
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(CachedReview)
+
+
+def review_key(code: str, provider: str, model: str, limit: int) -> str:
+    """A key over everything that changes a review; hex, so it is a valid NATS KV key."""
+    digest = hashlib.sha256(_ENCODER.encode([code, provider, model, PROMPT_VERSION, limit]))
+    return digest.hexdigest()
+
+
+class ReviewCache(Protocol):
+    async def get(self, key: str) -> CachedReview | None: ...
+
+    async def put(self, key: str, review: CachedReview) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """An LRU of at most `size` reviews, each kept `ttl` seconds (0: no expiry)."""
+
+    def __init__(self, ttl: float, size: int) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._items: OrderedDict[str, tuple[float, CachedReview]] = OrderedDict()
+
+    async def get(self, key: str) -> CachedReview | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, review = item
+        if self.ttl and time.monotonic() >= expires:
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return review
+
+    async def put(self, key: str, review: CachedReview) -> None:
+        if self.size == 0:
+            return
+        self._items[key] = (time.monotonic() + self.ttl, review)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    async def close(self) -> None:
+        self._items.clear()
+
+
+class NatsCache:
+    """Reviews in a JetStream KV bucket whose max age is the TTL."""
+
+    def __init__(self, connection: NatsClient, kv: KeyValue) -> None:
+        self.connection = connection
+        self.kv = kv
+
+    @classmethod
+    async def connect(cls, url: str, bucket: str, ttl: float) -> NatsCache:
+        """Connect and create (or reuse) the bucket. Raises what nats-py raises if NATS is unreachable."""
+        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, name="gateway")
+        js = connection.jetstream()
+        try:
+            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None)
+        except BadRequestError:
+            # The bucket exists with another TTL (set by an older deployment): use it as it is.
+            kv = await js.key_value(bucket)
+        return cls(connection, kv)
+
+    async def get(self, key: str) -> CachedReview | None:
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None
+        except Exception as exc:  # the cache must never fail a review
+            log.warning("review cache read failed: %s", exc)
+            return None
+        if entry.value is None:
+            return None
+        try:
+            return _DECODER.decode(entry.value)
+        except msgspec.DecodeError:
+            return None
+
+    async def put(self, key: str, review: CachedReview) -> None:
+        try:
+            await self.kv.put(key, _ENCODER.encode(review))
+        except Exception as exc:  # the cache must never fail a review
+            log.warning("review cache write failed: %s", exc)
+
+    async def close(self) -> None:
+        await self.connection.drain()

@@ -1,0 +1,90 @@
+"""The gateway's one error tree, and the one handler that turns it into JSON responses.
+
+Every error body has the shape OpenAI clients understand, so the `openai` package surfaces our
+message: `{"error": {"message": ..., "type": ..., "provider": ...}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+log = logging.getLogger("gateway.errors")
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True, frozen=True):
+    message: str
+    type: str
+    provider: str | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):
+    error: ErrorDetail
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers on purpose."""
+
+    status_code = 500
+    error_type = "gateway_error"
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+
+
+class ConfigError(GatewayError):
+    """The settings cannot work (raised at startup, never during a request)."""
+
+
+class MalformedBodyError(GatewayError):
+    """The request body is not JSON at all."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidInputError(GatewayError):
+    """The body is JSON but not what the route accepts (wrong type, empty code, too large...)."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+
+
+class UpstreamError(GatewayError):
+    """The provider failed for good: unreachable, 5xx or 429 after retries, or a rejected key."""
+
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The provider did not answer within the read timeout."""
+
+    status_code = 504
+    error_type = "upstream_timeout"
+
+
+def error_response(
+    status_code: int, message: str, error_type: str, provider: str | None = None
+) -> Response[bytes]:
+    body = ErrorBody(error=ErrorDetail(message=message, type=error_type, provider=provider))
+    return Response(msgspec.json.encode(body), status_code=status_code, media_type="application/json")
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Map any exception to a JSON error; unknown ones become a 500 that says nothing internal."""
+    if isinstance(exc, GatewayError):
+        if exc.status_code >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
+        return error_response(exc.status_code, exc.message, exc.error_type, exc.provider)
+    if isinstance(exc, HTTPException):
+        error_type = "invalid_request_error" if exc.status_code < 500 else "gateway_error"
+        return error_response(exc.status_code, str(exc.detail), error_type)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error in the gateway", "gateway_error")

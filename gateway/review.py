@@ -1,0 +1,189 @@
+"""A code review: deterministic checks and the model's opinion, merged, cached, with a fallback chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway.cache import CachedReview, ReviewCache, review_key
+from gateway.checks import RuffChecker
+from gateway.errors import InvalidInputError, UpstreamError, UpstreamTimeoutError
+from gateway.prompt import response_format, review_messages
+from gateway.suggestions import Suggestion, merge, model_suggestions, parse_model_output
+from gateway.upstream import Provider, Upstream
+
+log = logging.getLogger("gateway.review")
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+
+
+class Usage(msgspec.Struct, kw_only=True, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice]
+    usage: Usage | None = None
+
+
+_COMPLETION = msgspec.json.Decoder(_Completion)
+
+
+@dataclass(frozen=True)
+class Review:
+    """The suggestions and where they came from (provider, model, cache)."""
+
+    suggestions: list[str]
+    provider: str
+    model: str
+    cached: bool
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class ReviewLimits:
+    max_suggestions: int
+    max_code_bytes: int
+    max_tokens: int
+    temperature: float
+
+
+def validate_code(code: str, max_bytes: int) -> None:
+    """Raise InvalidInputError when the code is blank or larger than `max_bytes` (UTF-8)."""
+    if not code.strip():
+        raise InvalidInputError("function_code is empty: send the source of one Python function")
+    size = len(code.encode("utf-8", errors="surrogatepass"))
+    if size > max_bytes:
+        raise InvalidInputError(
+            f"function_code is {size} bytes; the limit is {max_bytes} (REVIEW_MAX_CODE_BYTES)"
+        )
+
+
+class Reviewer:
+    """Reviews one function: ruff and the provider chain run at the same time, then merge."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        providers: dict[str, Provider],
+        chain: list[str],
+        cache: ReviewCache,
+        checker: RuffChecker,
+        limits: ReviewLimits,
+    ) -> None:
+        self.upstream = upstream
+        self.providers = providers
+        self.chain = chain
+        self.cache = cache
+        self.checker = checker
+        self.limits = limits
+
+    async def review(self, code: str) -> Review:
+        """Review `code`.
+
+        Raises InvalidInputError for blank or oversized code; UpstreamError (502) or UpstreamTimeoutError
+        (504) naming the providers when every provider in the chain failed for good. A model that
+        answers nothing usable still yields the deterministic checks' suggestions.
+        """
+        validate_code(code, self.limits.max_code_bytes)
+        checks = asyncio.create_task(self.checker.check(code))
+        failures: list[UpstreamError] = []
+        try:
+            for name in self.chain:
+                provider = self.providers[name]
+                try:
+                    model = await self.upstream.model_for(provider)
+                    key = review_key(code, name, model, self.limits.max_suggestions)
+                    hit = await self.cache.get(key)
+                    if hit is not None:
+                        log.info("review cache hit (%s, %s)", name, model)
+                        return Review(hit.suggestions, name, model, cached=True, usage=Usage())
+                    raw, usage = await self._ask(provider, model, code)
+                except UpstreamError as exc:
+                    log.warning("review via %s failed: %s", name, exc.message)
+                    failures.append(exc)
+                    continue
+                suggestions = merge(await checks, model_suggestions(raw, code), self.limits.max_suggestions)
+                await self.cache.put(key, CachedReview(suggestions=suggestions, provider=name, model=model))
+                return Review(suggestions, name, model, cached=False, usage=usage)
+        finally:
+            if not checks.done():
+                checks.cancel()
+        raise _combined(failures)
+
+    async def checks_only(self, code: str) -> list[Suggestion]:
+        return await self.checker.check(code)
+
+    async def _ask(self, provider: Provider, model: str, code: str) -> tuple[list[str], Usage]:
+        """The model's suggestions; one retry when the answer is empty or unreadable, then []."""
+        usage = Usage()
+        for attempt in (1, 2):
+            body = self._request_body(provider, model, code)
+            response = await self.upstream.request(provider, "POST", "chat/completions", body)
+            if response.status_code != 200:
+                raise UpstreamError(
+                    f"{provider.name} refused the review request: HTTP {response.status_code}: "
+                    f"{response.text[:300]}",
+                    provider=provider.name,
+                )
+            try:
+                completion = _COMPLETION.decode(response.content)
+            except msgspec.DecodeError as exc:
+                raise UpstreamError(
+                    f"{provider.name} answered something that is not a chat completion",
+                    provider=provider.name,
+                ) from exc
+            usage = _add(usage, completion.usage)
+            content = completion.choices[0].message.content if completion.choices else None
+            parsed = parse_model_output(content)
+            if parsed is not None:
+                return parsed, usage
+            log.warning(
+                "%s answered no readable suggestions (attempt %d): %r",
+                provider.name,
+                attempt,
+                (content or "")[:200],
+            )
+        return [], usage
+
+    def _request_body(self, provider: Provider, model: str, code: str) -> bytes:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": review_messages(code, self.limits.max_suggestions),
+            "response_format": response_format(provider.structured),
+            "temperature": self.limits.temperature,
+        }
+        # OpenAI's newer models only take max_completion_tokens; DeepSeek and llama.cpp hosts take max_tokens.
+        body["max_completion_tokens" if provider.name == "openai" else "max_tokens"] = self.limits.max_tokens
+        return msgspec.json.encode(body)
+
+
+def _add(total: Usage, more: Usage | None) -> Usage:
+    if more is None:
+        return total
+    return Usage(
+        prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+        completion_tokens=total.completion_tokens + more.completion_tokens,
+        total_tokens=total.total_tokens + more.total_tokens,
+    )
+
+
+def _combined(failures: list[UpstreamError]) -> UpstreamError:
+    """One error for a failed chain: the last provider's kind (502/504), every provider's reason."""
+    last = failures[-1]
+    message = "; ".join(f.message for f in failures)
+    if isinstance(last, UpstreamTimeoutError):
+        return UpstreamTimeoutError(message, provider=last.provider)
+    return UpstreamError(message, provider=last.provider)

@@ -1,0 +1,94 @@
+"""Request and response bodies of the gateway's routes (the OpenAI shapes it needs, nothing more)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.review import Usage
+
+CODE_REVIEW_MODEL = "code-review"
+
+
+class AnalyzeRequest(msgspec.Struct, kw_only=True, frozen=True):
+    function_code: str
+
+
+class AnalyzeResponse(msgspec.Struct, kw_only=True, frozen=True):
+    suggestions: list[str]
+
+
+class ReviewContent(msgspec.Struct, kw_only=True, frozen=True):
+    """What the `code-review` model puts in `choices[0].message.content`, as JSON."""
+
+    suggestions: list[str]
+
+
+class ChatRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Just enough of a chat completion request to route it; the rest is forwarded untouched."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+
+
+class AssistantMessage(msgspec.Struct, kw_only=True, frozen=True):
+    role: str = "assistant"
+    content: str
+
+
+class Choice(msgspec.Struct, kw_only=True, frozen=True):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str = "stop"
+    logprobs: None = None
+
+
+class ChatCompletion(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class Delta(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True, frozen=True):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+
+
+class ModelCard(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = ""
+
+
+class ModelList(msgspec.Struct, kw_only=True, frozen=True):
+    object: str = "list"
+    data: list[ModelCard]
+
+
+class _UpstreamModels(msgspec.Struct):
+    data: list[ModelCard]
+
+
+UPSTREAM_MODELS = msgspec.json.Decoder(_UpstreamModels)

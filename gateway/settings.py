@@ -1,0 +1,99 @@
+"""Everything the gateway reads from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["openai", "deepseek", "local"]
+PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
+
+
+class Settings(BaseSettings):
+    """Gateway settings; each field reads the environment variable of the same name in upper case.
+
+    Raises `pydantic.ValidationError` when a value is malformed, when `LLM_PROVIDER` or `LLM_FALLBACK`
+    names an unknown provider, or when a provider in the chain needs an API key that is missing
+    (the message names the variable).
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8001, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    llm_provider: ProviderName = "local"
+    # Comma-separated providers tried in order when the chosen one fails for good, e.g. "local".
+    llm_fallback: str = ""
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+
+    deepseek_api_key: SecretStr | None = None
+    deepseek_base_url: str = "https://api.deepseek.com"
+    deepseek_model: str = "deepseek-chat"
+
+    local_llm_base_url: str = "http://127.0.0.1:8002/v1"
+    # Empty: the first model the local host lists at /v1/models (the one it serves).
+    local_llm_model: str = ""
+    local_llm_api_key: SecretStr | None = None
+
+    # SSH tunnel to a model host reachable only by SSH: LOCAL_LLM_BASE_URL is then resolved on the SSH server.
+    local_llm_ssh_host: str | None = None
+    local_llm_ssh_port: int = Field(default=22, ge=1, le=65535)
+    local_llm_ssh_user: str | None = None
+    local_llm_ssh_key: Path | None = None
+    # Empty: ~/.ssh/known_hosts. The server's host key is always checked.
+    local_llm_ssh_known_hosts: Path | None = None
+
+    llm_connect_timeout: float = Field(default=5.0, gt=0)
+    llm_read_timeout: float = Field(default=120.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_backoff: float = Field(default=0.5, ge=0)
+    llm_retry_after_max: float = Field(default=30.0, ge=0)
+
+    review_max_suggestions: int = Field(default=8, ge=1, le=50)
+    review_max_code_bytes: int = Field(default=65536, ge=1)
+    review_max_tokens: int = Field(default=512, ge=16)
+    review_temperature: float = Field(default=0.2, ge=0, le=2)
+    review_cache_ttl: float = Field(default=86400.0, ge=0)
+    review_cache_size: int = Field(default=4096, ge=0)
+    review_cache_bucket: str = "gateway_reviews"
+    nats_url: str | None = None
+
+    @field_validator("nats_url", "local_llm_ssh_host", "local_llm_ssh_user", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _chain_is_usable(self) -> Settings:
+        for name in self.provider_chain:
+            if name not in PROVIDER_NAMES:
+                raise ValueError(
+                    f"LLM_FALLBACK names unknown provider {name!r}; use {', '.join(PROVIDER_NAMES)}"
+                )
+            if name == "openai" and not _has(self.openai_api_key):
+                raise ValueError(f"provider {name!r} is in the chain but OPENAI_API_KEY is not set")
+            if name == "deepseek" and not _has(self.deepseek_api_key):
+                raise ValueError(f"provider {name!r} is in the chain but DEEPSEEK_API_KEY is not set")
+        return self
+
+    @property
+    def provider_chain(self) -> list[str]:
+        """The chosen provider first, then the fallbacks, without repeats."""
+        chain: list[str] = [self.llm_provider]
+        for part in self.llm_fallback.split(","):
+            name = part.strip().lower()
+            if name and name not in chain:
+                chain.append(name)
+        return chain
+
+
+def _has(secret: SecretStr | None) -> bool:
+    return secret is not None and secret.get_secret_value().strip() != ""

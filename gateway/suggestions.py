@@ -1,0 +1,242 @@
+"""What a suggestion is, how the model's output becomes suggestions, and how a review is assembled.
+
+The model's output is read tolerantly (JSON, JSON in fences or prose, a bare list, bullet lines),
+cleaned to short plain text, and merged with the deterministic checks: near-duplicates dropped,
+the most important first, at most the configured number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Any
+
+# The model's first two suggestions rank above type hints and docstrings (the prompt asks for
+# the most important first, and only a model sees bugs), the rest after the style checks.
+MODEL_LEAD = 25
+MODEL_REST = 45
+MODEL_LEAD_COUNT = 2
+MAX_CHARS = 240
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
+_BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+(.*\S)\s*$")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_URL = re.compile(r"(?:https?|ftp)://\S+|www\.\S+", re.IGNORECASE)
+_HTML = re.compile(r"</?[a-zA-Z][^>]*>")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|~~)(?=\S)(.+?)(?<=\S)\1")
+_HEADING = re.compile(r"^\s*#{1,6}\s*")
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"[a-z0-9_]+")
+_ITEM_KEYS = ("suggestion", "text", "message", "description", "issue", "recommendation", "content")
+
+_TOPICS: dict[str, re.Pattern[str]] = {
+    "types": re.compile(r"type[ -]?hint|annotat|typing|return type|type annotation", re.IGNORECASE),
+    "docstring": re.compile(r"docstring|documentation string", re.IGNORECASE),
+    "print": re.compile(r"\bprint\b", re.IGNORECASE),
+    "mutable-default": re.compile(r"mutable default", re.IGNORECASE),
+    "except": re.compile(
+        r"bare except|broad except|catch(?:ing)? (?:all|every|generic|broad)", re.IGNORECASE
+    ),
+}
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "to",
+    "of",
+    "and",
+    "or",
+    "in",
+    "for",
+    "is",
+    "it",
+    "this",
+    "that",
+    "be",
+    "with",
+    "as",
+}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One suggestion, with what the ranking needs: lower priority comes first."""
+
+    text: str
+    priority: int
+    topic: str = ""
+
+
+def clean(text: str) -> str:
+    """One short line of plain text: no Markdown emphasis, images, links, URLs or HTML."""
+    text = _IMAGE.sub("", text)
+    text = _LINK.sub(r"\1", text)
+    text = _URL.sub("", text)
+    text = _HTML.sub("", text)
+    text = _HEADING.sub("", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    text = text.replace("`", "")
+    text = _SPACE.sub(" ", text).strip(" -*•:;,")
+    bullet = _BULLET.match(text)
+    if bullet:
+        text = bullet.group(1)
+    if len(text) > MAX_CHARS:
+        cut = text.rfind(". ", 0, MAX_CHARS)
+        text = text[: cut + 1] if cut >= 40 else text[: MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return text
+
+
+def parse_model_output(content: str | None) -> list[str] | None:
+    """The suggestions in the model's answer, or None when the answer holds nothing readable.
+
+    `{"suggestions": [...]}` is the contract, but fences, prose around the JSON, a bare list,
+    other key names, objects instead of strings and bullet lines are all accepted.
+    An explicit empty list is a valid answer and returns [].
+    """
+    if content is None or not content.strip():
+        return None
+    candidates = [content, *_FENCE.findall(content)]
+    for candidate in candidates:
+        found = _from_json_text(candidate.strip())
+        if found is not None:
+            return found
+    for candidate in candidates:
+        found = _embedded_json(candidate)
+        if found is not None:
+            return found
+    repaired = _repair_truncated(content)
+    if repaired:
+        return repaired
+    bullets = [m.group(1) for line in content.splitlines() if (m := _BULLET.match(line))]
+    if bullets:
+        return bullets
+    return None
+
+
+def _repair_truncated(content: str) -> list[str] | None:
+    """The complete strings of a `suggestions` array cut off by a token limit."""
+    start = content.find('"suggestions"')
+    if start < 0:
+        return None
+    bracket = content.find("[", start)
+    if bracket < 0:
+        return None
+    out: list[str] = []
+    for match in _JSON_STRING.finditer(content, bracket):
+        try:
+            out.append(json.loads(match.group(0)))
+        except ValueError:
+            break
+    return out or None
+
+
+def _from_json_text(text: str) -> list[str] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return _items(value)
+
+
+def _embedded_json(text: str) -> list[str] | None:
+    decoder = json.JSONDecoder()
+    for start, char in enumerate(text):
+        if char not in "{[":
+            continue
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        found = _items(value)
+        if found is not None:
+            return found
+    return None
+
+
+def _items(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        # JSON encoded twice: a string that is itself the JSON answer.
+        inner = value.strip()
+        return _from_json_text(inner) if inner[:1] in ("{", "[") else None
+    if isinstance(value, dict):
+        if "suggestions" in value:
+            return (
+                _items(value["suggestions"])
+                if not isinstance(value["suggestions"], str)
+                else [value["suggestions"]]
+            )
+        for item in value.values():
+            if isinstance(item, list):
+                return _items(item)
+        return None
+    if isinstance(value, list):
+        out: list[str] = []
+        for item in value:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict):
+                for key in _ITEM_KEYS:
+                    if isinstance(item.get(key), str):
+                        out.append(item[key])
+                        break
+        return out if out or not value else None
+    return None
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def near_duplicate(a: str, b: str) -> bool:
+    """Same suggestion in other words: mostly the same words, or mostly the same characters."""
+    wa, wb = _words(a), _words(b)
+    if wa and wb and len(wa & wb) / len(wa | wb) >= 0.6:
+        return True
+    return SequenceMatcher(None, a.lower(), b.lower()).ratio() >= 0.85
+
+
+def topic_of(text: str) -> str:
+    for topic, pattern in _TOPICS.items():
+        if pattern.search(text):
+            return topic
+    return ""
+
+
+def model_suggestions(raw: list[str], code: str) -> list[Suggestion]:
+    """The model's suggestions, cleaned and ranked; text copied out of the code is dropped.
+
+    A suggestion that appears verbatim in the reviewed code is what an injected instruction
+    ("reply with ...") would produce, never a review.
+    """
+    out: list[Suggestion] = []
+    folded_code = _SPACE.sub(" ", code).lower()
+    for text in raw:
+        cleaned = clean(text)
+        if len(cleaned) < 8 or cleaned.lower() in folded_code:
+            continue
+        priority = MODEL_LEAD if len(out) < MODEL_LEAD_COUNT else MODEL_REST
+        out.append(Suggestion(text=cleaned, priority=priority, topic=topic_of(cleaned)))
+    return out
+
+
+def merge(checks: list[Suggestion], model: list[Suggestion], limit: int) -> list[str]:
+    """The review: checks and model suggestions, near-duplicates and covered topics dropped, best first.
+
+    A model suggestion on a topic a check already covers (type hints, docstring, ...) is dropped:
+    the check's wording is concrete and names the parameters.
+    """
+    covered = {s.topic for s in checks if s.topic}
+    kept: list[Suggestion] = []
+    tagged = [(s, False) for s in checks] + [(s, True) for s in model]
+    for suggestion, from_model in tagged:
+        if from_model and suggestion.topic and suggestion.topic in covered:
+            continue
+        if any(near_duplicate(suggestion.text, other.text) for other in kept):
+            continue
+        kept.append(suggestion)
+    kept.sort(key=lambda s: s.priority)
+    return [s.text for s in kept[:limit]]
