@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import tarfile
 import time
@@ -11,11 +12,13 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
 from fetcher.app import create_app
 from fetcher.settings import Settings
@@ -35,9 +38,9 @@ from jobs_contract import (
 TERMINAL = {JobStatus.READY, JobStatus.FAILED}
 
 
-def fetcher_settings(nats_url: str, github_api_url: str, **overrides: object) -> Settings:
+def fetcher_settings(nats_url: str, github_api_url: str, **overrides: Any) -> Settings:
     """Settings for a fetcher under test: no HTTP side, short waits, no .env."""
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "nats_url": nats_url,
         "github_api_url": github_api_url,
         "github_token": None,
@@ -50,7 +53,7 @@ def fetcher_settings(nats_url: str, github_api_url: str, **overrides: object) ->
         "fetcher_http_timeout_s": 10.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @asynccontextmanager
@@ -120,9 +123,10 @@ class Analyzer:
         """The job's record once it is ready or failed (the bound only keeps a broken run finite)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            record = await self.record(job_id)
-            if record.status in TERMINAL:
-                return record
+            with contextlib.suppress(KeyNotFoundError):
+                record = await self.record(job_id)
+                if record.status in TERMINAL:
+                    return record
             await asyncio.sleep(0.02)
         raise AssertionError(f"job {job_id} not finished within {timeout} s: {await self.record(job_id)}")
 
@@ -172,6 +176,19 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, *, linkname: str = "") -> t
     info.mode = 0o644
     info.linkname = linkname
     return info
+
+
+def raw_header(name: str, size: int) -> bytes:
+    """One ustar header block for a regular file of `size` bytes (the data is up to the caller)."""
+    info = member(name)
+    info.size = size
+    return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+
+
+def raw_member(name: str, data: bytes) -> bytes:
+    """A header and its data, padded to whole blocks: concatenate these to build a tar by hand."""
+    padding = -len(data) % tarfile.BLOCKSIZE
+    return raw_header(name, len(data)) + data + b"\0" * padding
 
 
 def gzip_bytes(data: bytes) -> bytes:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from fetcher.settings import Settings
-from jobs_contract import JobStatus, snapshot_key
-from tests.fetcher.helpers import Analyzer
+from jobs_contract import FetchRequest, JobRecord, JobStatus, snapshot_key
+from tests.fetcher.helpers import Analyzer, gzip_bytes, member, tar_bytes
 from tests.support.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.nats
 
-FILES = {
+FILES: dict[str, bytes | str] = {
     "README.md": "# demo\n",
     "pkg/__init__.py": "",
     "pkg/core.py": "def add(a, b):\n    return a + b\n",
@@ -40,8 +41,8 @@ async def test_default_branch_is_fetched_and_only_python_files_are_stored(
     assert snapshot.commit_sha == sha
     assert snapshot.files == {
         "pkg/__init__.py": b"",
-        "pkg/core.py": FILES["pkg/core.py"].encode(),
-        "pkg/sub/deep.py": FILES["pkg/sub/deep.py"].encode(),
+        "pkg/core.py": b"def add(a, b):\n    return a + b\n",
+        "pkg/sub/deep.py": b"class A:\n    def m(self):\n        return 1\n",
     }
     assert record.bytes == sum(len(v) for v in snapshot.files.values())
     assert len(jobs.events_for(job_id, "completed")) == 1
@@ -52,3 +53,124 @@ async def test_default_branch_is_fetched_and_only_python_files_are_stored(
         "/repos/octo/demo/tarball/trunk",
         "/codeload/octo/demo/legacy.tar.gz/trunk",
     ]
+
+
+async def test_explicit_ref_is_fetched_and_the_job_records_it(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    fake_github.add_repo("octo", "demo", FILES)
+    tag_sha = fake_github.add_repo("octo", "demo", {"old.py": "x = 1\n"}, ref="v1.0")
+
+    job_id = await jobs.submit("octo", "demo", "v1.0")
+    record = await jobs.wait(job_id)
+
+    assert record.status is JobStatus.READY, record.error
+    assert (record.ref, record.commit_sha, record.files) == ("v1.0", tag_sha, 1)
+    assert (await jobs.snapshot(record.snapshot or "")).files == {"old.py": b"x = 1\n"}
+    # No GET /repos: the ref was given.
+    assert fake_github.requests[0].path == "/repos/octo/demo/tarball/v1.0"
+
+
+async def test_without_a_pax_comment_the_sha_comes_from_the_commits_api(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    archive = gzip_bytes(tar_bytes([(member("octo-plain-1234567/a.py"), b"a = 1\n")]))
+    sha = fake_github.add_archive("octo", "plain", archive)
+
+    record = await jobs.wait(await jobs.submit("octo", "plain"))
+
+    assert record.status is JobStatus.READY, record.error
+    assert record.commit_sha == sha
+    assert fake_github.requests_to(r"/commits/main$")
+
+
+async def test_progress_events_and_record_while_fetching(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    fake_github.add_repo("octo", "big", {f"m{i}.py": "x = 1\n" * 2000 for i in range(40)})
+    fake_github.chunk_size = 16 * 1024
+    fake_github.chunk_delay = 0.01
+
+    job_id = await jobs.submit("octo", "big")
+    record = await jobs.wait(job_id)
+
+    assert record.status is JobStatus.READY, record.error
+    progress = jobs.events_for(job_id, "progress")
+    assert progress, "no progress events"
+    assert all(e.status is JobStatus.FETCHING for e in progress)
+    shares = [e.progress for e in progress]
+    assert shares == sorted(shares)
+    assert 0 < max(shares) < 1
+    [completed] = jobs.events_for(job_id, "completed")
+    assert (completed.status, completed.files, completed.commit_sha) == (
+        JobStatus.READY,
+        40,
+        record.commit_sha,
+    )
+
+
+async def test_one_commit_is_stored_once_and_a_request_delivered_twice_completes_once(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    sha = fake_github.add_repo("octo", "demo", FILES)
+    first = await jobs.submit("octo", "demo")
+    record = await jobs.wait(first)
+    info = await jobs.stores.repos.get_info(record.snapshot or "")
+
+    # Another job for the same commit (by its sha): no second download, no second object.
+    second = await jobs.wait(await jobs.submit("octo", "demo", sha))
+    assert second.status is JobStatus.READY, second.error
+    assert (second.snapshot, second.files, second.bytes) == (record.snapshot, record.files, record.bytes)
+    assert (await jobs.stores.repos.get_info(record.snapshot or "")).nuid == info.nuid
+    assert len(fake_github.requests_to("/codeload/")) == 1
+
+    # The same request again (a retry outside the duplicate window): one completion event only.
+    body = msgspec.json.encode(FetchRequest(job_id=first, owner="octo", repo="demo", requested_at=1.0))
+    await jobs.publish_raw(body, msg_id=f"{first}-again")
+    marker = await jobs.submit("octo", "demo", sha)  # queued behind it: when done, so is the retry
+    await jobs.wait(marker)
+    assert len(jobs.events_for(first, "completed")) == 1
+    assert (await jobs.record(first)).updated_at == record.updated_at
+    assert [o.name for o in await jobs.stores.repos.list()] == [record.snapshot]
+
+
+async def test_a_malformed_request_fails_its_job_and_the_fetcher_keeps_serving(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    fake_github.add_repo("octo", "demo", FILES)
+    job_id = "malformed-1"
+    await jobs.submit("octo", "demo", job_id=job_id)  # a proper record ...
+    await jobs.wait(job_id)
+    bad_id = "malformed-2"
+    now = 1.0
+    await jobs.stores.kv.put(
+        bad_id,
+        msgspec.json.encode(
+            JobRecord(
+                job_id=bad_id, status=JobStatus.QUEUED, owner="o", repo="r", created_at=now, updated_at=now
+            )
+        ),
+    )
+    await jobs.publish_raw(b'{"job_id": "malformed-2", "owner": "o"}', msg_id="m2")
+    await jobs.publish_raw(b"\xff not json", msg_id="m3")
+    await jobs.publish_raw(b'{"job_id": "x", "owner": "../etc", "repo": "r", "requested_at": 1}', msg_id="m4")
+
+    record = await jobs.wait(bad_id)
+    assert record.status is JobStatus.FAILED
+    assert "invalid fetch request" in (record.error or "")
+    assert "repo" in (record.error or "")
+    assert len(jobs.events_for(bad_id, "failed")) == 1
+    # Still serving.
+    assert (await jobs.wait(await jobs.submit("octo", "demo"))).status is JobStatus.READY
+
+
+async def test_a_missing_job_record_is_created_from_the_request(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    fake_github.add_repo("octo", "demo", FILES)
+    body = msgspec.json.encode(FetchRequest(job_id="no-record", owner="octo", repo="demo", requested_at=5.0))
+    await jobs.publish_raw(body, msg_id="no-record")
+
+    record = await jobs.wait("no-record")
+
+    assert (record.status, record.created_at, record.owner) == (JobStatus.READY, 5.0, "octo")
