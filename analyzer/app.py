@@ -1,0 +1,177 @@
+"""The analyzer's HTTP API: start repository jobs, follow them, review one function of a fetched repository.
+
+- `POST /analyze/start` `{"repo_url"}` -> 200 `{"job_id"}` (the fetch happens in the background, by a fetcher)
+- `GET /analyze/jobs/{job_id}` -> the job record
+- `POST /analyze/function` `{"job_id", "function_name"}` -> 200 `{"suggestions": [...]}`
+- `GET /health` -> 200 while NATS is connected, else 503
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.responses import create_exception_response
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from nats.aio.client import Client as NatsClient
+from openai import AsyncOpenAI
+
+from analyzer.analysis import Analysis
+from analyzer.errors import (
+    AnalyzerError,
+    analyzer_error_handler,
+    unexpected_error_handler,
+    validation_error_handler,
+)
+from analyzer.jobs import JobStore
+from analyzer.logs import REQUEST_ID_HEADER, job_id_var, request_id_middleware, setup_logging
+from analyzer.repo_url import parse_repo_url
+from analyzer.review import Reviewer
+from analyzer.settings import Settings
+from analyzer.snapshots import SnapshotCache
+from jobs_contract import JobRecord, ensure_jetstream
+
+# -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
+
+
+class StartRequest(msgspec.Struct, kw_only=True, frozen=True):
+    repo_url: str
+
+
+class StartResponse(msgspec.Struct, kw_only=True, frozen=True):
+    job_id: str
+
+
+class FunctionRequest(msgspec.Struct, kw_only=True, frozen=True):
+    job_id: str
+    function_name: str
+
+
+class FunctionResponse(msgspec.Struct, kw_only=True, frozen=True):
+    suggestions: list[str]
+
+
+class Health(msgspec.Struct, kw_only=True, frozen=True):
+    status: str
+    nats: str
+
+
+# -- what the handlers use, built in the lifespan -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Services:
+    nc: NatsClient
+    jobs: JobStore
+    analysis: Analysis
+
+
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+@post("/analyze/start", status_code=HTTP_200_OK)
+async def start_job(data: JSONBody[StartRequest], services: NamedDependency[Services]) -> StartResponse:
+    """Queue a fetch of the repository; answers at once, before any download."""
+    target = parse_repo_url(data.repo_url)
+    record = await services.jobs.start(target)
+    job_id_var.set(record.job_id)
+    return StartResponse(job_id=record.job_id)
+
+
+@get("/analyze/jobs/{job_id:str}")
+async def get_job(job_id: FromPath[str], services: NamedDependency[Services]) -> JobRecord:
+    """The job as the `jobs` KV bucket holds it: status, repo, ref, commit sha, counts, error, timestamps."""
+    job_id_var.set(job_id)
+    return await services.jobs.get(job_id)
+
+
+@post("/analyze/function", status_code=HTTP_200_OK)
+async def analyze_function(
+    data: JSONBody[FunctionRequest], request: Request[Any, Any, Any], services: NamedDependency[Services]
+) -> FunctionResponse:
+    """Review one function of the job's repository; waits for a job that is still being fetched."""
+    suggestions = await services.analysis.review(
+        data.job_id, data.function_name, request_id=request.headers.get(REQUEST_ID_HEADER)
+    )
+    return FunctionResponse(suggestions=suggestions)
+
+
+@get("/health", sync_to_thread=False)
+def health(services: NamedDependency[Services]) -> Response[Health]:
+    if services.nc.is_connected:
+        return Response(Health(status="ok", nats="connected"), status_code=HTTP_200_OK)
+    return Response(
+        Health(status="unavailable", nats="disconnected"), status_code=HTTP_503_SERVICE_UNAVAILABLE
+    )
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
+    settings = settings or Settings()
+    setup_logging(settings.analyzer_log_level)
+
+    @asynccontextmanager
+    async def connections(app: Litestar) -> AsyncIterator[None]:
+        nc = await nats.connect(
+            settings.nats_url,
+            name="codereview-analyzer",
+            connect_timeout=settings.nats_timeout_s,
+            max_reconnect_attempts=-1,
+        )
+        gateway = AsyncOpenAI(
+            base_url=settings.gateway_url,
+            api_key=settings.gateway_api_key.get_secret_value(),
+            timeout=settings.gateway_timeout_s,
+            max_retries=settings.gateway_retries,
+        )
+        try:
+            js = nc.jetstream(timeout=settings.nats_timeout_s)
+            stores = await ensure_jetstream(js)
+            jobs = JobStore(js, stores.kv)
+            snapshots = SnapshotCache(
+                stores.repos,
+                max_entries=settings.analyzer_snapshot_cache_entries,
+                max_bytes=settings.analyzer_snapshot_cache_bytes,
+            )
+            analysis = Analysis(
+                jobs,
+                snapshots,
+                Reviewer(gateway, settings.gateway_model),
+                wait_timeout_s=settings.analyzer_wait_timeout_s,
+                source_max_chars=settings.analyzer_source_max_chars,
+            )
+            app.state.services = Services(nc=nc, jobs=jobs, analysis=analysis)
+            yield
+        finally:
+            await gateway.close()
+            await nc.drain()
+
+    return Litestar(
+        route_handlers=[start_job, get_job, analyze_function, health],
+        lifespan=[connections],
+        dependencies={"services": Provide(_services, sync_to_thread=False)},
+        middleware=[request_id_middleware],
+        exception_handlers={
+            AnalyzerError: analyzer_error_handler,
+            ValidationException: validation_error_handler,
+            HTTPException: create_exception_response,
+            Exception: unexpected_error_handler,
+        },
+    )

@@ -1,0 +1,146 @@
+"""The analyzer's error tree, and the one exception handler that turns it into JSON responses.
+
+Handlers raise these and never build error responses by hand. Every error body has Litestar's
+usual shape: `{"status_code": N, "detail": "...", "extra": {...}}` (`extra` only when there is some).
+"""
+
+# Names say what went wrong (JobNotFound, as the style guide has it), not that it is an error.
+# ruff: noqa: N818
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from litestar import Request, Response
+from litestar.exceptions import ValidationException
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_502_BAD_GATEWAY,
+    HTTP_503_SERVICE_UNAVAILABLE,
+    HTTP_504_GATEWAY_TIMEOUT,
+)
+
+logger = logging.getLogger("analyzer.errors")
+
+
+class AnalyzerError(Exception):
+    """Base of every error the analyzer answers on purpose; `status_code` is the HTTP status."""
+
+    status_code: ClassVar[int] = HTTP_500_INTERNAL_SERVER_ERROR
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+# -- bad input (422) -------------------------------------------------------------------------
+
+
+class BadInput(AnalyzerError):
+    status_code = HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class InvalidRepoUrl(BadInput):
+    """The repo_url is not one of the accepted GitHub repository URL forms."""
+
+
+class InvalidJobId(BadInput):
+    """A job id that the analyzer could never have issued (empty, too long, bad characters)."""
+
+
+class InvalidFunctionName(BadInput):
+    """An empty or malformed dotted function name."""
+
+
+class SourceDoesNotParse(BadInput):
+    """The file the function would be in is not valid Python 3; waiting will not change that."""
+
+
+# -- not found (404) -------------------------------------------------------------------------
+
+
+class JobNotFound(AnalyzerError):
+    status_code = HTTP_404_NOT_FOUND
+
+
+class FunctionNotFound(AnalyzerError):
+    status_code = HTTP_404_NOT_FOUND
+
+
+# -- state conflicts (409) -------------------------------------------------------------------
+
+
+class JobNotReady(AnalyzerError):
+    """The job was still queued or fetching when the wait ran out."""
+
+    status_code = HTTP_409_CONFLICT
+
+
+class JobFailed(AnalyzerError):
+    status_code = HTTP_409_CONFLICT
+
+
+class SnapshotUnavailable(AnalyzerError):
+    """The job says ready but its stored files are gone or unreadable: start a new job."""
+
+    status_code = HTTP_409_CONFLICT
+
+
+# -- upstream (502/503/504) ------------------------------------------------------------------
+
+
+class GatewayError(AnalyzerError):
+    """The gateway could not be reached, failed, or answered something that is not a review."""
+
+    status_code = HTTP_502_BAD_GATEWAY
+
+
+class GatewayTimeout(GatewayError):
+    status_code = HTTP_504_GATEWAY_TIMEOUT
+
+
+class NatsUnavailable(AnalyzerError):
+    """NATS (job records, the fetch queue, the stored files) did not answer."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+
+def _body(status_code: int, detail: str, extra: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status_code": status_code, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return body
+
+
+def analyzer_error_handler(request: Request[Any, Any, Any], exc: AnalyzerError) -> Response[dict[str, Any]]:
+    """The one mapping from the error tree to HTTP."""
+    if exc.status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
+        logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
+    else:
+        logger.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
+    return Response(_body(exc.status_code, exc.detail, exc.extra), status_code=exc.status_code)
+
+
+def validation_error_handler(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    """A body that is not JSON or misses/mistypes a field is bad input: 422, as FastAPI answers it."""
+    logger.info("%s %s -> 422: %s", request.method, request.url.path, exc.detail)
+    return Response(
+        _body(HTTP_422_UNPROCESSABLE_ENTITY, exc.detail, exc.extra),
+        status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+    )
+
+
+def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A bug: log it with its traceback, answer a JSON 500 that leaks nothing."""
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return Response(
+        _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal error (logged by the analyzer)", None),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )

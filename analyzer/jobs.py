@@ -1,0 +1,179 @@
+"""Jobs on NATS: create the record in the `jobs` KV bucket, queue the fetch request, read and await records.
+
+The analyzer keeps no job state of its own: every answer comes from the KV bucket, so any number
+of analyzers can serve the same jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from analyzer.errors import InvalidJobId, JobFailed, JobNotFound, JobNotReady, NatsUnavailable
+from analyzer.repo_url import RepoTarget
+from jobs_contract import FETCH_SUBJECT, FetchRequest, JobRecord, JobStatus
+
+logger = logging.getLogger("analyzer.jobs")
+
+# Job ids the analyzer issues are uuid4 hex; accept any id a KV key and a NATS subject token can hold.
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+TERMINAL = frozenset({JobStatus.READY, JobStatus.FAILED})
+
+_record_decoder = msgspec.json.Decoder(JobRecord)
+_encoder = msgspec.json.Encoder()
+
+
+def check_job_id(job_id: str) -> str:
+    """The job id itself, or InvalidJobId (422) if no job could have it."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise InvalidJobId(
+            f"job_id {job_id[:200]!r} is not a job id: expected 1-128 letters, digits, '-' or '_'",
+            job_id=job_id[:200],
+        )
+    return job_id
+
+
+class JobStore:
+    """Job records in the KV bucket and the fetch queue, as the analyzer uses them."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        kv: KeyValue,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._js = js
+        self._kv = kv
+        self._clock = clock
+        self._new_id = new_id
+
+    async def start(self, target: RepoTarget) -> JobRecord:
+        """Create a queued job for `target` and queue its fetch request (message id = job id).
+
+        Raises NatsUnavailable (503) if NATS does not take the record or the request; a job whose
+        request could not be queued is marked failed, so it never waits forever.
+        """
+        now = self._clock()
+        record = JobRecord(
+            job_id=self._new_id(),
+            status=JobStatus.QUEUED,
+            owner=target.owner,
+            repo=target.repo,
+            ref=target.ref,
+            created_at=now,
+            updated_at=now,
+        )
+        request = FetchRequest(
+            job_id=record.job_id, owner=target.owner, repo=target.repo, ref=target.ref, requested_at=now
+        )
+        try:
+            await self._kv.create(record.job_id, _encoder.encode(record))
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise NatsUnavailable(f"could not create the job record on NATS: {exc!r}") from exc
+        try:
+            await self._js.publish(
+                FETCH_SUBJECT, _encoder.encode(request), headers={"Nats-Msg-Id": record.job_id}
+            )
+        except (TimeoutError, nats.errors.Error) as exc:
+            await self._fail_unqueued(record, exc)
+            raise NatsUnavailable(f"could not queue the fetch request on NATS: {exc!r}") from exc
+        logger.info(
+            "job %s queued for %s/%s@%s", record.job_id, target.owner, target.repo, target.ref or "(default)"
+        )
+        return record
+
+    async def _fail_unqueued(self, record: JobRecord, exc: BaseException) -> None:
+        failed = msgspec.structs.replace(
+            record,
+            status=JobStatus.FAILED,
+            error=f"the fetch request could not be queued: {exc!r}",
+            updated_at=self._clock(),
+        )
+        try:
+            await self._kv.put(record.job_id, _encoder.encode(failed))
+        except (TimeoutError, nats.errors.Error):
+            logger.warning("job %s: could not mark it failed after the queueing error", record.job_id)
+
+    async def get(self, job_id: str) -> JobRecord:
+        """The job's current record. Raises InvalidJobId (422), JobNotFound (404), NatsUnavailable (503)."""
+        check_job_id(job_id)
+        try:
+            entry = await self._kv.get(job_id)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError) as exc:
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id) from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise NatsUnavailable(f"could not read job {job_id!r} from NATS: {exc!r}") from exc
+        if entry.value is None:
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        return _decode(job_id, entry.value)
+
+    async def wait_ready(self, job_id: str, wait_s: float) -> JobRecord:
+        """The job's record once it is ready, waiting up to `wait_s` seconds while it is queued/fetching.
+
+        Raises InvalidJobId (422), JobNotFound (404), JobFailed (409, with the job's reason),
+        JobNotReady (409, with the status it still had), NatsUnavailable (503).
+        """
+        record = await self.get(job_id)
+        if record.status not in TERMINAL and wait_s > 0:
+            record = await self._watch_until_terminal(record, wait_s)
+        if record.status == JobStatus.READY:
+            return record
+        if record.status == JobStatus.FAILED:
+            raise JobFailed(
+                f"job {job_id} failed: {record.error or 'no reason given'}",
+                job_id=job_id,
+                status=str(record.status),
+                error=record.error,
+            )
+        raise JobNotReady(
+            f"job {job_id} is still {record.status} after waiting {wait_s:g} s; try again later",
+            job_id=job_id,
+            status=str(record.status),
+            progress=record.progress,
+        )
+
+    async def _watch_until_terminal(self, record: JobRecord, wait_s: float) -> JobRecord:
+        job_id = record.job_id
+        try:
+            watcher = await self._kv.watch(job_id)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise NatsUnavailable(f"could not watch job {job_id!r} on NATS: {exc!r}") from exc
+        try:
+            async with asyncio.timeout(wait_s):
+                # The watcher first delivers the key's current value, so no update between our get
+                # and the watch can be missed.
+                async for entry in watcher:
+                    if entry is None:  # "no more history" marker
+                        continue
+                    if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                        raise JobNotFound(f"job {job_id!r} was deleted while waiting", job_id=job_id)
+                    record = _decode(job_id, entry.value)
+                    if record.status in TERMINAL:
+                        return record
+        except TimeoutError:
+            pass
+        finally:
+            try:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            except (TimeoutError, nats.errors.Error):
+                logger.debug("job %s: watcher stop failed", job_id)
+        return record
+
+
+def _decode(job_id: str, value: bytes) -> JobRecord:
+    try:
+        return _record_decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise NatsUnavailable(f"job {job_id!r} has an unreadable record in NATS: {exc}") from exc

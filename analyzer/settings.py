@@ -1,0 +1,37 @@
+"""The analyzer's configuration, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Field names are the environment variable names in lower case (ANALYZER_PORT -> analyzer_port)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    analyzer_host: str = "127.0.0.1"
+    analyzer_port: int = Field(default=8000, ge=1, le=65535)
+    nats_url: str = "nats://127.0.0.1:4222"
+    # Seconds to wait for NATS at start-up and for each request to it.
+    nats_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Base URL of the gateway's OpenAI-compatible API, and the virtual model that applies its review prompt.
+    gateway_url: str = "http://127.0.0.1:8001/v1"
+    gateway_model: str = "code-review"
+    # The gateway may require no key; the openai package insists on one, so a placeholder by default.
+    gateway_api_key: SecretStr = SecretStr("codereview-analyzer")
+    # Seconds for one gateway call (the model's time included), and extra attempts on connection errors/5xx.
+    gateway_timeout_s: float = Field(default=120.0, gt=0)
+    gateway_retries: int = Field(default=1, ge=0, le=10)
+
+    # POST /analyze/function on a job still queued or fetching waits this long for it, then answers 409.
+    analyzer_wait_timeout_s: float = Field(default=60.0, ge=0)
+    # Characters of function source sent to the model at most (about 4 characters a token).
+    analyzer_source_max_chars: int = Field(default=12_000, ge=200)
+    # Decoded snapshots (and their function index) kept in memory: at most this many, and this many bytes.
+    analyzer_snapshot_cache_entries: int = Field(default=8, ge=1)
+    analyzer_snapshot_cache_bytes: int = Field(default=1_000_000_000, ge=1)
+
+    analyzer_log_level: str = "INFO"

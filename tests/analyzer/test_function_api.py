@@ -1,0 +1,343 @@
+"""POST /analyze/function against a real nats-server and a fake gateway on loopback.
+
+Snapshots and job records are put straight into NATS (as the fetcher would): the fetcher is not
+the point here; tests/analyzer/test_end_to_end.py runs the real one.
+
+The app runs under uvicorn in the test's event loop, reached over real HTTP: Litestar's
+AsyncTestClient runs the app in a thread of its own and blocks the test's loop meanwhile, so a
+fake gateway (or a job update) in the test's loop could not answer while a request waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from analyzer.app import create_app
+from analyzer.settings import Settings
+from jobs_contract import JobStatus
+from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
+from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway
+from tests.support.servers import serving
+
+pytestmark = pytest.mark.nats
+
+FILES = {
+    "calc.py": (
+        "import functools\n\n\n"
+        "def add(a, b):\n"
+        "    # adds\n"
+        "    return a + b\n\n\n"
+        "class Box:\n"
+        "    @functools.cache\n"
+        "    def size(self):\n"
+        "        return 1\n"
+    ),
+    "pkg/__init__.py": "",
+    "pkg/tools.py": "async def fetch(url):\n    return url\n",
+    "broken.py": "print 'python 2'\n\ndef old():\n    pass\n",
+}
+
+
+def settings(nats_url: str, gateway: FakeGateway, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "nats_url": nats_url,
+        "gateway_url": gateway.base_url,
+        "gateway_retries": 0,
+        "gateway_timeout_s": 10.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def analyzer(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+        yield client
+
+
+async def analyze(client: httpx.AsyncClient, job_id: str, name: str) -> httpx.Response:
+    return await client.post("/analyze/function", json={"job_id": job_id, "function_name": name})
+
+
+async def test_the_function_source_goes_to_the_gateway_and_its_suggestions_come_back(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "calc.add")
+        assert response.status_code == 200
+        assert response.json() == {"suggestions": DEFAULT_SUGGESTIONS}
+
+        method = await analyze(client, job.job_id, "calc.Box.size")
+        assert method.status_code == 200
+        coroutine = await analyze(client, job.job_id, "pkg.tools.fetch")
+        assert coroutine.status_code == 200
+
+    sent = [(r.model, r.messages) for r in gateway.requests]
+    assert sent == [
+        ("code-review", [{"role": "user", "content": "def add(a, b):\n    # adds\n    return a + b"}]),
+        (
+            "code-review",
+            [{"role": "user", "content": "@functools.cache\n    def size(self):\n        return 1"}],
+        ),
+        ("code-review", [{"role": "user", "content": "async def fetch(url):\n    return url"}]),
+    ]
+    assert all(r.path == "/v1/chat/completions" for r in gateway.requests)
+
+
+async def test_the_request_id_travels_to_the_gateway(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await client.post(
+            "/analyze/function",
+            json={"job_id": job.job_id, "function_name": "calc.add"},
+            headers={"x-request-id": "trace-42"},
+        )
+    assert response.status_code == 200
+    assert gateway.requests[0].headers["x-request-id"] == "trace-42"
+    assert gateway.requests[0].headers["authorization"] == "Bearer codereview-analyzer"
+
+
+async def test_a_job_still_fetching_is_waited_for(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        ready = await put_ready_job(stores, FILES)
+        fetching = msgspec.structs.replace(ready, status=JobStatus.FETCHING, snapshot=None, progress=0.4)
+        await put_job(stores, fetching)
+        async with analyzer(settings(nats_url, gateway)) as client:
+            pending = asyncio.create_task(analyze(client, ready.job_id, "calc.add"))
+            await asyncio.sleep(0.5)
+            assert not pending.done()
+            await put_job(stores, msgspec.structs.replace(fetching, status=JobStatus.FETCHING, progress=0.9))
+            await put_job(stores, ready)
+            response = await pending
+    assert response.status_code == 200
+    assert response.json() == {"suggestions": DEFAULT_SUGGESTIONS}
+
+
+async def test_a_job_that_fails_while_waited_for_is_409_with_its_reason(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    async with job_stores(nats_url) as stores:
+        queued = job_record(JobStatus.QUEUED)
+        await put_job(stores, queued)
+        async with analyzer(settings(nats_url, gateway)) as client:
+            pending = asyncio.create_task(analyze(client, queued.job_id, "calc.add"))
+            await asyncio.sleep(0.3)
+            await put_job(
+                stores,
+                msgspec.structs.replace(queued, status=JobStatus.FAILED, error="download limit exceeded"),
+            )
+            response = await pending
+    assert response.status_code == 409
+    assert response.json()["detail"] == f"job {queued.job_id} failed: download limit exceeded"
+    assert gateway.requests == []
+
+
+async def test_the_wait_ends_with_409_and_the_status(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        fetching = msgspec.structs.replace(job_record(JobStatus.FETCHING), progress=0.25)
+        await put_job(stores, fetching)
+    async with analyzer(settings(nats_url, gateway, analyzer_wait_timeout_s=0.3)) as client:
+        response = await analyze(client, fetching.job_id, "calc.add")
+    assert response.status_code == 409
+    assert response.json() == {
+        "status_code": 409,
+        "detail": f"job {fetching.job_id} is still fetching after waiting 0.3 s; try again later",
+        "extra": {"job_id": fetching.job_id, "status": "fetching", "progress": 0.25},
+    }
+
+
+async def test_a_failed_job_is_409_with_its_reason(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        failed = job_record(
+            JobStatus.FAILED, error="GitHub answered 404: octo/demo does not exist or is private"
+        )
+        await put_job(stores, failed)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, failed.job_id, "calc.add")
+    assert response.status_code == 409
+    body = response.json()
+    assert (
+        body["detail"]
+        == f"job {failed.job_id} failed: GitHub answered 404: octo/demo does not exist or is private"
+    )
+    assert body["extra"]["status"] == "failed"
+
+
+async def test_unknown_job_unknown_function_and_bad_names(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        unknown_job = await analyze(client, "feedc0de" * 4, "calc.add")
+        assert unknown_job.status_code == 404
+        assert unknown_job.json()["detail"] == f"no job {'feedc0de' * 4!r}"
+
+        missing = await analyze(client, job.job_id, "calc.ad")
+        assert missing.status_code == 404
+        body = missing.json()
+        assert body["detail"].startswith("no function 'calc.ad' in octo/demo@")
+        assert "calc.add" in body["extra"]["did_you_mean"]
+        assert len(body["extra"]["did_you_mean"]) <= 5
+
+        for name in ["", "   ", "calc..add", "calc.add(", "x" * 600]:
+            bad = await analyze(client, job.job_id, name)
+            assert bad.status_code == 422, name
+            assert bad.json()["status_code"] == 422
+
+        for job_id in ["", "../etc", "a.b", "a b"]:
+            bad_job = await analyze(client, job_id, "calc.add")
+            assert bad_job.status_code == 422, job_id
+            assert "is not a job id" in bad_job.json()["detail"]
+
+        missing_field = await client.post("/analyze/function", json={"job_id": job.job_id})
+        assert missing_field.status_code == 422
+        assert "function_name" in str(missing_field.json())
+    assert gateway.requests == []
+
+
+async def test_an_empty_name_is_422_before_any_wait(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        queued = job_record(JobStatus.QUEUED)
+        await put_job(stores, queued)
+    # A wait this long would time the test out: the 422 must come first.
+    async with analyzer(settings(nats_url, gateway, analyzer_wait_timeout_s=3600)) as client:
+        response = await analyze(client, queued.job_id, " ")
+    assert response.status_code == 422
+    assert "function_name is empty" in response.json()["detail"]
+
+
+async def test_a_function_in_a_file_that_does_not_parse(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "broken.old")
+        # The rest of the snapshot still works.
+        fine = await analyze(client, job.job_id, "calc.add")
+    assert response.status_code == 422
+    body = response.json()
+    assert "broken.py does not parse" in body["detail"]
+    assert body["extra"]["path"] == "broken.py"
+    assert fine.status_code == 200
+
+
+async def test_a_long_function_is_cut_and_the_review_says_so(nats_url: str, gateway: FakeGateway) -> None:
+    body_lines = [f"    total += {i}  # step {i}\n" for i in range(400)]
+    source = "def long():\n    total = 0\n" + "".join(body_lines) + "    return total\n"
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, {"big.py": source})
+    async with analyzer(settings(nats_url, gateway, analyzer_source_max_chars=1000)) as client:
+        response = await analyze(client, job.job_id, "big.long")
+    assert response.status_code == 200
+    suggestions = response.json()["suggestions"]
+    sent = gateway.requests[0].messages[0]["content"]
+    assert len(sent) <= 1000
+    assert source.startswith(sent)
+    covered = len(sent.splitlines())
+    assert suggestions == [
+        f"This review covers only the first {covered} of 403 lines of big.long: the function is longer than "
+        "the review budget of 1000 characters, so the rest was not reviewed.",
+        *DEFAULT_SUGGESTIONS,
+    ]
+
+
+async def test_a_ready_job_whose_snapshot_is_gone_is_409(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+        assert job.snapshot is not None
+        await stores.repos.delete(job.snapshot)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "calc.add")
+    assert response.status_code == 409
+    assert "gone from the Object Store; start a new job" in response.json()["detail"]
+
+
+async def test_an_unreadable_snapshot_is_409(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+        assert job.snapshot is not None
+        await stores.repos.put(job.snapshot, b"\xc1 not msgpack")
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "calc.add")
+    assert response.status_code == 409
+    assert "are unreadable" in response.json()["detail"]
+
+
+# -- the gateway misbehaving: 502/504 naming the gateway, never a 500 ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "detail"),
+    [
+        (
+            {"status": 500, "raw_body": b'{"error": {"message": "boom"}}'},
+            502,
+            "the gateway answered HTTP 500",
+        ),
+        ({"status": 503, "raw_body": b"upstream down"}, 502, "the gateway answered HTTP 503: upstream down"),
+        (
+            {"status": 504, "raw_body": b'{"error": {"message": "model timeout"}}'},
+            504,
+            "the gateway answered HTTP 504",
+        ),
+        (
+            {"status": 401, "raw_body": b'{"error": {"message": "bad key"}}'},
+            502,
+            "the gateway answered HTTP 401",
+        ),
+        ({"raw_body": b"<html>not json</html>"}, 502, "the gateway"),
+        ({"raw_body": b'{"choices": []}'}, 502, "the gateway's answer has no choices"),
+        ({"raw_body": b'{"choices": [{"message": {"role": "assistant"}}]}'}, 502, "no message content"),
+        ({"content": "Sure! Here are my thoughts"}, 502, "the gateway's answer is not"),
+        ({"content": '{"suggestions": "one"}'}, 502, "the gateway's answer is not"),
+        ({"content": '{"suggestions": [1, 2]}'}, 502, "the gateway's answer is not"),
+        ({"content": '{"advice": []}'}, 502, "the gateway's answer is not"),
+        ({"delay": 2.0}, 504, "the gateway did not answer in time"),
+    ],
+)
+async def test_gateway_failures_are_502_or_504(
+    nats_url: str, gateway: FakeGateway, script: dict[str, Any], status: int, detail: str
+) -> None:
+    for field, value in script.items():
+        setattr(gateway, field, value)
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway, gateway_timeout_s=0.5)) as client:
+        response = await analyze(client, job.job_id, "calc.add")
+    assert response.status_code == status
+    body = response.json()
+    assert body["status_code"] == status
+    assert detail in body["detail"]
+    assert body["extra"]["upstream"] == "gateway"
+
+
+async def test_a_gateway_that_is_down_is_502(nats_url: str) -> None:
+    down = FakeGateway(base_url="http://127.0.0.1:9/v1")
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, down)) as client:
+        response = await analyze(client, job.job_id, "calc.add")
+    assert response.status_code == 502
+    assert response.json()["detail"].startswith("the gateway could not be reached")
+
+
+async def test_retries_reach_a_gateway_that_recovers(nats_url: str, gateway: FakeGateway) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    gateway.status, gateway.raw_body = 503, b"busy"
+    async with analyzer(settings(nats_url, gateway, gateway_retries=2)) as client:
+        failing = asyncio.create_task(analyze(client, job.job_id, "calc.add"))
+        while not gateway.requests:
+            await asyncio.sleep(0.01)
+        gateway.status, gateway.raw_body = 200, None
+        response = await failing
+    assert response.status_code == 200
+    assert len(gateway.requests) == 2
