@@ -46,6 +46,8 @@ _DEF_NAMES = re.compile(rb"def[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
 _CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
 _TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
 _LOCALS = "<locals>"
+# Candidate tiers, best first.
+_EXACT, _SOURCE_ROOT, _SUFFIX = 0, 1, 2
 _PARSER = f"Python {sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -178,14 +180,16 @@ def _repo_folder_name(repo: str) -> str:
     return name.lower().replace("-", "_")
 
 
-def _describe_file(path: str, repo_folder: str) -> _File | None:
+def _describe_file(path: str, repo_folder: str, packages: set[str]) -> _File | None:
     if path.endswith(".py"):
         stem, stub = path[:-3], 0
     elif path.endswith(".pyi"):
         stem, stub = path[:-4], 1
     else:
         return None
-    parts = [_normalize(p) for p in stem.split("/") if p and p != "."]
+    # A dot in a folder or file name (`config-3.11/`, `setup.cfg.py`) reads as a dot in the
+    # dotted name, which is how anyone would type it.
+    parts = [_normalize(p) for folder in stem.split("/") for p in folder.split(".") if p]
     if not parts:
         return None
     folders = parts[:-1]
@@ -193,7 +197,10 @@ def _describe_file(path: str, repo_folder: str) -> _File | None:
     root_module: tuple[str, ...] | None = None
     if len(module) > 1:
         first = module[0].lower()
-        if first in SOURCE_ROOTS or first.replace("-", "_") == repo_folder:
+        # A root folder that is itself a package (`litestar/__init__.py` in the litestar repo)
+        # is part of the importable name, not a place that holds packages.
+        is_root = first in SOURCE_ROOTS or first.replace("-", "_") == repo_folder
+        if is_root and module[0] not in packages:
             root_module = module[1:]
     rank = (int(_is_test_path(folders, path.rsplit("/", 1)[-1])), stub, len(folders), len(path), path)
     return _File(path=path, module=module, root_module=root_module, rank=rank)
@@ -317,8 +324,13 @@ class SnapshotIndex:
         self._by_suffix: dict[tuple[str, ...], list[_File]] = {}
         self._files: dict[str, _File] = {}
         repo_folder = _repo_folder_name(repo)
+        packages = {
+            _normalize(path.split("/", 1)[0])
+            for path in files
+            if path.count("/") == 1 and path.endswith(("/__init__.py", "/__init__.pyi"))
+        }
         for path in files:
-            described = _describe_file(path, repo_folder)
+            described = _describe_file(path, repo_folder, packages)
             if described is None:
                 continue
             self._files[path] = described
@@ -345,22 +357,29 @@ class SnapshotIndex:
         # ASCII names appear verbatim in the bytes of any file that defines them: a cheap check
         # that skips parsing files that cannot hold the name.
         needle = last.encode("ascii") if last.isascii() else None
+        broken: tuple[str, str] | None = None
         for candidate in self._candidates(parts):
             path = candidate.file.path
             if needle is not None and needle not in self._data[path]:
                 continue
             parsed = self._parse(path)
             if isinstance(parsed, _Unparsable):
-                # Blame the file only if its text looks like it defines the name, so a broken file
-                # elsewhere never hides a good match; candidates come best first, so a broken
-                # file that does is the one the name means.
+                # Blame a broken file only if its text looks like it defines the name. When the
+                # name spells out its module, that file is the one meant: say it does not parse.
+                # A suffix names no file, so a match in a file that parses wins over it.
                 if path in self._name_index().get(last, ()):
-                    raise SourceDoesNotParse(name.strip(), path, parsed.error)
+                    if candidate.tier < _SUFFIX:
+                        raise SourceDoesNotParse(name.strip(), path, parsed.error)
+                    broken = broken or (path, parsed.error)
                 continue
             qualname = ".".join(parts[candidate.module_parts :])
+            if candidate.module_parts == 0:
+                qualname = _qualname_ending(parsed, qualname) or qualname
             spans = parsed.definitions.get(qualname)
             if spans:
                 return self._found(candidate.file, qualname, parsed, spans)
+        if broken is not None:
+            raise SourceDoesNotParse(name.strip(), *broken)
         raise FunctionNotFound(name.strip(), self._suggest(parts))
 
     def _found(self, file: _File, qualname: str, parsed: _Parsed, spans: list[_Span]) -> FoundFunction:
@@ -379,8 +398,8 @@ class SnapshotIndex:
         found: list[_Candidate] = []
         for split in range(len(parts) - 1, 0, -1):
             module = tuple(parts[:split])
-            found.extend(_Candidate(0, f, split) for f in self._by_module.get(module, ()))
-            found.extend(_Candidate(1, f, split) for f in self._by_root_module.get(module, ()))
+            found.extend(_Candidate(_EXACT, f, split) for f in self._by_module.get(module, ()))
+            found.extend(_Candidate(_SOURCE_ROOT, f, split) for f in self._by_root_module.get(module, ()))
         found.sort(key=lambda c: c.key)
         yield from found
         # Suffixes: the module part is a tail of a module name, or empty (`Class.method`, `func`).
@@ -389,14 +408,14 @@ class SnapshotIndex:
         suffix: list[_Candidate] = []
         for split in range(len(parts) - 1, 0, -1):
             suffix.extend(
-                _Candidate(2, f, split)
+                _Candidate(_SUFFIX, f, split)
                 for f in self._by_suffix.get(tuple(parts[:split]), ())
                 if f.path in holders
             )
         paths = set(holders)
         for part in parts[:-1]:
             paths &= names.get(part, set())
-        suffix.extend(_Candidate(2, self._files[path], 0) for path in paths)
+        suffix.extend(_Candidate(_SUFFIX, self._files[path], 0) for path in paths)
         suffix.sort(key=lambda c: c.key)
         yield from suffix
 
@@ -444,7 +463,7 @@ class SnapshotIndex:
         wanted = ".".join(parts)
         pool: set[str] = set()
         # Everything in the modules the name's prefix points to (a typo in the function name).
-        for split in range(len(parts) - 1, 0, -1):
+        for split in range(len(parts), 0, -1):
             module = tuple(parts[:split])
             files = [
                 *self._by_module.get(module, ()),
@@ -472,6 +491,17 @@ class SnapshotIndex:
                     )
         pool.discard(wanted)
         return _closest(wanted, len(parts), pool)
+
+
+def _qualname_ending(parsed: _Parsed, tail: str) -> str | None:
+    """The definition whose dotted name is `tail` or ends with it: the shallowest, then the first."""
+    if tail in parsed.definitions:
+        return tail
+    dotted = "." + tail
+    matches = [q for q in parsed.definitions if q.endswith(dotted)]
+    if not matches:
+        return None
+    return min(matches, key=lambda q: (q.count("."), parsed.definitions[q][0].start_line))
 
 
 def _closest(wanted: str, depth: int, pool: Iterable[str]) -> list[str]:
