@@ -12,7 +12,6 @@ import posixpath
 import re
 import subprocess
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 
@@ -112,13 +111,13 @@ class BuildContext:
         source = posixpath.normpath(source.lstrip("/")) if source not in {".", "./"} else "."
         if source == ".":
             return sorted(self.files)
+        glob = _translate(source) if any(char in source for char in "*?[") else None
         found = [
             name
             for name in self.files
             if name == source
             or name.startswith(source + "/")
-            or fnmatchcase(name, source)
-            or any(fnmatchcase(parent, source) for parent in _parents(name))
+            or (glob is not None and any(glob.match(path) for path in [name, *_parents(name)]))
         ]
         return sorted(found)
 
