@@ -86,7 +86,7 @@ def clean(text: str) -> str:
         text = bullet.group(1)
     if len(text) > MAX_CHARS:
         cut = text.rfind(". ", 0, MAX_CHARS)
-        text = text[: cut + 1] if cut >= 40 else text[: MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+        text = text[: cut + 1] if cut >= 12 else text[: MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
     return text
 
 

@@ -102,6 +102,8 @@ class FakeLLM:
     """The ASGI app. `models` is what GET .../models lists."""
 
     models: list[str] = field(default_factory=lambda: ["fake-model"])
+    # Set by whoever serves it: the base URL, e.g. "http://127.0.0.1:PORT".
+    url: str = ""
     default_content: str = json.dumps({"suggestions": ["Check the inputs before using them."]})
     requests: list[Recorded] = field(default_factory=list)
     _scripts: dict[str, deque[Reply]] = field(default_factory=dict)
