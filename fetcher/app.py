@@ -77,7 +77,9 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=JsAckPolicy.EXPLICIT,
         ack_wait=settings.fetcher_ack_wait_s,
-        max_deliver=settings.fetcher_max_deliveries,
+        # One more than the attempts: that delivery only comes when the last attempt died, and
+        # fails the job (see fetcher.worker).
+        max_deliver=settings.fetcher_max_deliveries + 1,
         # Pull requests from every fetcher replica together may hold this many unacked requests.
         max_ack_pending=1000,
     )
@@ -132,13 +134,12 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     async def max_deliveries(body: Any, message: NatsMessage) -> None:
         fetcher = holder.fetcher
         try:
-            advisory = json.loads(message.body)
-            stream_seq, deliveries = int(advisory["stream_seq"]), int(advisory.get("deliveries", 0))
+            stream_seq = int(json.loads(message.body)["stream_seq"])
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable max-deliveries advisory: %r", message.body[:200])
             return
         if fetcher is not None:
-            await fetcher.abandoned(stream_seq, deliveries)
+            await fetcher.abandoned(stream_seq)
 
     for event, what in (
         (EVENT_PROGRESS, "throttled progress while fetching"),

@@ -7,8 +7,10 @@
   nak with a delay, so the request comes back; on the last delivery the job fails instead;
 - a fetcher that dies: no ack, so JetStream redelivers after the ack wait; a running fetch
   tells the server it is alive (in-progress acks), so only dead fetchers' requests time out.
-  If the last delivery dies too, the server's max-deliveries advisory reaches
-  `Fetcher.abandoned`, which fails the job: a job never stays "fetching" for good.
+  The consumer allows FETCHER_MAX_DELIVERIES + 1 deliveries: the extra one comes only when the
+  last attempt died, and it fetches nothing, it fails the job, so a job never stays "fetching"
+  (whenever a fetcher next runs). Should even that delivery die, the server's max-deliveries
+  advisory reaches `Fetcher.abandoned`, which fails the job too.
 """
 
 from __future__ import annotations
@@ -117,7 +119,10 @@ class Fetcher:
             return Outcome(None, "invalid", str(error))
 
         async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
-            outcome = await self._handle(request, attempt, last)
+            if attempt > self.settings.fetcher_max_deliveries:
+                outcome = await self._give_up(request, attempt - 1)
+            else:
+                outcome = await self._handle(request, attempt, last)
         if outcome.action == "retry":
             delay = min(self.settings.fetcher_ack_wait_s, self.settings.fetcher_retry_backoff_s * 2**attempt)
             await _quietly(delivery.nack(delay=delay))
@@ -193,8 +198,27 @@ class Fetcher:
         except Exception as error:
             log.info("malformed request names no job we can fail (%s)", error, extra={"job_id": job_id})
 
-    async def abandoned(self, stream_seq: int, deliveries: int) -> None:
-        """The server gave up on a request (max deliveries, no ack): fail its job, drop the message."""
+    def _abandoned_reason(self, attempts: int) -> str:
+        return (
+            f"the fetch was abandoned after {attempts} attempt{'' if attempts == 1 else 's'} "
+            f"(FETCHER_MAX_DELIVERIES={self.settings.fetcher_max_deliveries}): "
+            "each time the fetcher working on it stopped before finishing"
+        )
+
+    async def _give_up(self, request: FetchRequest, attempts: int) -> Outcome:
+        """The delivery after the last attempt: that attempt died, so the job fails now."""
+        try:
+            job = await Job.open(self.stores.kv, self.nc, request)
+            if job.finished:
+                return Outcome(request.job_id, "finished-before", str(job.record.status))
+        except Exception as error:
+            # Nack: the server has one delivery left for nobody, then its advisory fails the job.
+            log.exception("could not read the job to fail it", extra={"job_id": request.job_id})
+            return Outcome(request.job_id, "retry", repr(error))
+        return await self._fail(request, job, self._abandoned_reason(attempts))
+
+    async def abandoned(self, stream_seq: int) -> None:
+        """The server gave up on a request (no ack after every delivery): fail its job, drop it."""
         js = self.nc.jetstream()
         try:
             message = await js.get_msg(FETCH_STREAM, stream_seq)
@@ -205,11 +229,7 @@ class Fetcher:
         except InvalidRequestError:
             request = None
         if request is not None:
-            reason = (
-                f"the fetch was abandoned after {deliveries} deliveries "
-                f"(FETCHER_MAX_DELIVERIES={self.settings.fetcher_max_deliveries}): "
-                "each time the fetcher working on it stopped before finishing"
-            )
+            reason = self._abandoned_reason(self.settings.fetcher_max_deliveries)
             job = await Job.open(self.stores.kv, self.nc, request)
             if await job.fail(reason):
                 log.warning("job failed: %s", reason, extra={"job_id": request.job_id})
