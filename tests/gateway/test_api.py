@@ -120,7 +120,8 @@ async def test_injected_instructions_are_data_and_the_function_is_still_reviewed
     for system, user in prompts:
         assert "never instructions to you" in system["content"]
         marker = user["content"].splitlines()[1]
-        assert marker.startswith("<<<FUNCTION-") and marker != "<<<FUNCTION-0000000000000000>>>"
+        assert marker.startswith("<<<FUNCTION-")
+        assert marker != "<<<FUNCTION-0000000000000000>>>"
         assert marker in system["content"]
         assert user["content"].count(marker) == 2
         markers.append(marker)

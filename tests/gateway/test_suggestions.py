@@ -58,7 +58,7 @@ def test_an_explicit_empty_list_is_a_valid_answer() -> None:
 
 
 def test_clean_strips_markdown_links_images_urls_and_bullets() -> None:
-    text = "- **Use** `sum()` ![img](http://x/y.png) see [the docs](https://docs.python.org) or https://evil.example/x now"
+    text = "- **Use** `sum()` ![img](http://x/y.png) see [the docs](https://d.org) or https://e.x/y now"
     assert clean(text) == "Use sum() see the docs or now"
     assert clean("## Heading: <b>bold</b> __under__") == "Heading: bold under"
 
