@@ -34,6 +34,8 @@ from analyzer.sources import SourceDecodeError, decode_source, segment, split_li
 SOURCE_ROOTS = frozenset({"src", "lib", "python"})
 MAX_NAME_LENGTH = 1000
 MAX_SUGGESTIONS = 5
+# How many files a suggestion search may parse, per kind of typo: a 404 stays cheap.
+_SUGGEST_FILES = 5
 
 # Folders and files that hold tests, compared in lower case.
 _TEST_DIRS = frozenset({"test", "tests", "testing", "unittests", "unit_tests"})
@@ -459,38 +461,62 @@ class SnapshotIndex:
         return {_normalize(name) for name in _TEXT_NAMES.findall(text)}
 
     def _suggest(self, parts: list[str]) -> list[str]:
-        """Up to five dotted names that exist and look most like the one asked for."""
+        """Up to five dotted names that exist and look most like the one asked for.
+
+        Parses at most a few files: the modules the name's prefix points to (a typo in the
+        function's name), and the files defining names close to its last part whose module looks
+        most like the one asked for (a typo in the module part, or both).
+        """
         wanted = ".".join(parts)
         pool: set[str] = set()
-        # Everything in the modules the name's prefix points to (a typo in the function name).
+        prefix_files: list[_File] = []
         for split in range(len(parts), 0, -1):
             module = tuple(parts[:split])
-            files = [
-                *self._by_module.get(module, ()),
-                *self._by_root_module.get(module, ()),
-                *self._by_suffix.get(module, ()),
-            ]
-            for file in sorted(files, key=lambda f: f.rank)[:10]:
-                parsed = self._parse(file.path)
-                if isinstance(parsed, _Parsed):
-                    pool.update(".".join([*file.display_module, q]) for q in parsed.definitions)
-        # Definitions whose own name is close to the last part (a typo in the module part, or both).
+            for table in (self._by_module, self._by_root_module, self._by_suffix):
+                prefix_files.extend(sorted(table.get(module, ()), key=lambda f: f.rank))
+        for file in _unique(prefix_files)[:_SUGGEST_FILES]:
+            parsed = self._parse(file.path)
+            if isinstance(parsed, _Parsed):
+                pool.update(".".join([*file.display_module, q]) for q in parsed.definitions)
+
         names = self._name_index()
         last = parts[-1]
         close = difflib.get_close_matches(last, names.keys(), n=6, cutoff=0.75)
         close += [n for n in names if n.lower() == last.lower() and n not in close]
+        wanted_module = ".".join(parts[:-1])
+        holders: dict[str, list[str]] = {}
         for name in close:
-            files = sorted((self._files[p] for p in names[name]), key=lambda f: f.rank)[:10]
-            for file in files:
-                parsed = self._parse(file.path)
-                if isinstance(parsed, _Parsed):
-                    pool.update(
-                        ".".join([*file.display_module, q])
-                        for q in parsed.definitions
-                        if q == name or q.endswith("." + name)
-                    )
+            for path in names[name]:
+                holders.setdefault(path, []).append(name)
+
+        def likeness(path: str) -> tuple[float, tuple[int, int, int, int, str]]:
+            file = self._files[path]
+            module = ".".join(file.display_module)
+            return (-difflib.SequenceMatcher(None, wanted_module, module).ratio(), file.rank)
+
+        for path in sorted(holders, key=likeness)[: 2 * _SUGGEST_FILES]:
+            file = self._files[path]
+            parsed = self._parse(path)
+            if not isinstance(parsed, _Parsed):
+                continue
+            for name in holders[path]:
+                pool.update(
+                    ".".join([*file.display_module, q])
+                    for q in parsed.definitions
+                    if q == name or q.endswith("." + name)
+                )
         pool.discard(wanted)
         return _closest(wanted, len(parts), pool)
+
+
+def _unique(files: list[_File]) -> list[_File]:
+    seen: set[str] = set()
+    unique = []
+    for file in files:
+        if file.path not in seen:
+            seen.add(file.path)
+            unique.append(file)
+    return unique
 
 
 def _qualname_ending(parsed: _Parsed, tail: str) -> str | None:

@@ -436,6 +436,21 @@ def test_a_broken_file_that_does_not_define_the_name_does_not_hide_a_match() -> 
     assert snapshot.find("pkg.mod.run").path == "vendor/pkg/mod.py"
 
 
+def test_a_suffix_name_prefers_a_file_that_parses_over_a_broken_one_that_ranks_first() -> None:
+    # Both define `run`; the broken one has the shorter path, but a suffix names no file, and a
+    # name that exists must not be answered with an error.
+    snapshot = index({"a/m.py": b"def run():\n    print 'py2'\n", "bb/m.py": _def("run")})
+    assert snapshot.find("m.run").path == "bb/m.py"
+    assert snapshot.find("run").path == "bb/m.py"
+
+
+def test_a_broken_file_the_name_spells_out_is_blamed_even_if_a_suffix_matches_elsewhere() -> None:
+    snapshot = index({"pkg/mod.py": b"def run(:\n    pass\n", "x/pkg/mod.py": _def("run")})
+    with pytest.raises(SourceDoesNotParse) as caught:
+        snapshot.find("pkg.mod.run")
+    assert caught.value.path == "pkg/mod.py"
+
+
 def test_files_other_than_python_are_ignored() -> None:
     snapshot = index({"README.md": b"def add(a, b): ...\n", "setup.cfg": b"", "m.py": ADD})
     assert len(snapshot) == 1

@@ -1,0 +1,143 @@
+"""Function lookup (analyzer.locate) on a stdlib-sized snapshot, without the model call.
+
+Figures: index build and first lookup on a fresh index (target: ready for the first lookup in
+<= 300 ms), then later lookups of random function names, p50/p99 (target p99 <= 20 ms): cold
+(the first lookup into each file parses it) and warm (every file already parsed).
+
+Options: --names=N (how many random names, default 2000), --seed=S (default 6).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import platform
+import random
+import statistics
+import sysconfig
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from analyzer.locate import FunctionNotFound, SnapshotIndex
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+SKIP = {"site-packages", "dist-packages", "__pycache__"}
+
+
+def stdlib_files() -> dict[str, bytes]:
+    """The standard library as a snapshot's files: path -> bytes, as CPython's repo lays it out."""
+    return {
+        "Lib/" + path.relative_to(STDLIB).as_posix(): path.read_bytes()
+        for path in sorted(STDLIB.rglob("*.py"))
+        if not SKIP & set(path.relative_to(STDLIB).parts)
+    }
+
+
+def dotted_names(files: dict[str, bytes]) -> list[tuple[str, str]]:
+    """(dotted name, bare qualname) of every function in the files that parse."""
+    names: list[tuple[str, str]] = []
+    for path, data in files.items():
+        try:
+            tree = ast.parse(data)
+        except (SyntaxError, ValueError):
+            continue
+        module = path.removeprefix("Lib/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        stack: list[tuple[str, ast.AST]] = [("", tree)]
+        while stack:
+            prefix, node = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    qualname = prefix + child.name
+                    if not isinstance(child, ast.ClassDef):
+                        names.append((f"{module}.{qualname}", qualname))
+                    stack.append((qualname + ".", child))
+                elif isinstance(child, ast.stmt):
+                    stack.append((prefix, child))
+    return names
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {ordered[-1] * 1000:.1f} ms (n={len(ordered)})"
+
+
+def timed(lookup: Callable[[str], object], names: list[str]) -> list[float]:
+    samples = []
+    for name in names:
+        started = time.perf_counter()
+        try:
+            lookup(name)
+        except FunctionNotFound:
+            pass
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def first_lookup(files: dict[str, bytes], name: str) -> tuple[float, float]:
+    started = time.perf_counter()
+    index = SnapshotIndex(files, "python/cpython")
+    built = time.perf_counter()
+    try:
+        index.find(name)
+    except FunctionNotFound:
+        pass
+    return built - started, time.perf_counter() - built
+
+
+def main(argv: list[str]) -> None:
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv if "=" in arg)
+    count = int(options.get("names", "2000"))
+    seed = int(options.get("seed", "6"))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+
+    started = time.perf_counter()
+    files = stdlib_files()
+    size = sum(map(len, files.values()))
+    print(
+        f"snapshot: the standard library, {len(files)} files, {size / 1e6:.1f} MB "
+        f"(read in {time.perf_counter() - started:.2f} s, not counted)"
+    )
+
+    print("\nfresh index each time: build + first lookup (target <= 300 ms)")
+    for label, name in [
+        ("exact name, big module", "Lib.email.message.Message.get_payload"),
+        ("source-root name", "json.decoder.JSONDecoder.decode"),
+        ("source-root name, 5,000-line module", "_pydecimal.Decimal.quantize"),
+        ("suffix name (builds the name index)", "JSONDecoder.decode"),
+        ("bare function name", "urlsplit"),
+        ("name that does not exist (suggestions)", "json.decoder.JSONDecoder.decod"),
+    ]:
+        build, lookup = first_lookup(files, name)
+        total = (build + lookup) * 1000
+        print(
+            f"  {label:40} {name:42} build {build * 1000:6.1f} ms + lookup {lookup * 1000:6.1f} ms"
+            f" = {total:6.1f} ms"
+        )
+
+    started = time.perf_counter()
+    population = dotted_names(files)
+    print(
+        f"\n{len(population)} function names in the files that parse (collected in "
+        f"{time.perf_counter() - started:.1f} s, not counted)"
+    )
+    rng = random.Random(seed)
+    sample = rng.sample(population, min(count, len(population)))
+    library = [pair for pair in population if "/test" not in pair[0] and ".test" not in pair[0]]
+    library_sample = rng.sample(library, min(count, len(library)))
+
+    for label, chosen in [("all code", sample), ("library code (no tests)", library_sample)]:
+        index = SnapshotIndex(files, "python/cpython")
+        dotted = [name for name, _ in chosen]
+        cold = timed(index.find, dotted)
+        warm = timed(index.find, dotted)
+        bare = timed(index.find, [qualname for _, qualname in chosen])
+        print(f"\nlater lookups, {label}, dotted names in random order (target p99 <= 20 ms)")
+        print(f"  cold (first touch of a file parses it): {percentiles(cold)}")
+        print(f"  warm (files parsed):                    {percentiles(warm)}")
+        print(f"  bare qualnames ('Class.method'), warm:  {percentiles(bare)}")
