@@ -201,6 +201,8 @@ def read_archive(chunks: queue.SimpleQueue[bytes], limits: ArchiveLimits) -> Arc
                     raise ArchiveError(f"the archive is truncated inside {path}")
                 contents.files[path] = data
     except tarfile.TarError as error:
+        if "unexpected end of data" in str(error):
+            raise ArchiveError("the archive is truncated: the tar stream ends early") from error
         raise ArchiveError(f"the archive is not a valid tar file: {error}") from error
     except EOFError as error:
         raise ArchiveError(f"the archive is truncated: {error}") from error
