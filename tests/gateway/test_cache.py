@@ -1,0 +1,82 @@
+"""The review cache: one model call per (code, provider, model, prompt version), in memory or NATS KV."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import nats
+import pytest
+
+from gateway.cache import CachedReview, MemoryCache, review_key
+from gateway.prompt import PROMPT_VERSION
+from tests.gateway.conftest import ADD, gateway_client, local_settings
+from tests.support.fake_llm import FakeLLM, review_reply
+
+
+async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM) -> None:
+    local_fake.script("/chat/completions", review_reply("Reject booleans."), review_reply("Other answer."))
+    async with gateway_client(local_settings(local_fake)) as client:
+        first = await client.post("/analyze", json={"function_code": ADD})
+        second = await client.post("/analyze", json={"function_code": ADD})
+        via_chat = await client.post(
+            "/v1/chat/completions",
+            json={"model": "code-review", "messages": [{"role": "user", "content": ADD}]},
+        )
+        other = await client.post("/analyze", json={"function_code": "def sub(a, b): return a - b"})
+    assert first.json() == second.json()
+    assert first.json()["suggestions"][0] == "Reject booleans."
+    assert via_chat.status_code == 200
+    assert via_chat.json()["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert other.json()["suggestions"][0] == "Other answer."
+    assert len(local_fake.sent("/chat/completions")) == 2
+
+
+async def test_a_review_expires_after_the_ttl(local_fake: FakeLLM) -> None:
+    async with gateway_client(local_settings(local_fake, review_cache_ttl=0.2)) as client:
+        await client.post("/analyze", json={"function_code": ADD})
+        await asyncio.sleep(0.3)
+        await client.post("/analyze", json={"function_code": ADD})
+    assert len(local_fake.sent("/chat/completions")) == 2
+
+
+async def test_the_memory_cache_keeps_the_most_recent() -> None:
+    cache = MemoryCache(ttl=0, size=2)
+    review = CachedReview(suggestions=["x"], provider="local", model="m")
+    for key in ("a", "b"):
+        await cache.put(key, review)
+    assert await cache.get("a") == review  # a is now the most recent
+    await cache.put("c", review)
+    assert await cache.get("b") is None
+    assert await cache.get("a") == review
+    assert await cache.get("c") == review
+
+
+def test_the_key_covers_code_provider_model_prompt_and_limit() -> None:
+    key = review_key(ADD, "local", "m", 8)
+    assert len(key) == 64
+    assert len({key, review_key(ADD + " ", "local", "m", 8), review_key(ADD, "openai", "m", 8)}) == 3
+    assert len({key, review_key(ADD, "local", "n", 8), review_key(ADD, "local", "m", 5)}) == 3
+    assert PROMPT_VERSION
+
+
+@pytest.mark.nats
+async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url: str) -> None:
+    bucket = f"reviews_{uuid.uuid4().hex[:8]}"
+    local_fake.script("/chat/completions", review_reply("Reject booleans."), review_reply("Other answer."))
+    settings = local_settings(local_fake, nats_url=nats_url, review_cache_bucket=bucket, review_cache_ttl=600)
+    async with gateway_client(settings) as first:
+        one = await first.post("/analyze", json={"function_code": ADD})
+    async with gateway_client(settings) as second:
+        two = await second.post("/analyze", json={"function_code": ADD})
+    assert one.json() == two.json()
+    assert one.json()["suggestions"][0] == "Reject booleans."
+    assert len(local_fake.sent("/chat/completions")) == 1
+    connection = await nats.connect(nats_url)
+    try:
+        kv = await connection.jetstream().key_value(bucket)
+        status = await kv.status()
+        assert status.ttl == 600
+        assert status.values == 1
+    finally:
+        await connection.close()

@@ -1,0 +1,103 @@
+"""`python -m gateway` as a real process: refuses bad settings, serves, and never logs a key."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.logs import setup_logging
+from tests.gateway.conftest import ADD
+from tests.support.fake_llm import FakeLLM, error_reply
+from tests.support.servers import ROOT, service_process
+
+CLEAN_ENV = {
+    k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "OPENAI_", "DEEPSEEK_", "LOCAL_LLM_"))
+}
+
+
+def run_gateway(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        env={**CLEAN_ENV, "PYTHONPATH": str(ROOT), "GATEWAY_PORT": "0", **env},
+        cwd=cwd,  # away from the repository's .env
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LLM_PROVIDER": "openai", "DEEPSEEK_API_KEY": "sk-never-print-me"}, "OPENAI_API_KEY"),
+        ({"LLM_PROVIDER": "deepseek", "OPENAI_API_KEY": "sk-never-print-me"}, "DEEPSEEK_API_KEY"),
+        (
+            {"LLM_PROVIDER": "local", "LLM_FALLBACK": "openai", "DEEPSEEK_API_KEY": "sk-never-print-me"},
+            "OPENAI_API_KEY",
+        ),
+    ],
+)
+def test_a_missing_key_stops_the_start_with_a_message_naming_it(
+    env: dict[str, str], variable: str, tmp_path: Path
+) -> None:
+    result = run_gateway(env, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("gateway: invalid configuration, not starting:\n")
+    assert variable in result.stderr
+    assert "sk-never-print-me" not in result.stderr + result.stdout
+
+
+def test_an_unknown_provider_stops_the_start(tmp_path: Path) -> None:
+    result = run_gateway({"LLM_PROVIDER": "anthropic"}, tmp_path)
+    assert result.returncode == 2
+    assert "LLM_PROVIDER: Input should be 'openai', 'deepseek' or 'local'" in result.stderr
+
+
+async def test_the_service_serves_and_its_logs_never_hold_the_key(
+    openai_fake: FakeLLM, service_logs: Path
+) -> None:
+    key = "sk-proj-very-secret-0123456789"
+    openai_fake.script("/chat/completions", error_reply(500, f"echoing your key {key}"))
+    env = {
+        **{k: "" for k in os.environ if k.startswith(("LLM_", "OPENAI_", "DEEPSEEK_", "LOCAL_LLM_"))},
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": key,
+        "OPENAI_BASE_URL": openai_fake.url + "/v1",
+        "LLM_MAX_RETRIES": "0",
+        "LOG_LEVEL": "DEBUG",
+    }
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            failed = await client.post("/analyze", json={"function_code": ADD})
+            openai_fake.script("/chat/completions", error_reply(400, key))
+            passthrough = await client.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": key}]},
+            )
+    assert failed.status_code == 502
+    assert passthrough.status_code == 400
+    assert openai_fake.requests[0].headers["authorization"] == f"Bearer {key}"
+    log = gateway.log()
+    assert "review via openai failed: openai failed: HTTP 500 (after 1 attempt)" in log
+    assert key not in log
+
+
+def test_log_lines_mask_secrets_and_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("gateway")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        setup_logging("INFO", ["sk-abcdef", "x"])
+        logging.getLogger("gateway.test").info("calling with %s", "Bearer sk-abcdef")
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+    line = capsys.readouterr().err
+    assert "calling with Bearer ***" in line
+    assert "sk-abcdef" not in line
+    assert " INFO gateway.test [-] " in line
