@@ -34,7 +34,7 @@ async def ssh_server(tmp_path: Path) -> AsyncIterator[SshServer]:
     key_path.chmod(0o600)
     forwards: list[tuple[str, int]] = []
 
-    class Server(asyncssh.SSHServer):  # type: ignore[misc]
+    class Server(asyncssh.SSHServer):
         def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
             forwards.append((dest_host, dest_port))
             return True
