@@ -17,10 +17,11 @@ import random
 import statistics
 import sysconfig
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from analyzer.locate import FunctionNotFound, SnapshotIndex
+from analyzer.locate import FunctionNotFound, SnapshotIndex, SourceDoesNotParse
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 SKIP = {"site-packages", "dist-packages", "__pycache__"}
@@ -139,3 +140,16 @@ def main(argv: list[str]) -> None:
         print(f"  cold (first touch of a file parses it): {percentiles(cold)}")
         print(f"  warm (files parsed):                    {percentiles(warm)}")
         print(f"  bare qualnames ('Class.method'), warm:  {percentiles(bare)}")
+
+    # What a cached index costs once every file has been parsed (the analyzer keeps indexes).
+    tracemalloc.start()
+    index = SnapshotIndex(files, "python/cpython")
+    for name, _ in population:
+        with contextlib.suppress(FunctionNotFound, SourceDoesNotParse):
+            index.find(name)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"\nmemory held by an index with every file parsed: {held / 1e6:.0f} MB "
+        f"(the files themselves: {size / 1e6:.0f} MB, not counted)"
+    )
