@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from analyzer.sources import SourceDecodeError, decode_source, segment, split_lines
+from analyzer.sources import Lines, SourceDecodeError, decode_source
 
 SOURCE_ROOTS = frozenset({"src", "lib", "python"})
 MAX_NAME_LENGTH = 1000
@@ -48,6 +48,8 @@ _DEF_NAMES = re.compile(rb"def[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
 _CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
 _TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
 _LOCALS = "<locals>"
+# Names looked up by scanning the bytes before the index of every name is built instead.
+_SCANS_BEFORE_INDEX = 4
 # Candidate tiers, best first.
 _EXACT, _SOURCE_ROOT, _SUFFIX = 0, 1, 2
 _PARSER = f"Python {sys.version_info.major}.{sys.version_info.minor}"
@@ -122,15 +124,16 @@ def truncate_source(source: str, max_chars: int) -> tuple[str, bool]:
 @dataclass(frozen=True, slots=True)
 class _Span:
     start_line: int
-    start_col: int
     end_line: int
-    end_col: int
+    # Offsets into the decoded text: the definition is text[start:end].
+    start: int
+    end: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    lines: list[str]
     # Dotted name inside the module ("Class.method", "outer.inner") -> definitions in source order.
+    # Only positions are kept; the text is decoded again from the snapshot's bytes when needed.
     definitions: dict[str, list[_Span]]
 
 
@@ -239,7 +242,7 @@ def _parse_name(name: str) -> list[str]:
     return [_normalize(part) for part in parts]
 
 
-def _collect(body: Iterable[ast.stmt], prefix: str, out: dict[str, list[_Span]], lines: list[str]) -> None:
+def _collect(body: Iterable[ast.stmt], prefix: str, out: dict[str, list[_Span]], lines: Lines) -> None:
     for statement in body:
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             qualname = prefix + statement.name
@@ -261,18 +264,18 @@ def _collect(body: Iterable[ast.stmt], prefix: str, out: dict[str, list[_Span]],
                 _collect(case.body, prefix, out, lines)
 
 
-def _span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: list[str]) -> _Span:
+def _span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: Lines) -> _Span:
     end_line = node.end_lineno if node.end_lineno is not None else node.lineno
-    end_col = node.end_col_offset if node.end_col_offset is not None else len(lines[end_line - 1])
+    end = lines.offset(end_line, node.end_col_offset if node.end_col_offset is not None else 0)
     if not node.decorator_list:
-        return _Span(node.lineno, node.col_offset, end_line, end_col)
+        return _Span(node.lineno, end_line, lines.offset(node.lineno, node.col_offset), end)
     # A decorator statement starts its line, so its `@` is the line's first character after the
     # indentation; the expression after it may start later (`@ name`, `@\` + newline).
     line = node.decorator_list[0].lineno
-    while line > 1 and not lines[line - 1].lstrip(" \t\f").startswith("@"):
+    while line > 1 and not lines.line(line).lstrip(" \t\f").startswith("@"):
         line -= 1
-    text = lines[line - 1]
-    return _Span(line, len(text) - len(text.lstrip(" \t\f")), end_line, end_col)
+    text = lines.line(line)
+    return _Span(line, end_line, lines.starts[line - 1] + len(text) - len(text.lstrip(" \t\f")), end)
 
 
 def _parse(data: bytes, path: str) -> _Parsed | _Unparsable:
@@ -287,12 +290,11 @@ def _parse(data: bytes, path: str) -> _Parsed | _Unparsable:
         return _Unparsable(f"{error.msg}{where}")
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
         return _Unparsable(str(error) or type(error).__name__)
-    lines = split_lines(text)
     definitions: dict[str, list[_Span]] = {}
-    _collect(tree.body, "", definitions, lines)
+    _collect(tree.body, "", definitions, Lines(text))
     for spans in definitions.values():
-        spans.sort(key=lambda s: (s.start_line, s.start_col))
-    return _Parsed(lines=lines, definitions=definitions)
+        spans.sort(key=lambda s: s.start)
+    return _Parsed(definitions=definitions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +323,7 @@ class SnapshotIndex:
         self._lock = threading.Lock()
         self._parsed: dict[str, _Parsed | _Unparsable] = {}
         self._names: dict[str, set[str]] | None = None
+        self._holder_cache: dict[str, frozenset[str]] = {}
         self._by_module: dict[tuple[str, ...], list[_File]] = {}
         self._by_root_module: dict[tuple[str, ...], list[_File]] = {}
         self._by_suffix: dict[tuple[str, ...], list[_File]] = {}
@@ -369,7 +372,7 @@ class SnapshotIndex:
                 # Blame a broken file only if its text looks like it defines the name. When the
                 # name spells out its module, that file is the one meant: say it does not parse.
                 # A suffix names no file, so a match in a file that parses wins over it.
-                if path in self._name_index().get(last, ()):
+                if path in self._holders(last):
                     if candidate.tier < _SUFFIX:
                         raise SourceDoesNotParse(name.strip(), path, parsed.error)
                     broken = broken or (path, parsed.error)
@@ -385,7 +388,9 @@ class SnapshotIndex:
         raise FunctionNotFound(name.strip(), self._suggest(parts))
 
     def _found(self, file: _File, qualname: str, parsed: _Parsed, spans: list[_Span]) -> FoundFunction:
-        texts = [segment(parsed.lines, s.start_line, s.start_col, s.end_line, s.end_col) for s in spans]
+        # It parsed from these bytes, so they decode.
+        text = decode_source(self._data[file.path])
+        texts = [text[s.start : s.end] for s in spans]
         return FoundFunction(
             qualified_name=".".join([*file.display_module, qualname]),
             path=file.path,
@@ -405,8 +410,7 @@ class SnapshotIndex:
         found.sort(key=lambda c: c.key)
         yield from found
         # Suffixes: the module part is a tail of a module name, or empty (`Class.method`, `func`).
-        names = self._name_index()
-        holders = names.get(parts[-1], set())
+        holders = self._holders(parts[-1])
         suffix: list[_Candidate] = []
         for split in range(len(parts) - 1, 0, -1):
             suffix.extend(
@@ -414,9 +418,10 @@ class SnapshotIndex:
                 for f in self._by_suffix.get(tuple(parts[:split]), ())
                 if f.path in holders
             )
-        paths = set(holders)
+        # Without a module part, every part is a def or class name in the same file.
+        paths = holders
         for part in parts[:-1]:
-            paths &= names.get(part, set())
+            paths = self._holders(part, within=paths)
         suffix.extend(_Candidate(_SUFFIX, self._files[path], 0) for path in paths)
         suffix.sort(key=lambda c: c.key)
         yield from suffix
@@ -427,6 +432,34 @@ class SnapshotIndex:
             parsed = _parse(self._data[path], path)
             self._parsed[path] = parsed
         return parsed
+
+    def _holders(self, name: str, within: Iterable[str] | None = None) -> frozenset[str]:
+        """The files (of `within`, or all) whose text has `def name` or `class name`.
+
+        An over-inclusive filter: parsing decides whether a definition is real. The first few
+        names are each found by one scan of the bytes (tens of ms on the stdlib, so a first lookup
+        stays fast); after that the index of every name is built once (about 100 ms).
+        """
+        if within is None and (cached := self._holder_cache.get(name)) is not None:
+            return cached
+        scan = within is not None or len(self._holder_cache) < _SCANS_BEFORE_INDEX
+        if self._names is not None or not name.isascii() or not scan:
+            found = frozenset(self._name_index().get(name, ()))
+            if within is not None:
+                found = found.intersection(within)
+        else:
+            needle = name.encode("ascii")
+            tail = re.escape(needle) + rb"(?![\w\x80-\xff])"
+            # Two patterns, each with a literal prefix the regex engine can skip ahead to.
+            patterns = (re.compile(rb"def[ \t]+" + tail), re.compile(rb"class[ \t]+" + tail))
+            found = frozenset(
+                path
+                for path in (self._files if within is None else within)
+                if needle in (data := self._data[path]) and any(p.search(data) for p in patterns)
+            )
+        if within is None:
+            self._holder_cache[name] = found
+        return found
 
     def _name_index(self) -> dict[str, set[str]]:
         """Every `def`/`class` name that appears in the text -> the files it appears in."""

@@ -38,35 +38,29 @@ def decode_source(data: bytes) -> str:
         raise SourceDecodeError(f"line {line} is not valid {encoding}: {error.reason}") from None
 
 
-def split_lines(text: str) -> list[str]:
-    """The lines of `text` with their line ends, split where Python's tokenizer splits them."""
-    lines: list[str] = []
-    start = 0
-    for match in _LINE_END.finditer(text):
-        lines.append(text[start : match.end()])
-        start = match.end()
-    if start < len(text):
-        lines.append(text[start:])
-    return lines
+class Lines:
+    """Where each line of a text starts, split where Python's tokenizer splits lines.
 
-
-def _cut(line: str, byte_offset: int) -> int:
-    """The character index of a UTF-8 byte offset into `line` (ast columns are UTF-8 bytes)."""
-    if line.isascii():
-        return byte_offset
-    return len(line.encode("utf-8")[:byte_offset].decode("utf-8", errors="replace"))
-
-
-def segment(lines: list[str], start_line: int, start_col: int, end_line: int, end_col: int) -> str:
-    """The exact text from (start_line, start_col) to (end_line, end_col), as `ast` positions say.
-
-    Lines are 1-based, columns are UTF-8 byte offsets; the same text `ast.get_source_segment`
-    gives for a node with these positions.
+    Turns `ast` positions (1-based line, UTF-8 byte column) into offsets into the text, so a
+    definition's exact text is one slice, and nothing but a few integers per definition is kept.
     """
-    first = lines[start_line - 1]
-    if start_line == end_line:
-        return first[_cut(first, start_col) : _cut(first, end_col)]
-    last = lines[end_line - 1]
-    return "".join(
-        [first[_cut(first, start_col) :], *lines[start_line : end_line - 1], last[: _cut(last, end_col)]]
-    )
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.ascii = text.isascii()
+        self.starts = [0, *(match.end() for match in _LINE_END.finditer(text))]
+
+    def line(self, number: int) -> str:
+        """Line `number` (1-based) with its line end."""
+        end = self.starts[number] if number < len(self.starts) else len(self.text)
+        return self.text[self.starts[number - 1] : end]
+
+    def offset(self, number: int, byte_column: int) -> int:
+        """The offset into the text of line `number`, UTF-8 byte column `byte_column`."""
+        if self.ascii:
+            return self.starts[number - 1] + byte_column
+        line = self.line(number)
+        if line.isascii():
+            return self.starts[number - 1] + byte_column
+        prefix = line.encode("utf-8")[:byte_column].decode("utf-8", errors="replace")
+        return self.starts[number - 1] + len(prefix)
