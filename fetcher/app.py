@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import WithJsonSchema
 
+from fetcher.archive import INFLATE_ENGINE
 from fetcher.github import GitHubClient, GitHubConfig
 from fetcher.logs import setup_logging
 from fetcher.settings import Settings
@@ -179,12 +180,13 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     async def ready() -> None:
         log.info(
-            "fetcher ready: consuming %s (durable %s) on %s, GitHub API %s%s",
+            "fetcher ready: consuming %s (durable %s) on %s, GitHub API %s%s, gunzip by %s",
             FETCH_STREAM,
             FETCH_DURABLE,
             settings.nats_url,
             settings.github_api_url,
             ", with GITHUB_TOKEN" if settings.github_token else "",
+            INFLATE_ENGINE,
         )
 
     @get(include_in_schema=False)

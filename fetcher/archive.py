@@ -20,9 +20,38 @@ import re
 import tarfile
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 from fetcher.errors import ArchiveError, LimitExceededError
+
+
+class _Decompressor(Protocol):
+    """What zlib's (and ISA-L's) decompress objects offer."""
+
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+    @property
+    def unused_data(self) -> bytes: ...
+    @property
+    def eof(self) -> bool: ...
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+def _gzip_inflate() -> tuple[str, Callable[[], _Decompressor], tuple[type[Exception], ...]]:
+    """ISA-L's gzip decompressor when installed (it inflates about twice as fast), else zlib's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - depends on the environment
+        return "zlib", (lambda: zlib.decompressobj(wbits=31)), (zlib.error,)
+    # The stub types `error` as an instance; it is the exception class.
+    isal_error = cast("type[Exception]", isal_zlib.error)
+    return "isal", (lambda: isal_zlib.decompressobj(wbits=31)), (zlib.error, isal_error)
+
+
+# Which library inflates the archives ("isal" or "zlib"), for logs and benchmarks.
+INFLATE_ENGINE, _inflater, _INFLATE_ERRORS = _gzip_inflate()
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # tarfile asks for this much at a time in stream mode.
@@ -76,7 +105,7 @@ class _GunzipStream(io.RawIOBase):
         super().__init__()
         self._chunks = chunks
         self._limit = max_unpacked_bytes
-        self._inflater = zlib.decompressobj(wbits=31)
+        self._inflater = _inflater()
         self._ended = False
         self.unpacked = 0
 
@@ -105,14 +134,14 @@ class _GunzipStream(io.RawIOBase):
                     if not rest:
                         return b""
                     # Another gzip member follows (gzip allows concatenation).
-                    self._inflater = zlib.decompressobj(wbits=31)
+                    self._inflater = _inflater()
                     data = self._inflater.decompress(rest, want)
                 else:
                     chunk = self._next_chunk()
                     if not chunk:
                         raise ArchiveError("the archive is truncated: the gzip stream ends early")
                     data = inflater.decompress(chunk, want)
-            except zlib.error as error:
+            except _INFLATE_ERRORS as error:
                 raise ArchiveError(f"the archive is not a valid .tar.gz: {error}") from error
             if data:
                 self.unpacked += len(data)

@@ -252,8 +252,8 @@ class Fetcher:
                 return await self._complete(job, ref, ref.lower(), *stored, stored_before=True)
 
         started = time.monotonic()
-        contents, received = await self._download(owner, repo, ref, job)
-        downloaded = time.monotonic()
+        contents, received, downloaded = await self._download(owner, repo, ref, job)
+        read = time.monotonic()
         sha = contents.commit_sha
         if sha is None:
             sha = ref.lower() if _FULL_SHA.fullmatch(ref) else await self.github.commit_sha(owner, repo, ref)
@@ -272,11 +272,15 @@ class Fetcher:
                 size,
             )
         outcome = await self._complete(job, ref, sha, files, size, stored_before=stored_before)
+        done = time.monotonic()
         log.info(
-            "download %.2f s (%d bytes), download end to ready %.2f s, %d files, %d skipped",
+            "download %.2f s (%d bytes), download end to ready %.2f s (reading the rest %.2f s, "
+            "storing %.2f s), %d files, %d skipped",
             downloaded - started,
             received,
-            time.monotonic() - downloaded,
+            done - downloaded,
+            read - downloaded,
+            done - read,
             files,
             len(contents.skipped),
             extra=extra,
@@ -299,7 +303,10 @@ class Fetcher:
             return Outcome(job.record.job_id, "ready", key)
         return Outcome(job.record.job_id, "finished-before", str(job.record.status))
 
-    async def _download(self, owner: str, repo: str, ref: str, job: Job) -> tuple[ArchiveContents, int]:
+    async def _download(
+        self, owner: str, repo: str, ref: str, job: Job
+    ) -> tuple[ArchiveContents, int, float]:
+        """(contents, bytes received, monotonic time the last byte arrived)."""
         reader: ArchiveReader | None = None
         received = 0
         last_report = time.monotonic()
@@ -325,8 +332,9 @@ class Fetcher:
 
         try:
             total = await self.github.download_tarball(owner, repo, ref, on_chunk, on_attempt)
+            downloaded = time.monotonic()
             assert reader is not None
-            return await reader.finish(), total
+            return await reader.finish(), total, downloaded
         except BaseException:
             if reader is not None:
                 await reader.abort()
