@@ -1,12 +1,13 @@
 """Find the function a user names in the files of one commit, and give its exact source.
 
 Names look like `pkg.sub.module.func`, `module.Class.Inner.method`, `module.outer.inner`, or any
-suffix of such a name (`mod.func` for `pkg/mod.py`, even `func` alone). A name is split into a
-module part and a definition part at every dot; a file is a candidate when its module matches,
+suffix of such a name (`mod.func` for `pkg/mod.py`, `Inner.method`, even `func` alone). A name is
+split into a module part and a definition part at every dot; a file is a candidate when its
+module matches,
 
 1. exactly, from the repository root (`src.pkg.mod` for `src/pkg/mod.py`), else
 2. from a source root (`pkg.mod` for `src/pkg/mod.py`; the roots are `src/`, `lib/`, `python/`
-   and a folder named like the repository), else
+   and a folder named like the repository, unless that folder is itself a package), else
 3. as a suffix of the full dotted name (`mod.func`, `Class.method`, `func`).
 
 Within a tier, non-test code wins over test code, `.py` over `.pyi`, then the shortest path
@@ -14,7 +15,7 @@ Within a tier, non-test code wins over test code, `.py` over `.pyi`, then the sh
 and does not depend on the order of the files.
 
 Building a `SnapshotIndex` only splits paths; a file is decoded and parsed the first time a
-lookup needs it, once, and only its table of definitions is kept.
+lookup needs it, once, and only the positions of its definitions are kept.
 """
 
 from __future__ import annotations

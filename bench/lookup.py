@@ -108,7 +108,7 @@ def main(argv: list[str]) -> None:
         ("exact name, big module", "Lib.email.message.Message.get_payload"),
         ("source-root name", "json.decoder.JSONDecoder.decode"),
         ("source-root name, 5,000-line module", "_pydecimal.Decimal.quantize"),
-        ("suffix name (builds the name index)", "JSONDecoder.decode"),
+        ("suffix name (scans the bytes for it)", "JSONDecoder.decode"),
         ("bare function name", "urlsplit"),
         ("name that does not exist (suggestions)", "json.decoder.JSONDecoder.decod"),
     ]:
