@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from analyzer import locate
 from analyzer.errors import FunctionNotFound, InvalidFunctionName, SnapshotUnavailable, SourceDoesNotParse
@@ -102,16 +103,19 @@ class Analysis:
         """
         found = await self.locate(job_id, function_name)
         sent, was_cut = locate.truncate_source(found.source, self.source_max_chars)
+        started = time.perf_counter()
+        suggestions = await self.reviewer.review(sent, request_id=request_id)
         logger.info(
-            "reviewing %s (%s:%d-%d, %d characters%s)",
+            "reviewed %s (%s:%d-%d, %d characters%s): %d suggestions, gateway %.0f ms",
             found.qualified_name,
             found.path,
             found.start_line,
             found.end_line,
             len(found.source),
             f", cut to {len(sent)}" if was_cut else "",
+            len(suggestions),
+            (time.perf_counter() - started) * 1000,
         )
-        suggestions = await self.reviewer.review(sent, request_id=request_id)
         if was_cut:
             return [cut_notice(found.qualified_name, sent, found.source, self.source_max_chars), *suggestions]
         return suggestions

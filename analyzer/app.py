@@ -146,9 +146,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stores = await ensure_jetstream(js)
             jobs = JobStore(js, stores.kv)
             snapshots = SnapshotCache(
+                js,
                 stores.repos,
                 max_entries=settings.analyzer_snapshot_cache_entries,
                 max_bytes=settings.analyzer_snapshot_cache_bytes,
+                timeout_s=settings.nats_timeout_s,
             )
             analysis = Analysis(
                 jobs,
@@ -168,6 +170,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[connections],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         middleware=[request_id_middleware],
+        # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
+        # that logs every gateway request of the openai package's HTTP client, a cost per request.
+        logging_config=None,
         exception_handlers={
             AnalyzerError: analyzer_error_handler,
             ValidationException: validation_error_handler,

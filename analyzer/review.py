@@ -83,7 +83,7 @@ class Reviewer:
                 f"it began {content[:120]!r}",
                 upstream="gateway",
             ) from exc
-        logger.info(
+        logger.debug(
             "gateway reviewed %d characters: %d suggestions in %.0f ms",
             len(source),
             len(review.suggestions),

@@ -1,0 +1,156 @@
+"""POST /analyze/function through HTTP with an instant model, on a stdlib-sized snapshot.
+
+Runs a real nats-server, `python -m analyzer` as its own process, and an instant fake gateway
+(answers at once) with the load generator in this process. Figures:
+- first lookup after the job is ready (fetch from the Object Store, decode, index, find, gateway call);
+- later lookups one at a time, p50/p99: cold (most names in files not parsed yet) and warm;
+- throughput: requests/s with several requests in flight (targets: first <= 300 ms, later p99
+  <= 20 ms, >= 300 requests/s on 2 cores).
+
+Options: --names=N (distinct function names, default 500), --requests=N (throughput run, default
+3000), --concurrency=N (default 16), --seed=S (default 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import re
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bench.lookup import dotted_names, stdlib_files
+from jobs_contract import JobStatus
+from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
+from tests.support.fake_gateway import FakeGateway
+from tests.support.nats import running_nats_server
+from tests.support.servers import service_process
+
+
+@asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[str]:
+    """Like tests.support.servers.serving, but with TCP_NODELAY on the accepted connections.
+
+    asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; a socket made with
+    proto 0 keeps Nagle's algorithm, and a response sent as two writes (head, body) then waits
+    for the client's delayed ACK: about 40 ms per request, which would be measured as ours.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", loop="none"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("fake gateway exited during startup")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def _options(argv: list[str]) -> dict[str, int]:
+    options = {"names": 500, "requests": 3000, "concurrency": 16, "seed": 5}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key in options:
+            options[key] = int(value)
+    return options
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _summary(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return f"n={len(ordered)} p50 {_ms(statistics.median(ordered))}, p99 {_ms(p99)}, max {_ms(ordered[-1])}"
+
+
+async def _post(client: httpx.AsyncClient, job_id: str, name: str) -> float:
+    started = time.perf_counter()
+    response = await client.post("/analyze/function", json={"job_id": job_id, "function_name": name})
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"{name}: HTTP {response.status_code} {response.text[:300]}")
+    return elapsed
+
+
+async def _run(options: dict[str, int]) -> None:
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    files = stdlib_files()
+    rng = random.Random(options["seed"])
+    names = [name for name, _ in rng.sample(dotted_names(files), options["names"])]
+    lines = sum(data.count(b"\n") for data in files.values())
+    megabytes = sum(map(len, files.values())) / 1e6
+    print(f"snapshot: {len(files)} files, {megabytes:.1f} MB, {lines} lines; {len(names)} distinct names")
+    gateway = FakeGateway(record=False)
+    with tempfile.TemporaryDirectory() as tmp, running_nats_server(Path(tmp) / "jetstream") as nats_url:
+        async with _serving(gateway) as gateway_url, job_stores(nats_url) as stores:
+            env = {
+                "NATS_URL": nats_url,
+                "GATEWAY_URL": f"{gateway_url}/v1",
+                "GATEWAY_RETRIES": "0",
+                "ANALYZER_LOG_LEVEL": "INFO",
+            }
+            with service_process("analyzer", env, Path(tmp), port_variable="ANALYZER_PORT") as analyzer:
+                limits = httpx.Limits(max_connections=options["concurrency"], max_keepalive_connections=64)
+                async with httpx.AsyncClient(base_url=analyzer.url, timeout=60, limits=limits) as client:
+                    # The job exists (fetching) while the snapshot is stored, then turns ready.
+                    fetching = job_record(JobStatus.FETCHING, owner="python", repo="cpython")
+                    await put_job(stores, fetching)
+                    stored_at = time.perf_counter()
+                    ready = await put_ready_job(stores, files, owner="python", repo="cpython")
+                    print(f"snapshot stored in the Object Store in {_ms(time.perf_counter() - stored_at)}")
+                    await client.get("/health")  # opens the HTTP connection
+                    first = await _post(client, ready.job_id, names[0])
+                    print(f"first lookup after ready (fetch+decode+index+find+instant gateway): {_ms(first)}")
+                    cold = [await _post(client, ready.job_id, name) for name in names[1:]]
+                    print(f"later lookups, cold files: {_summary(cold)}")
+                    warm = [await _post(client, ready.job_id, name) for name in names]
+                    print(f"later lookups, warm: {_summary(warm)}")
+
+                    queue = [names[i % len(names)] for i in range(options["requests"])]
+                    latencies: list[float] = []
+
+                    async def worker() -> None:
+                        while queue:
+                            latencies.append(await _post(client, ready.job_id, queue.pop()))
+
+                    started = time.perf_counter()
+                    await asyncio.gather(*(worker() for _ in range(options["concurrency"])))
+                    elapsed = time.perf_counter() - started
+                    print(
+                        f"throughput: {len(latencies) / elapsed:.0f} requests/s ({len(latencies)} requests, "
+                        f"{options['concurrency']} in flight; {_summary(latencies)})"
+                    )
+            loaded = re.findall(r"loaded: .*", analyzer.log())
+            if loaded:
+                print(f"analyzer log: snapshot {loaded[0]}")
+
+
+def main(argv: list[str]) -> None:
+    asyncio.run(_run(_options(argv)))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
