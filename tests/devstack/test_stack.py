@@ -82,8 +82,9 @@ class StackProcess:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.append(line.rstrip("\n"))
 
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -129,6 +130,7 @@ def stack(tmp_path: Path) -> Iterator[StackProcess]:
     if process.process.poll() is None:
         process.process.kill()
         process.process.wait()
+    process._reader.join(5)
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -181,7 +183,11 @@ def test_a_service_that_dies_stops_the_stack_loudly(stack: StackProcess) -> None
 @pytest.mark.nats
 def test_a_service_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> None:
     stack = StackProcess(tmp_path, {"MODEL_PATH": str(tmp_path / "missing.gguf")})
-    assert stack.finish(timeout=120) == 1
+    try:
+        code = stack.finish(timeout=120)
+    finally:
+        stack._reader.join(5)
+    assert code == 1
     output = stack.output()
     assert "!!! model_host exited with code" in output
     assert "missing.gguf" in output
