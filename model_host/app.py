@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
-from litestar.datastructures import State
+from litestar.background_tasks import BackgroundTask, BackgroundTasks
+from litestar.datastructures import Cookie, State
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import TypeEncodersMap
 
 from model_host.chat import decode_request
-from model_host.engines import Engine
+from model_host.engines import Engine, load_engine
 from model_host.errors import (
     ModelHostError,
     http_exception_handler,
@@ -31,6 +35,38 @@ class ClientDisconnectedError(ModelHostError):
 
     status_code = 499
     code = "client_disconnected"
+
+
+class EventStream(Stream):
+    """Server-sent events that say so: Litestar 2.25's Stream lets the handler's media type (JSON
+    here, for the non-streamed answers) override its own, though its docstring promises the opposite."""
+
+    def to_asgi_response(
+        self,
+        app: Litestar | None,
+        request: Request[Any, Any, Any],
+        *,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: MediaType | str | None = None,
+        status_code: int | None = None,
+        type_encoders: TypeEncodersMap | None = None,
+    ) -> ASGIResponse:
+        return super().to_asgi_response(
+            app,
+            request,
+            background=background,
+            cookies=cookies,
+            encoded_headers=encoded_headers,
+            headers=headers,
+            is_head_response=is_head_response,
+            media_type=self.media_type,
+            status_code=status_code,
+            type_encoders=type_encoders,
+        )
 
 
 async def _until_disconnect(request: Request[Any, Any, State]) -> None:
@@ -55,12 +91,12 @@ def list_models(state: State) -> ModelList:
 
 
 @post("/v1/chat/completions", status_code=HTTP_200_OK)
-async def chat_completions(request: Request[Any, Any, State], state: State) -> ChatCompletion | Stream:
+async def chat_completions(request: Request[Any, Any, State], state: State) -> ChatCompletion | EventStream:
     """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
     host: ModelHost = state.host
     body = decode_request(await request.body())
     if body.stream:
-        return Stream(
+        return EventStream(
             host.stream(body), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
     # Litestar does not watch for disconnects outside streams: do it, so a client that gives up
@@ -83,16 +119,18 @@ def create_app(
     settings: Settings | None = None,
     *,
     engine: Engine | None = None,
+    loader: Callable[[Settings], Engine] = load_engine,
     on_load_failure: Callable[[BaseException], None] | None = None,
 ) -> Litestar:
     """The model_host app.
 
-    `engine`: an already loaded model (tests share one); otherwise the lifespan loads
-    MODEL_PATH in the background and `/health` answers 503 until it is ready. `on_load_failure`
-    is called if that load fails (`python -m model_host` then exits non-zero).
+    `engine`: an already loaded model (tests share one); otherwise the lifespan loads the model
+    with `loader` (default: MODEL_PATH with MODEL_ENGINE) in the background, and `/health`
+    answers 503 until it is ready. `on_load_failure` is called if that load fails
+    (`python -m model_host` then exits non-zero).
     """
     settings = settings or Settings()
-    host = ModelHost(settings, engine=engine, on_load_failure=on_load_failure)
+    host = ModelHost(settings, engine=engine, loader=loader, on_load_failure=on_load_failure)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

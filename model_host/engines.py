@@ -209,11 +209,14 @@ class CTransformersEngine:
 
         self._threads = settings.threads()
         config = Config(context_length=settings.model_context_size, threads=self._threads)
+        with path.open("rb") as file:
+            is_gguf = file.read(4) == GGUF_MAGIC
         try:
-            self._llm: Any = LLM(str(path), settings.model_type, config=config)
+            # A GGUF file goes to ctransformers' own GGUF loader (early GGUF versions only).
+            self._llm: Any = LLM(str(path), None if is_gguf else settings.model_type, config=config)
         except (ValueError, RuntimeError, OSError) as exc:
             hint = ""
-            if path.read_bytes()[:4] == GGUF_MAGIC:
+            if is_gguf:
                 hint = "; ctransformers 0.2.27 predates current GGUF files: use MODEL_ENGINE=llama_cpp"
             raise ModelFileError(
                 f"MODEL_PATH {path}: ctransformers could not load it as model type "

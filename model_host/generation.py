@@ -6,6 +6,7 @@ UTF-8 character, never the start of what might become a stop string. Its last it
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Literal
@@ -13,6 +14,8 @@ from typing import Literal
 import msgspec
 
 from model_host.engines import Engine, Sampling
+
+logger = logging.getLogger("model_host.generation")
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):
@@ -88,6 +91,8 @@ def generate(engine: Engine, job: Job, cancelled: threading.Event) -> Iterator[s
                 break
     finally:
         tokens.close()
+    if reason == "cancelled":
+        logger.info("generation cancelled after %d token(s): its client went away", count)
     held += pending.decode("utf-8", errors="replace")
     if held:
         yield held

@@ -42,6 +42,7 @@ class ModelHost:
         settings: Settings,
         *,
         engine: Engine | None = None,
+        loader: Callable[[Settings], Engine] = load_engine,
         on_load_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -50,6 +51,7 @@ class ModelHost:
         self.engine = engine
         self.state: State = "ok" if engine is not None else "loading"
         self.error: str | None = None
+        self._loader = loader
         self._on_load_failure = on_load_failure
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model_host-model")
         self.slot = GenerationSlot(
@@ -63,7 +65,7 @@ class ModelHost:
         started = time.perf_counter()
         try:
             engine = await asyncio.get_running_loop().run_in_executor(
-                self.executor, load_engine, self.settings
+                self.executor, self._loader, self.settings
             )
         except Exception as exc:
             self.state, self.error = "failed", str(exc)

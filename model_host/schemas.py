@@ -15,7 +15,8 @@ from msgspec import Meta
 # -- request -----------------------------------------------------------------------------------
 
 
-class ContentPart(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class ContentPart(msgspec.Struct, kw_only=True, frozen=True):
+    # Unknown fields pass, so an image part gets "text parts only" rather than "unknown field image_url".
     type: str
     text: str | None = None
 
