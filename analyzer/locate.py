@@ -143,6 +143,11 @@ class _Unparsable:
     error: str
 
 
+# What parsing one file leaves: the positions of its definitions, or why it does not parse.
+# Opaque to callers; picklable, so `parse_files` can run in another process.
+ParsedFile = _Parsed | _Unparsable
+
+
 @dataclass(frozen=True, slots=True)
 class _File:
     path: str
@@ -298,6 +303,15 @@ def _parse(data: bytes, path: str) -> _Parsed | _Unparsable:
     return _Parsed(definitions=definitions)
 
 
+def parse_files(files: Mapping[str, bytes]) -> dict[str, ParsedFile]:
+    """The definition tables of the Python files in `files`, for `SnapshotIndex.adopt`.
+
+    Parsing is CPU work that holds the GIL for a whole file (90 ms for the largest stdlib
+    module), so a server that wants every lookup warm runs this in a process pool, not a thread.
+    """
+    return {path: _parse(data, path) for path, data in files.items() if path.endswith((".py", ".pyi"))}
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     tier: int
@@ -350,6 +364,25 @@ class SnapshotIndex:
     def __len__(self) -> int:
         """How many Python files the index holds."""
         return len(self._files)
+
+    def unparsed(self) -> dict[str, bytes]:
+        """The Python files no lookup has parsed yet: what `parse_files` would warm."""
+        return {path: self._data[path] for path in self._files if path not in self._parsed}
+
+    def adopt(self, tables: Mapping[str, ParsedFile]) -> int:
+        """Take definition tables from `parse_files` run on this snapshot's files; how many were new.
+
+        The tables must come from these very bytes (the same snapshot): positions are not checked
+        against the text. Paths this index does not hold are ignored.
+        """
+        adopted = 0
+        for path, table in tables.items():
+            if path in self._files and path not in self._parsed:
+                if not isinstance(table, _Parsed | _Unparsable):
+                    raise TypeError(f"not a table from parse_files: {type(table).__name__} for {path}")
+                self._parsed[path] = table
+                adopted += 1
+        return adopted
 
     def find(self, name: str) -> FoundFunction:
         """The function (or class) `name` means, with its exact source.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import textwrap
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -13,6 +16,7 @@ from analyzer.locate import (
     InvalidFunctionName,
     SnapshotIndex,
     SourceDoesNotParse,
+    parse_files,
     truncate_source,
 )
 
@@ -21,7 +25,7 @@ def src(text: str) -> bytes:
     return textwrap.dedent(text).lstrip("\n").encode()
 
 
-def index(files: dict[str, bytes | str], repo: str = "owner/project") -> SnapshotIndex:
+def index(files: Mapping[str, bytes | str], repo: str = "owner/project") -> SnapshotIndex:
     return SnapshotIndex({p: (d.encode() if isinstance(d, str) else d) for p, d in files.items()}, repo)
 
 
@@ -551,6 +555,35 @@ def test_an_empty_snapshot_finds_nothing() -> None:
 def test_a_name_in_a_string_or_comment_is_not_a_definition() -> None:
     with pytest.raises(FunctionNotFound):
         index({"doc.py": b'"""\ndef ghost():\n    pass\n"""\n# def ghost(): pass\n'}).find("ghost")
+
+
+# -- warming an index in another process -------------------------------------------------------
+
+
+def test_tables_parsed_in_another_process_are_adopted_and_used() -> None:
+    files = {
+        "shapes.py": NESTED,
+        "multi.py": MULTI,
+        "py2.py": b"def old():\n    print 'x'\n",
+        "README.md": b"x",
+    }
+    snapshot = index(files)
+    assert set(snapshot.unparsed()) == {"shapes.py", "multi.py", "py2.py"}
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        tables = pool.submit(parse_files, snapshot.unparsed()).result()
+    assert snapshot.adopt(tables) == 3
+    assert snapshot.unparsed() == {}
+    assert snapshot.adopt(tables) == 0
+    # Answers are the same as from a fresh index that parses for itself.
+    for name in ["shapes.Shape.Inner.method", "multi.Box.size", "Inner.method", "sep"]:
+        assert snapshot.find(name) == index(files).find(name)
+    with pytest.raises(SourceDoesNotParse):
+        snapshot.find("py2.old")
+
+
+def test_adopt_refuses_what_parse_files_did_not_make() -> None:
+    with pytest.raises(TypeError, match="parse_files"):
+        index({"m.py": ADD}).adopt({"m.py": "def add(): ..."})  # type: ignore[dict-item]
 
 
 # -- truncate_source ----------------------------------------------------------------------------
