@@ -10,8 +10,8 @@ Options: --names=N (how many random names, default 2000), --seed=S (default 6).
 from __future__ import annotations
 
 import ast
-import multiprocessing
 import contextlib
+import multiprocessing
 import os
 import platform
 import random
