@@ -106,7 +106,11 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     if configure_logging:
         setup_logging(settings.log_level)
     holder = _Holder()
-    broker = NatsBroker(settings.nats_url, logger=logging.getLogger("fetcher.broker"))
+    # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
+    # job with its id, so those go to DEBUG.
+    broker = NatsBroker(
+        settings.nats_url, logger=logging.getLogger("fetcher.broker"), log_level=logging.DEBUG
+    )
 
     @broker.subscriber(
         FETCH_SUBJECT,
@@ -199,6 +203,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     return AsgiFastStream(
         broker,
+        logger=logging.getLogger("fetcher.app"),
         asgi_routes=[("/health", health)],
         lifespan=lifespan,
         after_startup=[ready],

@@ -7,7 +7,7 @@ import pytest
 
 from fetcher.settings import Settings
 from jobs_contract import FetchRequest, JobRecord, JobStatus, snapshot_key
-from tests.fetcher.helpers import Analyzer, gzip_bytes, member, tar_bytes
+from tests.fetcher.helpers import Analyzer, fetcher_settings, gzip_bytes, member, running_fetcher, tar_bytes
 from tests.support.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.nats
@@ -174,3 +174,23 @@ async def test_a_missing_job_record_is_created_from_the_request(
     record = await jobs.wait("no-record")
 
     assert (record.status, record.created_at, record.owner) == (JobStatus.READY, 5.0, "octo")
+
+
+async def test_two_fetchers_on_one_nats_share_the_queue_without_double_work(
+    nats_url: str, fake_github: FakeGitHub, jobs: Analyzer
+) -> None:
+    repos = [f"repo{i}" for i in range(6)]
+    for name in repos:
+        fake_github.add_repo("octo", name, {f"{name}.py": f"name = {name!r}\n" * 3000})
+    fake_github.chunk_size = 8 * 1024
+    fake_github.chunk_delay = 0.005
+    settings = fetcher_settings(nats_url, fake_github.api_url, fetcher_concurrency=1)
+
+    async with running_fetcher(settings), running_fetcher(settings):
+        job_ids = [await jobs.submit("octo", name) for name in repos]
+        records = [await jobs.wait(job_id) for job_id in job_ids]
+
+    assert [r.status for r in records] == [JobStatus.READY] * len(repos)
+    assert [r.files for r in records] == [1] * len(repos)
+    assert len(fake_github.requests_to("/codeload/")) == len(repos)
+    assert all(len(jobs.events_for(job_id, "completed")) == 1 for job_id in job_ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -111,3 +113,41 @@ async def test_names_are_quoted_into_the_path() -> None:
     [request] = recorder.requests
     assert request.url.raw_path == b"/repos/octo/demo/commits/feature%2Fx%20y"
     assert "authorization" not in request.headers
+
+
+class _DropsAfter(httpx.AsyncByteStream):
+    """A body that sends `data[:cut]` and then fails as a reset connection does."""
+
+    def __init__(self, data: bytes, cut: int) -> None:
+        self.data, self.cut = data, cut
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data[: self.cut]
+        raise httpx.ReadError("connection reset by peer")
+
+
+async def test_a_download_dropped_midway_starts_over_and_the_caller_resets() -> None:
+    archive = bytes(range(256)) * 100
+    attempts: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if len(attempts) == 1:
+            return httpx.Response(
+                200, headers={"Content-Length": str(len(archive))}, stream=_DropsAfter(archive, 5000)
+            )
+        return httpx.Response(200, stream=httpx.ByteStream(archive))
+
+    received = bytearray()
+
+    async def on_attempt() -> None:
+        attempts.append(len(received))
+        received.clear()
+
+    async def on_chunk(chunk: bytes, announced: int | None) -> None:
+        received.extend(chunk)
+
+    async with GitHubClient(GitHubConfig(backoff_s=0.0), transport=httpx.MockTransport(answer)) as github:
+        assert await github.download_tarball("octo", "demo", "main", on_chunk, on_attempt) == len(archive)
+
+    assert bytes(received) == archive
+    assert attempts == [0, 5000]  # the second attempt was told to drop the first one's 5,000 bytes
