@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from litestar import Litestar
 
 from gateway.cache import MemoryCache, NatsCache, ReviewCache
@@ -19,12 +19,10 @@ from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
 
 
-def create_app(
-    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-) -> Litestar:
+def create_app(settings: Settings | None = None, *, ssl_context: ssl.SSLContext | None = None) -> Litestar:
     """The gateway app for `settings` (read from the environment when None).
 
-    `transport` replaces the HTTP transport to the providers (tests and benchmarks only).
+    `ssl_context` replaces the TLS settings for https providers (tests; else LLM_CA_BUNDLE).
     Raises pydantic's ValidationError for bad settings, e.g. a provider without its API key.
     """
     settings = settings or Settings()
@@ -35,7 +33,7 @@ def create_app(
         tunnel = None
         if settings.local_llm_ssh_host and "local" in chain:
             tunnel = await SshTunnel.open(settings)
-        upstream = Upstream(settings, transport)
+        upstream = Upstream(settings, ssl_context)
         cache: ReviewCache | None = None
         try:
             providers = build_providers(settings, tunnel.base_url if tunnel else None)

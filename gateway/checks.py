@@ -210,6 +210,11 @@ class RuffChecker:
             await process.wait()
             log.error("ruff took longer than %.0fs; reviewing without deterministic checks", self.timeout)
             return []
+        except BaseException:
+            # Cancelled (the review failed or the client left): leave no ruff process behind.
+            process.kill()
+            await asyncio.shield(process.wait())
+            raise
         if process.returncode != 0:
             log.error("ruff failed (%s): %s", process.returncode, stderr.decode(errors="replace")[-500:])
             return []

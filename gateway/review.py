@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +99,7 @@ class Reviewer:
         answers nothing usable still yields the deterministic checks' suggestions.
         """
         validate_code(code, self.limits.max_code_bytes)
-        checks = asyncio.create_task(self.checker.check(code))
+        checks: asyncio.Task[list[Suggestion]] | None = None
         failures: list[UpstreamError] = []
         try:
             for name in self.chain:
@@ -110,17 +111,23 @@ class Reviewer:
                     if hit is not None:
                         log.info("review cache hit (%s, %s)", name, model)
                         return Review(hit.suggestions, name, model, cached=True, usage=Usage())
+                    if checks is None:
+                        # ruff runs while the model thinks.
+                        checks = asyncio.create_task(self.checker.check(code))
                     raw, usage = await self._ask(provider, model, code)
                 except UpstreamError as exc:
                     log.warning("review via %s failed: %s", name, exc.message)
                     failures.append(exc)
                     continue
-                suggestions = merge(await checks, model_suggestions(raw, code), self.limits.max_suggestions)
+                found = await checks
+                suggestions = merge(found, model_suggestions(raw, code), self.limits.max_suggestions)
                 await self.cache.put(key, CachedReview(suggestions=suggestions, provider=name, model=model))
                 return Review(suggestions, name, model, cached=False, usage=usage)
         finally:
-            if not checks.done():
+            if checks is not None and not checks.done():
                 checks.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checks
         raise _combined(failures)
 
     async def checks_only(self, code: str) -> list[Suggestion]:

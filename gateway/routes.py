@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.response import Stream
 
 from gateway.errors import InvalidInputError, MalformedBodyError, UpstreamError
+from gateway.http1 import Response as UpstreamResponse
+from gateway.http1 import TransportError
 from gateway.review import Review, Reviewer
 from gateway.schemas import (
     CODE_REVIEW_MODEL,
@@ -176,11 +177,11 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-async def _relay(upstream: httpx.Response, provider: Provider) -> AsyncIterator[bytes]:
+async def _relay(upstream: UpstreamResponse, provider: Provider) -> AsyncIterator[bytes]:
     try:
         async for chunk in upstream.aiter_raw():
             yield chunk
-    except httpx.HTTPError as exc:
+    except TransportError as exc:
         # Headers are gone already: all that is left is to end the stream with an error event.
         log.warning("%s stream broke: %s", provider.name, exc)
         error = {"error": {"message": f"{provider.name} stream broke: {exc}", "type": "upstream_error"}}

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # Empty: ~/.ssh/known_hosts. The server's host key is always checked.
     local_llm_ssh_known_hosts: Path | None = None
 
+    # Extra CA certificates (PEM) to trust for https providers, e.g. a company proxy's CA.
+    llm_ca_bundle: Path | None = None
     llm_connect_timeout: float = Field(default=5.0, gt=0)
     llm_read_timeout: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)

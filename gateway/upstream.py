@@ -10,14 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-import httpx
 import msgspec
 
 from gateway.errors import ConfigError, UpstreamError, UpstreamTimeoutError
+from gateway.http1 import (
+    ConnectTimeoutError,
+    Http1Client,
+    ReadTimeoutError,
+    Response,
+    TransportError,
+)
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.upstream")
@@ -108,16 +115,17 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 class Upstream:
     """The gateway's HTTP client for every provider (one connection pool, opened in the lifespan)."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_retries = settings.llm_max_retries
         self.backoff = settings.llm_retry_backoff
         self.retry_after_max = settings.llm_retry_after_max
         self.read_timeout = settings.llm_read_timeout
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.llm_read_timeout, connect=settings.llm_connect_timeout),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            follow_redirects=False,
-            transport=transport,
+        if ssl_context is None and settings.llm_ca_bundle is not None:
+            ssl_context = ssl.create_default_context(cafile=str(settings.llm_ca_bundle))
+        self.http = Http1Client(
+            connect_timeout=settings.llm_connect_timeout,
+            read_timeout=settings.llm_read_timeout,
+            ssl_context=ssl_context,
         )
         self._models: dict[str, str] = {}
 
@@ -126,7 +134,7 @@ class Upstream:
 
     async def request(
         self, provider: Provider, method: str, path: str, body: bytes | None = None, *, retry: bool = True
-    ) -> httpx.Response:
+    ) -> Response:
         """Send (with retries unless `retry` is False) and read the whole answer.
 
         Returns the provider's response when it is a success or a client error the caller should
@@ -135,7 +143,7 @@ class Upstream:
         """
         return await self._send(provider, method, path, body, stream=False, retry=retry)
 
-    async def open_stream(self, provider: Provider, path: str, body: bytes) -> httpx.Response:
+    async def open_stream(self, provider: Provider, path: str, body: bytes) -> Response:
         """Like `request` for POST, but the body is left unread; the caller must `aclose()` it.
 
         Retries happen before the first byte, so a stream never restarts halfway.
@@ -171,7 +179,7 @@ class Upstream:
         *,
         stream: bool,
         retry: bool = True,
-    ) -> httpx.Response:
+    ) -> Response:
         headers = provider.headers()
         if body is not None:
             headers["content-type"] = "application/json"
@@ -181,16 +189,15 @@ class Upstream:
         for attempt in range(attempts):
             wait: float | None = None
             try:
-                request = self.http.build_request(method, url, content=body, headers=headers)
-                response = await self.http.send(request, stream=stream)
-            except httpx.ConnectTimeout:
+                response = await self.http.send(method, url, headers=headers, body=body, stream=stream)
+            except ConnectTimeoutError:
                 failure = "connection timed out"
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
+            except ReadTimeoutError as exc:
                 raise UpstreamTimeoutError(
                     f"{provider.name} did not answer within {self.read_timeout:g}s", provider=provider.name
                 ) from exc
-            except httpx.TransportError as exc:
-                failure = f"unreachable ({type(exc).__name__})"
+            except TransportError as exc:
+                failure = f"unreachable ({exc})"
             else:
                 status = response.status_code
                 if status in (401, 403):
