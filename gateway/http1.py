@@ -60,19 +60,23 @@ class _Connection:
 class _Parsed:
     """httptools callbacks: headers, body pieces, completion."""
 
-    __slots__ = ("chunks", "complete", "headers", "headers_done")
+    __slots__ = ("chunks", "complete", "headers", "headers_done", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.headers: dict[str, str] = {}
         self.chunks: deque[bytes] = deque()
         self.headers_done = False
         self.complete = False
+        self.keep_alive = False
+        self.parser: Any = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # Asked here: once the message is complete the parser has reset and always says no.
+        self.keep_alive = bool(self.parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(bytes(body))
@@ -145,7 +149,7 @@ class Response:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._parsed.complete and self._parser.should_keep_alive():
+        if self._parsed.complete and self._parsed.keep_alive:
             self._client._release(connection)
         else:
             connection.close()
@@ -155,7 +159,7 @@ class Response:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._parsed.complete and not self._parsed.chunks and self._parser.should_keep_alive():
+        if self._parsed.complete and not self._parsed.chunks and self._parsed.keep_alive:
             self._client._release(connection)
         else:
             connection.close()
@@ -211,6 +215,7 @@ class Http1Client:
             connection = self._take(key) or await self._connect(key)
             parsed = _Parsed()
             parser = httptools.HttpResponseParser(parsed)
+            parsed.parser = parser
             try:
                 connection.writer.write(request)
                 if connection.writer.transport.get_write_buffer_size() > 65536:
