@@ -225,7 +225,7 @@ class Stack:
 
     async def start(self, service: Service, index: int) -> None:
         log_path = self.logs / f"{service.name}.log"
-        log = log_path.open("ab")
+        log = log_path.open("ab", buffering=0)
         env = {**os.environ, **service.env}
         service.process = await asyncio.create_subprocess_exec(
             *service.argv,
