@@ -14,6 +14,7 @@ Options: --names=N (distinct function names, default 500), --requests=N (through
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import random
@@ -64,6 +65,12 @@ async def _serving(app: Any) -> AsyncIterator[str]:
         sock.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _options(argv: list[str]) -> dict[str, int]:
     options = {"names": 500, "requests": 3000, "concurrency": 16, "seed": 5}
     for arg in argv:
@@ -81,6 +88,53 @@ def _summary(samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return f"n={len(ordered)} p50 {_ms(statistics.median(ordered))}, p99 {_ms(p99)}, max {_ms(ordered[-1])}"
+
+
+class _Connection:
+    """A minimal HTTP/1.1 keep-alive client: the load generator must cost far less than the server.
+
+    httpx spends about as much CPU per request as the analyzer itself, and here both share two
+    cores; this writes one request and reads one Content-Length response at a time.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, url: str) -> _Connection:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, f"{host}:{port}")
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _post_raw(connection: _Connection, job_id: str, name: str) -> float:
+    body = json.dumps({"job_id": job_id, "function_name": name}).encode()
+    started = time.perf_counter()
+    status, answer = await connection.post("/analyze/function", body)
+    elapsed = time.perf_counter() - started
+    if status != 200:
+        raise RuntimeError(f"{name}: HTTP {status} {answer[:300]!r}")
+    return elapsed
 
 
 async def _post(client: httpx.AsyncClient, job_id: str, name: str) -> float:
@@ -130,16 +184,29 @@ async def _run(options: dict[str, int]) -> None:
                     queue = [names[i % len(names)] for i in range(options["requests"])]
                     latencies: list[float] = []
 
-                    async def worker() -> None:
-                        while queue:
-                            latencies.append(await _post(client, ready.job_id, queue.pop()))
+                    connections = [
+                        await _Connection.open(analyzer.url) for _ in range(options["concurrency"])
+                    ]
 
+                    async def worker(connection: _Connection) -> None:
+                        while queue:
+                            latencies.append(await _post_raw(connection, ready.job_id, queue.pop()))
+
+                    cpu_before = _cpu_seconds(analyzer.process.pid)
                     started = time.perf_counter()
-                    await asyncio.gather(*(worker() for _ in range(options["concurrency"])))
+                    await asyncio.gather(*(worker(connection) for connection in connections))
                     elapsed = time.perf_counter() - started
+                    cpu = _cpu_seconds(analyzer.process.pid) - cpu_before
+                    for connection in connections:
+                        connection.close()
                     print(
                         f"throughput: {len(latencies) / elapsed:.0f} requests/s ({len(latencies)} requests, "
                         f"{options['concurrency']} in flight; {_summary(latencies)})"
+                    )
+                    print(
+                        f"analyzer CPU per request: {_ms(cpu / len(latencies))} "
+                        f"(one core would serve {len(latencies) / cpu:.0f} requests/s; the load generator "
+                        "and the fake gateway share the other core here)"
                     )
             loaded = re.findall(r"loaded: .*", analyzer.log())
             if loaded:
