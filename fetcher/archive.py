@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import io
 import posixpath
 import queue
@@ -42,12 +43,16 @@ class _Decompressor(Protocol):
 def _gzip_inflate() -> tuple[str, Callable[[], _Decompressor], tuple[type[Exception], ...]]:
     """ISA-L's gzip decompressor when installed (it inflates about twice as fast), else zlib's."""
     try:
-        from isal import isal_zlib
+        # Imported by name so that type checking does not depend on the optional package.
+        isal_zlib = importlib.import_module("isal.isal_zlib")
     except ImportError:  # pragma: no cover - depends on the environment
         return "zlib", (lambda: zlib.decompressobj(wbits=31)), (zlib.error,)
-    # The stub types `error` as an instance; it is the exception class.
     isal_error = cast("type[Exception]", isal_zlib.error)
-    return "isal", (lambda: isal_zlib.decompressobj(wbits=31)), (zlib.error, isal_error)
+    return (
+        "isal",
+        (lambda: cast("_Decompressor", isal_zlib.decompressobj(wbits=31))),
+        (zlib.error, isal_error),
+    )
 
 
 # Which library inflates the archives ("isal" or "zlib"), for logs and benchmarks.
