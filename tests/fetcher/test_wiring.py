@@ -1,0 +1,30 @@
+"""The FastStream wiring, in memory (TestNatsBroker): what reaches which subscriber, and how."""
+
+from __future__ import annotations
+
+import msgspec
+from faststream.nats import NatsBroker, TestNatsBroker
+from faststream.nats.subscriber.usecases import CoreSubscriber, PullStreamSubscriber
+
+from fetcher.app import ADVISORY_QUEUE, MAX_DELIVERIES_ADVISORY, create_app
+from fetcher.settings import Settings
+from jobs_contract import FETCH_DURABLE, FETCH_STREAM, FETCH_SUBJECT, FetchRequest
+
+
+async def test_fetch_requests_reach_the_pull_subscriber_as_raw_bytes() -> None:
+    settings = Settings.model_construct(fetcher_ack_wait_s=12.0, fetcher_max_deliveries=4)
+    app = create_app(settings, configure_logging=False)
+    assert isinstance(app.broker, NatsBroker)
+    [requests] = [s for s in app.broker.subscribers if isinstance(s, PullStreamSubscriber)]
+    [advisories] = [s for s in app.broker.subscribers if isinstance(s, CoreSubscriber)]
+    body = msgspec.json.encode(FetchRequest(job_id="j1", owner="octo", repo="demo", requested_at=1.0))
+
+    async with TestNatsBroker(app.broker) as broker:
+        await broker.publish(body, FETCH_SUBJECT, stream=FETCH_STREAM)
+        [call] = requests.calls
+        assert call.handler.mock is not None
+        # Undecoded: the worker decodes it, so a malformed request fails its job with a reason.
+        call.handler.mock.assert_called_once_with(body)
+    assert (requests.stream.name, requests.config.durable_name) == (FETCH_STREAM, FETCH_DURABLE)
+    assert (requests.config.ack_wait, requests.config.max_deliver) == (12.0, 5)
+    assert (advisories.subject.template, advisories.queue) == (MAX_DELIVERIES_ADVISORY, ADVISORY_QUEUE)
