@@ -406,7 +406,7 @@ class SnapshotIndex:
                 # Blame a broken file only if its text looks like it defines the name. When the
                 # name spells out its module, that file is the one meant: say it does not parse.
                 # A suffix names no file, so a match in a file that parses wins over it.
-                if path in self._holders(last):
+                if self._holders(last, within=(path,)):
                     if candidate.tier < _SUFFIX:
                         raise SourceDoesNotParse(name.strip(), path, parsed.error)
                     broken = broken or (path, parsed.error)

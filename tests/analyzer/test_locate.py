@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analyzer.locate import (
     FoundFunction,
@@ -608,3 +610,14 @@ def test_truncate_crlf_and_an_overlong_first_line() -> None:
 def test_truncate_needs_a_positive_budget() -> None:
     with pytest.raises(ValueError, match="positive"):
         truncate_source("abc", 0)
+
+
+@given(st.text(alphabet="ab \t\r\n", max_size=200), st.integers(min_value=1, max_value=250))
+def test_truncate_properties(source: str, max_chars: int) -> None:
+    cut, was_cut = truncate_source(source, max_chars)
+    assert was_cut == (len(source) > max_chars)
+    assert source.startswith(cut)
+    assert len(cut) <= max_chars
+    if was_cut and any(end in source[:max_chars][1:] for end in "\r\n"):
+        # Cut after a whole line: what follows in the source starts with a line end.
+        assert source[len(cut)] in "\r\n"
