@@ -142,7 +142,8 @@ async def start(
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
-        "HOME": str(workdir),
+        # The image's user has no home folder (--home-dir /nonexistent): nothing may rely on one.
+        "HOME": str(workdir / "nonexistent"),
     }
     log = logs / f"compose-{name}-{port}.log"
     with log.open("wb") as out:
