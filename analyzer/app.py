@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import nats
+import nats.errors
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -34,6 +34,7 @@ from analyzer.errors import (
 )
 from analyzer.jobs import JobStore
 from analyzer.logs import REQUEST_ID_HEADER, job_id_var, request_id_middleware, setup_logging
+from analyzer.nats_client import connect_nats
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
 from analyzer.settings import Settings
@@ -129,11 +130,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
-        nc = await nats.connect(
-            settings.nats_url,
-            name="codereview-analyzer",
-            connect_timeout=settings.nats_timeout_s,
-            max_reconnect_attempts=-1,
+        nc = await connect_nats(
+            settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
         )
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
@@ -163,7 +161,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await gateway.close()
-            await nc.drain()
+            try:
+                await nc.drain()
+            except nats.errors.Error:  # reconnecting or already closed: nothing left to flush
+                await nc.close()
 
     return Litestar(
         route_handlers=[start_job, get_job, analyze_function, health],

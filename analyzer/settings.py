@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     # Seconds to wait for NATS at start-up and for each request to it.
     nats_timeout_s: float = Field(default=5.0, gt=0)
+    # How long to keep trying to reach NATS at start-up before giving up (reconnects later never stop).
+    nats_start_wait_s: float = Field(default=30.0, ge=0)
 
     # Base URL of the gateway's OpenAI-compatible API, and the virtual model that applies its review prompt.
     gateway_url: str = "http://127.0.0.1:8001/v1"

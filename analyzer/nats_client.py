@@ -1,0 +1,48 @@
+"""The analyzer's NATS connection: bounded patience at start-up, endless reconnects afterwards."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+logger = logging.getLogger("analyzer.nats")
+
+RECONNECT_WAIT_S = 1.0
+
+
+async def connect_nats(url: str, *, timeout_s: float, start_wait_s: float) -> NatsClient:
+    """A connected client; tries for about `start_wait_s` seconds, then raises RuntimeError.
+
+    Once connected it reconnects for ever, and says so in the logs in one line per event
+    (nats-py's default error callback logs a traceback per failed attempt, each second).
+    """
+
+    async def on_error(exc: Exception) -> None:
+        logger.warning("NATS at %s: %s", url, exc or type(exc).__name__)
+
+    async def on_disconnected() -> None:
+        logger.warning("NATS connection to %s lost; reconnecting", url)
+
+    async def on_reconnected() -> None:
+        logger.info("NATS reconnected to %s", url)
+
+    try:
+        client = await nats.connect(
+            url,
+            name="codereview-analyzer",
+            connect_timeout=timeout_s,
+            reconnect_time_wait=RECONNECT_WAIT_S,
+            # nats-py counts the first connection's attempts against the same limit as reconnects.
+            max_reconnect_attempts=max(1, math.ceil(start_wait_s / RECONNECT_WAIT_S)),
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise RuntimeError(f"NATS at {url} could not be reached within {start_wait_s:g} s: {exc!r}") from exc
+    client.options["max_reconnect_attempts"] = -1
+    return client
