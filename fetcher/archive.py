@@ -71,6 +71,11 @@ _NOT_REGULAR = {
 }
 
 
+# A hostile archive may hold many unsafe members with long names: list a bounded number.
+MAX_SKIPPED_LISTED = 1000
+MAX_NAME_LISTED = 512
+
+
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_members: int
@@ -89,6 +94,14 @@ class ArchiveContents:
     commit_sha: str | None = None
     members: int = 0
     unpacked_bytes: int = 0
+    # Skipped members beyond MAX_SKIPPED_LISTED, counted but not listed.
+    skipped_unlisted: int = 0
+
+    def skip(self, name: str, reason: str) -> None:
+        if len(self.skipped) < MAX_SKIPPED_LISTED:
+            self.skipped[name[:MAX_NAME_LISTED]] = reason
+        else:
+            self.skipped_unlisted += 1
 
     @property
     def file_bytes(self) -> int:
@@ -213,11 +226,11 @@ def read_archive(chunks: queue.SimpleQueue[bytes], limits: ArchiveLimits) -> Arc
                 if member.isdir():
                     continue
                 if reason is not None or path is None:
-                    contents.skipped[member.name] = reason or "unsafe name"
+                    contents.skip(member.name, reason or "unsafe name")
                     continue
                 if not member.isreg():
                     if path.endswith(".py") or member.type in _NOT_REGULAR:
-                        contents.skipped[path] = _NOT_REGULAR.get(member.type, "not a regular file")
+                        contents.skip(path, _NOT_REGULAR.get(member.type, "not a regular file"))
                     continue
                 if not path.endswith(".py"):
                     continue

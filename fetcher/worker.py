@@ -167,13 +167,16 @@ class Fetcher:
 
     async def _fail(self, request: FetchRequest, job: Job | None, reason: str) -> Outcome:
         extra = {"job_id": request.job_id}
-        log.warning("job failed: %s", reason, extra=extra)
         try:
             job = job or await Job.open(self.stores.kv, self.nc, request)
-            await job.fail(reason)
+            changed = await job.fail(reason)
         except Exception:
-            log.exception("could not mark the job failed", extra=extra)
+            log.exception("could not mark the job failed (%s)", reason, extra=extra)
             return Outcome(request.job_id, "retry", reason)
+        if not changed:
+            log.info("job already %s; not failing it: %s", job.record.status, reason, extra=extra)
+            return Outcome(request.job_id, "finished-before", str(job.record.status))
+        log.warning("job failed: %s", reason, extra=extra)
         return Outcome(request.job_id, "failed", reason)
 
     async def _fail_undecodable(self, body: bytes, reason: str) -> None:
@@ -282,7 +285,7 @@ class Fetcher:
             read - downloaded,
             done - read,
             files,
-            len(contents.skipped),
+            len(contents.skipped) + contents.skipped_unlisted,
             extra=extra,
         )
         return outcome

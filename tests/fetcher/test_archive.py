@@ -8,7 +8,14 @@ import tarfile
 
 import pytest
 
-from fetcher.archive import ArchiveContents, ArchiveLimits, read_archive, safe_path
+from fetcher.archive import (
+    MAX_NAME_LISTED,
+    MAX_SKIPPED_LISTED,
+    ArchiveContents,
+    ArchiveLimits,
+    read_archive,
+    safe_path,
+)
 from fetcher.errors import ArchiveError, LimitExceededError
 from tests.fetcher.helpers import gzip_bytes, member, raw_member, tar_bytes
 
@@ -91,3 +98,19 @@ def test_the_file_limit_counts_only_python_files() -> None:
         match=re.escape("big.py is 5000 bytes: over the limit FETCHER_MAX_FILE_BYTES=4000"),
     ):
         read(gzip_bytes(big), limits)
+
+
+def test_skipped_members_are_listed_up_to_a_bound() -> None:
+    links = [(member(f"top/l{i}", tarfile.SYMTYPE, linkname="/etc/passwd"), None) for i in range(1005)]
+    long_name = "/" + "x" * 2000
+    archive = tar_bytes([(member("top", tarfile.DIRTYPE), None), (member(long_name), b""), *links])
+
+    contents = read(
+        gzip_bytes(archive),
+        ArchiveLimits(max_members=2000, max_file_bytes=100, max_unpacked_bytes=1 << 24),
+        chunk=1 << 16,
+    )
+
+    assert len(contents.skipped) == MAX_SKIPPED_LISTED
+    assert contents.skipped_unlisted == 1006 - MAX_SKIPPED_LISTED
+    assert contents.skipped[long_name[:MAX_NAME_LISTED]] == "absolute path"
