@@ -393,6 +393,14 @@ def test_crlf_line_ends_are_kept() -> None:
     assert (found.start_line, found.end_line) == (3, 5)
 
 
+def test_old_mac_cr_line_ends() -> None:
+    data = b"import os\r@dec\rdef f():\r    return 1\r\rclass C:\r    def m(self): pass\r"
+    snapshot = index({"cr.py": data})
+    found = snapshot.find("cr.f")
+    assert (found.source, found.start_line, found.end_line) == ("@dec\rdef f():\r    return 1", 2, 4)
+    assert snapshot.find("cr.C.m").start_line == 7
+
+
 def test_tabs_and_form_feed() -> None:
     data = b"class C:\n\tdef m(self):\n\t\treturn 1\n\x0c\n\tdef n(self):\n\t\treturn 2\n"
     snapshot = index({"tabs.py": data})
