@@ -7,6 +7,7 @@ fails here instead of in someone's `docker compose up`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -236,3 +237,19 @@ def test_the_override_leaves_model_host_out_and_nothing_else() -> None:
     override = compose(WITHOUT_MODEL_HOST)
     assert set(override["services"]) == {"model_host"}
     assert override["services"]["model_host"] == {"profiles": ["local"]}
+
+
+def test_what_env_example_offers_reaches_the_services_that_read_it() -> None:
+    # Users copy .env.example to .env, which compose reads too: each variable offered there must
+    # reach every service that reads it, unless compose fixes it for the containers (ports, URLs).
+    offered = re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert offered, ".env.example offers no variables: the pattern is broken"
+    for variable in offered:
+        for name in BUILT:
+            if variable not in settings_variables(SERVICES[name].package):
+                continue
+            env = environment(service(name))
+            assert variable in env, f".env.example offers {variable}, which compose never passes to {name}"
+            fixed = env[variable]
+            if fixed is not None and "${" not in fixed:
+                assert variable.endswith(("_PORT", "_URL")), f"{name}: {variable} fixed to {fixed!r}"
