@@ -279,3 +279,20 @@ def test_the_fetch_script_and_model_host_agree_on_the_bundled_file() -> None:
     source = (ROOT / "docker" / "fetch_model.py").read_text()
     assert f'BUNDLED_MODEL_FILE = "{BUNDLED_MODEL_FILE}"' in source
     assert BUNDLED_MODEL_FILE in (ROOT / "docker" / "model_host.Dockerfile").read_text()
+
+
+def test_the_main_group_builder_is_the_same_in_every_image_that_uses_it() -> None:
+    # Same instructions, same inputs: BuildKit builds /opt/venv once for all three images, and
+    # their dependencies can never drift apart.
+    def builder_text(name: str) -> list[str]:
+        return [
+            f"{item.keyword} {item.raw}" for item in dockerfile(path_of(name)).stage("builder").instructions
+        ]
+
+    main_only = [name for name in NAMES if SERVICES[name].groups == ("main",)]
+    assert len(main_only) == 3
+    first = builder_text(main_only[0])
+    for name in main_only[1:]:
+        assert builder_text(name) == first, f"{name}'s builder stage differs from {main_only[0]}'s"
+    bases = {str(dockerfile(path_of(name)).global_args) for name in NAMES}
+    assert len(bases) == 1, f"every image on the same base: {bases}"
