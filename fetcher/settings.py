@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # (a running fetch reports progress to the server, so only a dead fetcher's requests time out).
     fetcher_ack_wait_s: float = Field(default=30.0, gt=0)
     fetcher_max_deliveries: int = Field(default=3, ge=1)
-    # Requests one fetcher works on at the same time.
+    # Requests one fetcher pulls at once and works on together (it pulls again when all are done).
     fetcher_concurrency: int = Field(default=2, ge=1)
 
     # GitHub: per-request timeout, retries of 5xx and dropped connections, and how long to wait

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -68,11 +69,26 @@ async def test_rate_limit_beyond_the_wait_bound_fails_naming_the_limit_and_the_t
     assert len(fake_github.requests_to(r"^/repos/octo/demo$")) == 1
 
 
-async def test_rate_limit_with_a_short_retry_after_is_waited_out(
-    fake_github: FakeGitHub, jobs: Analyzer, fetcher: object
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        pytest.param(429, lambda: {"Retry-After": "1"}, id="429-retry-after"),
+        pytest.param(
+            403,
+            lambda: {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 1)},
+            id="403-reset-soon",
+        ),
+    ],
+)
+async def test_a_rate_limit_that_resets_soon_is_waited_out(
+    fake_github: FakeGitHub,
+    jobs: Analyzer,
+    fetcher: object,
+    status: int,
+    headers: Callable[[], dict[str, str]],
 ) -> None:
     fake_github.add_repo("octo", "demo", FILES)
-    fake_github.add_fault(Fault(r"/tarball/", status=429, headers={"Retry-After": "1"}))
+    fake_github.add_fault(Fault(r"/tarball/", status=status, headers=headers()))
 
     record = await jobs.wait(await jobs.submit("octo", "demo"))
 
