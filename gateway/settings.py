@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     review_max_suggestions: int = Field(default=8, ge=1, le=50)
     review_max_code_bytes: int = Field(default=65536, ge=1)
-    review_max_tokens: int = Field(default=512, ge=16)
+    review_max_tokens: int = Field(default=300, ge=16)
     review_temperature: float = Field(default=0.2, ge=0, le=2)
     review_cache_ttl: float = Field(default=86400.0, ge=0)
     review_cache_size: int = Field(default=4096, ge=0)

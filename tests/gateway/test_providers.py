@@ -52,7 +52,7 @@ async def test_openai_gets_its_url_key_model_and_strict_json_schema(openai_fake:
     body = sent.json()
     assert body["model"] == "gpt-4o-mini"
     assert body["response_format"] == SCHEMA_FORMAT
-    assert body["max_completion_tokens"] == 512
+    assert body["max_completion_tokens"] == 300
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert code_between_markers(body["messages"][1]["content"]) == ADD
 
@@ -78,7 +78,7 @@ async def test_deepseek_gets_json_object_and_the_word_json_and_empty_content_is_
         body = sent.json()
         assert body["model"] == "deepseek-chat"
         assert body["response_format"] == {"type": "json_object"}
-        assert body["max_tokens"] == 512
+        assert body["max_tokens"] == 300
         assert "json" in body["messages"][1]["content"].lower()
 
 
