@@ -129,10 +129,12 @@ class LlamaCppEngine:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from model_host.grammar_llama import GrammarLlama
+
         self._llama_cpp = llama_cpp
         threads = settings.threads()
         try:
-            self._llama: Any = llama_cpp.Llama(
+            self._llama: Any = GrammarLlama(
                 model_path=str(path),
                 n_ctx=settings.model_context_size,
                 n_threads=threads,
@@ -168,17 +170,15 @@ class LlamaCppEngine:
     def token_stream(
         self, prompt_tokens: Sequence[int], sampling: Sampling, grammar: str | None
     ) -> Generator[int, None, None]:
-        from llama_cpp.llama_grammar import LlamaGrammar
-
         seed = sampling.seed if sampling.seed is not None else random.randint(0, 2**32 - 1)  # noqa: S311
         self._llama.set_seed(seed)
+        self._llama.set_grammar(grammar)
         tokens = self._llama.generate(
             list(prompt_tokens),
             temp=sampling.temperature,
             top_p=sampling.top_p,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,
-            grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar is not None else None,
         )
         try:
             for token in tokens:
@@ -187,6 +187,7 @@ class LlamaCppEngine:
                 yield token
         finally:
             tokens.close()
+            self._llama.set_grammar(None)
 
     def piece(self, token: int) -> bytes:
         data: bytes = self._llama.detokenize([token])
