@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import itertools
 import keyword
 import re
 import sys
@@ -30,7 +31,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from analyzer.sources import Lines, SourceDecodeError, decode_source
+from analyzer.sources import LINE_END, Lines, SourceDecodeError, decode_source
 
 SOURCE_ROOTS = frozenset({"src", "lib", "python"})
 MAX_NAME_LENGTH = 1000
@@ -93,8 +94,9 @@ class FoundFunction:
     `source` is the original text from the first decorator to the end of the body, as
     `ast.get_source_segment` gives it plus the decorator lines. When the name has several
     definitions in its file (property getter and setter, `@overload`s, `if`/`else` variants),
-    `source` holds all of them in source order, separated by one blank line, and the lines span
-    from the first to the last; `definitions` says how many there are.
+    `source` holds all of them in source order: joined by the original text between them when
+    that is only blank lines and comments, else by one blank line. The lines span from the
+    first to the last; `definitions` says how many there are.
     """
 
     qualified_name: str
@@ -424,11 +426,17 @@ class SnapshotIndex:
     def _found(self, file: _File, qualname: str, parsed: _Parsed, spans: list[_Span]) -> FoundFunction:
         # It parsed from these bytes, so they decode.
         text = decode_source(self._data[file.path])
-        texts = [text[s.start : s.end] for s in spans]
+        pieces = [text[spans[0].start : spans[0].end]]
+        for before, span in itertools.pairwise(spans):
+            gap = text[before.end : span.start]
+            # Definitions apart only by blank lines and comments (a getter and its setter,
+            # overloads) keep the original text between them; anything else is left out.
+            pieces.append(gap if _only_blank_or_comments(gap) else "\n\n")
+            pieces.append(text[span.start : span.end])
         return FoundFunction(
             qualified_name=".".join([*file.display_module, qualname]),
             path=file.path,
-            source="\n\n".join(texts),
+            source="".join(pieces),
             start_line=spans[0].start_line,
             end_line=max(s.end_line for s in spans),
             definitions=len(spans),
@@ -584,6 +592,10 @@ def _unique(files: list[_File]) -> list[_File]:
             seen.add(file.path)
             unique.append(file)
     return unique
+
+
+def _only_blank_or_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in LINE_END.split(text))
 
 
 def _qualname_ending(parsed: _Parsed, tail: str) -> str | None:

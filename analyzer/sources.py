@@ -13,7 +13,7 @@ import tokenize
 
 # The line ends the tokenizer knows; `str.splitlines` would also split on \f, \v, \x1c.. and
 # \u2028, which would shift every line number after them.
-_LINE_END = re.compile(r"\r\n|\r|\n")
+LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class SourceDecodeError(ValueError):
@@ -48,7 +48,7 @@ class Lines:
     def __init__(self, text: str) -> None:
         self.text = text
         self.ascii = text.isascii()
-        self.starts = [0, *(match.end() for match in _LINE_END.finditer(text))]
+        self.starts = [0, *(match.end() for match in LINE_END.finditer(text))]
 
     def line(self, number: int) -> str:
         """Line `number` (1-based) with its line end."""

@@ -260,11 +260,32 @@ def test_property_getter_and_setter_come_together_in_source_order() -> None:
 def test_overloads_and_implementation_all_come() -> None:
     found = index({"multi.py": MULTI}).find("multi.parse")
     assert found.definitions == 3
+    # Nothing but the definitions between them: the file's own text, as it is.
     assert found.source == (
-        "@overload\ndef parse(x: int) -> int: ..."
-        "\n\n@overload\ndef parse(x: str) -> str: ..."
-        "\n\ndef parse(x):\n    return x"
+        "@overload\ndef parse(x: int) -> int: ...\n@overload\ndef parse(x: str) -> str: ...\n"
+        "def parse(x):\n    return x"
     )
+
+
+def test_adjacent_getter_and_setter_keep_the_comment_between_them() -> None:
+    data = src("""
+        class Box:
+            @property
+            def size(self):
+                return self._size  # cached
+
+            # The setter validates.
+            @size.setter
+            def size(self, value):
+                self._size = value
+    """)
+    found = index({"box.py": data}).find("box.Box.size")
+    assert found.source == (
+        "@property\n    def size(self):\n        return self._size  # cached\n\n"
+        "    # The setter validates.\n    @size.setter\n"
+        "    def size(self, value):\n        self._size = value"
+    )
+    assert (found.start_line, found.end_line, found.definitions) == (2, 9, 2)
 
 
 def test_if_else_variants_all_come() -> None:

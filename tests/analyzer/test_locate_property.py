@@ -102,15 +102,16 @@ class Oracle:
         # Where each line starts, split where the tokenizer splits (CRLF, CR, LF).
         self.starts = [0, *(m.end() for m in re.finditer(r"\r\n|\r|\n", text))]
 
-    def segment(self, node: DefNode) -> str:
+    def segment(self, node: DefNode) -> tuple[str, int]:
+        """The definition's text, with its offset in the file."""
         first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         assert node.end_lineno is not None
         last = node.end_lineno
         piece = self.text[self.starts[first - 1] : self.starts[last] if last < len(self.starts) else None]
+        line = piece.splitlines()[0]
         col = node.col_offset
         if node.decorator_list:
             # ast's segment starts at `def`; the review starts at the first decorator line's `@`.
-            line = piece.splitlines()[0]
             assert line.lstrip().startswith("@"), line
             col = len(line) - len(line.lstrip())
         span = SimpleNamespace(
@@ -118,7 +119,24 @@ class Oracle:
         )
         segment = ast.get_source_segment(piece, span)  # type: ignore[arg-type]
         assert segment is not None
-        return segment
+        return segment, self.starts[first - 1] + len(line.encode()[:col].decode())
+
+    def expected(self, nodes: list[DefNode]) -> str:
+        """All definitions of one name: joined by the file's own text where only blank lines and
+        comments lie between them, else by one blank line."""
+        pieces: list[str] = []
+        end: int | None = None
+        for node in sorted(nodes, key=lambda n: (n.lineno, n.col_offset)):
+            segment, start = self.segment(node)
+            if end is not None:
+                gap = self.text[end:start]
+                lines = re.split(r"\r\n|\r|\n", gap)
+                pieces.append(
+                    gap if all(not x.strip() or x.lstrip().startswith("#") for x in lines) else "\n\n"
+                )
+            pieces.append(segment)
+            end = start + len(segment)
+        return "".join(pieces)
 
 
 @pytest.mark.parametrize("codebase", CODEBASES, ids=lambda c: c.package)
@@ -173,7 +191,7 @@ def check_every_function(snapshot: SnapshotIndex, files: dict[str, bytes], root:
             found = snapshot.find(name)
             assert (found.path, found.qualified_name) == (path, name)
             nodes.sort(key=lambda n: (n.lineno, n.col_offset))
-            assert found.source == "\n\n".join(oracle.segment(n) for n in nodes), name
+            assert found.source == oracle.expected(nodes), name
             first = nodes[0].decorator_list[0].lineno if nodes[0].decorator_list else nodes[0].lineno
             assert (found.start_line, found.end_line, found.definitions) == (
                 first,
