@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             js = nc.jetstream(timeout=settings.nats_timeout_s)
             stores = await ensure_jetstream(js)
-            jobs = JobStore(js, stores.kv)
+            jobs = JobStore(js, stores.kv, ready_cache_s=settings.analyzer_ready_cache_s)
             snapshots = SnapshotCache(
                 js,
                 stores.repos,

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -53,11 +54,18 @@ class JobStore:
         *,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        ready_cache_s: float = 0.0,
+        ready_cache_entries: int = 10_000,
     ) -> None:
         self._js = js
         self._kv = kv
         self._clock = clock
         self._new_id = new_id
+        # Ready records never change (a job is fetched once; a new fetch is a new job), so reviews
+        # may reuse one for a few seconds instead of asking NATS each time: a cache, not state.
+        self._ready_cache_s = ready_cache_s
+        self._ready_cache_entries = ready_cache_entries
+        self._ready: OrderedDict[str, tuple[float, JobRecord]] = OrderedDict()
 
     async def start(self, target: RepoTarget) -> JobRecord:
         """Create a queued job for `target` and queue its fetch request (message id = job id).
@@ -125,10 +133,18 @@ class JobStore:
         Raises InvalidJobId (422), JobNotFound (404), JobFailed (409, with the job's reason),
         JobNotReady (409, with the status it still had), NatsUnavailable (503).
         """
+        cached = self._ready.get(job_id)
+        if cached is not None and time.monotonic() - cached[0] < self._ready_cache_s:
+            return cached[1]
         record = await self.get(job_id)
         if record.status not in TERMINAL and wait_s > 0:
             record = await self._watch_until_terminal(record, wait_s)
         if record.status == JobStatus.READY:
+            if self._ready_cache_s > 0:
+                self._ready[job_id] = (time.monotonic(), record)
+                self._ready.move_to_end(job_id)
+                while len(self._ready) > self._ready_cache_entries:
+                    self._ready.popitem(last=False)
             return record
         if record.status == JobStatus.FAILED:
             raise JobFailed(

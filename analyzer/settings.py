@@ -30,6 +30,8 @@ class Settings(BaseSettings):
 
     # POST /analyze/function on a job still queued or fetching waits this long for it, then answers 409.
     analyzer_wait_timeout_s: float = Field(default=60.0, ge=0)
+    # Seconds a ready job's record is reused for reviews before NATS is asked again (0: always ask).
+    analyzer_ready_cache_s: float = Field(default=5.0, ge=0)
     # Characters of function source sent to the model at most (about 4 characters a token).
     analyzer_source_max_chars: int = Field(default=12_000, ge=200)
     # Decoded snapshots (and their function index) kept in memory: at most this many, and this many bytes.

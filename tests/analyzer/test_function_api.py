@@ -341,3 +341,18 @@ async def test_retries_reach_a_gateway_that_recovers(nats_url: str, gateway: Fak
         response = await failing
     assert response.status_code == 200
     assert len(gateway.requests) == 2
+
+
+async def test_ready_records_are_reused_for_a_while_then_asked_again(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+        async with analyzer(settings(nats_url, gateway, analyzer_ready_cache_s=3600)) as cached:
+            assert (await analyze(cached, job.job_id, "calc.add")).status_code == 200
+            await stores.kv.delete(job.job_id)
+            # Within ANALYZER_READY_CACHE_S the record is not asked for again...
+            assert (await analyze(cached, job.job_id, "calc.add")).status_code == 200
+        # ...and without the cache NATS is asked every time.
+        async with analyzer(settings(nats_url, gateway, analyzer_ready_cache_s=0)) as uncached:
+            assert (await analyze(uncached, job.job_id, "calc.add")).status_code == 404
