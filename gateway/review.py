@@ -90,6 +90,7 @@ class Reviewer:
         self.cache = cache
         self.checker = checker
         self.limits = limits
+        self._inflight: dict[str, asyncio.Task[Review]] = {}
 
     async def review(self, code: str) -> Review:
         """Review `code`.
@@ -97,8 +98,23 @@ class Reviewer:
         Raises InvalidInputError for blank or oversized code; UpstreamError (502) or UpstreamTimeoutError
         (504) naming the providers when every provider in the chain failed for good. A model that
         answers nothing usable still yields the deterministic checks' suggestions.
+        The same code asked for again while its review runs waits for that review (one model call).
         """
         validate_code(code, self.limits.max_code_bytes)
+        task = self._inflight.get(code)
+        if task is None:
+            task = asyncio.create_task(self._review(code))
+            self._inflight[code] = task
+            task.add_done_callback(lambda done: self._finished(code, done))
+        # Shielded: a caller that goes away does not cancel the review the others wait for.
+        return await asyncio.shield(task)
+
+    def _finished(self, code: str, task: asyncio.Task[Review]) -> None:
+        self._inflight.pop(code, None)
+        if not task.cancelled():
+            task.exception()  # retrieved, so a review nobody waits for any more is not reported as lost
+
+    async def _review(self, code: str) -> Review:
         checks: asyncio.Task[list[Suggestion]] | None = None
         failures: list[UpstreamError] = []
         try:

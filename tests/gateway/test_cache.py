@@ -11,7 +11,7 @@ import pytest
 from gateway.cache import CachedReview, MemoryCache, review_key
 from gateway.prompt import PROMPT_VERSION
 from tests.gateway.conftest import ADD, gateway_client, local_settings
-from tests.support.fake_llm import FakeLLM, review_reply
+from tests.support.fake_llm import FakeLLM, Reply, review_reply
 
 
 async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM) -> None:
@@ -80,3 +80,15 @@ async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url
         assert status.values == 1
     finally:
         await connection.close()
+
+
+async def test_the_same_function_asked_at_once_costs_one_model_call(local_fake: FakeLLM) -> None:
+    local_fake.script("/chat/completions", Reply(delay=0.5, body=review_reply("Reject booleans.").body))
+    async with gateway_client(local_settings(local_fake, local_llm_model="m")) as client:
+        answers = await asyncio.gather(
+            *(client.post("/analyze", json={"function_code": ADD}) for _ in range(4))
+        )
+    assert {a.status_code for a in answers} == {200}
+    assert all(a.json() == answers[0].json() for a in answers)
+    assert answers[0].json()["suggestions"][0] == "Reject booleans."
+    assert len(local_fake.sent("/chat/completions")) == 1
