@@ -1,0 +1,59 @@
+"""The analyzer against the real gateway (`python -m gateway`), whose OpenAI provider is a mock.
+
+Checks the contract between the two: the analyzer's `code-review` call through the `openai`
+package is understood by the gateway, the function's exact source reaches the provider inside
+the gateway's prompt, and the gateway's content `{"suggestions": [...]}` comes back as the answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analyzer.app import create_app
+from analyzer.settings import Settings
+from tests.analyzer.stores import job_stores, put_ready_job
+from tests.support.fake_gateway import FakeGateway
+from tests.support.servers import service_process, serving
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+SOURCE = "def mean(values):\n    # the average\n    return sum(values) / len(values)"
+
+
+async def test_the_real_gateway_reviews_what_the_analyzer_sends(
+    nats_url: str, gateway: FakeGateway, service_logs: Path
+) -> None:
+    # `gateway` plays OpenAI here: the real gateway is its client.
+    openai = gateway
+    openai.suggestions = ["Guard against an empty list: len(values) may be 0."]
+    env = {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test-analyzer",
+        "OPENAI_BASE_URL": openai.base_url,
+        "OPENAI_MODEL": "gpt-4o-mini",
+        "LLM_MAX_RETRIES": "0",
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, {"stats.py": f"import math\n\n\n{SOURCE}\n"})
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as real_gateway:
+        settings = Settings(nats_url=nats_url, gateway_url=f"{real_gateway.url}/v1", gateway_retries=0)
+        async with (
+            serving(create_app(settings)) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as client,
+        ):
+            response = await client.post(
+                "/analyze/function", json={"job_id": job.job_id, "function_name": "stats.mean"}
+            )
+    assert response.status_code == 200, response.text
+    suggestions = response.json()["suggestions"]
+    assert "Guard against an empty list: len(values) may be 0." in suggestions
+    assert all(isinstance(s, str) for s in suggestions)
+
+    [sent] = openai.requests
+    assert sent.model == "gpt-4o-mini"
+    assert sent.headers["authorization"] == "Bearer sk-test-analyzer"
+    prompt = "\n".join(m["content"] for m in sent.messages)
+    assert f"\n{SOURCE}\n" in prompt
