@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import nats.errors
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -33,7 +32,7 @@ from analyzer.errors import (
     validation_error_handler,
 )
 from analyzer.jobs import JobStore
-from analyzer.logs import REQUEST_ID_HEADER, job_id_var, request_id_middleware, setup_logging
+from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.nats_client import connect_nats
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
@@ -102,11 +101,11 @@ async def get_job(job_id: FromPath[str], services: NamedDependency[Services]) ->
 
 @post("/analyze/function", status_code=HTTP_200_OK)
 async def analyze_function(
-    data: JSONBody[FunctionRequest], request: Request[Any, Any, Any], services: NamedDependency[Services]
+    data: JSONBody[FunctionRequest], services: NamedDependency[Services]
 ) -> FunctionResponse:
     """Review one function of the job's repository; waits for a job that is still being fetched."""
     suggestions = await services.analysis.review(
-        data.job_id, data.function_name, request_id=request.headers.get(REQUEST_ID_HEADER)
+        data.job_id, data.function_name, request_id=request_id_var.get()
     )
     return FunctionResponse(suggestions=suggestions)
 

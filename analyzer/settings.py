@@ -24,9 +24,11 @@ class Settings(BaseSettings):
     gateway_model: str = "code-review"
     # The gateway may require no key; the openai package insists on one, so a placeholder by default.
     gateway_api_key: SecretStr = SecretStr("codereview-analyzer")
-    # Seconds for one gateway call (the model's time included), and extra attempts on connection errors/5xx.
+    # Seconds for one gateway call (the model's time included), and extra attempts on connection
+    # errors, 408/429/5xx and timeouts. None by default: the gateway retries its providers itself,
+    # and a retried timeout would double an already long wait.
     gateway_timeout_s: float = Field(default=120.0, gt=0)
-    gateway_retries: int = Field(default=1, ge=0, le=10)
+    gateway_retries: int = Field(default=0, ge=0, le=10)
 
     # POST /analyze/function on a job still queued or fetching waits this long for it, then answers 409.
     analyzer_wait_timeout_s: float = Field(default=60.0, ge=0)

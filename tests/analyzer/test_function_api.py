@@ -102,9 +102,12 @@ async def test_the_request_id_travels_to_the_gateway(nats_url: str, gateway: Fak
             json={"job_id": job.job_id, "function_name": "calc.add"},
             headers={"x-request-id": "trace-42"},
         )
+        made = await analyze(client, job.job_id, "calc.add")
     assert response.status_code == 200
     assert gateway.requests[0].headers["x-request-id"] == "trace-42"
     assert gateway.requests[0].headers["authorization"] == "Bearer codereview-analyzer"
+    # Without one, the id the analyzer made (and answered) is the one the gateway sees.
+    assert gateway.requests[1].headers["x-request-id"] == made.headers["x-request-id"]
 
 
 async def test_a_job_still_fetching_is_waited_for(nats_url: str, gateway: FakeGateway) -> None:
