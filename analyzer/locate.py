@@ -35,6 +35,8 @@ from analyzer.sources import LINE_END, Lines, SourceDecodeError, decode_source
 
 SOURCE_ROOTS = frozenset({"src", "lib", "python"})
 MAX_NAME_LENGTH = 1000
+# Deeper than any real package path plus nesting (Python allows 100 levels of indentation).
+MAX_NAME_PARTS = 100
 MAX_SUGGESTIONS = 5
 # How many files a suggestion search may parse, per kind of typo: a 404 stays cheap.
 _SUGGEST_FILES = 5
@@ -71,7 +73,7 @@ class FunctionNotFound(LocateError, LookupError):  # noqa: N818 - the name the a
     def __init__(self, name: str, suggestions: list[str]) -> None:
         self.name = name
         self.suggestions = suggestions
-        message = f"no function named {name!r} in this repository"
+        message = f"no function named {_shown(name)} in this repository"
         if suggestions:
             message += "; close names that exist: " + ", ".join(suggestions)
         super().__init__(message)
@@ -84,7 +86,9 @@ class SourceDoesNotParse(LocateError):  # noqa: N818 - the name the app maps to 
         self.name = name
         self.path = path
         self.error = error
-        super().__init__(f"{path} does not parse as {_PARSER}, so {name!r} cannot be read from it: {error}")
+        super().__init__(
+            f"{path} does not parse as {_PARSER}, so {_shown(name)} cannot be read from it: {error}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,11 @@ class _File:
         return self.root_module if self.root_module is not None else self.module
 
 
+def _shown(name: str) -> str:
+    """A name as error messages quote it: whole, unless it is very long."""
+    return repr(name if len(name) <= 200 else name[:200] + "...")
+
+
 def _normalize(part: str) -> str:
     # Python compares identifiers after NFKC normalization; `ast` names are normalized already.
     return part if part.isascii() else unicodedata.normalize("NFKC", part)
@@ -228,24 +237,26 @@ def _parse_name(name: str) -> list[str]:
     if len(text) > MAX_NAME_LENGTH:
         raise InvalidFunctionName(f"the function name is longer than {MAX_NAME_LENGTH} characters")
     parts = text.split(".")
+    if len(parts) > MAX_NAME_PARTS:
+        raise InvalidFunctionName(f"the function name has more than {MAX_NAME_PARTS} dotted parts")
     if any(not part for part in parts):
         raise InvalidFunctionName(
-            f"{text!r} is not a dotted name: it has an empty part (a leading, trailing or double dot)"
+            f"{_shown(text)} is not a dotted name: it has an empty part (a leading, trailing or double dot)"
         )
     # A __qualname__ pasted from Python ("outer.<locals>.inner") names the same function.
     parts = [part for part in parts if part != _LOCALS]
     for part in parts:
         if not _NAME_PART.fullmatch(part):
             raise InvalidFunctionName(
-                f"{text!r} is not a dotted name like 'package.module.function' or "
-                f"'module.Class.method': {part!r} is not a name"
+                f"{_shown(text)} is not a dotted name like 'package.module.function' or "
+                f"'module.Class.method': {_shown(part)} is not a name"
             )
     if not parts:
-        raise InvalidFunctionName(f"{text!r} names no function")
+        raise InvalidFunctionName(f"{_shown(text)} names no function")
     last = _normalize(parts[-1])
     if not last.isidentifier() or keyword.iskeyword(last):
         raise InvalidFunctionName(
-            f"{text!r} is not a function name: {parts[-1]!r} is not a Python identifier"
+            f"{_shown(text)} is not a function name: {parts[-1]!r} is not a Python identifier"
         )
     return [_normalize(part) for part in parts]
 

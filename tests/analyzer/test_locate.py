@@ -521,6 +521,21 @@ def test_an_overlong_name_is_invalid() -> None:
         index({"mod.py": ADD}).find("a." * 600 + "f")
 
 
+def test_too_many_parts_is_invalid() -> None:
+    with pytest.raises(InvalidFunctionName, match="more than 100 dotted parts"):
+        index({"mod.py": ADD}).find(".".join(["a"] * 101))
+    with pytest.raises(FunctionNotFound):
+        index({"mod.py": ADD}).find(".".join(["a"] * 100))
+
+
+def test_messages_quote_a_long_name_shortened_but_keep_it_whole() -> None:
+    name = "m" * 300 + ".f"
+    with pytest.raises(FunctionNotFound) as caught:
+        index({"mod.py": ADD}).find(name)
+    assert caught.value.name == name
+    assert len(str(caught.value)) < 300
+
+
 def test_invalid_name_is_a_value_error_and_says_why() -> None:
     with pytest.raises(ValueError, match="empty part"):
         index({"mod.py": ADD}).find("mod..add")
