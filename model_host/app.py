@@ -151,4 +151,5 @@ def create_app(
             Exception: unexpected_error_handler,
         },
         openapi_config=None,
+        logging_config=None,  # model_host.logs is the one logging setup; Litestar would reset the root logger
     )

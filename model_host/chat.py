@@ -8,6 +8,7 @@ engine cannot enforce.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import jinja2
 import msgspec
@@ -75,6 +76,79 @@ def chat_messages(messages: list[Message]) -> list[dict[str, str]]:
     return converted
 
 
+# JSON Schema keywords that constrain values but that llama-cpp-python's schema-to-grammar
+# converter silently ignores: a schema using them could not be *guaranteed*, so it is refused.
+UNENFORCEABLE = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "uniqueItems",
+    "not",
+    "if",
+    "then",
+    "else",
+    "minProperties",
+    "maxProperties",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "contains",
+    "minContains",
+    "maxContains",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+)
+# An integer range this small is enforced as the list of its values.
+MAX_INTEGER_RANGE = 1000
+
+
+def enforceable_schema(schema: Any, path: str = "schema") -> Any:
+    """`schema` with bounded integer ranges rewritten as enums, which the grammar can enforce.
+
+    Raises UnsupportedParameterError naming the first keyword (and where) that the grammar would
+    silently ignore, so every accepted schema is one the output is guaranteed to match.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    result = dict(schema)
+    if (
+        schema.get("type") == "integer"
+        and isinstance(schema.get("minimum"), int)
+        and isinstance(schema.get("maximum"), int)
+        and 0 <= schema["maximum"] - schema["minimum"] <= MAX_INTEGER_RANGE
+    ):
+        low, high = result.pop("minimum"), result.pop("maximum")
+        result.pop("type")
+        result["enum"] = list(range(low, high + 1))
+    for keyword in UNENFORCEABLE:
+        if keyword in result:
+            raise UnsupportedParameterError(
+                f"response_format.json_schema.{path} uses {keyword!r}, which grammar-constrained decoding "
+                "cannot enforce here (integers may have minimum and maximum together, at most "
+                f"{MAX_INTEGER_RANGE} apart); drop it or check it after the response",
+                param="response_format.json_schema.schema",
+            )
+    for keyword in ("properties", "$defs", "definitions"):
+        if isinstance(result.get(keyword), dict):
+            result[keyword] = {
+                name: enforceable_schema(sub, f"{path}.{keyword}.{name}")
+                for name, sub in result[keyword].items()
+            }
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(result.get(keyword), dict):
+            result[keyword] = enforceable_schema(result[keyword], f"{path}.{keyword}")
+    for keyword in ("items", "prefixItems", "anyOf", "oneOf", "allOf"):
+        if isinstance(result.get(keyword), list):
+            result[keyword] = [
+                enforceable_schema(sub, f"{path}.{keyword}[{index}]")
+                for index, sub in enumerate(result[keyword])
+            ]
+    return result
+
+
 def grammar_for(response_format: ResponseFormat | None) -> str | None:
     """The GBNF grammar that enforces the response format, or None for free text."""
     if response_format is None or response_format.type == "text":
@@ -88,8 +162,9 @@ def grammar_for(response_format: ResponseFormat | None) -> str | None:
             "response_format of type json_schema needs json_schema.schema",
             param="response_format.json_schema",
         )
+    schema = enforceable_schema(response_format.json_schema.schema)
     try:
-        grammar: str = json_schema_to_gbnf(json.dumps(response_format.json_schema.schema))
+        grammar: str = json_schema_to_gbnf(json.dumps(schema))
     except (
         Exception
     ) as exc:  # the converter raises bare Exceptions, KeyErrors, ... on schemas it cannot handle
@@ -97,7 +172,13 @@ def grammar_for(response_format: ResponseFormat | None) -> str | None:
             f"response_format.json_schema.schema cannot be enforced: {type(exc).__name__}: {exc}",
             param="response_format.json_schema.schema",
         ) from exc
-    return grammar
+    # llama-cpp-python's converter lets raw control characters (a newline, say) into strings, which
+    # makes the JSON invalid; llama.cpp's own converter excludes them. Same rule, fixed.
+    return grammar.replace(GRAMMAR_CHAR_RULE, GRAMMAR_CHAR_RULE_FIXED)
+
+
+GRAMMAR_CHAR_RULE = r'char ::= [^"\\] |'
+GRAMMAR_CHAR_RULE_FIXED = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 def prepare_job(

@@ -185,3 +185,59 @@ def test_a_schema_the_grammar_converter_cannot_handle_is_refused() -> None:
 def test_an_engine_without_grammars_refuses_json_formats() -> None:
     with pytest.raises(UnsupportedParameterError, match="MODEL_ENGINE=llama_cpp"):
         prepare(body(response_format={"type": "json_object"}), ScriptedEngine(supports_grammar=False))
+
+
+def test_a_small_integer_range_is_enforced_as_its_values() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 3}},
+        "required": ["score"],
+    }
+    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+    grammar = prepare(body(response_format=response_format)).grammar or ""
+    assert '"1" | "2" | "3"' in grammar
+
+
+@pytest.mark.parametrize(
+    ("schema", "where", "keyword"),
+    [
+        ({"type": "integer", "minimum": 0}, "schema", "minimum"),
+        ({"type": "number", "minimum": 0, "maximum": 1}, "schema", "minimum"),
+        ({"type": "integer", "minimum": 0, "maximum": 10**6}, "schema", "minimum"),
+        (
+            {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}},
+            "schema.properties.tags",
+            "uniqueItems",
+        ),
+        ({"type": "array", "items": {"not": {"type": "null"}}}, "schema.items", "not"),
+        (
+            {"anyOf": [{"type": "string"}, {"type": "integer", "multipleOf": 2}]},
+            "schema.anyOf[1]",
+            "multipleOf",
+        ),
+    ],
+)
+def test_constraints_the_grammar_cannot_enforce_are_refused(
+    schema: dict[str, Any], where: str, keyword: str
+) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+    with pytest.raises(UnsupportedParameterError) as refused:
+        prepare(body(response_format=response_format))
+    assert f"response_format.json_schema.{where} uses {keyword!r}" in refused.value.message
+
+
+def test_a_property_named_like_a_keyword_is_just_a_property() -> None:
+    schema = {"type": "object", "properties": {"minimum": {"type": "string"}, "not": {"type": "boolean"}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+    assert prepare(body(response_format=response_format)).grammar
+
+
+def test_strings_in_schema_grammars_exclude_raw_control_characters() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"s": {"type": "string", "maxLength": 5}, "t": {"type": "string"}},
+    }
+    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+    grammar = prepare(body(response_format=response_format)).grammar or ""
+    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |' in grammar
+    assert 'char ::= [^"\\\\] |' not in grammar
