@@ -16,9 +16,11 @@ from typing import Protocol
 import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.js.errors import BadRequestError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from gateway.errors import ConfigError
 from gateway.prompt import PROMPT_VERSION
 
 log = logging.getLogger("gateway.cache")
@@ -88,8 +90,26 @@ class NatsCache:
 
     @classmethod
     async def connect(cls, url: str, bucket: str, ttl: float) -> NatsCache:
-        """Connect and create (or reuse) the bucket. Raises what nats-py raises if NATS is unreachable."""
-        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, name="gateway")
+        """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS is unreachable."""
+
+        async def report(exc: Exception) -> None:
+            log.warning("NATS (review cache): %s", exc or type(exc).__name__)
+
+        try:
+            # A few quick tries at start: a gateway whose NATS is not there says so and stops.
+            connection = await nats.connect(
+                url,
+                connect_timeout=3,
+                max_reconnect_attempts=2,
+                reconnect_time_wait=1,
+                error_cb=report,
+                name="gateway",
+            )
+        except (OSError, TimeoutError, NatsError) as exc:
+            message = f"review cache: cannot connect to NATS at {url}: {exc or type(exc).__name__}"
+            raise ConfigError(message) from exc
+        # Once up, outages are waited out: reconnect forever (cache calls meanwhile count as misses).
+        connection.options["max_reconnect_attempts"] = -1
         js = connection.jetstream()
         try:
             kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None)

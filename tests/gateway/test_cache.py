@@ -8,7 +8,8 @@ import uuid
 import nats
 import pytest
 
-from gateway.cache import CachedReview, MemoryCache, review_key
+from gateway.cache import CachedReview, MemoryCache, NatsCache, review_key
+from gateway.errors import ConfigError
 from gateway.prompt import PROMPT_VERSION
 from tests.gateway.conftest import ADD, gateway_client, local_settings
 from tests.support.fake_llm import FakeLLM, Reply, review_reply
@@ -92,3 +93,8 @@ async def test_the_same_function_asked_at_once_costs_one_model_call(local_fake: 
     assert all(a.json() == answers[0].json() for a in answers)
     assert answers[0].json()["suggestions"][0] == "Reject booleans."
     assert len(local_fake.sent("/chat/completions")) == 1
+
+
+async def test_an_unreachable_nats_is_a_clear_startup_error() -> None:
+    with pytest.raises(ConfigError, match=r"review cache: cannot connect to NATS at nats://127\.0\.0\.1:9: "):
+        await NatsCache.connect("nats://127.0.0.1:9", "reviews", 60)
