@@ -2,11 +2,14 @@
 
 LOCAL_LLM_BASE_URL is then read as seen from the SSH server (e.g. http://127.0.0.1:8002/v1 on
 that machine); the gateway listens on a free loopback port here and forwards each connection
-through the SSH session. The server's host key is always verified.
+through the SSH session. The server's host key is always verified. When the SSH connection
+drops, the tunnel reconnects in the background (backoff up to 30 s) on the same local port.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,14 +21,41 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.tunnel")
 
+MAX_BACKOFF = 30.0
+
 
 class SshTunnel:
-    """An open SSH connection with one local port forwarded to the model host."""
+    """An open SSH connection with one local port forwarded to the model host, kept open."""
 
-    def __init__(self, connection: Any, listener: Any, base_url: str) -> None:
-        self.connection = connection
-        self.listener = listener
-        self.base_url = base_url
+    def __init__(self, settings: Settings) -> None:
+        if settings.local_llm_ssh_host is None:
+            raise ConfigError("LOCAL_LLM_SSH_HOST is not set")
+        target = urlsplit(settings.local_llm_base_url)
+        if target.hostname is None:
+            raise ConfigError(f"LOCAL_LLM_BASE_URL has no host: {settings.local_llm_base_url!r}")
+        self.ssh_host = settings.local_llm_ssh_host
+        self.where = f"{settings.local_llm_ssh_host}:{settings.local_llm_ssh_port}"
+        self.target_host = target.hostname
+        self.target_port = target.port or (443 if target.scheme == "https" else 80)
+        self._target = target
+        self.options: dict[str, Any] = {"port": settings.local_llm_ssh_port, "keepalive_interval": 30}
+        if settings.local_llm_ssh_user:
+            self.options["username"] = settings.local_llm_ssh_user
+        if settings.local_llm_ssh_key is not None:
+            self.options["client_keys"] = [str(settings.local_llm_ssh_key)]
+        if settings.local_llm_ssh_known_hosts is not None:
+            self.options["known_hosts"] = str(settings.local_llm_ssh_known_hosts)
+        self.local_port = 0
+        self.connection: Any = None
+        self.listener: Any = None
+        self.reconnects = 0
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """LOCAL_LLM_BASE_URL with its host and port replaced by the tunnel's loopback end."""
+        target = self._target
+        return urlunsplit(("http", f"127.0.0.1:{self.local_port}", target.path, target.query, ""))
 
     @classmethod
     async def open(cls, settings: Settings) -> SshTunnel:
@@ -34,37 +64,55 @@ class SshTunnel:
         Raises ConfigError naming the SSH server when it cannot be reached, its host key is not
         known, or it refuses the login or the port forward.
         """
-        if settings.local_llm_ssh_host is None:
-            raise ConfigError("LOCAL_LLM_SSH_HOST is not set")
-        target = urlsplit(settings.local_llm_base_url)
-        if target.hostname is None:
-            raise ConfigError(f"LOCAL_LLM_BASE_URL has no host: {settings.local_llm_base_url!r}")
-        target_port = target.port or (443 if target.scheme == "https" else 80)
-        options: dict[str, Any] = {"port": settings.local_llm_ssh_port, "keepalive_interval": 30}
-        if settings.local_llm_ssh_user:
-            options["username"] = settings.local_llm_ssh_user
-        if settings.local_llm_ssh_key is not None:
-            options["client_keys"] = [str(settings.local_llm_ssh_key)]
-        if settings.local_llm_ssh_known_hosts is not None:
-            options["known_hosts"] = str(settings.local_llm_ssh_known_hosts)
-        where = f"{settings.local_llm_ssh_host}:{settings.local_llm_ssh_port}"
+        tunnel = cls(settings)
+        await tunnel._connect()
+        tunnel._watcher = asyncio.create_task(tunnel._keep_open())
+        return tunnel
+
+    async def _connect(self) -> None:
         try:
-            connection = await asyncssh.connect(settings.local_llm_ssh_host, **options)
+            connection = await asyncssh.connect(self.ssh_host, **self.options)
         except (OSError, asyncssh.Error) as exc:
-            raise ConfigError(f"SSH tunnel: cannot connect to {where}: {exc}") from exc
+            raise ConfigError(f"SSH tunnel: cannot connect to {self.where}: {exc}") from exc
         try:
-            listener = await connection.forward_local_port("127.0.0.1", 0, target.hostname, target_port)
+            listener = await connection.forward_local_port(
+                "127.0.0.1", self.local_port, self.target_host, self.target_port
+            )
         except (OSError, asyncssh.Error) as exc:
             connection.close()
-            raise ConfigError(
-                f"SSH tunnel: {where} refused forwarding to {target.hostname}:{target_port}: {exc}"
-            ) from exc
-        local = f"127.0.0.1:{listener.get_port()}"
-        base_url = urlunsplit(("http", local, target.path, target.query, ""))
-        log.info("SSH tunnel via %s: %s -> %s:%d", where, local, target.hostname, target_port)
-        return cls(connection, listener, base_url)
+            where = f"{self.target_host}:{self.target_port}"
+            raise ConfigError(f"SSH tunnel: {self.where} refused forwarding to {where}: {exc}") from exc
+        self.connection, self.listener = connection, listener
+        self.local_port = listener.get_port()
+        log.info(
+            "SSH tunnel via %s: 127.0.0.1:%d -> %s:%d",
+            self.where,
+            self.local_port,
+            self.target_host,
+            self.target_port,
+        )
+
+    async def _keep_open(self) -> None:
+        while True:
+            await self.connection.wait_closed()
+            self.listener.close()
+            log.warning("SSH tunnel via %s lost; reconnecting", self.where)
+            delay = 0.5
+            while True:
+                try:
+                    await self._connect()
+                    self.reconnects += 1
+                    break
+                except ConfigError as exc:
+                    log.warning("%s; retrying in %.1fs", exc.message, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF)
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         self.listener.close()
         self.connection.close()
         await self.connection.wait_closed()

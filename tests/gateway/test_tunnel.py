@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ class SshServer:
     key_path: Path
     known_hosts: Path
     forwards: list[tuple[str, int]] = field(default_factory=list)
+    connections: list[Any] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -33,8 +35,12 @@ async def ssh_server(tmp_path: Path) -> AsyncIterator[SshServer]:
     key_path.write_bytes(client_key.export_private_key())
     key_path.chmod(0o600)
     forwards: list[tuple[str, int]] = []
+    connections: list[Any] = []
 
     class Server(asyncssh.SSHServer):
+        def connection_made(self, conn: Any) -> None:
+            connections.append(conn)
+
         def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
             forwards.append((dest_host, dest_port))
             return True
@@ -50,7 +56,7 @@ async def ssh_server(tmp_path: Path) -> AsyncIterator[SshServer]:
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {host_key.export_public_key().decode()}")
     try:
-        yield SshServer(port=port, key_path=key_path, known_hosts=known_hosts, forwards=forwards)
+        yield SshServer(port, key_path, known_hosts, forwards, connections)
     finally:
         server.close()
         await server.wait_closed()
@@ -106,3 +112,20 @@ async def test_a_key_the_server_does_not_know_is_refused(
     settings = tunnel_settings(local_fake, ssh_server, local_llm_ssh_key=wrong)
     with pytest.raises(ConfigError, match=r"SSH tunnel: cannot connect to 127\.0\.0\.1"):
         await SshTunnel.open(settings)
+
+
+async def test_a_dropped_ssh_connection_is_reopened_on_the_same_port(
+    local_fake: FakeLLM, ssh_server: SshServer
+) -> None:
+    async with gateway_client(tunnel_settings(local_fake, ssh_server, local_llm_model="m")) as client:
+        before = await client.post("/analyze", json={"function_code": ADD})
+        assert len(ssh_server.connections) == 1
+        ssh_server.connections[0].close()  # the SSH server hangs up on the gateway
+        for _ in range(100):
+            if len(ssh_server.connections) == 2 and (await client.get("/health/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        after = await client.post("/analyze", json={"function_code": ADD + "\n"})
+    assert before.status_code == after.status_code == 200
+    assert len(ssh_server.connections) == 2
+    assert len(local_fake.sent("/chat/completions")) == 2
