@@ -23,46 +23,17 @@ import socket
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
-import uvicorn
 
 from bench.lookup import dotted_names, stdlib_files
 from jobs_contract import JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.nats import running_nats_server
+from tests.support.nodelay import serving
 from tests.support.servers import service_process
-
-
-@asynccontextmanager
-async def _serving(app: Any) -> AsyncIterator[str]:
-    """Like tests.support.servers.serving, but with TCP_NODELAY on the accepted connections.
-
-    asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; a socket made with
-    proto 0 keeps Nagle's algorithm, and a response sent as two writes (head, body) then waits
-    for the client's delayed ACK: about 40 ms per request, which would be measured as ours.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", loop="none"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("fake gateway exited during startup")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -157,7 +128,7 @@ async def _run(options: dict[str, int]) -> None:
     print(f"snapshot: {len(files)} files, {megabytes:.1f} MB, {lines} lines; {len(names)} distinct names")
     gateway = FakeGateway(record=False)
     with tempfile.TemporaryDirectory() as tmp, running_nats_server(Path(tmp) / "jetstream") as nats_url:
-        async with _serving(gateway) as gateway_url, job_stores(nats_url) as stores:
+        async with serving(gateway) as gateway_url, job_stores(nats_url) as stores:
             env = {
                 "NATS_URL": nats_url,
                 "GATEWAY_URL": f"{gateway_url}/v1",
