@@ -8,9 +8,11 @@ and yields sampled tokens until the model ends its turn; `model_host.generation`
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import random
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +35,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 CHATML_STOP = "<|im_end|>"
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
 
 
 class Sampling(msgspec.Struct, kw_only=True, frozen=True):
@@ -119,6 +122,28 @@ def load_engine(settings: Settings) -> Engine:
     return LlamaCppEngine(path, settings)
 
 
+@contextmanager
+def _llama_errors() -> Iterator[list[str]]:
+    """llama.cpp's own error lines while the block runs (llama-cpp-python hides them when not verbose)."""
+    import llama_cpp
+    import llama_cpp._logger
+
+    errors: list[str] = []
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def collect(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == GGML_LOG_LEVEL_ERROR:
+            line = text.decode("utf-8", errors="replace").strip()
+            if line:
+                errors.append(line)
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield errors
+    finally:
+        llama_cpp.llama_log_set(llama_cpp._logger.llama_log_callback, ctypes.c_void_p(0))
+
+
 class LlamaCppEngine:
     """A GGUF model through llama-cpp-python; the chat template comes from the file's metadata."""
 
@@ -134,15 +159,18 @@ class LlamaCppEngine:
         self._llama_cpp = llama_cpp
         threads = settings.threads()
         try:
-            self._llama: Any = GrammarLlama(
-                model_path=str(path),
-                n_ctx=settings.model_context_size,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
+            with _llama_errors() as errors:
+                self._llama: Any = GrammarLlama(
+                    model_path=str(path),
+                    n_ctx=settings.model_context_size,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelFileError(f"MODEL_PATH {path}: llama.cpp could not load it ({exc})") from exc
+            # The first line is llama.cpp's own reason; the rest repeat "failed to load".
+            reason = errors[0] if errors else str(exc)
+            raise ModelFileError(f"MODEL_PATH {path}: llama.cpp could not load it: {reason}") from exc
         self.context_size: int = self._llama.n_ctx()
         model = self._llama._model
         eos_id: int = self._llama.token_eos()
