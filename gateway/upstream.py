@@ -25,6 +25,7 @@ from gateway.http1 import (
     Response,
     TransportError,
 )
+from gateway.logs import request_id
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.upstream")
@@ -181,6 +182,9 @@ class Upstream:
         retry: bool = True,
     ) -> Response:
         headers = provider.headers()
+        rid = request_id.get()
+        if rid != "-":
+            headers["x-request-id"] = rid  # the provider's logs can be matched with ours
         if body is not None:
             headers["content-type"] = "application/json"
         url = provider.url(path)

@@ -257,10 +257,12 @@ async def test_unknown_routes_answer_json(local_fake: FakeLLM) -> None:
     assert wrong_method.status_code == 405
 
 
-async def test_the_request_id_of_the_caller_is_kept(local_fake: FakeLLM) -> None:
+async def test_the_request_id_of_the_caller_is_kept_and_passed_on(local_fake: FakeLLM) -> None:
     async with gateway_client(local_settings(local_fake)) as client:
         kept = await client.get("/health", headers={"x-request-id": "abc-123"})
+        await client.post("/analyze", json={"function_code": ADD}, headers={"x-request-id": "req-42"})
         replaced = await client.get("/health", headers={"x-request-id": "bad id;drop"})
     assert kept.headers["x-request-id"] == "abc-123"
     assert replaced.headers["x-request-id"] != "bad id;drop"
     assert isinstance(httpx.Headers(replaced.headers).get("x-request-id"), str)
+    assert {r.headers.get("x-request-id") for r in local_fake.requests} == {"req-42"}
