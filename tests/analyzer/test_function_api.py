@@ -19,6 +19,7 @@ import httpx
 import msgspec
 import pytest
 
+from analyzer.analysis import Analysis
 from analyzer.app import create_app
 from analyzer.settings import Settings
 from jobs_contract import JobStatus
@@ -359,3 +360,16 @@ async def test_ready_records_are_reused_for_a_while_then_asked_again(
         # ...and without the cache NATS is asked every time.
         async with analyzer(settings(nats_url, gateway, analyzer_ready_cache_s=0)) as uncached:
             assert (await analyze(uncached, job.job_id, "calc.add")).status_code == 404
+
+
+async def test_a_bug_is_a_json_500_that_leaks_nothing(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> list[str]:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(Analysis, "review", broken)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, "0123abcd", "calc.add")
+    assert response.status_code == 500
+    assert response.json() == {"status_code": 500, "detail": "internal error (logged by the analyzer)"}
