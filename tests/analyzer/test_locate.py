@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import random
 import textwrap
@@ -484,6 +485,22 @@ def test_a_broken_file_the_name_spells_out_is_blamed_even_if_a_suffix_matches_el
     with pytest.raises(SourceDoesNotParse) as caught:
         snapshot.find("pkg.mod.run")
     assert caught.value.path == "pkg/mod.py"
+
+
+def test_parsing_leaves_the_cyclic_collector_as_it_found_it() -> None:
+    files = {"good.py": ADD, "bad.py": b"def f(:\n"}
+    assert gc.isenabled()
+    index(files).find("good.add")
+    assert gc.isenabled()
+    with pytest.raises(SourceDoesNotParse):
+        index(files).find("bad.f")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        index(files).find("good.add")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_files_other_than_python_are_ignored() -> None:
