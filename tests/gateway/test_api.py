@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import ADD, gateway_client, local_settings, openai_settings
+from tests.gateway.conftest import ADD, gateway_client, local_settings, make_settings, openai_settings
+from tests.gateway.raw_http import raw_server, read_request
 from tests.support.clients import openai_client
 from tests.support.fake_llm import FakeLLM, error_reply, review_reply, stream_reply
 from tests.support.servers import serving
@@ -266,3 +268,35 @@ async def test_the_request_id_of_the_caller_is_kept_and_passed_on(local_fake: Fa
     assert replaced.headers["x-request-id"] != "bad id;drop"
     assert isinstance(httpx.Headers(replaced.headers).get("x-request-id"), str)
     assert {r.headers.get("x-request-id") for r in local_fake.requests} == {"req-42"}
+
+
+async def test_a_passthrough_stream_that_breaks_ends_with_an_error_event() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        first = b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        writer.write(b"%x\r\n%s\r\n" % (len(first), first))
+        await writer.drain()
+        # and hang up in the middle of the stream
+
+    async with raw_server(handler) as (port, _):
+        settings = make_settings(
+            llm_provider="openai", openai_api_key="sk-x", openai_base_url=f"http://127.0.0.1:{port}/v1"
+        )
+        async with (
+            gateway_client(settings) as client,
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            ) as response,
+        ):
+            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+    assert response.status_code == 200
+    events = [e for e in body.decode().split("\n\n") if e]
+    assert events[0] == 'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}'
+    error = json.loads(events[-1].removeprefix("data: "))
+    assert error["error"]["type"] == "upstream_error"
+    assert error["error"]["message"].startswith("openai stream broke: ")

@@ -6,8 +6,6 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,41 +20,9 @@ from gateway.http1 import (
     ReadTimeoutError,
     RemoteProtocolError,
 )
+from tests.gateway.raw_http import raw_server, read_request
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-
-
-@asynccontextmanager
-async def raw_server(
-    handler: Handler, ssl_context: ssl.SSLContext | None = None
-) -> AsyncIterator[tuple[int, list[int]]]:
-    """A TCP server running `handler` per connection; yields its port and a connection counter."""
-    connections: list[int] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            await handler(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ssl_context)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield port, connections
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return head + (await reader.readexactly(length) if length else b"")
 
 
 def client(**values: float) -> Http1Client:
