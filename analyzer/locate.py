@@ -582,8 +582,13 @@ class SnapshotIndex:
 
         names = self._name_index()
         last = parts[-1]
-        close = difflib.get_close_matches(last, names.keys(), n=6, cutoff=0.75)
-        close += [n for n in names if n.lower() == last.lower() and n not in close]
+        # A ratio of at least 0.75 needs lengths within 0.6x to 1.67x of each other: checking that
+        # first spares difflib most of the vocabulary.
+        shortest, longest = 0.6 * len(last), len(last) / 0.6
+        vocabulary = [n for n in names if shortest <= len(n) <= longest]
+        close = difflib.get_close_matches(last, vocabulary, n=6, cutoff=0.75)
+        lowered = last.lower()
+        close += [n for n in vocabulary if len(n) == len(last) and n.lower() == lowered and n not in close]
         wanted_module = ".".join(parts[:-1])
         holders: dict[str, list[str]] = {}
         for name in close:
