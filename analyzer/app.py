@@ -34,6 +34,7 @@ from analyzer.errors import (
 from analyzer.jobs import JobStore
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.nats_client import connect_nats
+from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
 from analyzer.settings import Settings
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         nc = await connect_nats(
             settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
         )
+        preloader: Preloader | None = None
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
             api_key=settings.gateway_api_key.get_secret_value(),
@@ -157,8 +159,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 source_max_chars=settings.analyzer_source_max_chars,
             )
             app.state.services = Services(nc=nc, jobs=jobs, analysis=analysis)
+            if settings.analyzer_preload:
+                preloader = Preloader(nc, jobs, snapshots)
+                await preloader.start()
             yield
         finally:
+            if preloader is not None:
+                await preloader.stop()
             await gateway.close()
             try:
                 await nc.drain()

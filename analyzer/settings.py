@@ -39,5 +39,7 @@ class Settings(BaseSettings):
     # Decoded snapshots (and their function index) kept in memory: at most this many, and this many bytes.
     analyzer_snapshot_cache_entries: int = Field(default=8, ge=1)
     analyzer_snapshot_cache_bytes: int = Field(default=1_000_000_000, ge=1)
+    # Load a job's snapshot into the cache as soon as the fetcher announces it completed.
+    analyzer_preload: bool = True
 
     analyzer_log_level: str = "INFO"
