@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from litestar import Litestar
 
 from gateway.cache import MemoryCache, NatsCache, ReviewCache
 from gateway.checks import RuffChecker
-from gateway.errors import GatewayError, handle_exception
+from gateway.errors import ConfigError, GatewayError, handle_exception
 from gateway.logs import request_id_middleware
 from gateway.review import Reviewer, ReviewLimits
 from gateway.routes import ROUTES, Gateway
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
+
+log = logging.getLogger("gateway.app")
 
 
 def create_app(settings: Settings | None = None, *, ssl_context: ssl.SSLContext | None = None) -> Litestar:
@@ -30,19 +33,26 @@ def create_app(settings: Settings | None = None, *, ssl_context: ssl.SSLContext 
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        tunnel = None
-        if settings.local_llm_ssh_host and "local" in chain:
-            tunnel = await SshTunnel.open(settings)
-        upstream = Upstream(settings, ssl_context)
-        cache: ReviewCache | None = None
-        try:
+        async with AsyncExitStack() as stack:
+            try:
+                tunnel = None
+                if settings.local_llm_ssh_host and "local" in chain:
+                    tunnel = await SshTunnel.open(settings)
+                    stack.push_async_callback(tunnel.close)
+                upstream = Upstream(settings, ssl_context)
+                stack.push_async_callback(upstream.aclose)
+                cache: ReviewCache
+                if settings.nats_url:
+                    cache = await NatsCache.connect(
+                        settings.nats_url, settings.review_cache_bucket, settings.review_cache_ttl
+                    )
+                else:
+                    cache = MemoryCache(settings.review_cache_ttl, settings.review_cache_size)
+                stack.push_async_callback(cache.close)
+            except ConfigError as exc:
+                log.error("cannot start: %s", exc.message)
+                raise
             providers = build_providers(settings, tunnel.base_url if tunnel else None)
-            if settings.nats_url:
-                cache = await NatsCache.connect(
-                    settings.nats_url, settings.review_cache_bucket, settings.review_cache_ttl
-                )
-            else:
-                cache = MemoryCache(settings.review_cache_ttl, settings.review_cache_size)
             limits = ReviewLimits(
                 max_suggestions=settings.review_max_suggestions,
                 max_code_bytes=settings.review_max_code_bytes,
@@ -53,13 +63,8 @@ def create_app(settings: Settings | None = None, *, ssl_context: ssl.SSLContext 
             app.state.gateway = Gateway(
                 upstream=upstream, providers=providers, chain=chain, reviewer=reviewer
             )
+            log.info("gateway ready: providers %s", " -> ".join(chain))
             yield
-        finally:
-            await upstream.aclose()
-            if cache is not None:
-                await cache.close()
-            if tunnel is not None:
-                await tunnel.close()
 
     return Litestar(
         route_handlers=ROUTES,

@@ -153,6 +153,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         )
         return _json(completion)
     provider = gateway.primary
+    log.debug("passthrough of model %s to %s (stream=%s)", chat.model, provider.name, chat.stream)
     if not chat.stream:
         response = await gateway.upstream.request(provider, "POST", "chat/completions", raw)
         return Response(

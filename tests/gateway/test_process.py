@@ -101,3 +101,9 @@ def test_log_lines_mask_secrets_and_carry_the_request_id(capsys: pytest.CaptureF
     assert "calling with Bearer ***" in line
     assert "sk-abcdef" not in line
     assert " INFO gateway.test [-] " in line
+
+
+def test_an_unreachable_nats_stops_the_start_with_a_message_naming_it(tmp_path: Path) -> None:
+    result = run_gateway({"LLM_PROVIDER": "local", "NATS_URL": "nats://127.0.0.1:9"}, tmp_path)
+    assert result.returncode != 0
+    assert "cannot start: review cache: cannot connect to NATS at nats://127.0.0.1:9" in result.stderr
