@@ -73,13 +73,17 @@ class Suggestion:
 
 def clean(text: str) -> str:
     """One short line of plain text: no Markdown emphasis, images, links, URLs or HTML."""
-    text = _IMAGE.sub("", text)
-    text = _LINK.sub(r"\1", text)
-    text = _URL.sub("", text)
-    text = _HTML.sub("", text)
-    text = _HEADING.sub("", text)
-    text = _EMPHASIS.sub(r"\2", text)
-    text = text.replace("`", "")
+    while True:  # removing one kind of markup can join the pieces of another; each pass only shortens
+        before = text
+        text = _IMAGE.sub("", text)
+        text = _LINK.sub(r"\1", text)
+        text = _URL.sub("", text)
+        text = _HTML.sub("", text)
+        text = _HEADING.sub("", text)
+        text = _EMPHASIS.sub(r"\2", text)
+        text = text.replace("`", "")
+        if text == before:
+            break
     text = _SPACE.sub(" ", text).strip(" -*•:;,")
     bullet = _BULLET.match(text)
     if bullet:

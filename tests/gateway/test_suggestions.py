@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.suggestions import (
     MAX_CHARS,
@@ -118,3 +122,23 @@ def test_merge_orders_dedupes_drops_covered_topics_and_limits() -> None:
         "Integer overflow is impossible but check for None inputs.",
         "Add type hints to the parameters a and b and a return type to add.",
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=400) | st.from_regex(r'\{"suggestions": \[("[^"]{0,30}",? ?){0,4}\]?\}?', fullmatch=True)
+)
+def test_any_model_output_is_read_or_refused_never_raises(content: str) -> None:
+    found = parse_model_output(content)
+    assert found is None or all(isinstance(item, str) for item in found)
+    for item in found or []:
+        cleaned = clean(item)
+        assert len(cleaned) <= MAX_CHARS
+        assert not re.search(r"\[[^\]]+\]\([^)]*\)|https?://", cleaned)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab[]()!*_`<>h:/tps. ", max_size=60))
+def test_clean_leaves_no_link_or_url_whatever_the_markup(text: str) -> None:
+    cleaned = clean(text)
+    assert not re.search(r"\[[^\]]+\]\([^)]*\)|https?://", cleaned)
