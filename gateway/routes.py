@@ -165,6 +165,8 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
     if upstream.status_code != 200:
         try:
             content_bytes = await upstream.aread()
+        except TransportError as exc:
+            raise UpstreamError(f"{provider.name} failed: {exc}", provider=provider.name) from exc
         finally:
             await upstream.aclose()
         return Response(
