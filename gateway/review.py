@@ -146,9 +146,6 @@ class Reviewer:
                     await checks
         raise _combined(failures)
 
-    async def checks_only(self, code: str) -> list[Suggestion]:
-        return await self.checker.check(code)
-
     async def _ask(self, provider: Provider, model: str, code: str) -> tuple[list[str], Usage]:
         """The model's suggestions; one retry when the answer is empty or unreadable, then []."""
         usage = Usage()
