@@ -14,7 +14,7 @@ def main() -> None:
         create_app(settings),
         host=settings.analyzer_host,
         port=settings.analyzer_port,
-        log_level=settings.analyzer_log_level.lower(),
+        log_level=settings.log_level.lower(),
     )
 
 

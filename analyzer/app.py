@@ -126,7 +126,7 @@ def health(services: NamedDependency[Services]) -> Response[Health]:
 def create_app(settings: Settings | None = None) -> Litestar:
     """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
     settings = settings or Settings()
-    setup_logging(settings.analyzer_log_level)
+    setup_logging(settings.log_level)
 
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,4 +42,13 @@ class Settings(BaseSettings):
     # Load a job's snapshot into the cache as soon as the fetcher announces it completed.
     analyzer_preload: bool = True
 
-    analyzer_log_level: str = "INFO"
+    # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return level

@@ -147,7 +147,7 @@ async def _run(options: dict[str, int]) -> None:
                 "NATS_URL": nats_url,
                 "GATEWAY_URL": f"{gateway_url}/v1",
                 "GATEWAY_RETRIES": "0",
-                "ANALYZER_LOG_LEVEL": "INFO",
+                "LOG_LEVEL": "INFO",
             }
             with service_process("analyzer", env, Path(tmp), port_variable="ANALYZER_PORT") as analyzer:
                 limits = httpx.Limits(max_connections=options["concurrency"], max_keepalive_connections=64)

@@ -169,3 +169,9 @@ async def test_request_id_is_echoed_or_made(nats_url: str) -> None:
         made = await client.get("/health")
     assert given.headers["x-request-id"] == "abc-123"
     assert len(made.headers["x-request-id"]) == 16
+
+
+def test_settings_refuse_an_unknown_log_level() -> None:
+    assert Settings(log_level=" debug ").log_level == "DEBUG"
+    with pytest.raises(ValueError, match="LOG_LEVEL must be DEBUG, INFO"):
+        Settings(log_level="loud")
