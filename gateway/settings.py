@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["openai", "deepseek", "local"]
@@ -68,10 +68,13 @@ class Settings(BaseSettings):
     review_cache_bucket: str = "gateway_reviews"
     nats_url: str | None = None
 
-    @field_validator("nats_url", "local_llm_ssh_host", "local_llm_ssh_user", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        # `VAR=` in .env or compose means "not set": the default, never an empty URL, path or name.
+        if value == "" and info.field_name is not None:
+            return cls.model_fields[info.field_name].default
+        return value
 
     @model_validator(mode="after")
     def _chain_is_usable(self) -> Settings:

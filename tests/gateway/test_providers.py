@@ -8,6 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from gateway.settings import Settings
 from tests.gateway.conftest import ADD, gateway_client, local_settings, make_settings, openai_settings
 from tests.support.fake_llm import FakeLLM, completion, review_reply
 
@@ -149,3 +150,20 @@ async def test_the_key_is_never_in_error_bodies(openai_fake: FakeLLM) -> None:
     assert models.status_code == 502
     assert "sk-openai-secret" not in models.text
     assert json.loads(models.text)["error"]["provider"] == "openai"
+
+
+def test_an_empty_variable_means_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "OPENAI_BASE_URL",
+        "LLM_CA_BUNDLE",
+        "LOCAL_LLM_SSH_KEY",
+        "GATEWAY_PORT",
+        "LOCAL_LLM_SSH_HOST",
+    ):
+        monkeypatch.setenv(name, "")
+    settings = Settings(_env_file=None)
+    assert settings.openai_base_url == "https://api.openai.com/v1"
+    assert settings.llm_ca_bundle is None
+    assert settings.local_llm_ssh_key is None
+    assert settings.gateway_port == 8001
+    assert settings.local_llm_ssh_host is None
