@@ -12,7 +12,7 @@ import pytest
 from tests.gateway.conftest import ADD, gateway_client, local_settings, make_settings, openai_settings
 from tests.gateway.raw_http import raw_server, read_request
 from tests.support.clients import openai_client
-from tests.support.fake_llm import FakeLLM, error_reply, review_reply, stream_reply
+from tests.support.fake_llm import FakeLLM, Reply, completion, error_reply, review_reply, stream_reply
 from tests.support.servers import serving
 
 TYPE_HINTS = "Add type hints to the parameters a and b and a return type to add."
@@ -300,3 +300,24 @@ async def test_a_passthrough_stream_that_breaks_ends_with_an_error_event() -> No
     error = json.loads(events[-1].removeprefix("data: "))
     assert error["error"]["type"] == "upstream_error"
     assert error["error"]["message"].startswith("openai stream broke: ")
+
+
+async def test_concurrent_passthrough_calls_each_get_their_own_answer(openai_fake: FakeLLM) -> None:
+    openai_fake.script(
+        "/chat/completions",
+        *[Reply(delay=0.05 * (i % 3), body=completion(f"answer {i}").body) for i in range(20)],
+    )
+    async with gateway_client(openai_settings(openai_fake)) as client:
+
+        async def ask(i: int) -> str:
+            response = await client.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": str(i)}]},
+            )
+            assert response.status_code == 200
+            content: str = response.json()["choices"][0]["message"]["content"]
+            return content
+
+        answers = await asyncio.gather(*(ask(i) for i in range(20)))
+    assert sorted(answers) == sorted(f"answer {i}" for i in range(20))
+    assert len(openai_fake.sent("/chat/completions")) == 20
