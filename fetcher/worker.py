@@ -149,6 +149,7 @@ class Fetcher:
             )
             return await self._fetch(request, job)
         except JobFinished as finished:
+            log.info("job became %s meanwhile; stopped working on it", finished.record.status, extra=extra)
             return Outcome(request.job_id, "finished-before", str(finished.record.status))
         except FetchError as error:
             if error.retryable and not last:

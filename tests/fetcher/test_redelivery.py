@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from nats.js.errors import NotFoundError
 
-from jobs_contract import JobStatus
+from fetcher.app import MAX_DELIVERIES_ADVISORY
+from jobs_contract import FETCH_STREAM, FETCH_SUBJECT, JobStatus
 from tests.fetcher.helpers import Analyzer, fetcher_settings, running_fetcher
 from tests.support.fake_github import FakeGitHub
 from tests.support.servers import ServiceProcess, service_process
@@ -22,7 +26,8 @@ ACK_WAIT_S = 2.0
 
 def slow_repo(fake_github: FakeGitHub) -> None:
     """About 1 MB served in 16 KiB pieces 50 ms apart: a download of a few seconds."""
-    files: dict[str, bytes | str] = {f"mod{i}.py": bytes(range(256)) * 64 for i in range(64)}
+    # Random bytes: they do not compress, so the archive really is about 1 MB.
+    files: dict[str, bytes | str] = {f"mod{i}.py": random.Random(i).randbytes(16 * 1024) for i in range(64)}
     fake_github.add_repo("octo", "slow", files)
     fake_github.chunk_size = 16 * 1024
     fake_github.chunk_delay = 0.05
@@ -104,3 +109,39 @@ async def test_a_fetcher_killed_on_the_last_attempt_leaves_a_failed_job(
     )
     assert len(fake_github.requests_to("/codeload/")) == 1
     assert len(jobs.events_for(job_id, "failed")) == 1
+
+
+async def test_the_max_deliveries_advisory_fails_the_job_and_a_late_result_does_not_undo_it(
+    nats_url: str, fake_github: FakeGitHub, jobs: Analyzer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fetcher")
+    slow_repo(fake_github)
+    settings = fetcher_settings(nats_url, fake_github.api_url)
+    async with running_fetcher(settings):
+        job_id = await jobs.submit("octo", "slow")
+        while (await jobs.record(job_id)).status is not JobStatus.FETCHING:
+            await asyncio.sleep(0.02)
+        message = await jobs.nc.jetstream().get_last_msg(FETCH_STREAM, FETCH_SUBJECT)
+        # What the server publishes when a request used up its deliveries without an ack.
+        advisory = {
+            "type": "io.nats.jetstream.advisory.v1.max_deliver",
+            "stream_seq": message.seq,
+            "deliveries": 4,
+        }
+        await jobs.nc.publish(MAX_DELIVERIES_ADVISORY, json.dumps(advisory).encode())
+
+        record = await jobs.wait(job_id)
+        assert record.status is JobStatus.FAILED
+        assert record.error == (
+            "the fetch was abandoned after 3 attempts (FETCHER_MAX_DELIVERIES=3): "
+            "each time the fetcher working on it stopped before finishing"
+        )
+        # The fetch still running notices at its next progress report, and stops.
+        while "job became failed meanwhile; stopped working on it" not in caplog.text:
+            await asyncio.sleep(0.05)
+
+    assert (await jobs.record(job_id)).status is JobStatus.FAILED
+    assert len(jobs.events_for(job_id, "failed")) == 1
+    assert jobs.events_for(job_id, "completed") == []
+    with pytest.raises(NotFoundError):
+        await jobs.nc.jetstream().get_msg(FETCH_STREAM, message.seq)
