@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -174,12 +175,18 @@ def join_names(names: list[str]) -> str:
 class RuffChecker:
     """Runs ruff on one function at a time, as a subprocess, without blocking the event loop."""
 
-    def __init__(self, timeout: float = 15.0) -> None:
+    def __init__(self, timeout: float = 15.0, concurrency: int | None = None) -> None:
         self.binary: str = importlib.import_module("ruff").find_ruff_bin()
         self.timeout = timeout
+        # A burst of reviews must not fork a ruff per request at once: one per core is plenty.
+        self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
 
     async def findings(self, code: str) -> list[_Finding]:
         """ruff's findings for `code`; an empty list (logged) if ruff itself fails."""
+        async with self._slots:
+            return await self._run(code)
+
+    async def _run(self, code: str) -> list[_Finding]:
         argv = [
             self.binary,
             "check",
