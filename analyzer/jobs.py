@@ -66,6 +66,7 @@ class JobStore:
         self._ready_cache_s = ready_cache_s
         self._ready_cache_entries = ready_cache_entries
         self._ready: OrderedDict[str, tuple[float, JobRecord]] = OrderedDict()
+        self._watches: dict[str, _SharedWatch] = {}
 
     async def start(self, target: RepoTarget) -> JobRecord:
         """Create a queued job for `target` and queue its fetch request (message id = job id).
@@ -161,31 +162,80 @@ class JobStore:
         )
 
     async def _watch_until_terminal(self, record: JobRecord, wait_s: float) -> JobRecord:
+        """The job's record once ready/failed, or the latest one seen when `wait_s` runs out.
+
+        All requests of this process waiting on one job share one KV watch (one consumer on
+        NATS, however many wait); it stops when the job ends or its last waiter leaves.
+        """
         job_id = record.job_id
+        shared = self._watches.get(job_id)
+        if shared is None:
+            shared = _SharedWatch(record)
+            shared.task = asyncio.create_task(self._run_watch(shared), name=f"watch job {job_id}")
+            self._watches[job_id] = shared
+        shared.waiters += 1
+        try:
+            return await asyncio.wait_for(asyncio.shield(shared.done), wait_s)
+        except TimeoutError:
+            return shared.latest
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0:
+                if self._watches.get(job_id) is shared:
+                    del self._watches[job_id]
+                if shared.task is not None:
+                    shared.task.cancel()
+
+    async def _run_watch(self, shared: _SharedWatch) -> None:
+        job_id = shared.latest.job_id
         try:
             watcher = await self._kv.watch(job_id)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise NatsUnavailable(f"could not watch job {job_id!r} on NATS: {exc!r}") from exc
+            shared.fail(NatsUnavailable(f"could not watch job {job_id!r} on NATS: {exc!r}"))
+            return
         try:
-            async with asyncio.timeout(wait_s):
-                # The watcher first delivers the key's current value, so no update between our get
-                # and the watch can be missed.
-                async for entry in watcher:
-                    if entry is None:  # "no more history" marker
-                        continue
-                    if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
-                        raise JobNotFound(f"job {job_id!r} was deleted while waiting", job_id=job_id)
-                    record = _decode(job_id, entry.value)
-                    if record.status in TERMINAL:
-                        return record
-        except TimeoutError:
-            pass
+            # The watcher first delivers the key's current value, so no update between the
+            # waiter's get and this watch can be missed.
+            async for entry in watcher:
+                if entry is None:  # "no more history" marker
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                    shared.fail(JobNotFound(f"job {job_id!r} was deleted while waiting", job_id=job_id))
+                    return
+                try:
+                    shared.latest = _decode(job_id, entry.value)
+                except NatsUnavailable as exc:
+                    shared.fail(exc)
+                    return
+                if shared.latest.status in TERMINAL:
+                    shared.done.set_result(shared.latest)
+                    return
+        except Exception as exc:  # whatever breaks the watch, the waiters hear of it now
+            shared.fail(NatsUnavailable(f"watching job {job_id!r} on NATS failed: {exc!r}"))
         finally:
+            if self._watches.get(job_id) is shared:
+                del self._watches[job_id]
             try:
                 await watcher.stop()  # type: ignore[no-untyped-call]
             except (TimeoutError, nats.errors.Error):
                 logger.debug("job %s: watcher stop failed", job_id)
-        return record
+
+
+class _SharedWatch:
+    """One KV watch on a job, and what the requests waiting on it need."""
+
+    def __init__(self, record: JobRecord) -> None:
+        self.latest = record
+        self.done: asyncio.Future[JobRecord] = asyncio.get_running_loop().create_future()
+        self.waiters = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+            # Retrieved here: when no one waits any more nobody else would, and asyncio would
+            # log "exception was never retrieved".
+            self.done.exception()
 
 
 def _decode(job_id: str, value: bytes) -> JobRecord:

@@ -18,9 +18,11 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from nats.js.kv import KeyValue
 
 from analyzer.analysis import Analysis
 from analyzer.app import create_app
+from analyzer.errors import JobNotReady
 from analyzer.settings import Settings
 from jobs_contract import JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
@@ -373,3 +375,54 @@ async def test_a_bug_is_a_json_500_that_leaks_nothing(
         response = await analyze(client, "0123abcd", "calc.add")
     assert response.status_code == 500
     assert response.json() == {"status_code": 500, "detail": "internal error (logged by the analyzer)"}
+
+
+async def test_waiters_on_one_job_share_one_watch(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watches: list[str] = []
+    real_watch = KeyValue.watch
+
+    async def counting_watch(self: KeyValue, keys: str, **kwargs: Any) -> Any:
+        watches.append(keys)
+        return await real_watch(self, keys, **kwargs)
+
+    monkeypatch.setattr(KeyValue, "watch", counting_watch)
+    app = create_app(settings(nats_url, gateway))
+    async with job_stores(nats_url) as stores:
+        ready = await put_ready_job(stores, FILES)
+        await put_job(stores, msgspec.structs.replace(ready, status=JobStatus.FETCHING, snapshot=None))
+        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+            jobs = app.state.services.jobs
+            pending = [
+                asyncio.create_task(
+                    client.post("/analyze/function", json={"job_id": ready.job_id, "function_name": name})
+                )
+                for name in ["calc.add", "calc.Box.size", "pkg.tools.fetch"] * 4
+            ]
+            while not (ready.job_id in jobs._watches and jobs._watches[ready.job_id].waiters == len(pending)):
+                await asyncio.sleep(0.02)
+            await put_job(stores, ready)
+            responses = await asyncio.gather(*pending)
+            assert jobs._watches == {}
+    assert [r.status_code for r in responses] == [200] * len(pending)
+    assert watches == [ready.job_id]
+    assert len(gateway.requests) == len(pending)
+
+
+async def test_a_waiter_that_gives_up_leaves_the_others_waiting(nats_url: str, gateway: FakeGateway) -> None:
+    app = create_app(settings(nats_url, gateway))
+    async with job_stores(nats_url) as stores:
+        ready = await put_ready_job(stores, FILES)
+        await put_job(stores, msgspec.structs.replace(ready, status=JobStatus.QUEUED, snapshot=None))
+        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+            jobs = app.state.services.jobs
+            patient = asyncio.create_task(analyze(client, ready.job_id, "calc.add"))
+            while ready.job_id not in jobs._watches:
+                await asyncio.sleep(0.02)
+            # A short wait of its own: the same store, called directly with 0.1 s.
+            with pytest.raises(JobNotReady):
+                await jobs.wait_ready(ready.job_id, 0.1)
+            assert jobs._watches[ready.job_id].waiters == 1
+            await put_job(stores, ready)
+            assert (await patient).status_code == 200
