@@ -151,16 +151,15 @@ class ModelHost:
         async def events() -> AsyncIterator[bytes]:
             started = time.perf_counter()
             try:
-                first = True
+                # The role chunk goes out in the same write as the first piece of text.
+                opening = event([ChunkChoice(delta=Delta(role="assistant", content=""))])
                 async for item in self.slot.stream(engine, job):
-                    if first:
-                        yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
-                        first = False
                     if isinstance(item, Finish):
                         if item.reason == "cancelled":
                             return
                         reason: Literal["stop", "length"] = "length" if item.reason == "length" else "stop"
-                        yield event([ChunkChoice(delta=Delta(), finish_reason=reason)])
+                        yield opening + event([ChunkChoice(delta=Delta(), finish_reason=reason)])
+                        opening = b""
                         if include_usage:
                             usage = Usage(
                                 prompt_tokens=len(job.prompt_tokens),
@@ -171,7 +170,8 @@ class ModelHost:
                         self._log(completion_id, len(job.prompt_tokens), item, started)
                         break
                     else:
-                        yield event([ChunkChoice(delta=Delta(content=item))])
+                        yield opening + event([ChunkChoice(delta=Delta(content=item))])
+                        opening = b""
             except ModelHostError as exc:
                 logger.warning("stream %s failed: %s", completion_id, exc.message)
                 yield b"data: " + encode(exc.body()) + b"\n\n"
