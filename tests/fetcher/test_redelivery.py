@@ -145,3 +145,17 @@ async def test_the_max_deliveries_advisory_fails_the_job_and_a_late_result_does_
     assert jobs.events_for(job_id, "completed") == []
     with pytest.raises(NotFoundError):
         await jobs.nc.jetstream().get_msg(FETCH_STREAM, message.seq)
+
+
+async def test_a_fetch_longer_than_the_ack_wait_is_not_redelivered_while_it_runs(
+    nats_url: str, fake_github: FakeGitHub, jobs: Analyzer
+) -> None:
+    slow_repo(fake_github)  # about 3 s of download, three times the ack wait
+    settings = fetcher_settings(nats_url, fake_github.api_url, fetcher_ack_wait_s=1.0)
+
+    # A second, idle fetcher would get the request if the first stopped reporting progress.
+    async with running_fetcher(settings), running_fetcher(settings):
+        record = await jobs.wait(await jobs.submit("octo", "slow"))
+
+    assert record.status is JobStatus.READY, record.error
+    assert len(fake_github.requests_to("/codeload/")) == 1
