@@ -24,7 +24,11 @@ async def connect_nats(url: str, *, timeout_s: float, start_wait_s: float) -> Na
     async def on_error(exc: Exception) -> None:
         logger.warning("NATS at %s: %s", url, exc or type(exc).__name__)
 
+    connected: list[NatsClient] = []
+
     async def on_disconnected() -> None:
+        if connected and (connected[0].is_draining or connected[0].is_closed):
+            return  # our own shutdown
         logger.warning("NATS connection to %s lost; reconnecting", url)
 
     async def on_reconnected() -> None:
@@ -45,4 +49,5 @@ async def connect_nats(url: str, *, timeout_s: float, start_wait_s: float) -> Na
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise RuntimeError(f"NATS at {url} could not be reached within {start_wait_s:g} s: {exc!r}") from exc
     client.options["max_reconnect_attempts"] = -1
+    connected.append(client)
     return client
