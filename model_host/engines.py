@@ -248,8 +248,8 @@ class CTransformersEngine:
             if is_gguf:
                 hint = "; ctransformers 0.2.27 predates current GGUF files: use MODEL_ENGINE=llama_cpp"
             raise ModelFileError(
-                f"MODEL_PATH {path}: ctransformers could not load it as model type "
-                f"{settings.model_type!r} ({exc}){hint}"
+                f"MODEL_PATH {path}: ctransformers could not load it as "
+                f"{'GGUF' if is_gguf else 'model type ' + repr(settings.model_type)} ({exc}){hint}"
             ) from exc
         self.context_size = int(self._llm.context_length) or settings.model_context_size
         template = settings.model_chat_template or CHATML_TEMPLATE
