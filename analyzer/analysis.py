@@ -7,7 +7,7 @@ import time
 
 from analyzer import locate
 from analyzer.errors import FunctionNotFound, InvalidFunctionName, SnapshotUnavailable, SourceDoesNotParse
-from analyzer.jobs import JobStore
+from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var
 from analyzer.review import Reviewer
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
@@ -80,14 +80,14 @@ class Analysis:
         self.wait_timeout_s = wait_timeout_s
         self.source_max_chars = source_max_chars
 
-    async def locate(self, job_id: str, function_name: str) -> locate.FoundFunction:
+    async def find(self, job_id: str, function_name: str) -> locate.FoundFunction:
         """The function in the job's files, waiting for the job if it is still being fetched.
 
         Raises the analyzer errors for a bad name (422), an unknown job or function (404), a job
         not ready or failed (409), a file that does not parse (422), NATS trouble (503).
         """
         name = check_function_name(function_name)
-        job_id_var.set(job_id)
+        job_id_var.set(check_job_id(job_id))  # checked first: a huge id must not reach the logs
         record = await self.jobs.wait_ready(job_id, self.wait_timeout_s)
         if record.snapshot is None:
             raise SnapshotUnavailable(
@@ -99,9 +99,9 @@ class Analysis:
     async def review(self, job_id: str, function_name: str, *, request_id: str | None = None) -> list[str]:
         """The gateway's suggestions for the function, led by a notice if its source had to be cut.
 
-        Raises what `locate` raises, and GatewayError (502) / GatewayTimeout (504).
+        Raises what `find` raises, and GatewayError (502) / GatewayTimeout (504).
         """
-        found = await self.locate(job_id, function_name)
+        found = await self.find(job_id, function_name)
         sent, was_cut = locate.truncate_source(found.source, self.source_max_chars)
         started = time.perf_counter()
         suggestions = await self.reviewer.review(sent, request_id=request_id)

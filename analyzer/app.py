@@ -31,7 +31,7 @@ from analyzer.errors import (
     unexpected_error_handler,
     validation_error_handler,
 )
-from analyzer.jobs import JobStore
+from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.nats_client import connect_nats
 from analyzer.preload import Preloader
@@ -96,7 +96,7 @@ async def start_job(data: JSONBody[StartRequest], services: NamedDependency[Serv
 @get("/analyze/jobs/{job_id:str}")
 async def get_job(job_id: FromPath[str], services: NamedDependency[Services]) -> JobRecord:
     """The job as the `jobs` KV bucket holds it: status, repo, ref, commit sha, counts, error, timestamps."""
-    job_id_var.set(job_id)
+    job_id_var.set(check_job_id(job_id))
     return await services.jobs.get(job_id)
 
 
