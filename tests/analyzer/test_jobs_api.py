@@ -175,3 +175,15 @@ def test_settings_refuse_an_unknown_log_level() -> None:
     assert Settings(log_level=" debug ").log_level == "DEBUG"
     with pytest.raises(ValueError, match="LOG_LEVEL must be DEBUG, INFO"):
         Settings(log_level="loud")
+
+
+async def test_the_openapi_document_lists_the_routes(nats_url: str) -> None:
+    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+        response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    assert set(response.json()["paths"]) == {
+        "/analyze/start",
+        "/analyze/jobs/{job_id}",
+        "/analyze/function",
+        "/health",
+    }
