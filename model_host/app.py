@@ -25,7 +25,7 @@ from model_host.errors import (
     model_host_error_handler,
     unexpected_error_handler,
 )
-from model_host.host import ModelHost
+from model_host.host import ModelHost, new_request_id
 from model_host.schemas import ChatCompletion, Health, ModelCard, ModelList
 from model_host.settings import Settings
 
@@ -94,14 +94,17 @@ def list_models(state: State) -> ModelList:
 async def chat_completions(request: Request[Any, Any, State], state: State) -> ChatCompletion | EventStream:
     """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
     host: ModelHost = state.host
+    completion_id = new_request_id()
     body = decode_request(await request.body())
     if body.stream:
         return EventStream(
-            host.stream(body), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            host.stream(body, completion_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
     # Litestar does not watch for disconnects outside streams: do it, so a client that gives up
     # also gives up its place in the queue, or stops its generation.
-    work = asyncio.ensure_future(host.complete(body))
+    work = asyncio.ensure_future(host.complete(body, completion_id))
     gone = asyncio.ensure_future(_until_disconnect(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)

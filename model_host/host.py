@@ -16,6 +16,7 @@ from model_host.chat import prepare_job
 from model_host.engines import Engine, load_engine
 from model_host.errors import ModelFailedError, ModelHostError, ModelLoadingError
 from model_host.generation import Finish, Job
+from model_host.logs import request_id
 from model_host.scheduler import GenerationSlot
 from model_host.schemas import (
     AssistantMessage,
@@ -32,6 +33,13 @@ from model_host.settings import Settings
 logger = logging.getLogger("model_host.host")
 
 State = Literal["loading", "ok", "failed"]
+
+
+def new_request_id() -> str:
+    """A fresh completion id, also set as the request id of this context's log lines."""
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    request_id.set(completion_id)
+    return completion_id
 
 
 class ModelHost:
@@ -105,13 +113,12 @@ class ModelHost:
         )
         return engine, job
 
-    async def complete(self, request: ChatCompletionRequest) -> ChatCompletion:
+    async def complete(self, request: ChatCompletionRequest, completion_id: str) -> ChatCompletion:
         """The whole completion; raises the error tree's 400/404/503s before any work is queued."""
         engine, job = self._prepare(request)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         started = time.perf_counter()
         text, finish = await self.slot.complete(engine, job)
-        self._log(completion_id, len(job.prompt_tokens), finish, started)
+        self._log(len(job.prompt_tokens), finish, started)
         return ChatCompletion(
             id=completion_id,
             created=int(time.time()),
@@ -129,7 +136,7 @@ class ModelHost:
             ),
         )
 
-    def stream(self, request: ChatCompletionRequest) -> AsyncIterator[bytes]:
+    def stream(self, request: ChatCompletionRequest, completion_id: str) -> AsyncIterator[bytes]:
         """Server-sent events in OpenAI's chunk format, ending with `data: [DONE]`.
 
         Everything that can be refused is refused here, before the 200 and the first event;
@@ -138,7 +145,6 @@ class ModelHost:
         engine, job = self._prepare(request)
         self.slot.check_room()
         include_usage = request.stream_options is not None and request.stream_options.include_usage
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         encode = msgspec.json.Encoder().encode
 
@@ -167,24 +173,23 @@ class ModelHost:
                                 total_tokens=len(job.prompt_tokens) + item.completion_tokens,
                             )
                             yield event([], usage)
-                        self._log(completion_id, len(job.prompt_tokens), item, started)
+                        self._log(len(job.prompt_tokens), item, started)
                         break
                     else:
                         yield opening + event([ChunkChoice(delta=Delta(content=item))])
                         opening = b""
             except ModelHostError as exc:
-                logger.warning("stream %s failed: %s", completion_id, exc.message)
+                logger.warning("stream failed: %s", exc.message)
                 yield b"data: " + encode(exc.body()) + b"\n\n"
                 return
             yield b"data: [DONE]\n\n"
 
         return events()
 
-    def _log(self, completion_id: str, prompt_tokens: int, finish: Finish, started: float) -> None:
+    def _log(self, prompt_tokens: int, finish: Finish, started: float) -> None:
         seconds = time.perf_counter() - started
         logger.info(
-            "%s prompt_tokens=%d completion_tokens=%d finish=%s seconds=%.2f",
-            completion_id,
+            "completion prompt_tokens=%d completion_tokens=%d finish=%s seconds=%.2f",
             prompt_tokens,
             finish.completion_tokens,
             finish.reason,

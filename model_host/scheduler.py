@@ -11,6 +11,7 @@ the thread has really stopped, so two generations never share the context.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +90,8 @@ class GenerationSlot:
         """Run `work(cancelled)` in the worker thread in this request's turn."""
         async with self.turn():
             cancelled = threading.Event()
-            future = asyncio.get_running_loop().run_in_executor(self.executor, work, cancelled)
+            context = contextvars.copy_context()  # the worker's log lines keep the request id
+            future = asyncio.get_running_loop().run_in_executor(self.executor, context.run, work, cancelled)
             return await _outlast(future, cancelled)
 
     async def complete(self, engine: Engine, job: Job) -> tuple[str, Finish]:
@@ -126,7 +128,7 @@ class GenerationSlot:
                 except Exception as exc:
                     loop.call_soon_threadsafe(queue.put_nowait, _Failed(exc))
 
-            future = loop.run_in_executor(self.executor, work)
+            future = loop.run_in_executor(self.executor, contextvars.copy_context().run, work)
             try:
                 while True:
                     item = await queue.get()

@@ -108,4 +108,8 @@ async def test_it_serves_the_bundled_model_under_the_configured_name(service_log
     assert [model.id for model in models.data] == ["smollm2"]
     assert answer.usage is not None
     assert answer.usage.completion_tokens <= 3
-    assert "model smollm2 ready (engine llama_cpp, context 1024" in service.log()
+    log = service.log()
+    assert "model smollm2 ready (engine llama_cpp, context 1024" in log
+    # Every line of a request carries its id, the completion id the client got.
+    assert f"request={answer.id} completion prompt_tokens=" in log
+    assert "Say hi" not in log  # prompts are never logged
