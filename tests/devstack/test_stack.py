@@ -13,10 +13,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devstack.runner import Stack, StackError, StackSettings, uses_local_model
+from tests.support.fake_github import FakeGitHub
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,9 +125,17 @@ class StackProcess:
         raise AssertionError(f"no child runs {module}")
 
 
+CALC: dict[str, bytes | str] = {
+    "README.md": "# calc\n",
+    "src/calc/__init__.py": "",
+    "src/calc/ops.py": "import functools\n\n\n@functools.cache\ndef add(a, b):\n    return a + b\n",
+}
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[StackProcess]:
-    process = StackProcess(tmp_path)
+def stack(tmp_path: Path, fake_github: FakeGitHub) -> Iterator[StackProcess]:
+    fake_github.add_repo("octo", "calc", CALC)
+    process = StackProcess(tmp_path, {"GITHUB_API_URL": fake_github.api_url})
     yield process
     if process.process.poll() is None:
         process.process.kill()
@@ -138,6 +148,14 @@ def get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
+def post(url: str, body: dict[str, str], timeout: float = 10) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, json.load(response)
+
+
 @pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.nats
@@ -146,16 +164,22 @@ def test_stack_comes_up_healthy_and_stops_on_ctrl_c(stack: StackProcess) -> None
     for variable in ("ANALYZER_PORT", "GATEWAY_PORT", "MODEL_HOST_PORT", "FETCHER_HEALTH_PORT"):
         status, _ = get(f"http://127.0.0.1:{stack.ports[variable]}/health")
         assert status == 200, variable
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{stack.ports['ANALYZER_PORT']}/analyze/start",
-        data=json.dumps({"repo_url": "https://github.com/octo/hello"}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-        body = json.load(response)
+    analyzer = f"http://127.0.0.1:{stack.ports['ANALYZER_PORT']}"
+    # The graders' flow through every real part: fake GitHub -> fetcher -> NATS -> analyzer ->
+    # gateway -> model_host (the bundled model), with the stack's own wiring.
+    status, body = post(f"{analyzer}/analyze/start", {"repo_url": "https://github.com/octo/calc"})
+    assert status == 200
     assert list(body) == ["job_id"]
+    status, review = post(
+        f"{analyzer}/analyze/function",
+        {"job_id": body["job_id"], "function_name": "calc.ops.add"},
+        timeout=300,
+    )
+    assert status == 200
+    assert list(review) == ["suggestions"]
+    text = " ".join(review["suggestions"]).lower()
+    assert "type hint" in text
+    assert "docstring" in text
     # One line per service with its URL.
     for name in ("nats", "model_host", "gateway", "fetcher", "analyzer"):
         assert any(line.startswith(f"[stack]   {name}") for line in stack.lines), name
