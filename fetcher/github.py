@@ -90,7 +90,7 @@ class GitHubClient:
 
     async def commit_sha(self, owner: str, repo: str, ref: str) -> str:
         """The full sha `ref` points at. Raises RepositoryNotFoundError when the ref does not exist."""
-        path = f"{self._repo_path(owner, repo)}/commits/{quote(ref, safe='')}"
+        path = f"{self._repo_path(owner, repo)}/commits/{quote(ref, safe='/')}"
         async with self._get(
             path, what=f"ref {ref!r} of {owner}/{repo}", accept="application/vnd.github.sha"
         ) as response:
@@ -117,7 +117,7 @@ class GitHubClient:
         Raises RepositoryNotFoundError, RateLimitedError, RedirectRefusedError, GitHubUnavailableError,
         LimitExceededError (FETCHER_MAX_DOWNLOAD_BYTES) and whatever `on_chunk` raises.
         """
-        path = f"{self._repo_path(owner, repo)}/tarball/{quote(ref, safe='')}"
+        path = f"{self._repo_path(owner, repo)}/tarball/{quote(ref, safe='/')}"
         what = f"{owner}/{repo} at {ref!r}"
         attempt = 0
         while True:

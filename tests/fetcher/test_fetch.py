@@ -71,6 +71,19 @@ async def test_explicit_ref_is_fetched_and_the_job_records_it(
     assert fake_github.requests[0].path == "/repos/octo/demo/tarball/v1.0"
 
 
+async def test_a_branch_with_slashes_is_sent_as_a_path(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    sha = fake_github.add_repo("octo", "demo", {"new.py": "y = 2\n"}, ref="release/2.0")
+
+    record = await jobs.wait(await jobs.submit("octo", "demo", "release/2.0"))
+
+    assert record.status is JobStatus.READY, record.error
+    assert (record.ref, record.commit_sha) == ("release/2.0", sha)
+    # As GitHub documents refs in paths (heads/feature-a): the slash is not encoded.
+    assert fake_github.requests[0].path == "/repos/octo/demo/tarball/release/2.0"
+
+
 async def test_without_a_pax_comment_the_sha_comes_from_the_commits_api(
     fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
 ) -> None:

@@ -111,7 +111,8 @@ async def test_names_are_quoted_into_the_path() -> None:
             await github.commit_sha("octo", "demo", "feature/x y")
 
     [request] = recorder.requests
-    assert request.url.raw_path == b"/repos/octo/demo/commits/feature%2Fx%20y"
+    # Slashes stay (refs are paths: heads/feature-a); everything else is percent-encoded.
+    assert request.url.raw_path == b"/repos/octo/demo/commits/feature/x%20y"
     assert "authorization" not in request.headers
 
 

@@ -22,6 +22,7 @@ import re
 import tarfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -228,7 +229,8 @@ def _handler_for(github: FakeGitHub) -> Callable[..., BaseHTTPRequestHandler]:
             pass  # quiet: the tests read `github.requests`
 
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            # GitHub takes a ref with slashes (release/2.0) both as is and percent-encoded.
+            path = urllib.parse.unquote(self.path.split("?", 1)[0])
             with github.lock:
                 github.requests.append(
                     RecordedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
