@@ -30,7 +30,7 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analyzer.sources import LINE_END, Lines, SourceDecodeError, decode_source
 
@@ -39,6 +39,10 @@ MAX_NAME_LENGTH = 1000
 # Deeper than any real package path plus nesting (Python allows 100 levels of indentation).
 MAX_NAME_PARTS = 100
 MAX_SUGGESTIONS = 5
+# How many imports a name may go through (a re-export of a re-export...) before the walk gives up.
+MAX_REEXPORT_HOPS = 10
+# How many (file, name) steps one walk through imports may take in all: star imports fan out.
+_MAX_REEXPORT_STEPS = 64
 # How many files a suggestion search may parse, per kind of typo: a 404 stays cheap.
 _SUGGEST_FILES = 5
 
@@ -83,12 +87,17 @@ class FunctionNotFound(LocateError, LookupError):  # noqa: N818 - the name the a
 class SourceDoesNotParse(LocateError):  # noqa: N818 - the name the app maps to an HTTP error
     """The file that holds the name cannot be read as Python (Python 2, a syntax error, bad bytes)."""
 
-    def __init__(self, name: str, path: str, error: str) -> None:
+    def __init__(self, name: str, path: str, error: str, via: str | None = None) -> None:
         self.name = name
         self.path = path
         self.error = error
+        # The file whose import led to `path`, when the name reached it through a re-export.
+        self.via = via
+        # The message stands alone (the app answers it as is): one line, the file, why, the name.
+        reached = f", where {via} imports it from," if via else ""
         super().__init__(
-            f"{path} does not parse as {_PARSER}, so {_shown(name)} cannot be read from it: {error}"
+            f"{path} does not parse as {_PARSER}, so {_shown(name)}{reached} cannot be read from it: "
+            + " ".join(error.split())
         )
 
 
@@ -138,11 +147,25 @@ class _Span:
     end: int
 
 
+# A module-level name bound by an import or a plain alias, as (kind, level, module, attribute):
+# `from ..a.b import c as d` binds d to ("from", 2, "a.b", "c"); `import a.b as m` binds m to
+# ("import", 0, "a.b", ""); `import a.b` binds a to ("import", 0, "a", ""); `d = c.e` binds d to
+# ("alias", 0, "", "c.e"), a name of the same module.
+_Binding = tuple[str, int, str, str]
+_FROM, _IMPORT, _ALIAS = "from", "import", "alias"
+
+
 @dataclass(frozen=True, slots=True)
 class _Parsed:
     # Dotted name inside the module ("Class.method", "outer.inner") -> definitions in source order.
     # Only positions are kept; the text is decoded again from the snapshot's bytes when needed.
     definitions: dict[str, list[_Span]]
+    # Module-level names bound by imports (and plain aliases), each binding in source order.
+    bindings: dict[str, tuple[_Binding, ...]] = field(default_factory=dict)
+    # `from <level dots><module> import *`, in source order.
+    stars: tuple[tuple[int, str], ...] = ()
+    # The names a literal `__all__` lists (`=`, `+=`); None when the module assigns no `__all__`.
+    exports: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,15 +343,103 @@ def _definitions(text: str, path: str) -> _Parsed | _Unparsable:
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as error:
-        where = f" (line {error.lineno})" if error.lineno else ""
-        return _Unparsable(f"{error.msg}{where}")
+        where = f"line {error.lineno}: " if error.lineno else ""
+        return _Unparsable(f"{where}{error.msg}")
     except (ValueError, RecursionError, MemoryError) as error:  # null bytes, absurd nesting
         return _Unparsable(str(error) or type(error).__name__)
     definitions: dict[str, list[_Span]] = {}
     _collect(tree.body, "", definitions, Lines(text))
     for spans in definitions.values():
         spans.sort(key=lambda s: s.start)
-    return _Parsed(definitions=definitions)
+    imports = _Imports()
+    imports.collect(tree.body)
+    return _Parsed(
+        definitions=definitions,
+        bindings={name: tuple(found) for name, found in imports.bindings.items()},
+        stars=tuple(imports.stars),
+        exports=None if imports.exports is None else frozenset(imports.exports),
+    )
+
+
+class _Imports:
+    """The module-level imports, plain aliases and `__all__` of a module: what re-exports it."""
+
+    def __init__(self) -> None:
+        self.bindings: dict[str, list[_Binding]] = {}
+        self.stars: list[tuple[int, str]] = []
+        self.exports: set[str] | None = None
+
+    def collect(self, body: Iterable[ast.stmt]) -> None:
+        # Module level only, through the blocks that do not open a scope (`try: from ._speedups
+        # import f` / `except ImportError: from ._pure import f`, `if TYPE_CHECKING:`).
+        for statement in body:
+            if isinstance(statement, ast.ImportFrom):
+                module = statement.module or ""
+                for alias in statement.names:
+                    if alias.name == "*":
+                        self.stars.append((statement.level, module))
+                    else:
+                        self._bind(alias.asname or alias.name, (_FROM, statement.level, module, alias.name))
+            elif isinstance(statement, ast.Import):
+                for alias in statement.names:
+                    if alias.asname:
+                        self._bind(alias.asname, (_IMPORT, 0, alias.name, ""))
+                    else:
+                        first = alias.name.split(".", 1)[0]
+                        self._bind(first, (_IMPORT, 0, first, ""))
+            elif isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                self._assignment(statement)
+            elif isinstance(statement, ast.If | ast.For | ast.AsyncFor | ast.While):
+                self.collect(statement.body)
+                self.collect(statement.orelse)
+            elif isinstance(statement, ast.With | ast.AsyncWith):
+                self.collect(statement.body)
+            elif isinstance(statement, ast.Try | ast.TryStar):
+                self.collect(statement.body)
+                for handler in statement.handlers:
+                    self.collect(handler.body)
+                self.collect(statement.orelse)
+                self.collect(statement.finalbody)
+
+    def _bind(self, name: str, binding: _Binding) -> None:
+        self.bindings.setdefault(_normalize(name), []).append(binding)
+
+    def _assignment(self, statement: ast.Assign | ast.AnnAssign | ast.AugAssign) -> None:
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        if "__all__" in names:
+            listed = _literal_strings(statement.value)
+            if isinstance(statement, ast.AugAssign) and self.exports is not None:
+                self.exports.update(listed or ())
+            else:
+                # A computed `__all__` lists nothing we can know: no star import goes through it.
+                self.exports = set(listed or ())
+            return
+        if isinstance(statement, ast.AugAssign) or statement.value is None:
+            return
+        dotted = _dotted(statement.value)
+        if dotted is not None:
+            for name in names:
+                self._bind(name, (_ALIAS, 0, "", dotted))
+
+
+def _literal_strings(node: ast.expr | None) -> list[str] | None:
+    if not isinstance(node, ast.List | ast.Tuple):
+        return None
+    strings = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return strings if len(strings) == len(node.elts) else None
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """`a` or `a.b.c` as text; None for anything else (a call, a subscript, a literal)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
 
 
 def parse_files(files: Mapping[str, bytes]) -> dict[str, ParsedFile]:
@@ -445,9 +556,129 @@ class SnapshotIndex:
             spans = parsed.definitions.get(qualname)
             if spans:
                 return self._found(candidate.file, qualname, parsed, spans)
+        # No file defines the name where it says: maybe a module imports it from where it is
+        # defined (`pkg.Client` for `from ._client import Client` in `pkg/__init__.py`).
+        walk = _Walk()
+        reexported = self._follow_imports(parts, walk)
+        if reexported is not None:
+            return reexported
         if broken is not None:
             raise SourceDoesNotParse(name.strip(), *broken)
+        if walk.broken is not None:
+            raise SourceDoesNotParse(name.strip(), *walk.broken)
         raise FunctionNotFound(name.strip(), self._suggest(parts))
+
+    def _follow_imports(self, parts: list[str], walk: _Walk) -> FoundFunction | None:
+        """The definition the name reaches through re-exports, starting from the modules its
+        prefix names (best ranked first, as for direct matches), or None."""
+        starts: list[_Candidate] = []
+        for split in range(len(parts) - 1, 0, -1):
+            module = tuple(parts[:split])
+            starts.extend(_Candidate(_EXACT, f, split) for f in self._by_module.get(module, ()))
+            starts.extend(_Candidate(_SOURCE_ROOT, f, split) for f in self._by_root_module.get(module, ()))
+            starts.extend(_Candidate(_SUFFIX, f, split) for f in self._by_suffix.get(module, ()))
+        starts.sort(key=lambda c: c.key)
+        for start in starts:
+            found = self._resolve(start.file, parts[start.module_parts :], 0, walk)
+            if found is not None:
+                return found
+        return None
+
+    def _resolve(self, file: _File, names: list[str], hops: int, walk: _Walk) -> FoundFunction | None:
+        """`names` (a dotted name inside `file`'s module) defined there or reached from there
+        through imports; None if not. Each (file, name) is tried once per walk, so cycles end."""
+        key = (file.path, tuple(names))
+        if key in walk.seen or hops > MAX_REEXPORT_HOPS or len(walk.seen) >= _MAX_REEXPORT_STEPS:
+            return None
+        walk.seen.add(key)
+        parsed = self._parse(file.path)
+        if isinstance(parsed, _Unparsable):
+            # Reached through an import of the name: this is the file meant, if it looks like it
+            # defines the name.
+            if hops > 0 and walk.broken is None and self._holders(names[-1], within=(file.path,)):
+                walk.broken = (file.path, parsed.error, walk.via)
+            return None
+        qualname = ".".join(names)
+        spans = parsed.definitions.get(qualname)
+        if spans:
+            return self._found(file, qualname, parsed, spans)
+        head, rest = names[0], names[1:]
+        # A definition of the head (a class without that method) shadows any import of it.
+        if head not in parsed.definitions:
+            for binding in parsed.bindings.get(head, ()):
+                found = self._through(file, binding, rest, hops + 1, walk)
+                if found is not None:
+                    return found
+            # `pkg.sub.func` where `pkg/__init__.py` names `sub` nowhere: the submodule itself.
+            if rest and _is_package(file):
+                for sub in self._by_module.get((*file.module, head), ()):
+                    walk.via = file.path
+                    found = self._resolve(sub, rest, hops + 1, walk)
+                    if found is not None:
+                        return found
+        if head in parsed.definitions or head in parsed.bindings:
+            return None
+        for level, module in parsed.stars:
+            for target in self._module_files(file, level, module):
+                table = self._parse(target.path)
+                if isinstance(table, _Parsed) and _star_exports(table, head):
+                    walk.via = file.path
+                    found = self._resolve(target, names, hops + 1, walk)
+                    if found is not None:
+                        return found
+        return None
+
+    def _through(
+        self, file: _File, binding: _Binding, rest: list[str], hops: int, walk: _Walk
+    ) -> FoundFunction | None:
+        """Where one import (or alias) of `file` leads `rest`, the names after the bound one."""
+        kind, level, module, attribute = binding
+        walk.via = file.path
+        if kind == _ALIAS:
+            return self._resolve(file, [*attribute.split("."), *rest], hops, walk)
+        if kind == _IMPORT:
+            return self._resolve_module(file, 0, module, rest, hops, walk)
+        for target in self._module_files(file, level, module):
+            found = self._resolve(target, [_normalize(attribute), *rest], hops, walk)
+            if found is not None:
+                return found
+        # `from . import mod` / `from pkg import mod`: the attribute is a submodule.
+        submodule = f"{module}.{attribute}" if module else attribute
+        return self._resolve_module(file, level, submodule, rest, hops, walk)
+
+    def _resolve_module(
+        self, file: _File, level: int, module: str, names: list[str], hops: int, walk: _Walk
+    ) -> FoundFunction | None:
+        if not names:  # the name is a module, not a function
+            return None
+        for target in self._module_files(file, level, module):
+            found = self._resolve(target, names, hops, walk)
+            if found is not None:
+                return found
+        return None
+
+    def _module_files(self, file: _File, level: int, module: str) -> list[_File]:
+        """The files of the module `file` imports as `<level dots><module>`, best first.
+
+        Relative imports count from `file`'s own package; absolute ones look beside `file`'s
+        source root first, then from the repository root, then under any source root.
+        """
+        parts = tuple(_normalize(p) for p in module.split(".")) if module else ()
+        if level:
+            package = file.module if _is_package(file) else file.module[:-1]
+            if level - 1 > len(package):
+                return []
+            target = package[: len(package) - (level - 1)] + parts
+            return sorted(self._by_module.get(target, ()), key=lambda f: f.rank) if target else []
+        if not parts:
+            return []
+        found: list[_File] = []
+        if file.root_module is not None:
+            root = file.module[: len(file.module) - len(file.root_module)]
+            found.extend(sorted(self._by_module.get(root + parts, ()), key=lambda f: f.rank))
+        found.extend(sorted(self._by_module.get(parts, ()), key=lambda f: f.rank))
+        found.extend(sorted(self._by_root_module.get(parts, ()), key=lambda f: f.rank))
+        return _unique(found)
 
     def _found(self, file: _File, qualname: str, parsed: _Parsed, spans: list[_Span]) -> FoundFunction:
         # It parsed from these bytes, so they decode.
@@ -613,6 +844,31 @@ class SnapshotIndex:
                 )
         pool.discard(wanted)
         return _closest(wanted, len(parts), pool)
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One walk through imports: what it tried, and a broken file it was led to."""
+
+    seen: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    # The file whose import was followed last: named in the error when the next file is broken.
+    via: str | None = None
+    broken: tuple[str, str, str | None] | None = None
+
+
+def _is_package(file: _File) -> bool:
+    return file.path.endswith(("/__init__.py", "/__init__.pyi")) or file.path in {
+        "__init__.py",
+        "__init__.pyi",
+    }
+
+
+def _star_exports(table: _Parsed, name: str) -> bool:
+    """Whether `from module import *` binds `name`: listed in a literal `__all__`, or, with no
+    `__all__`, public and defined or imported at the module's top level."""
+    if table.exports is not None:
+        return name in table.exports
+    return not name.startswith("_") and (name in table.definitions or name in table.bindings)
 
 
 def _unique(files: list[_File]) -> list[_File]:
