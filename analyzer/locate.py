@@ -45,6 +45,8 @@ MAX_REEXPORT_HOPS = 10
 _MAX_REEXPORT_STEPS = 64
 # How many files a suggestion search may parse, per kind of typo: a 404 stays cheap.
 _SUGGEST_FILES = 5
+# How many re-exported names close to the one asked for a suggestion search follows, per module.
+_SUGGEST_REEXPORTS = 3
 
 # Folders and files that hold tests, compared in lower case.
 _TEST_DIRS = frozenset({"test", "tests", "testing", "unittests", "unit_tests"})
@@ -792,6 +794,29 @@ class SnapshotIndex:
             text = data.decode("utf-8", errors="replace")
         return {_normalize(name) for name in _TEXT_NAMES.findall(text)}
 
+    def _reexported_names(self, file: _File, parsed: _Parsed, wanted: str) -> set[str]:
+        """Public names `file` imports or lists in `__all__` that look like `wanted`, and the members
+        of each (`httpx.Client`, `httpx.Client.send`): only the few closest are followed."""
+        listed = set(parsed.bindings).union(parsed.exports or ())
+        public = sorted(
+            name for name in listed if not name.startswith("_") and name not in parsed.definitions
+        )
+        names: set[str] = set()
+        for name in difflib.get_close_matches(wanted, public, n=_SUGGEST_REEXPORTS, cutoff=0.6):
+            found = self._resolve(file, [name], 0, _Walk())
+            if found is None:
+                continue
+            shown = ".".join([*file.display_module, name])
+            names.add(shown)
+            table = self._parsed.get(found.path)
+            if isinstance(table, _Parsed):
+                inner = found.qualified_name.split(".")[len(self._files[found.path].display_module) :]
+                prefix = ".".join(inner) + "."
+                names.update(
+                    shown + "." + q[len(prefix) :] for q in table.definitions if q.startswith(prefix)
+                )
+        return names
+
     def _suggest(self, parts: list[str]) -> list[str]:
         """Up to five dotted names that exist and look most like the one asked for.
 
@@ -801,15 +826,21 @@ class SnapshotIndex:
         """
         wanted = ".".join(parts)
         pool: set[str] = set()
-        prefix_files: list[_File] = []
+        prefix_files: list[tuple[_File, int]] = []
         for split in range(len(parts), 0, -1):
             module = tuple(parts[:split])
             for table in (self._by_module, self._by_root_module, self._by_suffix):
-                prefix_files.extend(sorted(table.get(module, ()), key=lambda f: f.rank))
-        for file in _unique(prefix_files)[:_SUGGEST_FILES]:
+                prefix_files.extend((f, split) for f in sorted(table.get(module, ()), key=lambda f: f.rank))
+        seen: set[str] = set()
+        for file, split in prefix_files:
+            if file.path in seen or len(seen) == _SUGGEST_FILES:
+                continue
+            seen.add(file.path)
             parsed = self._parse(file.path)
             if isinstance(parsed, _Parsed):
                 pool.update(".".join([*file.display_module, q]) for q in parsed.definitions)
+                if split < len(parts):
+                    pool.update(self._reexported_names(file, parsed, parts[split]))
 
         names = self._name_index()
         last = parts[-1]
