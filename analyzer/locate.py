@@ -798,6 +798,12 @@ class SnapshotIndex:
         """Public names `file` imports or lists in `__all__` that look like `wanted`, and the members
         of each (`httpx.Client`, `httpx.Client.send`): only the few closest are followed."""
         listed = set(parsed.bindings).union(parsed.exports or ())
+        # And what its star imports bring (the walk that failed has parsed those modules already).
+        for level, module in parsed.stars:
+            for target in self._module_files(file, level, module)[:1]:
+                table = self._parse(target.path)
+                if isinstance(table, _Parsed):
+                    listed.update(n for n in (*table.definitions, *table.bindings) if _star_exports(table, n))
         public = sorted(
             name for name in listed if not name.startswith("_") and name not in parsed.definitions
         )
@@ -808,12 +814,12 @@ class SnapshotIndex:
                 continue
             shown = ".".join([*file.display_module, name])
             names.add(shown)
-            table = self._parsed.get(found.path)
-            if isinstance(table, _Parsed):
+            defining = self._parsed.get(found.path)
+            if isinstance(defining, _Parsed):
                 inner = found.qualified_name.split(".")[len(self._files[found.path].display_module) :]
                 prefix = ".".join(inner) + "."
                 names.update(
-                    shown + "." + q[len(prefix) :] for q in table.definitions if q.startswith(prefix)
+                    shown + "." + q[len(prefix) :] for q in defining.definitions if q.startswith(prefix)
                 )
         return names
 
