@@ -557,6 +557,12 @@ class SnapshotIndex:
                 qualname = _qualname_ending(parsed, qualname) or qualname
             spans = parsed.definitions.get(qualname)
             if spans:
+                if candidate.file.rank[1]:
+                    # A stub declares what its module's `.py` imports from elsewhere (`attr.define`
+                    # in `attr/__init__.pyi`): the implementation, where the `.py` leads, wins.
+                    implemented = self._implementation(candidate, parts)
+                    if implemented is not None:
+                        return implemented
                 return self._found(candidate.file, qualname, parsed, spans)
         # No file defines the name where it says: maybe a module imports it from where it is
         # defined (`pkg.Client` for `from ._client import Client` in `pkg/__init__.py`).
@@ -569,6 +575,14 @@ class SnapshotIndex:
         if walk.broken is not None:
             raise SourceDoesNotParse(name.strip(), *walk.broken)
         raise FunctionNotFound(name.strip(), self._suggest(parts))
+
+    def _implementation(self, stub: _Candidate, parts: list[str]) -> FoundFunction | None:
+        """The definition the `.py` beside a stub reaches through its imports, if it does."""
+        module = stub.file.path.removesuffix("i")
+        source = self._files.get(module)
+        if source is None or not self._data[module]:
+            return None
+        return self._resolve(source, parts[stub.module_parts :], 0, _Walk())
 
     def _follow_imports(self, parts: list[str], walk: _Walk) -> FoundFunction | None:
         """The definition the name reaches through re-exports, starting from the modules its

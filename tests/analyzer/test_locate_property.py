@@ -1,5 +1,9 @@
 """Property: in real codebases, every dotted name of a function or class finds exactly what `ast` gives.
 
+And every public name a package exports through its `__init__` (`pkg.Name`, `pkg.Name.method`)
+finds what its defining module's path finds, the defining module being what Python itself says
+(`obj.__module__`, `obj.__qualname__` after importing the package).
+
 The codebases are installed packages of different styles (attrs' decorators, click's big modules,
 litestar's overloads and properties, PyYAML's and dateutil's older code, msgspec's stubs beside its
 sources), read from site-packages as a snapshot's files dict. The expected text comes from
@@ -10,17 +14,21 @@ defined several times in one file expects all definitions in source order.
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import io
 import re
 import sysconfig
 import tokenize
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from analyzer.locate import SnapshotIndex
+from analyzer.locate import FunctionNotFound, SnapshotIndex
 
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -206,3 +214,67 @@ def check_every_function(snapshot: SnapshotIndex, files: dict[str, bytes], root:
             assert short.qualified_name == qualname or short.qualified_name.endswith(f".{qualname}")
             checked += 1
     return checked
+
+
+@pytest.mark.parametrize("codebase", CODEBASES, ids=lambda c: c.package)
+def test_every_public_name_exported_by_a_package_resolves_where_it_is_defined(codebase: Codebase) -> None:
+    files = snapshot_files(codebase)
+    snapshot = SnapshotIndex(files, f"someone/{codebase.package}")
+    checked = 0
+    failures: list[str] = []
+    for public, defining in exported_names(files, codebase):
+        try:
+            expected = snapshot.find(defining)
+        except FunctionNotFound:
+            # Not made by a `def`/`class` at that name (a class built by a call): no source to agree on.
+            continue
+        try:
+            found = snapshot.find(public)
+        except FunctionNotFound as error:
+            failures.append(f"{public} -> {error}")
+            continue
+        if found != expected:
+            failures.append(f"{public} -> {found.qualified_name} ({found.path}), not {defining}")
+        checked += 1
+    assert not failures, "\n".join(failures)
+    # msgspec's public names are mostly its C extension's: only its pure-Python ones count.
+    assert checked > 5, f"only {checked} re-exported names in {codebase.package}"
+
+
+def exported_names(files: dict[str, bytes], codebase: Codebase) -> Iterator[tuple[str, str]]:
+    """(public name, defining name) of every class and function a package `__init__` of the codebase
+    lists in `__all__` or imports, and of their methods, as the imported package says."""
+    for path, data in sorted(files.items()):
+        if not path.endswith("/__init__.py"):
+            continue
+        package = module_name(path, codebase.root)
+        imports = [node for node in ast.walk(ast.parse(data)) if isinstance(node, ast.ImportFrom)]
+        imported = {alias.asname or alias.name for node in imports for alias in node.names}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecated modules warn on import: not our concern
+                module = importlib.import_module(package)
+        except ImportError:  # an optional dependency is missing: that package is not checked
+            continue
+        if "*" in imported:  # a star import brings public names
+            imported.update(name for name in vars(module) if not name.startswith("_"))
+        # Only real attributes: a module `__getattr__` (lazy or deprecated names) is code, not an import.
+        attributes = vars(module)
+        for name in sorted(imported - {"*"} | set(attributes.get("__all__", ()))):
+            obj = attributes.get(name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            defined_in = getattr(obj, "__module__", None) or ""
+            if defined_in.split(".")[0] != codebase.package or "<locals>" in obj.__qualname__:
+                continue
+            public, defining = f"{package}.{name}", f"{defined_in}.{obj.__qualname__}"
+            yield public, defining
+            if inspect.isclass(obj):
+                for attribute, value in vars(obj).items():
+                    function = value.__func__ if isinstance(value, classmethod | staticmethod) else value
+                    function = function.fget if isinstance(function, property) else function
+                    if (
+                        inspect.isfunction(function)
+                        and function.__qualname__ == f"{obj.__qualname__}.{attribute}"
+                    ):
+                        yield f"{public}.{attribute}", f"{defining}.{attribute}"
