@@ -4,6 +4,9 @@ Figures: index build and first lookup on a fresh index (target: ready for the fi
 <= 300 ms), then later lookups of random function names, p50/p99 (target p99 <= 20 ms): cold
 (the first lookup into each file parses it) and warm (every file already parsed).
 
+Also public names that reach their definition through a package's imports (`json.JSONDecoder`
+for `json.decoder.JSONDecoder`), which are followed only after every direct match failed.
+
 Options: --names=N (how many random names, default 2000), --seed=S (default 6).
 """
 
@@ -59,6 +62,68 @@ def dotted_names(files: dict[str, bytes]) -> list[tuple[str, str]]:
                 elif isinstance(child, ast.stmt):
                     stack.append((prefix, child))
     return names
+
+
+def reexported_names(files: dict[str, bytes], population: list[tuple[str, str]]) -> list[str]:
+    """`pkg.Name` and `pkg.Name.method` for the functions and classes a package `__init__.py`
+    imports with `from .module import Name` or `from .module import *` (names in the module's
+    literal `__all__`): names that resolve only through that import."""
+    defined = {name for name, _ in population}
+    members: dict[str, list[str]] = {}
+    for name in defined:
+        owner, _, member = name.rpartition(".")
+        members.setdefault(owner, []).append(member)
+    names: list[str] = []
+    for path, data in files.items():
+        if not path.endswith("/__init__.py"):
+            continue
+        package = path.removeprefix("Lib/").removesuffix("/__init__.py").replace("/", ".")
+        try:
+            tree = ast.parse(data)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if not (isinstance(node, ast.ImportFrom) and node.level == 1 and node.module):
+                continue
+            listed = [(alias.name, alias.asname) for alias in node.names if alias.name != "*"]
+            if any(alias.name == "*" for alias in node.names):
+                module_path = f"{path.removesuffix('__init__.py')}{node.module.replace('.', '/')}.py"
+                listed.extend((name, None) for name in literal_all(files.get(module_path, b"")))
+            for name, asname in listed:
+                target = f"{package}.{node.module}.{name}"
+                public = f"{package}.{asname or name}"
+                if name.startswith("_") or public in defined:
+                    continue
+                if target in defined:
+                    names.append(public)
+                names.extend(f"{public}.{member}" for member in members.get(target, ()))
+    return sorted(set(names))
+
+
+def literal_all(data: bytes) -> list[str]:
+    """The names a module's literal `__all__ = [...]` lists."""
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError):
+        return []
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            and isinstance(node.value, ast.List | ast.Tuple)
+        ):
+            return [
+                e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            ]
+    return []
+
+
+def resolves(index: SnapshotIndex, name: str) -> bool:
+    try:
+        index.find(name)
+    except FunctionNotFound:
+        return False
+    return True
 
 
 def percentiles(samples: list[tuple[float, float]]) -> str:
@@ -120,6 +185,9 @@ def main(argv: list[str]) -> None:
         ("source-root name, 5,000-line module", "_pydecimal.Decimal.quantize"),
         ("suffix name (scans the bytes for it)", "JSONDecoder.decode"),
         ("bare function name", "urlsplit"),
+        ("re-exported: from .decoder import", "json.JSONDecoder.decode"),
+        ("re-exported: star import with __all__", "asyncio.Queue.put"),
+        ("re-exported: import posixpath as path", "os.path.join"),
         ("name that does not exist (suggestions)", "json.decoder.JSONDecoder.decod"),
     ]:
         build, lookup, cpu = first_lookup(files, name)
@@ -150,6 +218,20 @@ def main(argv: list[str]) -> None:
         print(f"  cold (first touch of a file parses it): {percentiles(cold)}")
         print(f"  warm (files parsed):                    {percentiles(warm)}")
         print(f"  bare qualnames ('Class.method'), warm:  {percentiles(bare)}")
+
+    # Public names that reach their definition through a package's imports (`json.JSONDecoder`).
+    public = reexported_names(files, population)
+    public_sample = rng.sample(public, min(count, len(public)))
+    index = SnapshotIndex(files, "python/cpython")
+    cold = timed(index.find, public_sample)
+    warm = timed(index.find, public_sample)
+    resolved = sum(1 for name in public_sample if resolves(index, name))
+    print(
+        f"\nlater lookups, {len(public_sample)} of {len(public)} public names re-exported by a package "
+        f"__init__ ('json.JSONDecoder.decode', 'asyncio.Queue.put'), random order; {resolved} resolve"
+    )
+    print(f"  cold (first touch of a file parses it): {percentiles(cold)}")
+    print(f"  warm (files parsed):                    {percentiles(warm)}")
 
     # Warming every file away from the serving process, then adopting the tables.
     index = SnapshotIndex(files, "python/cpython")
