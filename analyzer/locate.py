@@ -96,7 +96,7 @@ class SourceDoesNotParse(LocateError):  # noqa: N818 - the name the app maps to 
         # The file whose import led to `path`, when the name reached it through a re-export.
         self.via = via
         # The message stands alone (the app answers it as is): one line, the file, why, the name.
-        reached = f", where {via} imports it from," if via else ""
+        reached = f" (which {via} imports from there)" if via else ""
         super().__init__(
             f"{path} does not parse as {_PARSER}, so {_shown(name)}{reached} cannot be read from it: "
             + " ".join(error.split())
@@ -391,6 +391,8 @@ class _Imports:
                         self._bind(first, (_IMPORT, 0, first, ""))
             elif isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
                 self._assignment(statement)
+            elif isinstance(statement, ast.Expr):
+                self._extension(statement.value)
             elif isinstance(statement, ast.If | ast.For | ast.AsyncFor | ast.While):
                 self.collect(statement.body)
                 self.collect(statement.orelse)
@@ -402,6 +404,11 @@ class _Imports:
                     self.collect(handler.body)
                 self.collect(statement.orelse)
                 self.collect(statement.finalbody)
+
+    def _extension(self, node: ast.expr) -> None:
+        listed = _listed_by_call(node)
+        if listed is not None and self.exports is not None:
+            self.exports.update(listed)
 
     def _bind(self, name: str, binding: _Binding) -> None:
         self.bindings.setdefault(_normalize(name), []).append(binding)
@@ -423,6 +430,24 @@ class _Imports:
         if dotted is not None:
             for name in names:
                 self._bind(name, (_ALIAS, 0, "", dotted))
+
+
+def _listed_by_call(node: ast.expr) -> list[str] | None:
+    """The names `__all__.extend([...])` or `__all__.append("name")` adds; None for other calls."""
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "__all__"
+        and len(node.args) == 1
+    ):
+        return None
+    argument = node.args[0]
+    if node.func.attr == "extend":
+        return _literal_strings(argument)
+    if node.func.attr == "append" and isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+        return [argument.value]
+    return None
 
 
 def _literal_strings(node: ast.expr | None) -> list[str] | None:

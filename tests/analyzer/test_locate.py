@@ -442,7 +442,11 @@ def test_a_file_that_does_not_parse_breaks_only_lookups_in_it() -> None:
     assert caught.value.path == "py2.py"
     assert "Missing parentheses" in caught.value.error
     assert "line 2" in caught.value.error
-    assert "py2.py does not parse" in str(caught.value)
+    # The app answers the message as it is: one sentence that names the file, the name and why.
+    assert str(caught.value) == (
+        "py2.py does not parse as Python 3.11, so 'py2.old' cannot be read from it: "
+        "line 2: Missing parentheses in call to 'print'. Did you mean print(...)?"
+    )
     # By suffix too.
     with pytest.raises(SourceDoesNotParse):
         snapshot.find("old")

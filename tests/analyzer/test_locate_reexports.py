@@ -226,6 +226,8 @@ def test_star_import_follows_a_name_listed_in_all() -> None:
             "pkg/_models.py": src("""
                 __all__ = ("Response",)
                 __all__ += ["helper"]
+                __all__.extend(["extended"])
+                __all__.append("appended")
 
 
                 class Response:
@@ -235,15 +237,29 @@ def test_star_import_follows_a_name_listed_in_all() -> None:
 
                 def helper():
                     pass
+
+
+                def extended():
+                    pass
+
+
+                def appended():
+                    pass
+
+
+                def unlisted():
+                    pass
             """),
         }
     )
     assert where(snapshot.find("pkg.Client.send")) == ("pkg/_client.py", "pkg._client.Client.send")
     assert where(snapshot.find("pkg.Response.json")) == ("pkg/_models.py", "pkg._models.Response.json")
-    assert where(snapshot.find("pkg.helper")) == ("pkg/_models.py", "pkg._models.helper")
+    for name in ("helper", "extended", "appended"):
+        assert where(snapshot.find(f"pkg.{name}")) == ("pkg/_models.py", f"pkg._models.{name}")
     # Public, but not in `__all__`: a star import does not bring it.
-    with pytest.raises(FunctionNotFound):
-        snapshot.find("pkg.AsyncClient.send")
+    for name in ("pkg.AsyncClient.send", "pkg.unlisted"):
+        with pytest.raises(FunctionNotFound):
+            snapshot.find(name)
 
 
 def test_star_import_without_all_brings_public_module_level_names_only() -> None:
@@ -445,8 +461,8 @@ def test_a_broken_defining_module_is_blamed_with_the_import_that_led_there() -> 
     error = caught.value
     assert (error.path, error.via) == ("httpx/_client.py", "httpx/__init__.py")
     assert str(error) == (
-        "httpx/_client.py does not parse as Python 3.11, so 'httpx.Client.send', where httpx/__init__.py "
-        "imports it from, cannot be read from it: line 2: '(' was never closed"
+        "httpx/_client.py does not parse as Python 3.11, so 'httpx.Client.send' (which httpx/__init__.py "
+        "imports from there) cannot be read from it: line 2: '(' was never closed"
     )
 
 
