@@ -7,11 +7,29 @@ and one locked environment is what CI and the stack must agree on anyway.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = True
+
+# The tools of the environment nox itself runs in (.venv), whether or not it is activated.
+BIN = str(Path(sys.executable).parent)
+
+
+def use_project_env(session: nox.Session) -> None:
+    session.env["PATH"] = BIN + os.pathsep + os.environ.get("PATH", "")
+    session.env["VIRTUAL_ENV"] = str(Path(BIN).parent)
+
+
+def tool(name: str) -> str:
+    """A program of the project environment, by full path (nox looks programs up on its own PATH)."""
+    return str(Path(BIN) / name)
+
 
 PACKAGES = ["jobs_contract", "model_host", "gateway", "fetcher", "analyzer", "devstack", "bench", "tests"]
 
@@ -19,31 +37,38 @@ PACKAGES = ["jobs_contract", "model_host", "gateway", "fetcher", "analyzer", "de
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint rules and formatting."""
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    use_project_env(session)
+    session.run(tool("ruff"), "check", ".")
+    session.run(tool("ruff"), "format", "--check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package, tests included."""
-    session.run("mypy", "--strict", *[arg for package in PACKAGES for arg in ("-p", package)])
-    session.run("mypy", "--strict", "dev.py", "noxfile.py")
+    use_project_env(session)
+    session.run(tool("mypy"), "--strict", *[arg for package in PACKAGES for arg in ("-p", package)])
+    session.run(tool("mypy"), "--strict", "dev.py", "noxfile.py")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit and integration tests, against a real nats-server and the real bundled model."""
-    session.run("pytest", *session.posargs)
+    use_project_env(session)
+    session.run(tool("pytest"), *session.posargs)
 
 
 @nox.session
 def stack(session: nox.Session) -> None:
     """NATS, model_host, gateway, fetcher and analyzer on this machine; Ctrl-C stops them."""
+    use_project_env(session)
     # Ctrl-C goes to the stack, which stops the services in order: give it time to.
-    session.run("python", "-m", "devstack", *session.posargs, interrupt_timeout=60, terminate_timeout=30)
+    session.run(
+        tool("python"), "-m", "devstack", *session.posargs, interrupt_timeout=60, terminate_timeout=30
+    )
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; each prints its figures. `-- NAME` runs one."""
-    session.run("python", "-m", "bench", *session.posargs)
+    use_project_env(session)
+    session.run(tool("python"), "-m", "bench", *session.posargs)
