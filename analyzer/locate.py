@@ -14,6 +14,11 @@ Within a tier, non-test code wins over test code, `.py` over `.pyi`, then the sh
 (fewest folders, then fewest characters, then alphabetical order), so the choice is predictable
 and does not depend on the order of the files.
 
+When no file defines the name where it says, the imports of the module its prefix names are
+followed (`httpx.Client.send` through `from ._client import Client` in `httpx/__init__.py`,
+star imports, aliases, chains of them, at most `MAX_REEXPORT_HOPS` deep), and the answer names
+where the definition really is: a real definition always wins over a re-export.
+
 Building a `SnapshotIndex` only splits paths; a file is decoded and parsed the first time a
 lookup needs it, once, and only the positions of its definitions are kept.
 """

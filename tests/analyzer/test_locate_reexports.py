@@ -488,3 +488,24 @@ def test_a_404_suggests_public_re_exported_names() -> None:
     # Every suggestion resolves.
     for name in caught.value.suggestions:
         snapshot.find(name)
+
+
+def test_a_stub_declaration_yields_to_the_implementation_its_module_imports() -> None:
+    stub = "def define(maybe_cls=None): ...\ndef only_in_the_stub(): ...\n"
+    snapshot = index(
+        {
+            "attr/__init__.py": "from ._next_gen import define\n",
+            "attr/__init__.pyi": stub,
+            "attr/_next_gen.py": "def define(maybe_cls=None):\n    return maybe_cls\n",
+        }
+    )
+    assert where(snapshot.find("attr.define")) == ("attr/_next_gen.py", "attr._next_gen.define")
+    # Where the `.py` leads nowhere, the stub is the answer.
+    assert snapshot.find("attr.only_in_the_stub").path == "attr/__init__.pyi"
+
+
+def test_a_direct_broken_file_names_no_import() -> None:
+    with pytest.raises(SourceDoesNotParse) as caught:
+        index({"py2.py": "def old():\n    print 'hi'\n"}).find("py2.old")
+    assert caught.value.via is None
+    assert "imports" not in str(caught.value)
