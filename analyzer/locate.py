@@ -838,9 +838,10 @@ class SnapshotIndex:
             text = data.decode("utf-8", errors="replace")
         return {_normalize(name) for name in _TEXT_NAMES.findall(text)}
 
-    def _reexported_names(self, file: _File, parsed: _Parsed, wanted: str) -> set[str]:
+    def _reexported_names(self, file: _File, parsed: _Parsed, wanted: str) -> dict[str, str]:
         """Public names `file` imports or lists in `__all__` that look like `wanted`, and the members
-        of each (`httpx.Client`, `httpx.Client.send`): only the few closest are followed."""
+        of each (`httpx.Client`, `httpx.Client.send`), each -> the name where it is defined: only
+        the few closest are followed."""
         listed = set(parsed.bindings).union(parsed.exports or ())
         # And what its star imports bring (the walk that failed has parsed those modules already).
         for level, module in parsed.stars:
@@ -851,20 +852,20 @@ class SnapshotIndex:
         public = sorted(
             name for name in listed if not name.startswith("_") and name not in parsed.definitions
         )
-        names: set[str] = set()
+        names: dict[str, str] = {}
         for name in difflib.get_close_matches(wanted, public, n=_SUGGEST_REEXPORTS, cutoff=0.6):
             found = self._resolve(file, [name], 0, _Walk())
             if found is None:
                 continue
             shown = ".".join([*file.display_module, name])
-            names.add(shown)
+            names[shown] = found.qualified_name
             defining = self._parsed.get(found.path)
             if isinstance(defining, _Parsed):
                 inner = found.qualified_name.split(".")[len(self._files[found.path].display_module) :]
                 prefix = ".".join(inner) + "."
-                names.update(
-                    shown + "." + q[len(prefix) :] for q in defining.definitions if q.startswith(prefix)
-                )
+                for q in defining.definitions:
+                    if q.startswith(prefix):
+                        names[shown + "." + q[len(prefix) :]] = found.qualified_name + "." + q[len(prefix) :]
         return names
 
     def _suggest(self, parts: list[str]) -> list[str]:
@@ -882,6 +883,7 @@ class SnapshotIndex:
             for table in (self._by_module, self._by_root_module, self._by_suffix):
                 prefix_files.extend((f, split) for f in sorted(table.get(module, ()), key=lambda f: f.rank))
         seen: set[str] = set()
+        hidden: set[str] = set()
         for file, split in prefix_files:
             if file.path in seen or len(seen) == _SUGGEST_FILES:
                 continue
@@ -890,7 +892,10 @@ class SnapshotIndex:
             if isinstance(parsed, _Parsed):
                 pool.update(".".join([*file.display_module, q]) for q in parsed.definitions)
                 if split < len(parts):
-                    pool.update(self._reexported_names(file, parsed, parts[split]))
+                    reexported = self._reexported_names(file, parsed, parts[split])
+                    pool.update(reexported)
+                    # The public name stands for its definition: not both among five suggestions.
+                    hidden.update(reexported.values())
 
         names = self._name_index()
         last = parts[-1]
@@ -924,6 +929,7 @@ class SnapshotIndex:
                     if q == name or q.endswith("." + name)
                 )
         pool.discard(wanted)
+        pool -= hidden
         return _closest(wanted, len(parts), pool)
 
 

@@ -482,6 +482,8 @@ def test_a_404_suggests_public_re_exported_names() -> None:
     with pytest.raises(FunctionNotFound) as caught:
         snapshot.find("httpx.Client.sned")
     assert caught.value.suggestions[0] == "httpx.Client.send"
+    # The public name stands for the definition: its defining path is not listed beside it.
+    assert "httpx._client.Client.send" not in caught.value.suggestions
     with pytest.raises(FunctionNotFound) as caught:
         snapshot.find("httpx.Clint")
     assert "httpx.Client" in caught.value.suggestions
