@@ -883,7 +883,8 @@ class SnapshotIndex:
             for table in (self._by_module, self._by_root_module, self._by_suffix):
                 prefix_files.extend((f, split) for f in sorted(table.get(module, ()), key=lambda f: f.rank))
         seen: set[str] = set()
-        hidden: set[str] = set()
+        # Where a re-exported public name is defined -> the public name.
+        public_names: dict[str, str] = {}
         for file, split in prefix_files:
             if file.path in seen or len(seen) == _SUGGEST_FILES:
                 continue
@@ -894,8 +895,7 @@ class SnapshotIndex:
                 if split < len(parts):
                     reexported = self._reexported_names(file, parsed, parts[split])
                     pool.update(reexported)
-                    # The public name stands for its definition: not both among five suggestions.
-                    hidden.update(reexported.values())
+                    public_names.update((defining, public) for public, defining in reexported.items())
 
         names = self._name_index()
         last = parts[-1]
@@ -929,8 +929,10 @@ class SnapshotIndex:
                     if q == name or q.endswith("." + name)
                 )
         pool.discard(wanted)
-        pool -= hidden
-        return _closest(wanted, len(parts), pool)
+        ranked = _closest(wanted, len(parts), pool)
+        # A public name stands for its definition: not both among the suggestions.
+        listed = set(ranked)
+        return [name for name in ranked if public_names.get(name) not in listed][:MAX_SUGGESTIONS]
 
 
 @dataclass(slots=True)
@@ -995,4 +997,4 @@ def _closest(wanted: str, depth: int, pool: Iterable[str]) -> list[str]:
         if score >= 0.6:
             scored.append((-score, len(candidate), candidate))
     scored.sort()
-    return [candidate for _, _, candidate in scored[:MAX_SUGGESTIONS]]
+    return [candidate for _, _, candidate in scored]
