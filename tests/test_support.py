@@ -52,6 +52,7 @@ def test_fake_github_scripted_fault_then_recovery(fake_github: FakeGitHub) -> No
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(f"{fake_github.api_url}/repos/octo/hello")
     assert caught.value.code == 503
+    caught.value.close()  # an HTTPError holds the response's socket until closed
     with urllib.request.urlopen(f"{fake_github.api_url}/repos/octo/hello") as response:
         assert response.status == 200
 
