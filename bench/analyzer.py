@@ -35,8 +35,7 @@ from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.nats import running_nats_server
-from tests.support.nodelay import serving
-from tests.support.servers import service_process
+from tests.support.servers import service_process, serving
 
 
 def _cpu_seconds(pid: int) -> float:

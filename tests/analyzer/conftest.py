@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.fake_gateway import FakeGateway
-from tests.support.nodelay import serving
+from tests.support.servers import serving
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from analyzer.settings import Settings
 from jobs_contract import JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway
-from tests.support.nodelay import serving
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.nats
 

@@ -17,7 +17,7 @@ from analyzer.settings import Settings
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
-from tests.support.nodelay import serving
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.nats
 

@@ -22,8 +22,7 @@ from analyzer.settings import Settings
 from tests.analyzer.test_locate_property import Codebase, Oracle, _Definitions, module_name, snapshot_files
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_github import FakeGitHub
-from tests.support.nodelay import serving
-from tests.support.servers import service_process
+from tests.support.servers import service_process, serving
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 

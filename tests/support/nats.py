@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devstack.runner import nats_server_binary
 from tests.support.ports import free_port
-
-
-def nats_server_binary() -> str:
-    """Path of nats-server: beside this interpreter (the venv's bin/), else on PATH."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server not found: install the dev dependencies (python3 dev.py setup)")
-    return found
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
