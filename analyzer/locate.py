@@ -14,10 +14,13 @@ Within a tier, non-test code wins over test code, `.py` over `.pyi`, then the sh
 (fewest folders, then fewest characters, then alphabetical order), so the choice is predictable
 and does not depend on the order of the files.
 
-When no file defines the name where it says, the imports of the module its prefix names are
-followed (`httpx.Client.send` through `from ._client import Client` in `httpx/__init__.py`,
-star imports, aliases, chains of them, at most `MAX_REEXPORT_HOPS` deep), and the answer names
-where the definition really is: a real definition always wins over a re-export.
+When no file of a tier defines the name where it says, the imports of that tier's modules the
+name's prefix names are followed (`httpx.Client.send` through `from ._client import Client` in
+`httpx/__init__.py`, star imports, aliases, chains of them, at most `MAX_REEXPORT_HOPS` deep)
+before the next tier is tried, and the answer names where the definition really is. The order:
+direct exact, re-export by an exact module, direct source-root, re-export by a source-root
+module, direct suffix, re-export by a suffix module; so `pkg.run` re-exported by
+`pkg/__init__.py` beats a `vendor/pkg.py` that defines `run`.
 
 Building a `SnapshotIndex` only splits paths; a file is decoded and parsed the first time a
 lookup needs it, once, and only the positions of its definitions are kept.
@@ -563,12 +566,43 @@ class SnapshotIndex:
         the name points to cannot be parsed.
         """
         parts = _parse_name(name)
+        shown = name.strip()
+        # One walk through imports for the whole lookup: a (file, name) tried in a better tier is
+        # not tried again.
+        walk = _Walk()
+        broken: tuple[str, str] | None = None
+        for tier in (_EXACT, _SOURCE_ROOT, _SUFFIX):
+            found, tier_broken = self._find_directly(parts, tier, shown)
+            if found is not None:
+                return found
+            broken = broken or tier_broken
+            # No file of this tier defines the name where it says: maybe one of its modules imports
+            # it from where it is defined (`pkg.Client` for `from ._client import Client` in
+            # `pkg/__init__.py`). That is what the name means, before any weaker tier.
+            found = self._follow_imports(parts, tier, walk)
+            if found is not None:
+                return found
+            if tier < _SUFFIX and walk.broken is not None:
+                # The module the name spells out imports it from a file that does not parse:
+                # that is the file meant, as for a direct match in this tier.
+                raise SourceDoesNotParse(shown, *walk.broken)
+        if broken is not None:
+            raise SourceDoesNotParse(shown, *broken)
+        if walk.broken is not None:
+            raise SourceDoesNotParse(shown, *walk.broken)
+        raise FunctionNotFound(shown, self._suggest(parts))
+
+    def _find_directly(
+        self, parts: list[str], tier: int, shown: str
+    ) -> tuple[FoundFunction | None, tuple[str, str] | None]:
+        """The best file of `tier` that defines the name where it says, or None, and a broken
+        suffix-tier file that looks like it defines it (blamed only if nothing else is found)."""
         last = parts[-1]
         # ASCII names appear verbatim in the bytes of any file that defines them: a cheap check
         # that skips parsing files that cannot hold the name.
         needle = last.encode("ascii") if last.isascii() else None
         broken: tuple[str, str] | None = None
-        for candidate in self._candidates(parts):
+        for candidate in self._candidates(parts, tier):
             path = candidate.file.path
             if needle is not None and needle not in self._data[path]:
                 continue
@@ -579,7 +613,7 @@ class SnapshotIndex:
                 # A suffix names no file, so a match in a file that parses wins over it.
                 if self._holders(last, within=(path,)):
                     if candidate.tier < _SUFFIX:
-                        raise SourceDoesNotParse(name.strip(), path, parsed.error)
+                        raise SourceDoesNotParse(shown, path, parsed.error)
                     broken = broken or (path, parsed.error)
                 continue
             qualname = ".".join(parts[candidate.module_parts :])
@@ -592,19 +626,9 @@ class SnapshotIndex:
                     # in `attr/__init__.pyi`): the implementation, where the `.py` leads, wins.
                     implemented = self._implementation(candidate, parts)
                     if implemented is not None:
-                        return implemented
-                return self._found(candidate.file, qualname, parsed, spans)
-        # No file defines the name where it says: maybe a module imports it from where it is
-        # defined (`pkg.Client` for `from ._client import Client` in `pkg/__init__.py`).
-        walk = _Walk()
-        reexported = self._follow_imports(parts, walk)
-        if reexported is not None:
-            return reexported
-        if broken is not None:
-            raise SourceDoesNotParse(name.strip(), *broken)
-        if walk.broken is not None:
-            raise SourceDoesNotParse(name.strip(), *walk.broken)
-        raise FunctionNotFound(name.strip(), self._suggest(parts))
+                        return implemented, broken
+                return self._found(candidate.file, qualname, parsed, spans), broken
+        return None, broken
 
     def _implementation(self, stub: _Candidate, parts: list[str]) -> FoundFunction | None:
         """The definition the `.py` beside a stub reaches through its imports, if it does."""
@@ -614,21 +638,26 @@ class SnapshotIndex:
             return None
         return self._resolve(source, parts[stub.module_parts :], 0, _Walk())
 
-    def _follow_imports(self, parts: list[str], walk: _Walk) -> FoundFunction | None:
-        """The definition the name reaches through re-exports, starting from the modules its
-        prefix names (best ranked first, as for direct matches), or None."""
-        starts: list[_Candidate] = []
-        for split in range(len(parts) - 1, 0, -1):
-            module = tuple(parts[:split])
-            starts.extend(_Candidate(_EXACT, f, split) for f in self._by_module.get(module, ()))
-            starts.extend(_Candidate(_SOURCE_ROOT, f, split) for f in self._by_root_module.get(module, ()))
-            starts.extend(_Candidate(_SUFFIX, f, split) for f in self._by_suffix.get(module, ()))
+    def _follow_imports(self, parts: list[str], tier: int, walk: _Walk) -> FoundFunction | None:
+        """The definition the name reaches through re-exports, starting from the modules of `tier`
+        its prefix names (best ranked first, as for direct matches), or None."""
+        table = self._tier_table(tier)
+        starts = [
+            _Candidate(tier, f, split)
+            for split in range(len(parts) - 1, 0, -1)
+            for f in table.get(tuple(parts[:split]), ())
+        ]
         starts.sort(key=lambda c: c.key)
         for start in starts:
             found = self._resolve(start.file, parts[start.module_parts :], 0, walk)
             if found is not None:
                 return found
         return None
+
+    def _tier_table(self, tier: int) -> dict[tuple[str, ...], list[_File]]:
+        if tier == _EXACT:
+            return self._by_module
+        return self._by_root_module if tier == _SOURCE_ROOT else self._by_suffix
 
     def _resolve(self, file: _File, names: list[str], hops: int, walk: _Walk) -> FoundFunction | None:
         """`names` (a dotted name inside `file`'s module) defined there or reached from there
@@ -745,20 +774,20 @@ class SnapshotIndex:
             definitions=len(spans),
         )
 
-    def _candidates(self, parts: list[str]) -> Iterable[_Candidate]:
-        """Files that may hold the name, best first; the exact tiers never need the name index."""
+    def _candidates(self, parts: list[str], tier: int) -> list[_Candidate]:
+        """Files of `tier` that may hold the name, best first; the exact tiers never need the name
+        index."""
         found: list[_Candidate] = []
-        for split in range(len(parts) - 1, 0, -1):
-            module = tuple(parts[:split])
-            found.extend(_Candidate(_EXACT, f, split) for f in self._by_module.get(module, ()))
-            found.extend(_Candidate(_SOURCE_ROOT, f, split) for f in self._by_root_module.get(module, ()))
-        found.sort(key=lambda c: c.key)
-        yield from found
+        if tier != _SUFFIX:
+            table = self._tier_table(tier)
+            for split in range(len(parts) - 1, 0, -1):
+                found.extend(_Candidate(tier, f, split) for f in table.get(tuple(parts[:split]), ()))
+            found.sort(key=lambda c: c.key)
+            return found
         # Suffixes: the module part is a tail of a module name, or empty (`Class.method`, `func`).
         holders = self._holders(parts[-1])
-        suffix: list[_Candidate] = []
         for split in range(len(parts) - 1, 0, -1):
-            suffix.extend(
+            found.extend(
                 _Candidate(_SUFFIX, f, split)
                 for f in self._by_suffix.get(tuple(parts[:split]), ())
                 if f.path in holders
@@ -767,9 +796,9 @@ class SnapshotIndex:
         paths = holders
         for part in parts[:-1]:
             paths = self._holders(part, within=paths)
-        suffix.extend(_Candidate(_SUFFIX, self._files[path], 0) for path in paths)
-        suffix.sort(key=lambda c: c.key)
-        yield from suffix
+        found.extend(_Candidate(_SUFFIX, self._files[path], 0) for path in paths)
+        found.sort(key=lambda c: c.key)
+        return found
 
     def _parse(self, path: str) -> _Parsed | _Unparsable:
         parsed = self._parsed.get(path)

@@ -7,6 +7,7 @@ the definition really is, with its exact text.
 
 from __future__ import annotations
 
+import random
 import textwrap
 from collections.abc import Mapping
 
@@ -409,17 +410,131 @@ def test_a_definition_in_a_module_on_the_chain_beats_its_own_imports() -> None:
     assert snapshot.find("pkg.run").path == "pkg/api.py"
 
 
-def test_every_direct_match_beats_a_re_export() -> None:
-    # `pkg.run` re-exported by pkg/__init__.py, and defined under a module whose name ends with
-    # `pkg` (a suffix match): a real definition wins.
+# -- where a re-export ranks: after the direct matches of its own tier, before the next tier ------
+
+
+def _choose(files: Mapping[str, str], name: str) -> tuple[str, str]:
+    """Where `name` is found (path, qualified name), checked to be the same whatever the order of
+    the files."""
+    items = list(files.items())
+    chosen = {where(index(dict(items)).find(name))}
+    for seed in range(5):
+        random.Random(seed).shuffle(items)
+        chosen.add(where(index(dict(items)).find(name)))
+    assert len(chosen) == 1, chosen
+    return chosen.pop()
+
+
+def test_a_re_export_by_the_module_the_name_spells_out_beats_a_suffix_match() -> None:
+    # `pkg.run` re-exported by pkg/__init__.py; `vendor/pkg.py` (its module ends with `pkg`, a mere
+    # suffix match) and `other.py` (class `pkg`, a suffix without a module part) define `run`.
+    # The package's public name is what the user means.
+    files = {
+        "pkg/__init__.py": "from .impl import run\n",
+        "pkg/impl.py": "def run():\n    return 'impl'\n",
+        "vendor/pkg.py": "def run():\n    return 'vendored'\n",
+        "other.py": "class pkg:\n    def run(self):\n        return 'method'\n",
+    }
+    assert _choose(files, "pkg.run") == ("pkg/impl.py", "pkg.impl.run")
+    # The suffix matches are still found by names that spell them out.
+    assert _choose(files, "vendor.pkg.run") == ("vendor/pkg.py", "vendor.pkg.run")
+    assert _choose(files, "other.pkg.run") == ("other.py", "other.pkg.run")
+    # The walk from the exact module answers before any suffix candidate is looked for: the
+    # suffix files are not even parsed.
+    snapshot = index(files)
+    snapshot.find("pkg.run")
+    assert sorted(snapshot.unparsed()) == ["other.py", "vendor/pkg.py"]
+
+
+def test_the_order_of_the_tiers_with_re_exports() -> None:
+    # Every tier for `pkg.run`; each step removes what answered the one before.
+    files = {
+        # 1. a direct match, module path exact from the repository root
+        "pkg.py": "def run():\n    return 1\n",
+        # 2. a re-export by an exact module
+        "pkg/__init__.py": "from .impl import run\n",
+        "pkg/impl.py": "def run():\n    return 2\n",
+        # 3. a direct match from a source root
+        "src/pkg.py": "def run():\n    return 3\n",
+        # 4. a re-export by a module from a source root
+        "lib/pkg/__init__.py": "from .core import run\n",
+        "lib/pkg/core.py": "def run():\n    return 4\n",
+        # 5. a direct suffix match
+        "vendor/pkg.py": "def run():\n    return 5\n",
+        # 6. a re-export by a suffix module
+        "third_party/pkg/__init__.py": "from ._run import run\n",
+        "third_party/pkg/_run.py": "def run():\n    return 6\n",
+    }
+    assert _choose(files, "pkg.run") == ("pkg.py", "pkg.run")
+    del files["pkg.py"]
+    assert _choose(files, "pkg.run") == ("pkg/impl.py", "pkg.impl.run")
+    # pkg/__init__.py stays, importing from a module that is gone: it leads nowhere, the next
+    # tier answers.
+    del files["pkg/impl.py"]
+    assert _choose(files, "pkg.run") == ("src/pkg.py", "pkg.run")
+    del files["src/pkg.py"]
+    assert _choose(files, "pkg.run") == ("lib/pkg/core.py", "pkg.core.run")
+    del files["lib/pkg/core.py"]
+    assert _choose(files, "pkg.run") == ("vendor/pkg.py", "vendor.pkg.run")
+    del files["vendor/pkg.py"]
+    assert _choose(files, "pkg.run") == ("third_party/pkg/_run.py", "third_party.pkg._run.run")
+    del files["third_party/pkg/_run.py"]
+    with pytest.raises(FunctionNotFound):
+        index(files).find("pkg.run")
+
+
+@pytest.mark.parametrize("root", ["", "src/"])
+def test_a_direct_match_beats_a_re_export_of_its_tier_even_from_a_better_ranked_file(root: str) -> None:
+    # `pkg.py` ranks above `pkg/__init__.py` (fewer folders), but it only imports `run`.
+    files = {
+        f"{root}pkg.py": "from .impl import run\n",
+        f"{root}impl.py": "def run():\n    return 'impl'\n",
+        f"{root}pkg/__init__.py": "def run():\n    return 'package'\n",
+    }
+    assert _choose(files, "pkg.run") == (f"{root}pkg/__init__.py", "pkg.run")
+    del files[f"{root}pkg/__init__.py"]
+    assert _choose(files, "pkg.run") == (f"{root}impl.py", "impl.run")
+
+
+def test_re_exports_within_a_tier_follow_the_file_order() -> None:
+    # Two exact modules re-export `run`: the better ranked file (fewer folders) is followed first.
+    files = {
+        "pkg.py": "from alpha import run\n",
+        "pkg/__init__.py": "from .beta import run\n",
+        "alpha.py": "def run():\n    return 'alpha'\n",
+        "pkg/beta.py": "def run():\n    return 'beta'\n",
+    }
+    assert _choose(files, "pkg.run") == ("alpha.py", "alpha.run")
+
+
+def test_a_re_export_by_an_exact_module_that_leads_to_a_broken_file_is_blamed() -> None:
+    # The module the name spells out imports `run` from a file that does not parse: that is the
+    # file meant, as a broken exact match would be, even though a suffix match exists.
     snapshot = index(
         {
             "pkg/__init__.py": "from .impl import run\n",
-            "pkg/impl.py": "def run():\n    return 'impl'\n",
+            "pkg/impl.py": "def run(:\n    pass\n",
+            "vendor/pkg.py": "def run():\n    return 'vendored'\n",
+        }
+    )
+    with pytest.raises(SourceDoesNotParse) as caught:
+        snapshot.find("pkg.run")
+    assert (caught.value.path, caught.value.via) == ("pkg/impl.py", "pkg/__init__.py")
+
+
+def test_a_suffix_re_export_leading_to_a_broken_file_does_not_hide_a_direct_suffix_match() -> None:
+    snapshot = index(
+        {
+            "a/pkg/__init__.py": "from .impl import run\n",
+            "a/pkg/impl.py": "def run(:\n    pass\n",
             "vendor/pkg.py": "def run():\n    return 'vendored'\n",
         }
     )
     assert snapshot.find("pkg.run").path == "vendor/pkg.py"
+    suffix_only = {"a/pkg/__init__.py": "from .impl import run\n", "a/pkg/impl.py": "def run(:\n    pass\n"}
+    with pytest.raises(SourceDoesNotParse) as caught:
+        index(suffix_only).find("pkg.run")
+    assert (caught.value.path, caught.value.via) == ("a/pkg/impl.py", "a/pkg/__init__.py")
 
 
 def test_re_exports_from_a_suffix_module() -> None:
