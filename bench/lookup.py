@@ -5,7 +5,7 @@ Figures: index build and first lookup on a fresh index (target: ready for the fi
 (the first lookup into each file parses it) and warm (every file already parsed).
 
 Also public names that reach their definition through a package's imports (`json.JSONDecoder`
-for `json.decoder.JSONDecoder`), which are followed only after every direct match failed.
+for `json.decoder.JSONDecoder`), which rank right after the direct matches of their tier.
 
 Options: --names=N (how many random names, default 2000), --seed=S (default 6).
 """
