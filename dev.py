@@ -112,10 +112,10 @@ def main(argv: list[str]) -> int:  # noqa: RET503 - ends in execve
         print(__doc__)
         return 2
     ensure_project()
-    tool, *args = COMMANDS[argv[1]]
-    if not tool:
+    if not COMMANDS[argv[1]]:
         say("ready: .venv/ holds the project; `python3 dev.py up` starts the stack")
         return 0
+    tool, *args = COMMANDS[argv[1]]
     executable = str(VENV / BIN / tool)
     env = dict(os.environ)
     env["PATH"] = str(VENV / BIN) + os.pathsep + env.get("PATH", "")
