@@ -39,6 +39,7 @@ from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
 from analyzer.settings import Settings
 from analyzer.snapshots import SnapshotCache
+from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
@@ -74,6 +75,8 @@ class Services:
     nc: NatsClient
     jobs: JobStore
     analysis: Analysis
+    # None when ANALYZER_WARM_INDEX is off.
+    warmer: IndexWarmer | None = None
 
 
 def _services(state: State) -> Services:
@@ -134,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
         )
         preloader: Preloader | None = None
+        warmer = IndexWarmer() if settings.analyzer_warm_index else None
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
             api_key=settings.gateway_api_key.get_secret_value(),
@@ -150,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 max_entries=settings.analyzer_snapshot_cache_entries,
                 max_bytes=settings.analyzer_snapshot_cache_bytes,
                 timeout_s=settings.nats_timeout_s,
+                on_loaded=warmer.warm if warmer is not None else None,
             )
             analysis = Analysis(
                 jobs,
@@ -158,7 +163,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 wait_timeout_s=settings.analyzer_wait_timeout_s,
                 source_max_chars=settings.analyzer_source_max_chars,
             )
-            app.state.services = Services(nc=nc, jobs=jobs, analysis=analysis)
+            app.state.services = Services(nc=nc, jobs=jobs, analysis=analysis, warmer=warmer)
             if settings.analyzer_preload:
                 preloader = Preloader(nc, jobs, snapshots)
                 await preloader.start()
@@ -166,6 +171,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             if preloader is not None:
                 await preloader.stop()
+            if warmer is not None:
+                await warmer.close()
             await gateway.close()
             try:
                 await nc.drain()

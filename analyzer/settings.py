@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     analyzer_snapshot_cache_bytes: int = Field(default=1_000_000_000, ge=1)
     # Load a job's snapshot into the cache as soon as the fetcher announces it completed.
     analyzer_preload: bool = True
+    # Parse a cached snapshot's remaining files in a background process, so that lookups never parse.
+    analyzer_warm_index: bool = True
 
     # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
     log_level: str = "INFO"

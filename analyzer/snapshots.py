@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -100,7 +101,9 @@ class SnapshotCache:
     """Snapshots by Object Store key, loaded once however many requests ask at the same time.
 
     At most `max_entries` entries and `max_bytes` stored bytes are kept (the most recently used
-    entry always stays, however large).
+    entry always stays, however large). `on_loaded(loaded, still_cached)` is called once a new
+    entry is in the cache (the index warm-up hooks in here); `still_cached()` says whether that
+    entry is still there.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class SnapshotCache:
         max_entries: int,
         max_bytes: int,
         timeout_s: float = 10.0,
+        on_loaded: Callable[[LoadedSnapshot, Callable[[], bool]], None] | None = None,
     ) -> None:
         self._js = js
         self._repos = repos
@@ -122,6 +126,7 @@ class SnapshotCache:
         self._entries: OrderedDict[str, LoadedSnapshot] = OrderedDict()
         self._bytes = 0
         self._loading: dict[str, asyncio.Task[LoadedSnapshot]] = {}
+        self._on_loaded = on_loaded
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -158,6 +163,8 @@ class SnapshotCache:
     async def _load_and_remember(self, key: str) -> LoadedSnapshot:
         loaded = await self._load(key)
         self._remember(loaded)
+        if self._on_loaded is not None:
+            self._on_loaded(loaded, lambda: self._entries.get(key) is loaded)
         return loaded
 
     async def _load(self, key: str) -> LoadedSnapshot:

@@ -1,0 +1,221 @@
+"""A cached snapshot's files are parsed in a background process, so later lookups parse nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from typing import Any
+
+import httpx
+import pytest
+
+from analyzer import locate, warmup
+from analyzer.app import Services, create_app
+from analyzer.settings import Settings
+from analyzer.snapshots import LoadedSnapshot
+from analyzer.warmup import IndexWarmer, chunks
+from jobs_contract import Snapshot
+from tests.analyzer.stores import job_stores, put_ready_job
+from tests.support.fake_gateway import FakeGateway
+from tests.support.servers import serving
+
+
+def _module(number: int) -> str:
+    """A module with a few functions, big enough to make its own chunk with a small chunk size."""
+    body = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(40))
+    return f"# module {number}\n{body}class Box{number}:\n    def get(self):\n        return {number}\n"
+
+
+FILES = {f"pkg/mod{number}.py": _module(number) for number in range(12)} | {
+    "pkg/__init__.py": "",
+    "pkg/broken.py": "def broken(:\n",
+    "README.md": "not python",
+}
+
+
+def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths this process parses from now on (the worker process is not affected)."""
+    parsed: list[str] = []
+    real = locate._parse
+
+    def counting(data: bytes, path: str) -> Any:
+        parsed.append(path)
+        return real(data, path)
+
+    monkeypatch.setattr(locate, "_parse", counting)
+    return parsed
+
+
+async def _review(client: httpx.AsyncClient, job_id: str, name: str) -> httpx.Response:
+    return await client.post("/analyze/function", json={"job_id": job_id, "function_name": name})
+
+
+def test_chunks_keep_every_file_once_and_stay_small() -> None:
+    files = {"a.py": b"1" * 10, "b.py": b"2" * 10, "big.py": b"3" * 100, "c.py": b"4" * 5}
+    groups = chunks(files, 25)
+    assert groups == [
+        {"a.py": files["a.py"], "b.py": files["b.py"]},
+        {"big.py": files["big.py"]},
+        {"c.py": files["c.py"]},
+    ]
+    assert chunks({}, 25) == []
+
+
+@pytest.mark.nats
+async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warmup, "CHUNK_BYTES", 2048)  # several chunks, several adopts
+    app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    assert job.snapshot is not None
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        services: Services = app.state.services
+        warmer = services.warmer
+        assert warmer is not None
+        assert not warmer.has_worker()  # spawned lazily: nothing loaded yet, no process
+        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        await warmer.wait(job.snapshot)
+        assert warmer.has_worker()
+        loaded = await services.analysis.snapshots.get(job.snapshot)
+        assert loaded.index.unparsed() == {}
+        # The worker runs at a lower priority than the server.
+        workers = multiprocessing.active_children()
+        assert len(workers) == 1
+        assert os.getpriority(os.PRIO_PROCESS, workers[0].pid or 0) >= min(
+            19, os.nice(0) + warmup.WORKER_NICENESS
+        )
+
+        parsed = _count_parses(monkeypatch)
+        for name in ("pkg.mod7.f3", "pkg.mod11.Box11.get", "pkg.mod5.f39"):
+            assert (await _review(client, job.job_id, name)).status_code == 200
+        # A file that does not parse was warmed too: its error comes without a parse.
+        response = await _review(client, job.job_id, "pkg.broken.broken")
+        assert response.status_code == 422
+        assert parsed == []
+        assert gateway.requests[-1].body["messages"][0]["content"] == "def f39(x):\n    return x + 39"
+    # The lifespan closed the pool: no worker left behind.
+    assert multiprocessing.active_children() == []
+    assert not warmer.has_worker()
+
+
+@pytest.mark.nats
+async def test_warm_index_off_parses_only_on_demand(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url, analyzer_warm_index=False))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    assert job.snapshot is not None
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        services: Services = app.state.services
+        assert services.warmer is None
+        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        loaded = await services.analysis.snapshots.get(job.snapshot)
+        await asyncio.sleep(0.5)  # a warm-up, if there were one, would have started meanwhile
+        assert "pkg/mod7.py" in loaded.index.unparsed()
+        assert multiprocessing.active_children() == []
+        parsed = _count_parses(monkeypatch)
+        assert (await _review(client, job.job_id, "pkg.mod7.f3")).status_code == 200
+        assert "pkg/mod7.py" in parsed
+
+
+def _loaded(files: dict[str, str]) -> LoadedSnapshot:
+    content = {path: text.encode() for path, text in files.items()}
+    snapshot = Snapshot(owner="octo", repo="demo", commit_sha="0" * 40, files=content)
+    return LoadedSnapshot(
+        key="octo/demo@" + "0" * 40,
+        snapshot=snapshot,
+        index=locate.SnapshotIndex(content, "octo/demo"),
+        size=sum(map(len, content.values())),
+    )
+
+
+async def test_a_snapshot_evicted_mid_warm_up_stops_its_warm_up(caplog: pytest.LogCaptureFixture) -> None:
+    loaded = _loaded(FILES)
+    total = len(loaded.index.unparsed())
+    asked: list[bool] = []
+
+    def still_cached() -> bool:
+        asked.append(True)
+        return len(asked) <= 2  # evicted after two chunks
+
+    warmer = IndexWarmer(chunk_bytes=2048)
+    try:
+        with caplog.at_level(logging.INFO, logger="analyzer.warmup"):
+            warmer.warm(loaded, still_cached)
+            assert warmer.warming(loaded.key)
+            await warmer.wait(loaded.key)
+        assert not warmer.warming(loaded.key)
+        left = loaded.index.unparsed()
+        assert 0 < len(left) < total
+        assert len(asked) == 3
+        assert "left the cache: index warm-up stopped" in caplog.text
+        # The index still answers: the files the warm-up did not reach parse on demand.
+        assert loaded.index.find(f"pkg.{sorted(left)[-1][4:-3]}.f0").source
+    finally:
+        await warmer.close()
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.nats
+async def test_eviction_during_warm_up_breaks_nothing(nats_url: str, gateway: FakeGateway) -> None:
+    app = create_app(
+        Settings(nats_url=nats_url, gateway_url=gateway.base_url, analyzer_snapshot_cache_entries=1)
+    )
+    async with job_stores(nats_url) as stores:
+        first = await put_ready_job(stores, FILES)
+        second = await put_ready_job(stores, FILES)
+    assert first.snapshot is not None
+    assert second.snapshot is not None
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        services: Services = app.state.services
+        warmer = services.warmer
+        assert warmer is not None
+        assert (await _review(client, first.job_id, "pkg.mod0.f1")).status_code == 200
+        # The second snapshot pushes the first out of the one-entry cache, warming or not.
+        assert (await _review(client, second.job_id, "pkg.mod1.f1")).status_code == 200
+        assert first.snapshot not in services.analysis.snapshots
+        await warmer.wait(first.snapshot)
+        await warmer.wait(second.snapshot)
+        loaded = await services.analysis.snapshots.get(second.snapshot)
+        assert loaded.index.unparsed() == {}
+        # The evicted one loads again on demand, and is warmed again.
+        assert (await _review(client, first.job_id, "pkg.mod9.f2")).status_code == 200
+        await warmer.wait(first.snapshot)
+        reloaded = await services.analysis.snapshots.get(first.snapshot)
+        assert reloaded.index.unparsed() == {}
+    assert multiprocessing.active_children() == []
+
+
+async def test_closing_an_unused_warmer_spawns_nothing() -> None:
+    warmer = IndexWarmer()
+    await warmer.close()
+    assert not warmer.has_worker()
+    # Closed: later loads are not warmed (the app is shutting down).
+    warmer.warm(_loaded(FILES), lambda: True)
+    assert not warmer.warming("octo/demo@" + "0" * 40)
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.nats
+async def test_shutting_down_mid_warm_up_leaves_no_worker(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warmup, "CHUNK_BYTES", 1024)
+    app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    assert job.snapshot is not None
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        services: Services = app.state.services
+        warmer = services.warmer
+        assert warmer is not None
+        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        assert warmer.warming(job.snapshot)  # the server stops while the warm-up is under way
+    assert not warmer.warming(job.snapshot)
+    assert not warmer.has_worker()
+    assert multiprocessing.active_children() == []
