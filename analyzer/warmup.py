@@ -31,6 +31,9 @@ logger = logging.getLogger("analyzer.warmup")
 
 # About 30 ms of parsing in the worker, and a small table to unpickle and adopt here.
 CHUNK_BYTES = 256 * 1024
+# Seconds between a snapshot entering the cache and its warm-up starting: the request that loaded
+# it (and those queued behind it) are answered first, before the worker is spawned or fed.
+WARM_DELAY_S = 1.0
 # How much lower the worker's priority is than the server's (os.nice increment).
 WORKER_NICENESS = 10
 
@@ -111,6 +114,7 @@ class IndexWarmer:
         return self._pool
 
     async def _warm(self, loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
+        await asyncio.sleep(WARM_DELAY_S)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         adopted = 0

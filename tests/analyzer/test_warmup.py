@@ -215,7 +215,25 @@ async def test_shutting_down_mid_warm_up_leaves_no_worker(
         warmer = services.warmer
         assert warmer is not None
         assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        assert warmer.warming(job.snapshot)  # the server stops while the warm-up is under way
+        while not warmer.has_worker():  # the warm-up starts after its delay
+            await asyncio.sleep(0.01)
+        assert warmer.warming(job.snapshot)  # the server stops while the worker parses
     assert not warmer.warming(job.snapshot)
     assert not warmer.has_worker()
     assert multiprocessing.active_children() == []
+
+
+async def test_a_snapshot_evicted_before_its_warm_up_starts_spawns_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.05)
+    loaded = _loaded(FILES)
+    total = len(loaded.index.unparsed())
+    warmer = IndexWarmer()
+    try:
+        warmer.warm(loaded, lambda: False)
+        await warmer.wait(loaded.key)
+        assert not warmer.has_worker()
+        assert len(loaded.index.unparsed()) == total
+    finally:
+        await warmer.close()
