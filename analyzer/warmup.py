@@ -119,16 +119,20 @@ class IndexWarmer:
         loop = asyncio.get_running_loop()
         adopted = 0
         groups = chunks(loaded.index.unparsed(), self._chunk_bytes)
+        pool: ProcessPoolExecutor | None = None
         try:
             for group in groups:
                 if not still_cached():
                     logger.info("snapshot %s left the cache: index warm-up stopped", loaded.key)
                     return
-                tables = await loop.run_in_executor(self._executor(), locate.parse_files, group)
+                pool = self._executor()
+                tables = await loop.run_in_executor(pool, locate.parse_files, group)
                 adopted += loaded.index.adopt(tables)
         except BrokenProcessPool as exc:
             logger.warning("index warm-up of %s stopped, its worker died: %s", loaded.key, exc)
-            self._pool = None  # the next warm-up spawns a fresh one
+            if pool is not None and self._pool is pool:
+                self._pool = None  # the next warm-up spawns a fresh one
+                await asyncio.to_thread(pool.shutdown, wait=True)
             return
         except Exception:
             logger.exception("index warm-up of %s failed; lookups parse on demand", loaded.key)

@@ -6,9 +6,13 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
+import time
 from typing import Any
 
 import httpx
+import msgspec
+import nats
 import pytest
 
 from analyzer import locate, warmup
@@ -16,7 +20,7 @@ from analyzer.app import Services, create_app
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot
 from analyzer.warmup import IndexWarmer, chunks
-from jobs_contract import Snapshot
+from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, Snapshot, event_subject
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.servers import serving
@@ -237,3 +241,61 @@ async def test_a_snapshot_evicted_before_its_warm_up_starts_spawns_nothing(
         assert len(loaded.index.unparsed()) == total
     finally:
         await warmer.close()
+
+
+async def test_a_dead_worker_stops_the_warm_up_and_the_next_one_spawns_another(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.0)
+    loaded = _loaded(FILES)
+    warmer = IndexWarmer(chunk_bytes=1024)
+    try:
+        with caplog.at_level(logging.INFO, logger="analyzer.warmup"):
+            warmer.warm(loaded, lambda: True)
+            while not warmer.has_worker():
+                await asyncio.sleep(0.01)
+            (worker,) = multiprocessing.active_children()
+            os.kill(worker.pid or 0, signal.SIGKILL)
+            await warmer.wait(loaded.key)
+        assert "its worker died" in caplog.text
+        assert not warmer.has_worker()
+        assert loaded.index.unparsed()  # not all warmed; lookups parse the rest on demand
+        assert loaded.index.find("pkg.mod3.f2").source == "def f2(x):\n    return x + 2"
+        again = _loaded(FILES)
+        warmer.warm(again, lambda: True)
+        await warmer.wait(again.key)
+        assert again.index.unparsed() == {}
+    finally:
+        await warmer.close()
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.nats
+async def test_a_preloaded_snapshot_is_warmed_before_any_review(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.0)
+    app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    assert job.snapshot is not None
+    publisher = await nats.connect(nats_url)
+    try:
+        async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+            services: Services = app.state.services
+            warmer = services.warmer
+            assert warmer is not None
+            event = JobEvent(job_id=job.job_id, event=EVENT_COMPLETED, status=JobStatus.READY, at=time.time())
+            await publisher.publish(event_subject(job.job_id, EVENT_COMPLETED), msgspec.json.encode(event))
+            for _ in range(200):
+                if warmer.warming(job.snapshot):
+                    break
+                await asyncio.sleep(0.05)
+            await warmer.wait(job.snapshot)
+            loaded = await services.analysis.snapshots.get(job.snapshot)
+            assert loaded.index.unparsed() == {}  # every file, none asked for yet
+            parsed = _count_parses(monkeypatch)
+            assert (await _review(client, job.job_id, "pkg.mod4.f4")).status_code == 200
+            assert parsed == []
+    finally:
+        await publisher.close()
