@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-PROMPT_VERSION = "2026-11-24.1"
+PROMPT_VERSION = "2026-11-24.2"
 
 SUGGESTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -53,11 +53,27 @@ def review_messages(code: str, limit: int, marker: str | None = None) -> list[di
     ]
 
 
-def response_format(structured: str) -> dict[str, Any]:
-    """OpenAI's `response_format` for a provider: strict `json_schema`, or `json_object` (DeepSeek)."""
+# A suggestion is one sentence; a grammar that allows more lets a small model ramble to its token limit.
+MAX_SUGGESTION_CHARS = 240
+
+
+def bounded_schema(limit: int) -> dict[str, Any]:
+    """SUGGESTIONS_SCHEMA with the sizes model_host's grammar enforces: at most `limit` short strings."""
+    items = {"type": "string", "maxLength": MAX_SUGGESTION_CHARS}
+    return {
+        **SUGGESTIONS_SCHEMA,
+        "properties": {"suggestions": {"type": "array", "items": items, "maxItems": limit}},
+    }
+
+
+def response_format(structured: str, limit: int) -> dict[str, Any]:
+    """OpenAI's `response_format` for a provider.
+
+    `json_schema`: strict, for OpenAI (whose strict mode refuses size keywords); `json_schema_bounded`:
+    the same with maxItems/maxLength, for model_host, whose grammar then stops a small model that
+    would otherwise fill its token budget; `json_object` for DeepSeek, which refuses `json_schema`.
+    """
     if structured == "json_object":
         return {"type": "json_object"}
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "code_review", "strict": True, "schema": SUGGESTIONS_SCHEMA},
-    }
+    schema = bounded_schema(limit) if structured == "json_schema_bounded" else SUGGESTIONS_SCHEMA
+    return {"type": "json_schema", "json_schema": {"name": "code_review", "strict": True, "schema": schema}}

@@ -182,7 +182,7 @@ class Reviewer:
         body: dict[str, Any] = {
             "model": model,
             "messages": review_messages(code, self.limits.max_suggestions),
-            "response_format": response_format(provider.structured),
+            "response_format": response_format(provider.structured, self.limits.max_suggestions),
             "temperature": self.limits.temperature,
         }
         # OpenAI's newer models only take max_completion_tokens; DeepSeek and llama.cpp hosts take max_tokens.

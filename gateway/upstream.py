@@ -41,7 +41,8 @@ class Provider:
     base_url: str
     api_key: str | None
     model: str
-    structured: str  # "json_schema" (strict, or grammar-enforced locally) | "json_object" (DeepSeek)
+    # "json_schema" (OpenAI, strict) | "json_schema_bounded" (model_host's grammar) | "json_object" (DeepSeek)
+    structured: str
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -81,7 +82,7 @@ def build_providers(settings: Settings, local_base_url: str | None = None) -> di
                 base_url=(local_base_url or settings.local_llm_base_url).rstrip("/"),
                 api_key=secret(settings.local_llm_api_key),
                 model=settings.local_llm_model,
-                structured="json_schema",
+                structured="json_schema_bounded",
             )
         else:  # pragma: no cover - Settings validates the chain
             raise ConfigError(f"unknown provider {name!r}")

@@ -27,6 +27,24 @@ SCHEMA_FORMAT = {
 }
 
 
+# model_host enforces sizes by grammar, so its schema bounds the answer (8: REVIEW_MAX_SUGGESTIONS).
+BOUNDED_SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "code_review",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {
+                "suggestions": {"type": "array", "items": {"type": "string", "maxLength": 240}, "maxItems": 8}
+            },
+            "required": ["suggestions"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
 def code_between_markers(user_content: str) -> str:
     marker = re.search(r"<<<FUNCTION-[0-9a-f]{16}>>>", user_content)
     assert marker is not None
@@ -98,7 +116,7 @@ async def test_local_gets_json_schema_no_key_and_the_model_it_serves(local_fake:
     assert all("authorization" not in r.headers for r in local_fake.requests)
     body = local_fake.requests[1].json()
     assert body["model"] == "smollm2-135m-instruct"
-    assert body["response_format"] == SCHEMA_FORMAT
+    assert body["response_format"] == BOUNDED_SCHEMA_FORMAT
 
 
 async def test_a_key_only_goes_to_its_own_provider(openai_fake: FakeLLM, local_fake: FakeLLM) -> None:
