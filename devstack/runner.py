@@ -124,10 +124,21 @@ def uses_local_model(settings: StackSettings) -> bool:
     return "local" in (name.strip().lower() for name in chain)
 
 
+def python_service(name: str, port_variable: str, port: int, env: dict[str, str], url: str) -> Service:
+    """`python -m name` listening on `port` (given to it in `port_variable`), ready when /health is 200."""
+    return Service(
+        name=name,
+        argv=[sys.executable, "-m", name],
+        env={**env, port_variable: str(port)},
+        port=port,
+        port_variable=port_variable,
+        ready=http_ready(f"http://127.0.0.1:{port}/health"),
+        url=url,
+    )
+
+
 def plan(settings: StackSettings) -> list[Service]:
-    nats_parts = urlsplit(settings.nats_url)
-    nats_port = nats_parts.port or 4222
-    python = sys.executable
+    nats_port = urlsplit(settings.nats_url).port or 4222
     common = {"NATS_URL": settings.nats_url, "PYTHONUNBUFFERED": "1"}
     services = [
         Service(
@@ -149,54 +160,34 @@ def plan(settings: StackSettings) -> list[Service]:
             url=settings.nats_url,
         )
     ]
+    model_host_url = f"http://127.0.0.1:{settings.model_host_port}/v1"
     if uses_local_model(settings):
-        port = settings.model_host_port
         services.append(
-            Service(
-                name="model_host",
-                argv=[python, "-m", "model_host"],
-                env={**common, "MODEL_HOST_PORT": str(port)},
-                port=port,
-                port_variable="MODEL_HOST_PORT",
-                ready=http_ready(f"http://127.0.0.1:{port}/health"),
-                url=f"http://127.0.0.1:{port}/v1",
-            )
+            python_service("model_host", "MODEL_HOST_PORT", settings.model_host_port, common, model_host_url)
         )
-    gateway_env = {**common, "GATEWAY_PORT": str(settings.gateway_port)}
-    gateway_env["LOCAL_LLM_BASE_URL"] = os.environ.get(
-        "LOCAL_LLM_BASE_URL", f"http://127.0.0.1:{settings.model_host_port}/v1"
-    )
+    gateway_env = {**common, "LOCAL_LLM_BASE_URL": os.environ.get("LOCAL_LLM_BASE_URL", model_host_url)}
+    fetcher_health = f"http://127.0.0.1:{settings.fetcher_health_port}/health (worker)"
+    analyzer_env = {
+        **common,
+        "GATEWAY_URL": os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{settings.gateway_port}/v1"),
+    }
     services += [
-        Service(
-            name="gateway",
-            argv=[python, "-m", "gateway"],
-            env=gateway_env,
-            port=settings.gateway_port,
-            port_variable="GATEWAY_PORT",
-            ready=http_ready(f"http://127.0.0.1:{settings.gateway_port}/health"),
-            url=f"http://127.0.0.1:{settings.gateway_port}",
+        python_service(
+            "gateway",
+            "GATEWAY_PORT",
+            settings.gateway_port,
+            gateway_env,
+            f"http://127.0.0.1:{settings.gateway_port}",
         ),
-        Service(
-            name="fetcher",
-            argv=[python, "-m", "fetcher"],
-            env={**common, "FETCHER_HEALTH_PORT": str(settings.fetcher_health_port)},
-            port=settings.fetcher_health_port,
-            port_variable="FETCHER_HEALTH_PORT",
-            ready=http_ready(f"http://127.0.0.1:{settings.fetcher_health_port}/health"),
-            url=f"http://127.0.0.1:{settings.fetcher_health_port}/health (worker)",
+        python_service(
+            "fetcher", "FETCHER_HEALTH_PORT", settings.fetcher_health_port, common, fetcher_health
         ),
-        Service(
-            name="analyzer",
-            argv=[python, "-m", "analyzer"],
-            env={
-                **common,
-                "ANALYZER_PORT": str(settings.analyzer_port),
-                "GATEWAY_URL": os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{settings.gateway_port}/v1"),
-            },
-            port=settings.analyzer_port,
-            port_variable="ANALYZER_PORT",
-            ready=http_ready(f"http://127.0.0.1:{settings.analyzer_port}/health"),
-            url=f"http://127.0.0.1:{settings.analyzer_port}",
+        python_service(
+            "analyzer",
+            "ANALYZER_PORT",
+            settings.analyzer_port,
+            analyzer_env,
+            f"http://127.0.0.1:{settings.analyzer_port}",
         ),
     ]
     return services
