@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.http1 import Http1Client
+from tests.support.asgi import read_body
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "instant-model"
@@ -59,12 +60,7 @@ async def instant_upstream(scope: dict[str, Any], receive: Any, send: Any) -> No
     """The instant upstream: answers every chat completion at once, streamed when asked."""
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     if scope["path"].endswith("/models"):
         payload, content_type = _MODELS, b"application/json"
     elif b'"stream":true' in body.replace(b" ", b""):

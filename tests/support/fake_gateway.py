@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.asgi import read_body, run_lifespan
+
 DEFAULT_SUGGESTIONS = ["Add a docstring.", "Name the magic number."]
 
 
@@ -59,19 +61,9 @@ class FakeGateway:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await run_lifespan(receive, send)
+            return
+        body = await read_body(receive)
         if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
             await self._send(send, 404, b'{"error": {"message": "not found"}}')
             return
