@@ -1,0 +1,1 @@
+"""codereview: the command line for people (reviews, function names, job events)."""
