@@ -1,0 +1,266 @@
+"""Review quality: the labelled corpus (bench/corpus/functions.toml) through a real gateway.
+
+The gateway runs as its own process (`python -m gateway`) with whatever provider the environment
+configures (`LLM_PROVIDER`, the keys and models of the README); with `LLM_PROVIDER=local` (the
+default) and no `LOCAL_LLM_BASE_URL`, model_host is started too, with the bundled model. Each
+function of the corpus is sent to `POST /analyze`, one at a time.
+
+Figures: recall (a defect counts as named when a suggestion matches one of its `naming`
+patterns) per category, for the defects a linter finds and for the logic ones, and overall; the
+junk rate (suggestions judged junk by `junk_reason`, over all suggestions); how many suggestions
+came from the model (not from the gateway's checks, run here too to tell them apart) and how
+many of those named a defect; latency p50/p95 of one review.
+
+Options: --limit=N (the first N functions), --category=NAME (functions with a defect of that
+category), --show (print every review, the model's suggestions marked). The gateway's review
+cache is in memory and starts empty, so every review is made afresh.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+import tomllib
+from collections import defaultdict
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from gateway.checks import RuffChecker
+from tests.support.servers import service_process
+
+CORPUS = Path(__file__).resolve().parent / "corpus" / "functions.toml"
+CATEGORIES = (
+    "security",
+    "wrong-result",
+    "off-by-one",
+    "empty-input",
+    "resource-leak",
+    "error-handling",
+    "async-blocking",
+    "performance",
+    "api-misuse",
+    "style",
+)
+
+
+@dataclass(frozen=True)
+class Defect:
+    category: str
+    linter: bool
+    naming: tuple[re.Pattern[str], ...]
+
+    def named_by(self, suggestions: list[str]) -> bool:
+        return any(p.search(s) for p in self.naming for s in suggestions)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    code: str
+    defects: tuple[Defect, ...]
+
+
+def load_corpus(path: Path = CORPUS) -> list[Case]:
+    """The corpus; ValueError naming the case when a label is malformed."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    cases: list[Case] = []
+    for raw in data["case"]:
+        defects = []
+        for defect in raw.get("defect", []):
+            if defect["category"] not in CATEGORIES:
+                raise ValueError(f"{raw['id']}: unknown category {defect['category']!r}")
+            patterns = tuple(re.compile(p, re.IGNORECASE) for p in defect["naming"])
+            defects.append(Defect(defect["category"], bool(defect["linter"]), patterns))
+        if not defects:
+            raise ValueError(f"{raw['id']}: no defect labelled")
+        cases.append(Case(raw["id"], raw["code"].strip("\n") + "\n", tuple(defects)))
+    return cases
+
+
+_IDENTIFIER_ONLY = re.compile(r"^\S+$")
+_CODE_LIKE = re.compile(r"^\s*(def |return |class |import |from |@|\w+\s*=[^=]|\w+\(.*\)\s*$)")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def junk_reason(suggestion: str, code: str) -> str:
+    """Why a suggestion is junk for `code`, or "" when it is an actionable sentence.
+
+    The bench's own judge, kept apart from the gateway's filter so the figure is not the filter
+    grading itself: an identifier or code fragment, fewer than four words, a restatement of the
+    code, or a request for what the code already has (a docstring, type hints).
+    """
+    text = suggestion.strip()
+    if _IDENTIFIER_ONLY.match(text):
+        return "identifier"
+    if _CODE_LIKE.match(text):
+        return "code fragment"
+    if len(_WORD.findall(text)) < 4:
+        return "fewer than four words"
+    folded = " ".join(text.lower().split()).rstrip(".")
+    if folded and folded in " ".join(code.lower().split()):
+        return "copied from the code"
+    tree = _parse(code)
+    if tree is not None:
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        lower = text.lower()
+        asks_docstring = "docstring" in lower and re.search(
+            r"\badd\b|missing|lacks|no docstring|write", lower
+        )
+        if functions and asks_docstring and all(ast.get_docstring(f) for f in functions):
+            return "asks for a docstring the code has"
+        if functions and re.search(r"type hints?|annotat", lower) and all(_annotated(f) for f in functions):
+            return "asks for type hints the code has"
+    return ""
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return None
+
+
+def _annotated(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    arguments = function.args
+    every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+    every = [a for a in every if a.arg not in {"self", "cls"}]
+    return function.returns is not None and all(a.annotation is not None for a in every)
+
+
+@dataclass
+class Result:
+    case: Case
+    suggestions: list[str]
+    from_model: list[str]
+    seconds: float
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def report(results: list[Result]) -> None:
+    """Print recall per category, per kind (linter / logic) and overall, junk and latency."""
+    named: dict[str, list[bool]] = defaultdict(list)
+    for result in results:
+        for defect in result.case.defects:
+            hit = defect.named_by(result.suggestions)
+            named[defect.category].append(hit)
+            named["linter" if defect.linter else "logic"].append(hit)
+            named["overall"].append(hit)
+    print(f"{'recall':<16} {'named':>5} / {'all':<4}")
+    for key in [*CATEGORIES, "linter", "logic", "overall"]:
+        hits = named.get(key)
+        if hits:
+            print(f"  {key:<14} {sum(hits):>5} / {len(hits):<4} {100 * sum(hits) / len(hits):5.1f} %")
+    total = [s for r in results for s in r.suggestions]
+    junk = [
+        (r.case.id, s, why) for r in results for s in r.suggestions if (why := junk_reason(s, r.case.code))
+    ]
+    model = [s for r in results for s in r.from_model]
+    useful = sum(1 for r in results for s in r.from_model if any(d.named_by([s]) for d in r.case.defects))
+    print(f"suggestions      {len(total)} ({len(model)} from the model, {useful} of them naming a defect)")
+    rate = 100 * len(junk) / len(total) if total else 0.0
+    print(f"junk             {len(junk)} ({rate:.1f} %)")
+    for case_id, text, why in junk:
+        print(f"  junk in {case_id}: {text!r} ({why})")
+    seconds = [r.seconds for r in results]
+    print(
+        f"latency          p50 {_percentile(seconds, 0.5):.2f} s   p95 {_percentile(seconds, 0.95):.2f} s"
+        f"   ({len(seconds)} reviews, one at a time)",
+        flush=True,
+    )
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for arg in argv:
+        name, _, value = arg.removeprefix("--").partition("=")
+        if name not in {"limit", "category", "show"}:
+            raise SystemExit(f"unknown option {arg!r}; use --limit=N --category=NAME --show")
+        options[name] = value
+    if options.get("category", CATEGORIES[0]) not in CATEGORIES:
+        raise SystemExit(f"unknown category; one of {', '.join(CATEGORIES)}")
+    return options
+
+
+def selected(cases: list[Case], options: dict[str, str]) -> list[Case]:
+    if "category" in options:
+        cases = [c for c in cases if any(d.category == options["category"] for d in c.defects)]
+    if options.get("limit"):
+        cases = cases[: int(options["limit"])]
+    return cases
+
+
+async def _review_all(url: str, cases: list[Case], show: bool) -> list[Result]:
+    checker = RuffChecker()
+    results: list[Result] = []
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        for case in cases:
+            started = time.perf_counter()
+            response = await client.post("/analyze", json={"function_code": case.code})
+            seconds = time.perf_counter() - started
+            if response.status_code != 200:
+                raise SystemExit(f"{case.id}: HTTP {response.status_code}: {response.text[:300]}")
+            suggestions: list[str] = response.json()["suggestions"]
+            checks = {s.text for s in await checker.check(case.code)}
+            from_model = [s for s in suggestions if s not in checks]
+            results.append(Result(case, suggestions, from_model, seconds))
+            if show:
+                print(f"-- {case.id} ({seconds:.2f} s)")
+                for s in suggestions:
+                    print(f"   {'model' if s in from_model else 'check'}: {s}")
+    return results
+
+
+def _gateway_env(local_url: str | None) -> dict[str, str]:
+    env = {"GATEWAY_HOST": "127.0.0.1", "NATS_URL": "", "LOG_LEVEL": "WARNING", "LOCAL_LLM_SSH_HOST": ""}
+    if local_url is not None:
+        env["LOCAL_LLM_BASE_URL"] = local_url
+    return env
+
+
+def main(argv: list[str]) -> None:
+    options = _options(argv)
+    cases = selected(load_corpus(), options)
+    provider = os.environ.get("LLM_PROVIDER", "local")
+    start_model_host = provider == "local" and not os.environ.get("LOCAL_LLM_BASE_URL")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}; provider {provider}"
+        f"{' (model_host with the bundled model, started here)' if start_model_host else ''}; "
+        f"{len(cases)} functions, {sum(len(c.defects) for c in cases)} defects",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-review-") as logs, ExitStack() as stack:
+        local_url: str | None = None
+        if start_model_host:
+            model_host = stack.enter_context(
+                service_process(
+                    "model_host",
+                    {"MODEL_LOG_LEVEL": "WARNING"},
+                    Path(logs),
+                    port_variable="MODEL_HOST_PORT",
+                    timeout=300,
+                )
+            )
+            local_url = model_host.url + "/v1"
+        gateway = stack.enter_context(
+            service_process("gateway", _gateway_env(local_url), Path(logs), port_variable="GATEWAY_PORT")
+        )
+        results = asyncio.run(_review_all(gateway.url, cases, "show" in options))
+    report(results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
