@@ -1,0 +1,54 @@
+"""The labelled review corpus of `bench review`: well-formed, and every linter-detectable defect named."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+
+import pytest
+
+from bench.review import CATEGORIES, junk_reason, load_corpus
+from gateway.checks import RuffChecker
+from gateway.settings import Settings
+
+CASES = load_corpus()
+
+
+def test_the_corpus_is_large_varied_and_a_third_logic() -> None:
+    assert len(CASES) >= 80
+    assert len({case.id for case in CASES}) == len(CASES)
+    assert {d.category for case in CASES for d in case.defects} == set(CATEGORIES)
+    logic = [case for case in CASES if any(not d.linter for d in case.defects)]
+    assert len(logic) >= len(CASES) // 3
+    for case in CASES:
+        ast.parse(case.code, case.id)
+
+
+async def test_every_defect_a_linter_finds_is_named_by_the_checks_within_the_limit() -> None:
+    checker = RuffChecker()
+    limit = Settings(_env_file=None).review_max_suggestions
+    reviews = await asyncio.gather(*(checker.check(case.code) for case in CASES))
+    missed = [
+        (case.id, defect.category, [s.text for s in review])
+        for case, review in zip(CASES, reviews, strict=True)
+        for defect in case.defects
+        if defect.linter and not defect.named_by([s.text for s in review[:limit]])
+    ]
+    assert missed == []
+
+
+@pytest.mark.parametrize(
+    ("suggestion", "reason"),
+    [
+        ("find_user_by_name", "identifier"),
+        ("FUNCTION-d929c82074fb404f", "identifier"),
+        ("Password Hash", "fewer than four words"),
+        ("return sum(values) / len(values)", "code fragment"),
+        ("Add a docstring to mean.", "asks for a docstring the code has"),
+        ("Add type hints to the parameter values.", "asks for type hints the code has"),
+        ("Guard against an empty list: len(values) may be 0.", ""),
+    ],
+)
+def test_the_benchs_junk_judge(suggestion: str, reason: str) -> None:
+    code = 'def mean(values: list[float]) -> float:\n    """Mean."""\n    return sum(values) / len(values)\n'
+    assert junk_reason(suggestion, code) == reason
