@@ -133,10 +133,13 @@ async def test_injected_instructions_are_data_and_the_function_is_still_reviewed
         marker = user["content"].splitlines()[1]
         assert marker.startswith("<<<FUNCTION-")
         assert marker != "<<<FUNCTION-0000000000000000>>>"
-        assert marker in system["content"]
-        assert user["content"].count(marker) == 2
+        # Named once, then fencing the code; never in the system prompt, which stays the same
+        # for every review so a llama.cpp host reuses its evaluated prefix.
+        assert marker not in system["content"]
+        assert user["content"].count(marker) == 3
         markers.append(marker)
     assert markers[0] != markers[1], "the marker is random per request"
+    assert prompts[0][0] == prompts[1][0]
     assert second.status_code == 200
 
 
