@@ -19,7 +19,7 @@ async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM)
     local_fake.script(
         "/chat/completions",
         review_reply("Reject booleans, they are ints."),
-        review_reply("Give another answer."),
+        review_reply("Check b is a number."),
     )
     async with gateway_client(local_settings(local_fake)) as client:
         first = await client.post("/analyze", json={"function_code": ADD})
@@ -33,7 +33,7 @@ async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM)
     assert first.json()["suggestions"][0] == "Reject booleans, they are ints."
     assert via_chat.status_code == 200
     assert via_chat.json()["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    assert other.json()["suggestions"][0] == "Give another answer."
+    assert other.json()["suggestions"][0] == "Check b is a number."
     assert len(local_fake.sent("/chat/completions")) == 2
 
 
@@ -71,7 +71,7 @@ async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url
     local_fake.script(
         "/chat/completions",
         review_reply("Reject booleans, they are ints."),
-        review_reply("Give another answer."),
+        review_reply("Check b is a number."),
     )
     settings = local_settings(local_fake, nats_url=nats_url, review_cache_bucket=bucket, review_cache_ttl=600)
     async with gateway_client(settings) as first:
