@@ -89,6 +89,7 @@ def load_corpus(path: Path = CORPUS) -> list[Case]:
 _IDENTIFIER_ONLY = re.compile(r"^\S+$")
 _CODE_LIKE = re.compile(r"^\s*(def |return |class |import |from |@|\w+\s*=[^=]|\w+\(.*\)\s*$)")
 _WORD = re.compile(r"[A-Za-z]{2,}")
+_DOCUMENTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def junk_reason(suggestion: str, code: str) -> str:
@@ -115,7 +116,8 @@ def junk_reason(suggestion: str, code: str) -> str:
         asks_docstring = "docstring" in lower and re.search(
             r"\badd\b|missing|lacks|no docstring|write", lower
         )
-        if functions and asks_docstring and all(ast.get_docstring(f) for f in functions):
+        documented = [n for n in ast.walk(tree) if isinstance(n, _DOCUMENTED)]
+        if functions and asks_docstring and all(ast.get_docstring(n) for n in documented):
             return "asks for a docstring the code has"
         if functions and re.search(r"type hints?|annotat", lower) and all(_annotated(f) for f in functions):
             return "asks for type hints the code has"

@@ -45,6 +45,7 @@ _VERDICT = re.compile(
 _ASKS_DOCSTRING = re.compile(r"\bdocstring", re.IGNORECASE)
 _ASKS_HINTS = re.compile(r"type hints?|annotat|return type", re.IGNORECASE)
 _IMPLICIT = {"self", "cls"}
+_DOCUMENTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def junk_reason(text: str, code: str) -> str:
@@ -80,7 +81,7 @@ def _imperative(first: str) -> bool:
 
 
 def _contradiction(text: str, code: str) -> str:
-    """Asks for a docstring or type hints that every function in `code` already has."""
+    """Asks for a docstring (every function and class has one) or type hints (every function has them)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -88,7 +89,8 @@ def _contradiction(text: str, code: str) -> str:
     functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
     if not functions:
         return ""
-    if _ASKS_DOCSTRING.search(text) and all(ast.get_docstring(f) for f in functions):
+    documented = [n for n in ast.walk(tree) if isinstance(n, _DOCUMENTED)]
+    if _ASKS_DOCSTRING.search(text) and all(ast.get_docstring(n) for n in documented):
         return "asks for a docstring the code has"
     if _ASKS_HINTS.search(text) and all(_annotated(f) for f in functions):
         return "asks for type hints the code has"

@@ -80,3 +80,10 @@ def test_code_that_does_not_parse_is_judged_on_the_words_alone() -> None:
 )
 def test_an_imperative_or_a_verdict_makes_a_suggestion(text: str, reason: str) -> None:
     assert junk_reason(text, MEAN) == reason
+
+
+def test_a_class_without_a_docstring_may_be_asked_for_one() -> None:
+    code = (
+        'class Prices:\n    def price(self, sku: str) -> float:\n        """Price."""\n        return 1.0\n'
+    )
+    assert junk_reason("Add a docstring to the class Prices.", code) == ""
