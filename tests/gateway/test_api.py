@@ -133,10 +133,10 @@ async def test_injected_instructions_are_data_and_the_function_is_still_reviewed
         marker = user["content"].splitlines()[1]
         assert marker.startswith("<<<FUNCTION-")
         assert marker != "<<<FUNCTION-0000000000000000>>>"
-        # Named once, then fencing the code; never in the system prompt, which stays the same
-        # for every review so a llama.cpp host reuses its evaluated prefix.
+        # Never in the system prompt, which stays the same for every review so a llama.cpp host
+        # reuses its evaluated prefix.
         assert marker not in system["content"]
-        assert user["content"].count(marker) == 3
+        assert user["content"].count(marker) == 2
         markers.append(marker)
     assert markers[0] != markers[1], "the marker is random per request"
     assert prompts[0][0] == prompts[1][0]
@@ -248,7 +248,7 @@ async def test_models_lists_code_review_then_the_providers_models(local_fake: Fa
         "object": "list",
         "data": [
             {"id": "code-review", "object": "model", "created": 0, "owned_by": "codereview-gateway"},
-            {"id": "smollm2-135m-instruct", "object": "model", "created": 0, "owned_by": "fake"},
+            {"id": "qwen2.5-1.5b-instruct", "object": "model", "created": 0, "owned_by": "fake"},
         ],
     }
 

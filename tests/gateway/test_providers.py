@@ -115,7 +115,7 @@ async def test_local_gets_json_schema_no_key_and_the_model_it_serves(local_fake:
     ]
     assert all("authorization" not in r.headers for r in local_fake.requests)
     body = local_fake.requests[1].json()
-    assert body["model"] == "smollm2-135m-instruct"
+    assert body["model"] == "qwen2.5-1.5b-instruct"
     assert body["response_format"] == BOUNDED_SCHEMA_FORMAT
 
 
