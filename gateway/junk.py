@@ -35,6 +35,13 @@ _DESCRIPTIVE_START = {
     "the", "a", "an", "this", "that", "these", "those", "it", "its", "there", "here", "function",
     "method", "code", "class", "value", "values", "result", "output", "input", "we", "i", "you",
 }  # fmt: skip
+# Verbs that ask for a change wherever they stand ("Uses a list; convert it to a set.").
+_CHANGE = re.compile(
+    r"\b(?:add|avoid|use|remove|replace|rename|check|handle|raise|validate|guard|catch|close|"
+    r"consider|prefer|split|move|extract|ensure|convert|sort|wrap|await|iterate|simplify|cache|"
+    r"escape|sanitize|parameteri[sz]e|reuse|drop|delete|limit)\b",
+    re.IGNORECASE,
+)
 _VERDICT = re.compile(
     r"\b(?:should|must|instead|missing|never|always|fails?|crash\w*|errors?|bugs?|wrong|incorrect|"
     r"may|might|could|can|cannot|will|empty|zero|none|null|leaks?|unsafe|insecure|injection|"
@@ -69,7 +76,7 @@ def junk_reason(text: str, code: str) -> str:
     folded = _SPACE.sub(" ", text).strip().rstrip(".").lower()
     if folded in _SPACE.sub(" ", code).lower():
         return "copied from the code"
-    if not _imperative(words[0]) and not _VERDICT.search(text):
+    if not (_imperative(words[0]) or _CHANGE.search(text) or _VERDICT.search(text)):
         return "no change asked and no problem named"
     return _contradiction(text, code)
 

@@ -76,6 +76,7 @@ def test_code_that_does_not_parse_is_judged_on_the_words_alone() -> None:
         ("Returns the mean of the values given.", "no change asked and no problem named"),
         ("This function computes the mean value.", "no change asked and no problem named"),
         ("This function fails on an empty list.", ""),
+        ("Uses O(n^2) membership tests; convert b to a set.", ""),
     ],
 )
 def test_an_imperative_or_a_verdict_makes_a_suggestion(text: str, reason: str) -> None:
