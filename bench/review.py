@@ -12,7 +12,8 @@ came from the model (not from the gateway's checks, run here too to tell them ap
 many of those named a defect; latency p50/p95 of one review.
 
 Options: --limit=N (the first N functions), --category=NAME (functions with a defect of that
-category), --show (print every review, the model's suggestions marked). The gateway's review
+category), --show (print every review, the model's suggestions marked), --closed-list (instead of
+reviews: the small-model experiment, see `closed_list`). The gateway's review
 cache is in memory and starts empty, so every review is made afresh.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import os
 import platform
 import re
@@ -38,6 +40,8 @@ from gateway.checks import RuffChecker
 from tests.support.servers import service_process
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "functions.toml"
+# The issue's latency target is for a function of about 40 lines.
+LONG_LINES = 35
 CATEGORIES = (
     "security",
     "wrong-result",
@@ -176,6 +180,9 @@ def report(results: list[Result]) -> None:
     print(f"junk             {len(junk)} ({rate:.1f} %)")
     for case_id, text, why in junk:
         print(f"  junk in {case_id}: {text!r} ({why})")
+    long = [r.seconds for r in results if len(r.case.code.splitlines()) >= LONG_LINES]
+    if long:
+        print(f"latency, {LONG_LINES}+ lines p50 {_percentile(long, 0.5):.2f} s   ({len(long)} functions)")
     seconds = [r.seconds for r in results]
     print(
         f"latency          p50 {_percentile(seconds, 0.5):.2f} s   p95 {_percentile(seconds, 0.95):.2f} s"
@@ -188,8 +195,8 @@ def _options(argv: list[str]) -> dict[str, str]:
     options: dict[str, str] = {}
     for arg in argv:
         name, _, value = arg.removeprefix("--").partition("=")
-        if name not in {"limit", "category", "show"}:
-            raise SystemExit(f"unknown option {arg!r}; use --limit=N --category=NAME --show")
+        if name not in {"limit", "category", "show", "closed-list"}:
+            raise SystemExit(f"unknown option {arg!r}; use --limit=N --category=NAME --show --closed-list")
         options[name] = value
     if options.get("category", CATEGORIES[0]) not in CATEGORIES:
         raise SystemExit(f"unknown category; one of {', '.join(CATEGORIES)}")
@@ -260,8 +267,81 @@ def main(argv: list[str]) -> None:
         gateway = stack.enter_context(
             service_process("gateway", _gateway_env(local_url), Path(logs), port_variable="GATEWAY_PORT")
         )
+        if "closed-list" in options:
+            if local_url is None and provider == "local":
+                local_url = os.environ["LOCAL_LLM_BASE_URL"]
+            if local_url is None:
+                raise SystemExit("--closed-list asks the local model: run it with LLM_PROVIDER=local")
+            closed_list(local_url, cases)
+            return
         results = asyncio.run(_review_all(gateway.url, cases, "show" in options))
     report(results)
+
+
+# The closed list tried for small models: each kind a fixed sentence that names it.
+KINDS = {
+    "empty-input": "Handle an empty input: this fails (division by zero or IndexError) when it is empty.",
+    "infinite-loop": "The loop may never end: make sure its condition changes on every pass (infinite loop).",
+    "off-by-one": "Check the bounds for an off-by-one error: the first or last item may be skipped.",
+    "resource-leak": "Close the resource in every case: use a with statement (context manager).",
+    "blocking-async": "This blocks the event loop: await an async call or use asyncio.to_thread.",
+    "error-handling": "Handle the errors this can raise (missing keys, invalid input) with a clear message.",
+    "performance": "Avoid quadratic work here: use a set, str.join or a single pass.",
+    "none": "",
+}
+_CLOSED_SYSTEM = (
+    "You are a Python code reviewer. Read the function and pick the kinds of defect it has, from this "
+    f'list only: {", ".join(KINDS)}. Pick "none" when it has none of them. '
+    'Answer in JSON: {"defects": [...]}.'
+)
+_CLOSED_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "defects": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}, "maxItems": 2}
+    },
+    "required": ["defects"],
+    "additionalProperties": False,
+}
+
+
+def closed_list(base_url: str, cases: list[Case]) -> None:
+    """The small-model experiment: pick kinds from KINDS under the grammar; count right and wrong picks.
+
+    A pick is right when its sentence names one of the function's labelled defects; a wrong pick
+    would be a suggestion that contradicts the code.
+    """
+    with httpx.Client(base_url=base_url, timeout=600) as client:
+        model = client.get("/models").json()["data"][0]["id"]
+        right = wrong = 0
+        seconds: list[float] = []
+        for case in cases:
+            body = {
+                "model": model,
+                "messages": [
+                    {"role": "system", "content": _CLOSED_SYSTEM},
+                    {"role": "user", "content": case.code},
+                ],
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "defects", "strict": True, "schema": _CLOSED_SCHEMA},
+                },
+                "temperature": 0,
+                "max_tokens": 30,
+            }
+            started = time.perf_counter()
+            answer = client.post("/chat/completions", json=body).json()
+            seconds.append(time.perf_counter() - started)
+            picks = set(json.loads(answer["choices"][0]["message"]["content"])["defects"])
+            for sentence in (KINDS[kind] for kind in picks if KINDS.get(kind)):
+                if any(d.named_by([sentence]) for d in case.defects):
+                    right += 1
+                else:
+                    wrong += 1
+    print(
+        f"closed list ({model}): {right + wrong} picks, {right} right, {wrong} wrong; "
+        f"p50 {_percentile(seconds, 0.5):.2f} s a function",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
