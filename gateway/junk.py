@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _TOKEN = re.compile(r"\S+")
@@ -55,8 +56,33 @@ _IMPLICIT = {"self", "cls"}
 _DOCUMENTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
-def junk_reason(text: str, code: str) -> str:
-    """Why `text` is not an actionable suggestion for `code`, or "" when it is one."""
+@dataclass(frozen=True)
+class CodeFacts:
+    """What the filter needs to know about the reviewed code, worked out once per review."""
+
+    folded: str  # lower case, runs of white space as one space
+    documented: bool  # it defines functions, and every function and class has a docstring
+    annotated: bool  # it defines functions, and every one has parameter and return types
+
+
+def code_facts(code: str) -> CodeFacts:
+    """The facts of `code`; code that does not parse (or is too deeply nested to) has none."""
+    folded = _SPACE.sub(" ", code).lower()
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return CodeFacts(folded, documented=False, annotated=False)
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    documented = [n for n in ast.walk(tree) if isinstance(n, _DOCUMENTED)]
+    return CodeFacts(
+        folded,
+        documented=bool(functions) and all(ast.get_docstring(n) for n in documented),
+        annotated=bool(functions) and all(_annotated(f) for f in functions),
+    )
+
+
+def junk_reason(text: str, code: CodeFacts) -> str:
+    """Why `text` is not an actionable suggestion for the code, or "" when it is one."""
     tokens = _TOKEN.findall(text)
     if len(tokens) <= 1:
         return "a single token (an identifier, a marker, a number)"
@@ -73,35 +99,21 @@ def junk_reason(text: str, code: str) -> str:
     repeats = Counter(w.lower() for w in words if len(w) > 3).most_common(1)
     if repeats and repeats[0][1] >= _MAX_REPEATS:
         return "a word repeated"
-    folded = _SPACE.sub(" ", text).strip().rstrip(".").lower()
-    if folded in _SPACE.sub(" ", code).lower():
+    if _SPACE.sub(" ", text).strip().rstrip(".").lower() in code.folded:
         return "copied from the code"
     if not (_imperative(words[0]) or _CHANGE.search(text) or _VERDICT.search(text)):
         return "no change asked and no problem named"
-    return _contradiction(text, code)
+    if code.documented and _ASKS_DOCSTRING.search(text):
+        return "asks for a docstring the code has"
+    if code.annotated and _ASKS_HINTS.search(text):
+        return "asks for type hints the code has"
+    return ""
 
 
 def _imperative(first: str) -> bool:
     word = first.lower()
     third_person = word.endswith("s") and not word.endswith("ss")
     return word not in _DESCRIPTIVE_START and not third_person
-
-
-def _contradiction(text: str, code: str) -> str:
-    """Asks for a docstring (every function and class has one) or type hints (every function has them)."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return ""
-    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    if not functions:
-        return ""
-    documented = [n for n in ast.walk(tree) if isinstance(n, _DOCUMENTED)]
-    if _ASKS_DOCSTRING.search(text) and all(ast.get_docstring(n) for n in documented):
-        return "asks for a docstring the code has"
-    if _ASKS_HINTS.search(text) and all(_annotated(f) for f in functions):
-        return "asks for type hints the code has"
-    return ""
 
 
 def _annotated(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

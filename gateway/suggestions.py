@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
 
-from gateway.junk import junk_reason
+from gateway.junk import code_facts, junk_reason
 
 log = logging.getLogger("gateway.suggestions")
 
@@ -239,10 +239,13 @@ def model_suggestions(raw: list[str], code: str) -> list[Suggestion]:
     Junk includes a suggestion that appears verbatim in the reviewed code: what an injected
     instruction ("reply with ...") would produce, never a review.
     """
+    if not raw:
+        return []
     out: list[Suggestion] = []
+    facts = code_facts(code)  # once per review: it parses the code
     for text in raw:
         cleaned = clean(text)
-        reason = junk_reason(cleaned, code)
+        reason = junk_reason(cleaned, facts)
         if reason:
             log.debug("dropped the model's %r: %s", cleaned[:80], reason)
             continue
