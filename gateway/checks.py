@@ -30,6 +30,8 @@ _DEFAULT_OF = re.compile(r"([A-Za-z_]\w*)\s*(?::[^=,()]*)?=\s*$")
 # A test states its expectations with assert and literal values: S101 and PLR2004 are right
 # about other code, not about tests.
 _TEST_ONLY = {"S101", "PLR2004"}
+# "the unused argument a" but "the unused arguments a and b".
+_PLURAL = re.compile(r"\b(argument|variable|import|name|value) \{names\}")
 _TEST_FUNCTION = re.compile(r"^\s*(?:async\s+)?def\s+test", re.MULTILINE)
 
 
@@ -184,7 +186,8 @@ def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
         names = join_names(group.names)
         if "{names}" in group.template and not names:
             continue
-        text = group.template.replace("{names}", names)
+        template = _PLURAL.sub(r"\1s {names}", group.template) if len(group.names) > 1 else group.template
+        text = template.replace("{names}", names)
         out.append(Suggestion(text=text, priority=group.rule.priority, topic=group.rule.topic))
     out.sort(key=lambda s: s.priority)
     return out

@@ -241,3 +241,8 @@ def test_plain_message() -> None:
         "Use 'key in dict' instead of 'key in dict.keys()'."
     )
     assert plain_message("found useless   expression!") == "Found useless expression!"
+
+
+async def test_several_names_make_the_noun_plural() -> None:
+    code = 'def f(a: int, b: int) -> int:\n    """Doc."""\n    return 1\n'
+    assert await texts(code) == ["Remove or use the unused arguments a and b."]
