@@ -191,7 +191,7 @@ def report(results: list[Result]) -> None:
     )
 
 
-def _options(argv: list[str]) -> dict[str, str]:
+def parse_options(argv: list[str]) -> dict[str, str]:
     options: dict[str, str] = {}
     for arg in argv:
         name, _, value = arg.removeprefix("--").partition("=")
@@ -240,7 +240,7 @@ def _gateway_env(local_url: str | None) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
-    options = _options(argv)
+    options = parse_options(argv)
     cases = selected(load_corpus(), options)
     provider = os.environ.get("LLM_PROVIDER", "local")
     start_model_host = provider == "local" and not os.environ.get("LOCAL_LLM_BASE_URL")

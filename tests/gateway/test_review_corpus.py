@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bench.review import CATEGORIES, junk_reason, load_corpus
+from bench.review import CATEGORIES, Result, junk_reason, load_corpus, parse_options, report, selected
 from gateway.checks import RuffChecker
 from gateway.settings import Settings
 
@@ -52,3 +52,37 @@ async def test_every_defect_a_linter_finds_is_named_by_the_checks_within_the_lim
 def test_the_benchs_junk_judge(suggestion: str, reason: str) -> None:
     code = 'def mean(values: list[float]) -> float:\n    """Mean."""\n    return sum(values) / len(values)\n'
     assert junk_reason(suggestion, code) == reason
+
+
+def test_the_bench_selects_by_category_and_limit_and_refuses_unknown_options() -> None:
+    security = selected(CASES, parse_options(["--category=security"]))
+    assert security
+    assert all(any(d.category == "security" for d in case.defects) for case in security)
+    assert len(selected(CASES, parse_options(["--limit=3"]))) == 3
+    with pytest.raises(SystemExit, match="unknown option"):
+        parse_options(["--seed=1"])
+    with pytest.raises(SystemExit, match="unknown category"):
+        parse_options(["--category=typos"])
+
+
+def test_the_report_counts_recall_junk_and_model_suggestions(capsys: pytest.CaptureFixture[str]) -> None:
+    mean = next(case for case in CASES if case.id == "mean_empty")
+    evaluated = next(case for case in CASES if case.id == "eval_expression")
+    report(
+        [
+            Result(
+                mean,
+                ["Guard against an empty list before dividing."],
+                ["Guard against an empty list before dividing."],
+                1.0,
+            ),
+            Result(evaluated, ["find_user_by_name"], ["find_user_by_name"], 3.0),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "  empty-input        1 / 1    100.0 %" in out
+    assert "  security           0 / 1      0.0 %" in out
+    assert "  overall            1 / 2     50.0 %" in out
+    assert "suggestions      2 (2 from the model, 1 of them naming a defect)" in out
+    assert "junk             1 (50.0 %)" in out
+    assert "latency          p50 1.00 s   p95 3.00 s" in out
