@@ -31,7 +31,8 @@ COMMANDS = {
     "setup": [],
     "up": ["python", "-m", "devstack"],
     "test": ["nox", "-s", "lint", "typecheck", "tests"],
-    "bench": ["nox", "-s", "bench"],
+    # Everything after the command (benchmark names, their options) goes to the session as posargs.
+    "bench": ["nox", "-s", "bench", "--"],
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import keyword
 import logging
 import os
 import re
@@ -16,132 +17,22 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from gateway.rules import CONFIG, IGNORED, PREVIEW, SELECT, SYNTAX, TYPES, Rule, plain_message, rule_for
 from gateway.suggestions import Suggestion
 
 log = logging.getLogger("gateway.checks")
-
-# Order of importance; the model's suggestions are placed between these tiers (see suggestions.py).
-SYNTAX = 0
-SECURITY = 10
-CORRECTNESS = 15
-ERRORS = 20
-TYPES = 30
-DOCS = 32
-STYLE = 40
-
-
-@dataclass(frozen=True)
-class Rule:
-    priority: int
-    topic: str
-    # `{names}` is replaced by the names the findings point at ("a, b and c").
-    template: str | None = None
-    # Where the name comes from: the first `backticked` word of ruff's message, the identifier at
-    # the finding, or the parameter a default value belongs to.
-    name_from: str = "message"
-
-
-_ANN_PARAMS = Rule(TYPES, "types")
-_ANN_RETURN = Rule(TYPES, "types")
-_DOC = Rule(DOCS, "docstring", "Add a docstring to {names}: what it does, takes and returns.", "location")
-
-RULES: dict[str, Rule] = {
-    "invalid-syntax": Rule(SYNTAX, "syntax"),
-    "ANN001": _ANN_PARAMS,
-    "ANN002": _ANN_PARAMS,
-    "ANN003": _ANN_PARAMS,
-    "ANN201": _ANN_RETURN,
-    "ANN202": _ANN_RETURN,
-    "ANN204": _ANN_RETURN,
-    "ANN205": _ANN_RETURN,
-    "ANN206": _ANN_RETURN,
-    "D101": Rule(DOCS, "docstring", "Add a docstring to the class {names}.", "location"),
-    "D102": _DOC,
-    "D103": _DOC,
-    "D419": Rule(DOCS, "docstring", "Fill in the empty docstring."),
-    "S102": Rule(SECURITY, "exec", "Avoid exec: it runs arbitrary code."),
-    "S307": Rule(SECURITY, "eval", "Do not eval data: use ast.literal_eval or explicit parsing."),
-    "S301": Rule(
-        SECURITY, "pickle", "Do not unpickle untrusted data (it can run code); use JSON or similar."
-    ),
-    "S506": Rule(SECURITY, "yaml", "Use yaml.safe_load instead of yaml.load."),
-    "S602": Rule(SECURITY, "shell", "Avoid shell=True: pass subprocess an argument list (shell injection)."),
-    "S605": Rule(SECURITY, "shell", "Avoid os.system: run subprocess with an argument list."),
-    "S608": Rule(SECURITY, "sql", "Build SQL with query parameters, not string formatting (SQL injection)."),
-    "S324": Rule(SECURITY, "hash", "Use a strong hash such as hashlib.sha256 instead of md5 or sha1."),
-    "S113": Rule(SECURITY, "timeout", "Pass a timeout to the requests call so it cannot hang forever."),
-    "S105": Rule(SECURITY, "secret", "Do not hard-code passwords or secrets; read them from configuration."),
-    "S106": Rule(SECURITY, "secret", "Do not hard-code passwords or secrets; read them from configuration."),
-    "S107": Rule(SECURITY, "secret", "Do not hard-code passwords or secrets; read them from configuration."),
-    "B006": Rule(
-        CORRECTNESS,
-        "mutable-default",
-        "Do not use a mutable default for {names}: default to None and create it inside the function.",
-        "default",
-    ),
-    "B008": Rule(
-        CORRECTNESS,
-        "call-default",
-        "Do not call functions in the default of {names}: it runs once, at definition time.",
-        "default",
-    ),
-    "B023": Rule(
-        CORRECTNESS,
-        "closure",
-        "The inner function captures the loop variable {names}; bind it as a default argument.",
-    ),
-    "B904": Rule(CORRECTNESS, "raise-from", "Inside except, raise with 'from err' to keep the cause."),
-    "B012": Rule(CORRECTNESS, "finally", "Do not return, break or continue in finally: it hides exceptions."),
-    "B018": Rule(CORRECTNESS, "useless", "Remove the useless expression, or use its value."),
-    "E711": Rule(CORRECTNESS, "none-compare", "Compare with None using 'is' or 'is not', not == or !=."),
-    "E712": Rule(CORRECTNESS, "bool-compare", "Do not compare with True or False using ==; test the value."),
-    "E721": Rule(CORRECTNESS, "type-compare", "Use isinstance() instead of comparing types."),
-    "F632": Rule(CORRECTNESS, "is-literal", "Use == to compare with literals, not 'is'."),
-    "F811": Rule(CORRECTNESS, "redefined", "{names} is defined twice; remove or rename one."),
-    "PLW0603": Rule(CORRECTNESS, "global", "Avoid the global statement for {names}; pass values in and out."),
-    "PLW2901": Rule(CORRECTNESS, "loop-var", "Do not overwrite the loop variable {names} inside the loop."),
-    "SIM115": Rule(CORRECTNESS, "open", "Open files in a with statement so they are always closed."),
-    "PLW1510": Rule(CORRECTNESS, "check", "Pass check=True to subprocess.run so failures are not silent."),
-    "E722": Rule(ERRORS, "except", "Replace the bare except with the specific exceptions you expect."),
-    "BLE001": Rule(ERRORS, "except", "Catch specific exceptions instead of the broad {names}."),
-    "S110": Rule(ERRORS, "silenced", "Do not silence exceptions with except: pass; handle or log them."),
-    "S112": Rule(ERRORS, "silenced", "Do not silence exceptions with except: continue; handle or log them."),
-    "TRY002": Rule(ERRORS, "raise-generic", "Raise a specific exception class, not a bare Exception."),
-    "C901": Rule(STYLE, "complexity", "{names} is too complex; split it into smaller functions.", "location"),
-    "PLR0911": Rule(STYLE, "complexity", "{names} has too many return statements; simplify it.", "location"),
-    "PLR0912": Rule(STYLE, "complexity", "{names} has too many branches; split it up.", "location"),
-    "PLR0915": Rule(STYLE, "complexity", "{names} has too many statements; split it up.", "location"),
-    "PLR0913": Rule(
-        STYLE, "arguments", "{names} takes too many arguments; group related ones in an object.", "location"
-    ),
-    "ARG001": Rule(STYLE, "unused-argument", "Remove or use the unused argument {names}."),
-    "ARG002": Rule(STYLE, "unused-argument", "Remove or use the unused argument {names}."),
-    "F841": Rule(STYLE, "unused-variable", "Remove the unused local variable {names}."),
-    "F401": Rule(STYLE, "unused-import", "Remove the unused import {names}."),
-    "B007": Rule(STYLE, "unused-loop-var", "Rename the unused loop variable {names} to _."),
-    "A001": Rule(STYLE, "builtin", "Rename {names} so it does not shadow a Python builtin."),
-    "A002": Rule(STYLE, "builtin", "Rename {names} so it does not shadow a Python builtin."),
-    "T201": Rule(STYLE, "print", "Remove the print call left in, or use logging."),
-    "T203": Rule(STYLE, "print", "Remove the pprint call left in, or use logging."),
-    "E731": Rule(STYLE, "lambda", "Use def instead of assigning a lambda to a name."),
-    "E741": Rule(STYLE, "naming", "Rename the ambiguous name {names} (l, O and I look like 1 and 0)."),
-    "N802": Rule(STYLE, "naming", "Rename the function {names} in snake_case."),
-    "N803": Rule(STYLE, "naming", "Rename the argument {names} in snake_case."),
-    "N806": Rule(STYLE, "naming", "Rename the variable {names} in snake_case."),
-    "SIM102": Rule(STYLE, "simplify", "Merge the nested if statements into one."),
-    "SIM108": Rule(STYLE, "simplify", "Use a conditional expression instead of the if-else assignment."),
-    "SIM110": Rule(STYLE, "simplify", "Use any() or all() instead of the loop."),
-    "SIM118": Rule(STYLE, "simplify", "Test 'key in d' instead of 'key in d.keys()'."),
-    "PERF401": Rule(STYLE, "simplify", "Use a list comprehension instead of appending in a loop."),
-    "ERA001": Rule(STYLE, "dead-code", "Remove the commented-out code."),
-}
 
 # Arguments that are never annotated or "unused" in a method lifted out of its class.
 _IMPLICIT = {"self", "cls"}
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _DEFAULT_OF = re.compile(r"([A-Za-z_]\w*)\s*(?::[^=,()]*)?=\s*$")
-_RUFF_CONFIG = ("lint.mccabe.max-complexity = 10",)
+# A test states its expectations with assert and literal values: S101 and PLR2004 are right
+# about other code, not about tests.
+_TEST_ONLY = {"S101", "PLR2004"}
+# "the unused argument a" but "the unused arguments a and b".
+_PLURAL = re.compile(r"\b(argument|variable|import|name|value) \{names\}")
+_TEST_FUNCTION = re.compile(r"^\s*(?:async\s+)?def\s+test", re.MULTILINE)
 
 
 class _Location(msgspec.Struct):
@@ -161,6 +52,7 @@ _FINDINGS = msgspec.json.Decoder(list[_Finding])
 @dataclass
 class _Group:
     rule: Rule
+    template: str
     names: list[str] = field(default_factory=list)
     count: int = 0
 
@@ -197,9 +89,12 @@ class RuffChecker:
             "py314",
             "--output-format",
             "json",
+            "--preview",
             "--select",
-            ",".join(code for code in RULES if code != "invalid-syntax"),
-            *[arg for setting in _RUFF_CONFIG for arg in ("--config", setting)],
+            ",".join((SELECT, *PREVIEW)),
+            "--ignore",
+            ",".join(IGNORED),
+            *[arg for setting in CONFIG for arg in ("--config", setting)],
             "--stdin-filename",
             "function.py",
             "-",
@@ -238,20 +133,27 @@ class RuffChecker:
 
 
 def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
-    """Group ruff's findings by rule and word each group as one suggestion."""
+    """Group ruff's findings by wording and word each group as one suggestion, most important first.
+
+    A rule with its own wording names every place it points at; any other rule is worded by
+    ruff's message for its first finding, made plain.
+    """
     lines = source.splitlines()
+    in_test = bool(_TEST_FUNCTION.search(source))
     params: list[str] = []
     returns: list[str] = []
     groups: dict[str, _Group] = {}
     syntax: list[str] = []
     for finding in findings:
         code = finding.code or "invalid-syntax"
-        rule = RULES.get(code)
-        if rule is None:
-            continue
         if code == "invalid-syntax":
             syntax.append(f"line {finding.location.row}: {finding.message.replace('`', '')}")
             continue
+        if code in _TEST_ONLY and in_test:
+            continue
+        if code.startswith("D1") and _is_overload(lines, finding.location.row):
+            continue
+        rule = rule_for(code)
         name = _name(rule.name_from, finding, lines)
         if code in {"ANN001", "ANN002", "ANN003"}:
             if name and name not in _IMPLICIT and name not in params:
@@ -261,10 +163,10 @@ def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
             if name and name not in returns:
                 returns.append(name)
             continue
-        if code.startswith("ARG") and name in _IMPLICIT:
+        if code.startswith("ANN") or (code.startswith("ARG") and name in _IMPLICIT):
             continue
-        template = rule.template or ""
-        group = groups.setdefault(template, _Group(rule))
+        template = rule.template or plain_message(finding.message)
+        group = groups.setdefault(rule.template or code, _Group(rule, template))
         group.count += 1
         if name and name not in group.names:
             group.names.append(name)
@@ -280,17 +182,21 @@ def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
     hints = _type_hint_text(params, returns)
     if hints:
         out.append(Suggestion(text=hints, priority=TYPES, topic="types"))
-    for template, group in groups.items():
+    for group in groups.values():
         names = join_names(group.names)
-        if "{names}" in template and not names:
+        if "{names}" in group.template and not names:
             continue
-        out.append(
-            Suggestion(
-                text=template.replace("{names}", names), priority=group.rule.priority, topic=group.rule.topic
-            )
-        )
+        template = _PLURAL.sub(r"\1s {names}", group.template) if len(group.names) > 1 else group.template
+        text = template.replace("{names}", names)
+        out.append(Suggestion(text=text, priority=group.rule.priority, topic=group.rule.topic))
     out.sort(key=lambda s: s.priority)
     return out
+
+
+def _is_overload(lines: list[str], row: int) -> bool:
+    """Whether the definition at `row` is an @overload variant (ruff cannot tell without the import)."""
+    above = lines[row - 2].strip() if 1 < row <= len(lines) + 1 else ""
+    return above in {"@overload", "@typing.overload", "@typing_extensions.overload"}
 
 
 def _type_hint_text(params: list[str], returns: list[str]) -> str:
@@ -316,5 +222,6 @@ def _name(source: str, finding: _Finding, lines: list[str]) -> str:
     if source == "default":
         match = _DEFAULT_OF.search(line[: column - 1])
         return match.group(1) if match else ""
-    match = _BACKTICKED.search(finding.message)
-    return match.group(1) if match else ""
+    # The first quoted name, not a keyword ("`for` loop variable `line` overwritten...").
+    quoted = [q for q in _BACKTICKED.findall(finding.message) if not keyword.iskeyword(q)]
+    return quoted[0] if quoted else ""

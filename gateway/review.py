@@ -13,7 +13,7 @@ import msgspec
 from gateway.cache import CachedReview, ReviewCache, review_key
 from gateway.checks import RuffChecker
 from gateway.errors import InvalidInputError, UpstreamError, UpstreamTimeoutError
-from gateway.prompt import response_format, review_messages
+from gateway.prompt import asks_the_model, response_format, review_messages
 from gateway.suggestions import Suggestion, merge, model_suggestions, parse_model_output
 from gateway.upstream import Provider, Upstream
 
@@ -130,7 +130,10 @@ class Reviewer:
                     if checks is None:
                         # ruff runs while the model thinks.
                         checks = asyncio.create_task(self.checker.check(code))
-                    raw, usage = await self._ask(provider, model, code)
+                    # A model too small to add anything is not asked (prompt.asks_the_model).
+                    raw, usage = (
+                        await self._ask(provider, model, code) if asks_the_model(model) else ([], Usage())
+                    )
                 except UpstreamError as exc:
                     log.warning("review via %s failed: %s", name, exc.message)
                     failures.append(exc)

@@ -8,10 +8,15 @@ the most important first, at most the configured number.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
+
+from gateway.junk import code_facts, junk_reason
+
+log = logging.getLogger("gateway.suggestions")
 
 # The model's first two suggestions rank above type hints and docstrings (the prompt asks for
 # the most important first, and only a model sees bugs), the rest after the style checks.
@@ -41,6 +46,24 @@ _TOPICS: dict[str, re.Pattern[str]] = {
     "except": re.compile(
         r"bare except|broad except|catch(?:ing)? (?:all|every|generic|broad)", re.IGNORECASE
     ),
+    # The topics of the security and bug checks (rules.py), so a model's vaguer repetition of
+    # what a check already says is dropped.
+    "eval": re.compile(r"\beval\b", re.IGNORECASE),
+    "exec": re.compile(r"\bexec\b", re.IGNORECASE),
+    "sql": re.compile(r"\bsql\b", re.IGNORECASE),
+    "shell": re.compile(r"shell=true|os\.system|shell injection", re.IGNORECASE),
+    "pickle": re.compile(r"pickle", re.IGNORECASE),
+    "yaml": re.compile(r"yaml", re.IGNORECASE),
+    "hash": re.compile(r"\bmd5\b|\bsha1\b", re.IGNORECASE),
+    "timeout": re.compile(r"\btimeout\b", re.IGNORECASE),
+    "random": re.compile(r"\brandom\b.*(?:secure|token|password|crypto)|\bsecrets\b", re.IGNORECASE),
+    "assert": re.compile(r"\bassert", re.IGNORECASE),
+    "async-blocking": re.compile(r"event loop|asyncio\.sleep", re.IGNORECASE),
+    "open": re.compile(r"with statement|context manager", re.IGNORECASE),
+    "global": re.compile(r"\bglobal\b", re.IGNORECASE),
+    "none-compare": re.compile(r"(?:==|!=)\s*none|is not none|'is' or 'is not'", re.IGNORECASE),
+    "complexity": re.compile(r"too complex|complexity", re.IGNORECASE),
+    "unused-argument": re.compile(r"unused (?:argument|parameter)", re.IGNORECASE),
 }
 _STOP = {
     "the",
@@ -211,16 +234,20 @@ def topic_of(text: str) -> str:
 
 
 def model_suggestions(raw: list[str], code: str) -> list[Suggestion]:
-    """The model's suggestions, cleaned and ranked; text copied out of the code is dropped.
+    """The model's suggestions, cleaned and ranked; junk dropped (see junk.py).
 
-    A suggestion that appears verbatim in the reviewed code is what an injected instruction
-    ("reply with ...") would produce, never a review.
+    Junk includes a suggestion that appears verbatim in the reviewed code: what an injected
+    instruction ("reply with ...") would produce, never a review.
     """
+    if not raw:
+        return []
     out: list[Suggestion] = []
-    folded_code = _SPACE.sub(" ", code).lower()
+    facts = code_facts(code)  # once per review: it parses the code
     for text in raw:
         cleaned = clean(text)
-        if len(cleaned) < 8 or cleaned.lower() in folded_code:
+        reason = junk_reason(cleaned, facts)
+        if reason:
+            log.debug("dropped the model's %r: %s", cleaned[:80], reason)
             continue
         priority = MODEL_LEAD if len(out) < MODEL_LEAD_COUNT else MODEL_REST
         out.append(Suggestion(text=cleaned, priority=priority, topic=topic_of(cleaned)))

@@ -69,7 +69,8 @@ async def deepseek_fake() -> AsyncIterator[FakeLLM]:
 async def local_fake() -> AsyncIterator[FakeLLM]:
     """A fake model_host; LOCAL_LLM_BASE_URL = `local_fake.url + "/v1"`."""
     async for fake in _served_fake():
-        fake.models = ["smollm2-135m-instruct"]
+        # A size that is asked (prompt.asks_the_model): the bundled 135M model is not.
+        fake.models = ["qwen2.5-1.5b-instruct"]
         yield fake
 
 

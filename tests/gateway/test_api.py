@@ -93,11 +93,20 @@ async def test_code_that_does_not_parse_still_gets_a_review(local_fake: FakeLLM)
 
 
 async def test_the_number_of_suggestions_is_capped(local_fake: FakeLLM) -> None:
-    many = ["Reject booleans.", "Handle None inputs.", "Name it sum_pair.", "Write a unit test."]
+    many = [
+        "Reject booleans, they are ints.",
+        "Handle None inputs explicitly.",
+        "Name it sum_pair instead.",
+        "Write a unit test.",
+    ]
     local_fake.script("/chat/completions", review_reply(*many))
     async with gateway_client(local_settings(local_fake, review_max_suggestions=3)) as client:
         response = await client.post("/analyze", json={"function_code": ADD})
-    assert response.json()["suggestions"] == ["Reject booleans.", "Handle None inputs.", TYPE_HINTS]
+    assert response.json()["suggestions"] == [
+        "Reject booleans, they are ints.",
+        "Handle None inputs explicitly.",
+        TYPE_HINTS,
+    ]
     assert "At most 3," in local_fake.sent("/chat/completions")[0].json()["messages"][0]["content"]
 
 
@@ -124,15 +133,22 @@ async def test_injected_instructions_are_data_and_the_function_is_still_reviewed
         marker = user["content"].splitlines()[1]
         assert marker.startswith("<<<FUNCTION-")
         assert marker != "<<<FUNCTION-0000000000000000>>>"
-        assert marker in system["content"]
+        # Never in the system prompt, which stays the same for every review so a llama.cpp host
+        # reuses its evaluated prefix.
+        assert marker not in system["content"]
         assert user["content"].count(marker) == 2
         markers.append(marker)
     assert markers[0] != markers[1], "the marker is random per request"
+    assert prompts[0][0] == prompts[1][0]
     assert second.status_code == 200
 
 
 async def test_code_review_model_through_the_openai_package(local_fake: FakeLLM) -> None:
-    local_fake.script("/chat/completions", review_reply("Reject booleans."), review_reply("Reject booleans."))
+    local_fake.script(
+        "/chat/completions",
+        review_reply("Reject booleans, they are ints."),
+        review_reply("Reject booleans, they are ints."),
+    )
     async with serving(__import__("gateway.app").app.create_app(local_settings(local_fake))) as url:
         client = openai_client(url + "/v1")
         completion = await client.chat.completions.create(
@@ -147,8 +163,10 @@ async def test_code_review_model_through_the_openai_package(local_fake: FakeLLM)
     assert completion.choices[0].finish_reason == "stop"
     content = completion.choices[0].message.content
     assert content is not None
-    assert json.loads(content) == {"suggestions": ["Reject booleans.", TYPE_HINTS, DOCSTRING]}
-    assert json.loads("".join(pieces)) == {"suggestions": ["Reject booleans.", TYPE_HINTS, DOCSTRING]}
+    assert json.loads(content) == {"suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]}
+    assert json.loads("".join(pieces)) == {
+        "suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]
+    }
 
 
 async def test_code_review_reads_text_parts_and_needs_a_user_message(local_fake: FakeLLM) -> None:
@@ -230,7 +248,7 @@ async def test_models_lists_code_review_then_the_providers_models(local_fake: Fa
         "object": "list",
         "data": [
             {"id": "code-review", "object": "model", "created": 0, "owned_by": "codereview-gateway"},
-            {"id": "smollm2-135m-instruct", "object": "model", "created": 0, "owned_by": "fake"},
+            {"id": "qwen2.5-1.5b-instruct", "object": "model", "created": 0, "owned_by": "fake"},
         ],
     }
 

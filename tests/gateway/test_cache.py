@@ -16,7 +16,11 @@ from tests.support.fake_llm import FakeLLM, Reply, review_reply
 
 
 async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM) -> None:
-    local_fake.script("/chat/completions", review_reply("Reject booleans."), review_reply("Other answer."))
+    local_fake.script(
+        "/chat/completions",
+        review_reply("Reject booleans, they are ints."),
+        review_reply("Check b is a number."),
+    )
     async with gateway_client(local_settings(local_fake)) as client:
         first = await client.post("/analyze", json={"function_code": ADD})
         second = await client.post("/analyze", json={"function_code": ADD})
@@ -26,10 +30,10 @@ async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM)
         )
         other = await client.post("/analyze", json={"function_code": "def sub(a, b): return a - b"})
     assert first.json() == second.json()
-    assert first.json()["suggestions"][0] == "Reject booleans."
+    assert first.json()["suggestions"][0] == "Reject booleans, they are ints."
     assert via_chat.status_code == 200
     assert via_chat.json()["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    assert other.json()["suggestions"][0] == "Other answer."
+    assert other.json()["suggestions"][0] == "Check b is a number."
     assert len(local_fake.sent("/chat/completions")) == 2
 
 
@@ -64,14 +68,18 @@ def test_the_key_covers_code_provider_model_prompt_and_limit() -> None:
 @pytest.mark.nats
 async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url: str) -> None:
     bucket = f"reviews_{uuid.uuid4().hex[:8]}"
-    local_fake.script("/chat/completions", review_reply("Reject booleans."), review_reply("Other answer."))
+    local_fake.script(
+        "/chat/completions",
+        review_reply("Reject booleans, they are ints."),
+        review_reply("Check b is a number."),
+    )
     settings = local_settings(local_fake, nats_url=nats_url, review_cache_bucket=bucket, review_cache_ttl=600)
     async with gateway_client(settings) as first:
         one = await first.post("/analyze", json={"function_code": ADD})
     async with gateway_client(settings) as second:
         two = await second.post("/analyze", json={"function_code": ADD})
     assert one.json() == two.json()
-    assert one.json()["suggestions"][0] == "Reject booleans."
+    assert one.json()["suggestions"][0] == "Reject booleans, they are ints."
     assert len(local_fake.sent("/chat/completions")) == 1
     connection = await nats.connect(nats_url)
     try:
@@ -84,14 +92,16 @@ async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url
 
 
 async def test_the_same_function_asked_at_once_costs_one_model_call(local_fake: FakeLLM) -> None:
-    local_fake.script("/chat/completions", Reply(delay=0.5, body=review_reply("Reject booleans.").body))
+    local_fake.script(
+        "/chat/completions", Reply(delay=0.5, body=review_reply("Reject booleans, they are ints.").body)
+    )
     async with gateway_client(local_settings(local_fake, local_llm_model="m")) as client:
         answers = await asyncio.gather(
             *(client.post("/analyze", json={"function_code": ADD}) for _ in range(4))
         )
     assert {a.status_code for a in answers} == {200}
     assert all(a.json() == answers[0].json() for a in answers)
-    assert answers[0].json()["suggestions"][0] == "Reject booleans."
+    assert answers[0].json()["suggestions"][0] == "Reject booleans, they are ints."
     assert len(local_fake.sent("/chat/completions")) == 1
 
 

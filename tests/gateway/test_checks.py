@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.checks import DOCS, SYNTAX, TYPES, RuffChecker, join_names
+from gateway.checks import RuffChecker, join_names
+from gateway.rules import (
+    CORRECTNESS,
+    DOCS,
+    ERRORS,
+    IGNORED,
+    PERFORMANCE,
+    RULES,
+    SECURITY,
+    STYLE,
+    SYNTAX,
+    TYPES,
+    plain_message,
+    rule_for,
+)
 
 ADD = "def add(a, b): return a + b"
 
@@ -26,35 +40,35 @@ async def test_add_gets_type_hints_naming_the_parameters_and_a_docstring() -> No
     ("code", "expected"),
     [
         (
-            "def f(items: list[int] = []) -> None:\n    '''Doc.'''\n    items.append(1)\n",
+            'def f(items: list[int] = []) -> None:\n    """Doc."""\n    items.append(1)\n',
             "Do not use a mutable default for items: default to None and create it inside the function.",
         ),
         (
-            "def f() -> None:\n    '''Doc.'''\n    try:\n        g()\n    except:\n        h()\n",
+            'def f() -> None:\n    """Doc."""\n    try:\n        g()\n    except:\n        h()\n',
             "Replace the bare except with the specific exceptions you expect.",
         ),
         (
-            "def f() -> None:\n    '''Doc.'''\n    try:\n        g()\n    except Exception:\n        log()\n",
+            'def f() -> None:\n    """Doc."""\n    try:\n        g()\n    except Exception:\n        log()\n',
             "Catch specific exceptions instead of the broad Exception.",
         ),
         (
-            "def f(x: int) -> None:\n    '''Doc.'''\n    print(x)\n",
+            'def f(x: int) -> None:\n    """Doc."""\n    print(x)\n',
             "Remove the print call left in, or use logging.",
         ),
         (
-            "def f(x: int, unused: int) -> int:\n    '''Doc.'''\n    return x\n",
+            'def f(x: int, unused: int) -> int:\n    """Doc."""\n    return x\n',
             "Remove or use the unused argument unused.",
         ),
         (
-            "def f(list: int) -> int:\n    '''Doc.'''\n    return list\n",
-            "Rename list so it does not shadow a Python builtin.",
+            'def f(list: int) -> int:\n    """Doc."""\n    return list\n',
+            "Rename list to avoid shadowing a Python builtin.",
         ),
         (
-            "def f(s: str) -> object:\n    '''Doc.'''\n    return eval(s)\n",
+            'def f(s: str) -> object:\n    """Doc."""\n    return eval(s)\n',
             "Do not eval data: use ast.literal_eval or explicit parsing.",
         ),
         (
-            "def f(x: int) -> bool:\n    '''Doc.'''\n    return x == None\n",
+            'def f(x: int) -> bool:\n    """Doc."""\n    return x == None\n',
             "Compare with None using 'is' or 'is not', not == or !=.",
         ),
     ],
@@ -65,7 +79,7 @@ async def test_each_kind_of_problem_gets_its_plain_suggestion(code: str, expecte
 
 async def test_too_complex_names_the_function() -> None:
     branches = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(12))
-    code = f"def pick(x: int) -> int:\n    '''Doc.'''\n{branches}    return -1\n"
+    code = f'def pick(x: int) -> int:\n    """Doc."""\n{branches}    return -1\n'
     found = await texts(code)
     assert "pick is too complex; split it into smaller functions." in found
     assert "pick has too many return statements; simplify it." in found
@@ -110,3 +124,125 @@ def test_join_names() -> None:
     assert join_names(["a"]) == "a"
     assert join_names(["a", "b"]) == "a and b"
     assert join_names(["a", "b", "c"]) == "a, b and c"
+
+
+DOC = '    """Doc."""\n'
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (
+            f"import random\n\n\ndef token() -> float:\n{DOC}    return random.random()\n",
+            "Use the secrets module for tokens and passwords: random is predictable, "
+            "not cryptographically secure.",
+        ),
+        (
+            f"import time\n\n\nasync def wait() -> None:\n{DOC}    time.sleep(1)\n",
+            "time.sleep blocks the event loop in an async function; use await asyncio.sleep().",
+        ),
+        (
+            f"async def save(path: str) -> None:\n{DOC}"
+            '    with open(path, "w", encoding="utf-8") as f:\n        f.write("x")\n',
+            "open blocks the event loop in an async function; use asyncio.to_thread, anyio or aiofiles.",
+        ),
+        (
+            f"def withdraw(amount: int) -> int:\n{DOC}    assert amount > 0\n    return amount\n",
+            "Do not use assert to check input or state: python -O removes it; raise an exception instead.",
+        ),
+        (
+            f'def first(path: str) -> str:\n{DOC}    f = open(path, encoding="utf-8")\n    return f.read()\n',
+            "Open files in a with statement so they are always closed.",
+        ),
+        (
+            f"def read(path: str) -> str:\n{DOC}    with open(path) as f:\n        return f.read()\n",
+            "Pass encoding= to open: the default depends on the machine's locale.",
+        ),
+        (
+            f"import asyncio\n\n\nasync def go(job: object) -> None:\n{DOC}    asyncio.create_task(job())\n",
+            "Keep a reference to the task create_task returns and await it: a task nobody holds can vanish.",
+        ),
+        (
+            f"def drop(d: dict[str, int]) -> None:\n{DOC}    for k in d:\n        del d[k]\n",
+            "Do not change d while iterating over it; iterate over a copy (list(...)) instead.",
+        ),
+        (
+            f"def names(xs: list[str]) -> list[str]:\n{DOC}"
+            "    out = []\n    for x in xs:\n        x = x.strip()\n        out.append(x)\n    return out\n",
+            "Do not overwrite the loop variable x inside the loop.",
+        ),
+    ],
+)
+async def test_security_bug_and_blocking_rules_get_plain_words(code: str, expected: str) -> None:
+    found = await texts(code)
+    assert expected in found
+
+
+async def test_a_rule_without_our_wording_gets_ruffs_message_made_plain() -> None:
+    code = (
+        f"import os\n\n\ndef remove(path: str) -> None:\n{DOC}"
+        "    try:\n        os.remove(path)\n    except FileNotFoundError:\n        pass\n"
+    )
+    found = await RuffChecker().check(code)
+    assert [(s.text, s.priority) for s in found] == [
+        ("Use 'contextlib.suppress(FileNotFoundError)' instead of try-except-pass.", STYLE)
+    ]
+
+
+async def test_bugs_and_security_come_before_hints_docs_and_style() -> None:
+    code = "import random\n\ndef token(n, unused):\n    print(n)\n    return random.random() == None\n"
+    found = await RuffChecker().check(code)
+    assert [s.priority for s in found] == [SECURITY, CORRECTNESS, TYPES, DOCS, STYLE, STYLE]
+    assert found[0].text.startswith("Use the secrets module")
+    assert found[1].text == "Compare with None using 'is' or 'is not', not == or !=."
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # An inner function cut out of its outer one: the nonlocal's binding and the helper are elsewhere.
+        '    def inner() -> int:\n        """Doc."""\n        nonlocal count\n        count += 1\n'
+        "        return helper(count)\n",
+        # @overload variants sent together, without the module's `from typing import overload`.
+        "@overload\ndef parse(x: int) -> int: ...\n@overload\ndef parse(x: str) -> str: ...\n"
+        'def parse(x: int | str) -> int | str:\n    """Doc."""\n    return x\n',
+        # A property getter and setter sent together, a decorator from the module.
+        '@property\ndef name(self) -> str:\n    """Doc."""\n    return self._name\n\n'
+        '@name.setter\ndef name(self, value: str) -> None:\n    """Doc."""\n    self._name = value\n',
+        '@app.get("/items")\nasync def items(q: str) -> list[str]:\n    """Doc."""\n'
+        "    return await search(q)\n",
+        # A test asserts and compares with literals: that is what tests do.
+        'def test_add() -> None:\n    """Doc."""\n    assert add(1, 2) == 3\n',
+    ],
+)
+async def test_a_function_cut_out_of_its_module_gets_no_misfiring_finding(code: str) -> None:
+    assert await texts(code) == []
+
+
+def test_rules_that_misfire_on_a_cut_out_function_are_off() -> None:
+    assert {"F821", "F811", "PLE0117", "D100"} <= set(IGNORED)
+    assert not set(IGNORED) & set(RULES)
+
+
+def test_a_rule_without_an_entry_takes_its_familys_priority() -> None:
+    assert rule_for("S999").priority == SECURITY
+    assert rule_for("SIM105").priority == STYLE
+    assert rule_for("ASYNC109").priority == CORRECTNESS
+    assert rule_for("PLE1142").priority == CORRECTNESS
+    assert rule_for("T100").priority == CORRECTNESS
+    assert rule_for("T201").priority == STYLE
+    assert rule_for("C401").priority == PERFORMANCE
+    assert rule_for("TRY300").priority == ERRORS
+
+
+def test_plain_message() -> None:
+    assert plain_message("Unused function argument: `language`") == "Unused function argument: language."
+    assert plain_message("Use `key in dict` instead of `key in dict.keys()`") == (
+        "Use 'key in dict' instead of 'key in dict.keys()'."
+    )
+    assert plain_message("found useless   expression!") == "Found useless expression!"
+
+
+async def test_several_names_make_the_noun_plural() -> None:
+    code = 'def f(a: int, b: int) -> int:\n    """Doc."""\n    return 1\n'
+    assert await texts(code) == ["Remove or use the unused arguments a and b."]

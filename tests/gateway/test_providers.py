@@ -54,13 +54,13 @@ def code_between_markers(user_content: str) -> str:
 
 
 async def test_openai_gets_its_url_key_model_and_strict_json_schema(openai_fake: FakeLLM) -> None:
-    openai_fake.script("/chat/completions", review_reply("Guard against non-numbers."))
+    openai_fake.script("/chat/completions", review_reply("Guard against inputs that are not numbers."))
     async with gateway_client(openai_settings(openai_fake, openai_model="gpt-4o-mini")) as client:
         response = await client.post("/analyze", json={"function_code": ADD})
     assert response.status_code == 200
     assert response.json() == {
         "suggestions": [
-            "Guard against non-numbers.",
+            "Guard against inputs that are not numbers.",
             "Add type hints to the parameters a and b and a return type to add.",
             "Add a docstring to add: what it does, takes and returns.",
         ]
@@ -115,7 +115,7 @@ async def test_local_gets_json_schema_no_key_and_the_model_it_serves(local_fake:
     ]
     assert all("authorization" not in r.headers for r in local_fake.requests)
     body = local_fake.requests[1].json()
-    assert body["model"] == "smollm2-135m-instruct"
+    assert body["model"] == "qwen2.5-1.5b-instruct"
     assert body["response_format"] == BOUNDED_SCHEMA_FORMAT
 
 

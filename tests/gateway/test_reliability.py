@@ -18,12 +18,12 @@ async def test_429_and_503_are_retried_honouring_retry_after(openai_fake: FakeLL
         "/chat/completions",
         error_reply(429, "slow down", retry_after="0"),
         error_reply(503, "busy"),
-        review_reply("Reject booleans."),
+        review_reply("Reject booleans, they are ints."),
     )
     async with gateway_client(openai_settings(openai_fake)) as client:
         response = await client.post("/analyze", json={"function_code": ADD})
     assert response.status_code == 200
-    assert response.json()["suggestions"][0] == "Reject booleans."
+    assert response.json()["suggestions"][0] == "Reject booleans, they are ints."
     assert len(openai_fake.sent("/chat/completions")) == 3
 
 

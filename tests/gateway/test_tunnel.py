@@ -76,13 +76,13 @@ def tunnel_settings(fake: FakeLLM, ssh: SshServer, **values: Any) -> Any:
 async def test_reviews_reach_the_model_host_through_the_tunnel(
     local_fake: FakeLLM, ssh_server: SshServer
 ) -> None:
-    local_fake.script("/chat/completions", review_reply("Reject booleans."))
+    local_fake.script("/chat/completions", review_reply("Reject booleans, they are ints."))
     fake_port = int(local_fake.url.rsplit(":", 1)[1])
     async with gateway_client(tunnel_settings(local_fake, ssh_server)) as client:
         response = await client.post("/analyze", json={"function_code": ADD})
         ready = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json()["suggestions"][0] == "Reject booleans."
+    assert response.json()["suggestions"][0] == "Reject booleans, they are ints."
     assert ready.json() == {"status": "ready", "providers": {"local": "ok"}}
     assert [r.path for r in local_fake.requests][:2] == ["/v1/models", "/v1/chat/completions"]
     # Every request went through the SSH server to the model host's address as the server sees it.
