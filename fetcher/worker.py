@@ -32,22 +32,24 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError
 from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
 from fetcher.errors import FetchError, InvalidRequestError
 from fetcher.github import GitHubClient
-from fetcher.jobs import Job, JobFinished, valid_job_id
+from fetcher.jobs import Job, JobFinished
 from fetcher.settings import Settings
 from jobs_contract import (
     FETCH_STREAM,
     FetchRequest,
     JobStores,
     Snapshot,
+    decode_fetch_request,
+    decode_job_record,
     decode_snapshot,
     encode_snapshot,
+    is_job_id,
     snapshot_key,
 )
 
 log = logging.getLogger("fetcher.worker")
 
 _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-_request_decoder = msgspec.json.Decoder(FetchRequest)
 # Object headers with the snapshot's counts, so a commit stored earlier is ready without reading it.
 FILES_HEADER = "Codereview-Files"
 BYTES_HEADER = "Codereview-Bytes"
@@ -74,21 +76,11 @@ class Outcome:
 
 
 def decode_request(body: bytes) -> FetchRequest:
-    """Decode and check a FetchRequest; raises InvalidRequestError saying what is wrong."""
+    """Decode and check a FetchRequest against the contract; raises InvalidRequestError saying why not."""
     try:
-        request = _request_decoder.decode(body)
+        return decode_fetch_request(body)
     except msgspec.DecodeError as error:
         raise InvalidRequestError(f"invalid fetch request: {error}") from error
-    if not valid_job_id(request.job_id):
-        raise InvalidRequestError(
-            f"invalid fetch request: job_id {request.job_id!r} is not [A-Za-z0-9_-]{{1,128}}"
-        )
-    for name, value in (("owner", request.owner), ("repo", request.repo)):
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value) or value in (".", ".."):
-            raise InvalidRequestError(f"invalid fetch request: {name} {value!r} is not a GitHub name")
-    if request.ref is not None and (not request.ref or len(request.ref) > 255 or "\x00" in request.ref):
-        raise InvalidRequestError("invalid fetch request: ref must be 1 to 255 characters")
-    return request
 
 
 class Fetcher:
@@ -181,21 +173,18 @@ class Fetcher:
         return Outcome(request.job_id, "failed", reason)
 
     async def _fail_undecodable(self, body: bytes, reason: str) -> None:
-        """Fail the job a malformed request names, if it names one that exists."""
+        """Fail the job a malformed request names, if it names one whose record exists."""
         try:
             job_id = msgspec.json.decode(body).get("job_id")
         except (msgspec.DecodeError, AttributeError):
             return
-        if not isinstance(job_id, str) or not valid_job_id(job_id):
+        if not isinstance(job_id, str) or not is_job_id(job_id):
             return
         try:
             entry = await self.stores.kv.get(job_id)
-            owner_repo = msgspec.json.decode(entry.value or b"{}")
+            record = decode_job_record(entry.value or b"")
             request = FetchRequest(
-                job_id=job_id,
-                owner=str(owner_repo.get("owner", "")),
-                repo=str(owner_repo.get("repo", "")),
-                requested_at=0.0,
+                job_id=job_id, owner=record.owner, repo=record.repo, requested_at=record.created_at
             )
             job = await Job.open(self.stores.kv, self.nc, request)
             await job.fail(reason)

@@ -25,6 +25,7 @@ from fetcher.settings import Settings
 from jobs_contract import (
     EVENTS_PREFIX,
     FETCH_SUBJECT,
+    TERMINAL,
     FetchRequest,
     JobEvent,
     JobRecord,
@@ -34,8 +35,6 @@ from jobs_contract import (
     decode_snapshot,
     ensure_jetstream,
 )
-
-TERMINAL = {JobStatus.READY, JobStatus.FAILED}
 
 
 def fetcher_settings(nats_url: str, github_api_url: str, **overrides: Any) -> Settings:
