@@ -162,7 +162,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     async def lifespan() -> AsyncIterator[None]:
         connection = await broker.connect()
         js = connection.jetstream()
-        stores = await ensure_jetstream(js)
+        stores = await ensure_jetstream(js, settings)
         # Create, or update to these settings, before the subscriber binds to it.
         await js.add_consumer(FETCH_STREAM, consumer_config(settings))
         github_config = GitHubConfig(

@@ -27,15 +27,16 @@ from typing import Protocol
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ObjectMeta
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError, ServiceUnavailableError
 
 from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
-from fetcher.errors import FetchError, InvalidRequestError
+from fetcher.errors import DownloadTimeoutError, FetchError, InvalidRequestError, StorageFullError
 from fetcher.github import GitHubClient
 from fetcher.jobs import Job, JobFinished
 from fetcher.settings import Settings
 from jobs_contract import (
     FETCH_STREAM,
+    REPOS_BUCKET,
     FetchRequest,
     JobStores,
     Snapshot,
@@ -53,6 +54,8 @@ _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # Object headers with the snapshot's counts, so a commit stored earlier is ready without reading it.
 FILES_HEADER = "Codereview-Files"
 BYTES_HEADER = "Codereview-Bytes"
+# JetStream's error code for a write past the stream's max bytes (discard policy "new").
+_STORE_FULL = 10077
 # The download is this share of the progress; storing the snapshot the rest.
 _DOWNLOAD_SHARE = 0.9
 
@@ -95,6 +98,7 @@ class Fetcher:
             max_members=settings.fetcher_max_members,
             max_file_bytes=settings.fetcher_max_file_bytes,
             max_unpacked_bytes=settings.fetcher_max_unpacked_bytes,
+            max_snapshot_bytes=settings.fetcher_max_snapshot_bytes,
         )
 
     # -- deliveries ------------------------------------------------------------------------
@@ -315,7 +319,7 @@ class Fetcher:
         async def on_chunk(chunk: bytes, announced: int | None) -> None:
             nonlocal received, last_report
             assert reader is not None
-            reader.feed(chunk)
+            await reader.feed(chunk)
             received += len(chunk)
             now = time.monotonic()
             if now - last_report >= self.settings.fetcher_progress_interval_s:
@@ -323,11 +327,21 @@ class Fetcher:
                 share = min(1.0, received / announced) if announced else 0.0
                 await job.progress(progress=round(share * _DOWNLOAD_SHARE, 3), bytes=received)
 
+        limit_s = self.settings.fetcher_download_timeout_s
         try:
-            total = await self.github.download_tarball(owner, repo, ref, on_chunk, on_attempt)
-            downloaded = time.monotonic()
-            assert reader is not None
-            return await reader.finish(), total, downloaded
+            try:
+                async with asyncio.timeout(limit_s) as deadline:
+                    total = await self.github.download_tarball(owner, repo, ref, on_chunk, on_attempt)
+                    downloaded = time.monotonic()
+                    assert reader is not None
+                    return await reader.finish(), total, downloaded
+            except TimeoutError as error:
+                if not deadline.expired():
+                    raise
+                raise DownloadTimeoutError(
+                    f"the download of {owner}/{repo} did not finish within "
+                    f"FETCHER_DOWNLOAD_TIMEOUT_S={limit_s:g} s ({received} bytes received)"
+                ) from error
         except BaseException:
             if reader is not None:
                 await reader.abort()
@@ -350,7 +364,16 @@ class Fetcher:
     async def _store(self, key: str, snapshot: Snapshot, files: int, size: int) -> None:
         data = encode_snapshot(snapshot)
         meta = ObjectMeta(name=key, headers={FILES_HEADER: str(files), BYTES_HEADER: str(size)})
-        await self.stores.repos.put(key, data, meta=meta)
+        try:
+            await self.stores.repos.put(key, data, meta=meta)
+        except ServiceUnavailableError as error:
+            if error.err_code != _STORE_FULL:
+                raise
+            raise StorageFullError(
+                f"the Object Store {REPOS_BUCKET!r} has no room for this snapshot ({len(data)} bytes): "
+                f"REPOS_MAX_BYTES={self.settings.repos_max_bytes} is reached; older snapshots leave "
+                f"after REPOS_MAX_AGE_S={self.settings.repos_max_age_s:g} s"
+            ) from error
 
 
 @contextlib.asynccontextmanager
