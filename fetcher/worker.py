@@ -20,9 +20,9 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -374,6 +374,50 @@ class Fetcher:
                 f"REPOS_MAX_BYTES={self.settings.repos_max_bytes} is reached; older snapshots leave "
                 f"after REPOS_MAX_AGE_S={self.settings.repos_max_age_s:g} s"
             ) from error
+
+
+class JobSlots:
+    """Runs up to `size` jobs at once, each in a task of its own, independent of the others."""
+
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._tasks: dict[asyncio.Task[Outcome], Coroutine[Any, Any, Outcome]] = {}
+
+    async def start(self, job: Coroutine[Any, Any, Outcome]) -> None:
+        """Start `job` in a free slot; return once another slot is free (so the caller pulls
+        the next request only when it can start at once)."""
+        try:
+            await self._free.acquire()
+        except BaseException:
+            job.close()
+            raise
+        task = asyncio.create_task(self._run(job))
+        self._tasks[task] = job
+        task.add_done_callback(self._forget)
+        async with self._free:
+            pass
+
+    async def _run(self, job: Coroutine[Any, Any, Outcome]) -> Outcome:
+        try:
+            return await job
+        finally:
+            self._free.release()
+
+    def _forget(self, task: asyncio.Task[Outcome]) -> None:
+        # A task cancelled before its first step never awaited its job: close it, or Python
+        # warns "coroutine was never awaited" (closing a finished one does nothing).
+        self._tasks.pop(task).close()
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def close(self) -> None:
+        """Cancel the running jobs and wait for them to stop."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
