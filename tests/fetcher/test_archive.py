@@ -206,9 +206,10 @@ def test_a_block_that_is_no_header_after_the_first_member_fails() -> None:
 
 
 def test_the_snapshot_limit_counts_all_python_files_together() -> None:
-    archive = tar_bytes(
-        [(member(f"top/m{i}.py"), b"#" * 100) for i in range(3)] + [(member("top/x.bin"), b"0" * 900)]
-    )
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = [
+        (member(f"top/m{i}.py"), b"#" * 100) for i in range(3)
+    ]
+    archive = tar_bytes([*members, (member("top/x.bin"), b"0" * 900)])
     limits = ArchiveLimits(
         max_members=100, max_file_bytes=100, max_unpacked_bytes=1 << 24, max_snapshot_bytes=250
     )

@@ -13,7 +13,7 @@ from tests.support.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.nats
 
-FILES = {"pkg/mod.py": "def f():\n    return 1\n" * 50}
+FILES: dict[str, bytes | str] = {"pkg/mod.py": "def f():\n    return 1\n" * 50}
 
 
 async def started(jobs: Analyzer, job_id: str) -> None:
