@@ -5,7 +5,14 @@ NATS is one of the msgspec structs below, encoded as JSON (readable with `nats` 
 except snapshots, which are msgpack (they hold file bytes).
 """
 
-from jobs_contract.jetstream import FETCH_DUPLICATE_WINDOW_S, JobStores, ensure_jetstream, fetch_stream_config
+from jobs_contract.jetstream import (
+    FETCH_DUPLICATE_WINDOW_S,
+    JobStores,
+    SnapshotGone,
+    ensure_jetstream,
+    fetch_stream_config,
+    load_snapshot,
+)
 from jobs_contract.messages import (
     EVENT_COMPLETED,
     EVENT_FAILED,
@@ -40,6 +47,7 @@ from jobs_contract.messages import (
     is_job_id,
     snapshot_key,
 )
+from jobs_contract.settings import StorageSettings
 
 __all__ = [
     "EVENTS_PREFIX",
@@ -68,6 +76,8 @@ __all__ = [
     "Ref",
     "Repo",
     "Snapshot",
+    "SnapshotGone",
+    "StorageSettings",
     "decode_fetch_request",
     "decode_job_record",
     "decode_snapshot",
@@ -77,5 +87,6 @@ __all__ = [
     "event_subject",
     "fetch_stream_config",
     "is_job_id",
+    "load_snapshot",
     "snapshot_key",
 ]
