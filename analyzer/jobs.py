@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections import OrderedDict
@@ -22,21 +21,23 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from analyzer.errors import InvalidJobId, JobFailed, JobNotFound, JobNotReady, NatsUnavailable
 from analyzer.repo_url import RepoTarget
-from jobs_contract import FETCH_SUBJECT, FetchRequest, JobRecord, JobStatus
+from jobs_contract import (
+    FETCH_SUBJECT,
+    TERMINAL,
+    FetchRequest,
+    JobRecord,
+    JobStatus,
+    decode_job_record,
+    encode_json,
+    is_job_id,
+)
 
 logger = logging.getLogger("analyzer.jobs")
-
-# Job ids the analyzer issues are uuid4 hex; accept any id a KV key and a NATS subject token can hold.
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-TERMINAL = frozenset({JobStatus.READY, JobStatus.FAILED})
-
-_record_decoder = msgspec.json.Decoder(JobRecord)
-_encoder = msgspec.json.Encoder()
 
 
 def check_job_id(job_id: str) -> str:
     """The job id itself, or InvalidJobId (422) if no job could have it."""
-    if not _JOB_ID.fullmatch(job_id):
+    if not is_job_id(job_id):
         raise InvalidJobId(
             f"job_id {job_id[:200]!r} is not a job id: expected 1-128 letters, digits, '-' or '_'",
             job_id=job_id[:200],
@@ -88,12 +89,12 @@ class JobStore:
             job_id=record.job_id, owner=target.owner, repo=target.repo, ref=target.ref, requested_at=now
         )
         try:
-            await self._kv.create(record.job_id, _encoder.encode(record))
+            await self._kv.create(record.job_id, encode_json(record))
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailable(f"could not create the job record on NATS: {exc!r}") from exc
         try:
             await self._js.publish(
-                FETCH_SUBJECT, _encoder.encode(request), headers={"Nats-Msg-Id": record.job_id}
+                FETCH_SUBJECT, encode_json(request), headers={"Nats-Msg-Id": record.job_id}
             )
         except (TimeoutError, nats.errors.Error) as exc:
             await self._fail_unqueued(record, exc)
@@ -111,7 +112,7 @@ class JobStore:
             updated_at=self._clock(),
         )
         try:
-            await self._kv.put(record.job_id, _encoder.encode(failed))
+            await self._kv.put(record.job_id, encode_json(failed))
         except (TimeoutError, nats.errors.Error):
             logger.warning("job %s: could not mark it failed after the queueing error", record.job_id)
 
@@ -240,6 +241,6 @@ class _SharedWatch:
 
 def _decode(job_id: str, value: bytes) -> JobRecord:
     try:
-        return _record_decoder.decode(value)
+        return decode_job_record(value)
     except msgspec.DecodeError as exc:
         raise NatsUnavailable(f"job {job_id!r} has an unreadable record in NATS: {exc}") from exc

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import msgspec
+from faststream import Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -26,7 +27,7 @@ from fetcher.archive import INFLATE_ENGINE
 from fetcher.github import GitHubClient, GitHubConfig
 from fetcher.logs import setup_logging
 from fetcher.settings import Settings
-from fetcher.worker import Fetcher
+from fetcher.worker import Fetcher, JobSlots
 from jobs_contract import (
     EVENT_COMPLETED,
     EVENT_FAILED,
@@ -45,6 +46,9 @@ log = logging.getLogger("fetcher")
 # The server publishes this when a request used up its deliveries without an ack.
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{FETCH_STREAM}.{FETCH_DURABLE}"
 ADVISORY_QUEUE = "codereview-fetcher-advisories"
+# What the lifespan puts in the broker's context for the handlers (FastStream's Context).
+FETCHER_KEY = "fetcher"
+SLOTS_KEY = "job_slots"
 
 
 def json_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
@@ -94,18 +98,11 @@ def delivery_attempt(message: NatsMessage) -> int:
         return 1
 
 
-class _Holder:
-    """What the lifespan builds and the handlers use."""
-
-    fetcher: Fetcher | None = None
-
-
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> AsgiFastStream:
     """Build the fetcher app: broker, subscribers, lifespan (JetStream set-up, GitHub client)."""
     settings = settings or Settings()
     if configure_logging:
         setup_logging(settings.log_level)
-    holder = _Holder()
     # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
     # job with its id, so those go to DEBUG.
     broker = NatsBroker(
@@ -117,7 +114,10 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         stream=JStream(FETCH_STREAM, declare=False),
         durable=FETCH_DURABLE,
         config=consumer_config(settings),
-        pull_sub=PullSub(batch_size=settings.fetcher_concurrency, timeout=5.0),
+        # One request per pull, and the handler returns only when a job slot is free (JobSlots):
+        # a request is pulled only when it can start, so a slow job never holds others back, and
+        # none waits in memory without heartbeats while its ack wait runs out.
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw_body,
         title="fetch requests",
@@ -126,25 +126,26 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             "one FetchRequest per job, published by the analyzer with Nats-Msg-Id = job id."
         ),
     )
-    async def fetch_requests(body: FetchRequestPayload, message: NatsMessage) -> None:
-        fetcher = holder.fetcher
-        if fetcher is None:  # pragma: no cover - the lifespan builds it before subscribers start
-            await message.nack(delay=1.0)
-            return
-        await fetcher.handle(message.body, message, attempt=delivery_attempt(message))
+    async def fetch_requests(
+        body: FetchRequestPayload,
+        message: NatsMessage,
+        fetcher: Annotated[Fetcher, Context(FETCHER_KEY)],
+        slots: Annotated[JobSlots, Context(SLOTS_KEY)],
+    ) -> None:
+        await slots.start(fetcher.handle(message.body, message, attempt=delivery_attempt(message)))
 
     @broker.subscriber(
         MAX_DELIVERIES_ADVISORY, queue=ADVISORY_QUEUE, include_in_schema=False, decoder=_raw_body
     )
-    async def max_deliveries(body: Any, message: NatsMessage) -> None:
-        fetcher = holder.fetcher
+    async def max_deliveries(
+        body: Any, message: NatsMessage, fetcher: Annotated[Fetcher, Context(FETCHER_KEY)]
+    ) -> None:
         try:
             stream_seq = int(json.loads(message.body)["stream_seq"])
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable max-deliveries advisory: %r", message.body[:200])
             return
-        if fetcher is not None:
-            await fetcher.abandoned(stream_seq)
+        await fetcher.abandoned(stream_seq)
 
     for event, what in (
         (EVENT_PROGRESS, "throttled progress while fetching"),
@@ -162,7 +163,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     async def lifespan() -> AsyncIterator[None]:
         connection = await broker.connect()
         js = connection.jetstream()
-        stores = await ensure_jetstream(js)
+        stores = await ensure_jetstream(js, settings)
         # Create, or update to these settings, before the subscriber binds to it.
         await js.add_consumer(FETCH_STREAM, consumer_config(settings))
         github_config = GitHubConfig(
@@ -176,11 +177,19 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             max_download_bytes=settings.fetcher_max_download_bytes,
         )
         async with GitHubClient(github_config) as github:
-            holder.fetcher = Fetcher(settings, github, stores, connection)
+            broker.context.set_global(FETCHER_KEY, Fetcher(settings, github, stores, connection))
+            broker.context.set_global(SLOTS_KEY, JobSlots(settings.fetcher_concurrency))
             try:
                 yield
             finally:
-                holder.fetcher = None
+                broker.context.reset_global(FETCHER_KEY)
+                broker.context.reset_global(SLOTS_KEY)
+
+    async def stop_jobs() -> None:
+        # Before the broker closes: a job cut short is not acked, so JetStream redelivers it.
+        slots: JobSlots | None = broker.context.get(SLOTS_KEY)
+        if slots is not None:
+            await slots.close()
 
     async def ready() -> None:
         log.info(
@@ -195,7 +204,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     @get(include_in_schema=False)
     async def health(scope: Any) -> AsgiResponse:
-        healthy = holder.fetcher is not None and await broker.ping(timeout=1.0)
+        healthy = broker.context.get(FETCHER_KEY) is not None and await broker.ping(timeout=1.0)
         body = {"status": "ok" if healthy else "unavailable", "nats": settings.nats_url}
         return AsgiResponse(
             json.dumps(body).encode(), 200 if healthy else 503, headers={"content-type": "application/json"}
@@ -207,6 +216,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         asgi_routes=[("/health", health)],
         lifespan=lifespan,
         after_startup=[ready],
+        on_shutdown=[stop_jobs],
         specification=AsyncAPI(
             title="codereview fetcher",
             version="0.1.0",

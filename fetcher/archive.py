@@ -23,7 +23,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol, Self, cast
 
 from fetcher.errors import ArchiveError, LimitExceededError
 
@@ -75,12 +75,36 @@ _NOT_REGULAR = {
 MAX_SKIPPED_LISTED = 1000
 MAX_NAME_LISTED = 512
 
+# tarfile reads a GNU long name (type L/K) or a pax header (x/g) whole into memory, whatever size
+# its header announces, and follows chains of them by recursion. GitHub writes one small pax
+# global header (the commit sha) and a pax or long-name header only for a path over 100 bytes,
+# so anything past these is hostile and fails the job before tarfile reads it.
+MAX_EXTENDED_HEADER_BYTES = 64 * 1024
+MAX_EXTENDED_HEADERS_IN_A_ROW = 8
+# Linux's PATH_MAX: no checkout could hold a longer path.
+MAX_NAME_BYTES = 4096
+# Downloaded chunks waiting for the reading thread (httpx hands over at most 64 KiB at a time),
+# so a download that outruns the reading waits instead of piling up in memory.
+MAX_QUEUED_CHUNKS = 64
+
+# The all-zero block that ends an archive (tarfile's own error type, missing from its stubs).
+_EOF_HEADER: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
+_EXTENDED_HEADERS = {
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+}
+
 
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_members: int
     max_file_bytes: int
     max_unpacked_bytes: int
+    # All kept .py files together: what a job holds in memory and stores.
+    max_snapshot_bytes: int
 
 
 @dataclass
@@ -109,6 +133,7 @@ class ArchiveContents:
 
 
 _END = b""
+_FEED_POLL_S = 0.002
 
 
 class _GunzipStream(io.RawIOBase):
@@ -119,11 +144,19 @@ class _GunzipStream(io.RawIOBase):
     limit in CPU and one read in memory. A stream that ends before gzip's end is truncated.
     """
 
-    def __init__(self, chunks: queue.SimpleQueue[bytes], max_unpacked_bytes: int) -> None:
+    def __init__(
+        self,
+        chunks: queue.Queue[bytes],
+        max_unpacked_bytes: int,
+        inflater: Callable[[], _Decompressor] = _inflater,
+        aborted: threading.Event | None = None,
+    ) -> None:
         super().__init__()
+        self._aborted = aborted or threading.Event()
         self._chunks = chunks
         self._limit = max_unpacked_bytes
-        self._inflater = _inflater()
+        self._new_inflater = inflater
+        self._inflater = inflater()
         self._ended = False
         self.unpacked = 0
 
@@ -143,17 +176,22 @@ class _GunzipStream(io.RawIOBase):
         if want == 0:
             return b""
         while True:
+            if self._aborted.is_set():
+                # The job ended (deadline, failed download): stop within one read, not at the end.
+                raise ArchiveError("the reading was stopped")
             inflater = self._inflater
             try:
-                if inflater.unconsumed_tail:
-                    data = inflater.decompress(inflater.unconsumed_tail, want)
-                elif inflater.eof:
+                # eof first: at a member's end zlib leaves the next member's bytes in both
+                # unused_data and unconsumed_tail, and inflating that tail again never ends.
+                if inflater.eof:
                     rest = inflater.unused_data or self._next_chunk()
                     if not rest:
                         return b""
                     # Another gzip member follows (gzip allows concatenation).
-                    self._inflater = _inflater()
+                    self._inflater = self._new_inflater()
                     data = self._inflater.decompress(rest, want)
+                elif inflater.unconsumed_tail:
+                    data = inflater.decompress(inflater.unconsumed_tail, want)
                 else:
                     chunk = self._next_chunk()
                     if not chunk:
@@ -177,6 +215,64 @@ class _GunzipStream(io.RawIOBase):
         return len(data)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's header reading, with every header's size and the archive's end checked first.
+
+    tarfile itself takes a header cut short, a block that is not a header, or no end-of-archive
+    marker after the first member for the end of the archive, so a truncated download would
+    look complete; here each of them fails. Sparse members (never in GitHub's archives) are
+    refused: tarfile reads their maps into memory, as long as the archive says.
+    """
+
+    @classmethod
+    def fromtarfile(cls, archive: tarfile.TarFile) -> Self:
+        fileobj = archive.fileobj
+        assert fileobj is not None
+        buf = fileobj.read(tarfile.BLOCKSIZE)
+        if len(buf) != tarfile.BLOCKSIZE:
+            where = "inside a header" if buf else "without its end-of-archive marker"
+            raise ArchiveError(f"the archive is truncated: the tar stream ends {where}")
+        try:
+            member = cls.frombuf(buf, archive.encoding, archive.errors)
+        except _EOF_HEADER:
+            raise  # the end-of-archive marker: tarfile stops here
+        except tarfile.HeaderError as error:
+            raise ArchiveError(f"the archive is not a valid tar file: {error}") from error
+        member.offset = fileobj.tell() - tarfile.BLOCKSIZE
+        return cast("Self", member._proc_member(archive))
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type not in _EXTENDED_HEADERS:
+            member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+            return member
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
+            raise ArchiveError(
+                f"the archive has a long-name or pax header of {self.size} bytes; "
+                f"at most {MAX_EXTENDED_HEADER_BYTES} are read"
+            )
+        # Each extended header makes tarfile read the next header recursively: bound the chain.
+        depth: int = getattr(archive, "_codereview_headers_in_a_row", 0)
+        if depth >= MAX_EXTENDED_HEADERS_IN_A_ROW:
+            raise ArchiveError(
+                f"the archive has more than {MAX_EXTENDED_HEADERS_IN_A_ROW} long-name or pax headers in a row"
+            )
+        archive._codereview_headers_in_a_row = depth + 1  # type: ignore[attr-defined]
+        try:
+            member = super()._proc_member(archive)  # type: ignore[misc]
+        finally:
+            archive._codereview_headers_in_a_row = depth  # type: ignore[attr-defined]
+        if len(member.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise ArchiveError(
+                f"the archive has a member name of over {MAX_NAME_BYTES} bytes: {member.name[:100]!r}..."
+            )
+        return member
+
+    def _refuse_sparse(self, *args: object) -> tarfile.TarInfo:
+        raise ArchiveError("the archive holds a sparse member, which GitHub never writes")
+
+    _proc_sparse = _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _refuse_sparse
+
+
 def safe_path(name: str, top: str | None) -> tuple[str | None, str | None]:
     """(path inside the repository, None) for a safe member name, else (None, reason)."""
     if "\x00" in name:
@@ -198,20 +294,31 @@ def safe_path(name: str, top: str | None) -> tuple[str | None, str | None]:
     return posixpath.join(*inner), None
 
 
-def read_archive(chunks: queue.SimpleQueue[bytes], limits: ArchiveLimits) -> ArchiveContents:
+def read_archive(
+    chunks: queue.Queue[bytes],
+    limits: ArchiveLimits,
+    inflater: Callable[[], _Decompressor] = _inflater,
+    aborted: threading.Event | None = None,
+) -> ArchiveContents:
     """Read a .tar.gz whose bytes arrive on `chunks` (b"" ends them); runs in a worker thread.
 
-    Raises ArchiveError (corrupt or truncated) or LimitExceededError (a setting's limit passed).
+    Raises ArchiveError (corrupt or truncated anywhere, hostile headers) or LimitExceededError
+    (a setting's limit passed). Memory: the kept files, one file being read, one read of
+    inflated data and at most MAX_EXTENDED_HEADER_BYTES of header, whatever the archive.
     """
-    stream = _GunzipStream(chunks, limits.max_unpacked_bytes)
+    stream = _GunzipStream(chunks, limits.max_unpacked_bytes, inflater, aborted)
     contents = ArchiveContents()
     top: str | None = None
+    kept_bytes = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=_READ_SIZE) as archive:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=_READ_SIZE, tarinfo=_BoundedTarInfo) as archive:
             comment = archive.pax_headers.get("comment", "").strip().lower()
             if _SHA.fullmatch(comment):
                 contents.commit_sha = comment
             for member in archive:
+                # tarfile keeps every member read, even in stream mode (up to FETCHER_MAX_MEMBERS
+                # of them, each with a name of up to 4 KiB): drop them, nothing here reads them back.
+                archive.members.clear()  # type: ignore[attr-defined]  # untyped in typeshed
                 contents.members += 1
                 if contents.members > limits.max_members:
                     raise LimitExceededError(
@@ -240,6 +347,13 @@ def read_archive(chunks: queue.SimpleQueue[bytes], limits: ArchiveLimits) -> Arc
                         limits.max_file_bytes,
                         f"{path} is {member.size} bytes",
                     )
+                kept_bytes += member.size
+                if kept_bytes > limits.max_snapshot_bytes:
+                    raise LimitExceededError(
+                        "FETCHER_MAX_SNAPSHOT_BYTES",
+                        limits.max_snapshot_bytes,
+                        f"the repository's Python files come to more than {limits.max_snapshot_bytes} bytes",
+                    )
                 reader = archive.extractfile(member)
                 if reader is None:  # pragma: no cover - isreg() members always have data
                     continue
@@ -261,22 +375,24 @@ class ArchiveReader:
     """Hand over downloaded chunks from the event loop; a worker thread reads them as they come.
 
     Use: `reader.start()`, `await reader.feed(chunk)` per chunk, `await reader.finish()` for the
-    contents (raises what the reading raised). `abort()` stops the thread on a failed download.
-    Chunks queue up unbounded: the download itself is capped by FETCHER_MAX_DOWNLOAD_BYTES.
+    contents (raises what the reading raised). `await reader.abort()` stops the thread on a
+    failed download. At most MAX_QUEUED_CHUNKS chunks wait for the thread: `feed` waits while
+    that many do, so a download never runs ahead of the reading by more than a few MiB.
     """
 
     def __init__(self, limits: ArchiveLimits) -> None:
         self._limits = limits
-        self._chunks: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=MAX_QUEUED_CHUNKS)
         self._task: asyncio.Future[ArchiveContents] | None = None
         self._stopped = threading.Event()
+        self._aborted = threading.Event()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(asyncio.to_thread(self._run))
 
     def _run(self) -> ArchiveContents:
         try:
-            return read_archive(self._chunks, self._limits)
+            return read_archive(self._chunks, self._limits, aborted=self._aborted)
         finally:
             self._stopped.set()
 
@@ -286,23 +402,36 @@ class ArchiveReader:
             return self._task.exception()
         return None
 
-    def feed(self, chunk: bytes) -> None:
+    async def _put(self, chunk: bytes) -> None:
+        # A short poll: the thread frees room within one read, and a thread that stopped
+        # (done or failed) takes nothing more.
+        while not self._stopped.is_set():
+            try:
+                self._chunks.put_nowait(chunk)
+                return
+            except queue.Full:
+                await asyncio.sleep(_FEED_POLL_S)
+
+    async def feed(self, chunk: bytes) -> None:
         """Hand over one chunk; raises at once what the reading failed with, if it did."""
         if error := self.failed():
             raise error
-        if chunk and not self._stopped.is_set():
-            self._chunks.put(chunk)
+        if chunk:
+            await self._put(chunk)
+            if error := self.failed():
+                raise error
 
     async def finish(self) -> ArchiveContents:
         assert self._task is not None, "start() first"
-        self._chunks.put(_END)
+        await self._put(_END)
         return await self._task
 
     async def abort(self) -> None:
         """End the reading early (the download failed); waits for the thread, drops its result."""
         if self._task is None:
             return
-        self._chunks.put(_END)
+        self._aborted.set()
+        await self._put(_END)
         # The download's failure is the one that matters; the reading's is a consequence.
         with contextlib.suppress(Exception):
             await self._task

@@ -44,6 +44,14 @@ class GitHubUnavailableError(GitHubError):
     retryable = True
 
 
+class DownloadTimeoutError(FetchError):
+    """The download did not finish within FETCHER_DOWNLOAD_TIMEOUT_S (a slow or stalled server)."""
+
+
+class StorageFullError(FetchError):
+    """The `repos` Object Store has no room for the snapshot (REPOS_MAX_BYTES)."""
+
+
 class ArchiveError(FetchError):
     """The archive is not a readable .tar.gz (corrupt, truncated, not gzip, bad tar headers)."""
 

@@ -9,7 +9,6 @@ so, and only the writer that moved it there publishes the completed/failed event
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -22,21 +21,17 @@ from jobs_contract import (
     EVENT_COMPLETED,
     EVENT_FAILED,
     EVENT_PROGRESS,
+    TERMINAL,
     FetchRequest,
     JobEvent,
     JobRecord,
     JobStatus,
+    decode_job_record,
+    encode_json,
     event_subject,
 )
 
 log = logging.getLogger("fetcher.jobs")
-
-TERMINAL = frozenset({JobStatus.READY, JobStatus.FAILED})
-# KV keys and subject tokens: keep job ids to a safe alphabet (the analyzer uses uuid hex).
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-_record_decoder = msgspec.json.Decoder(JobRecord)
-_encoder = msgspec.json.Encoder()
 
 
 class JobFinished(Exception):  # noqa: N818 - a state, not a failure
@@ -45,10 +40,6 @@ class JobFinished(Exception):  # noqa: N818 - a state, not a failure
     def __init__(self, record: JobRecord) -> None:
         self.record = record
         super().__init__(f"job {record.job_id} is already {record.status}")
-
-
-def valid_job_id(job_id: str) -> bool:
-    return _JOB_ID.fullmatch(job_id) is not None
 
 
 class Job:
@@ -69,7 +60,7 @@ class Job:
             entry = None
         if entry is not None and entry.value:
             revision = entry.revision or 0
-            return cls(kv, nc, _record_decoder.decode(entry.value), revision)
+            return cls(kv, nc, decode_job_record(entry.value), revision)
         now = time.time()
         record = JobRecord(
             job_id=request.job_id,
@@ -81,11 +72,11 @@ class Job:
             updated_at=now,
         )
         try:
-            revision = await kv.create(request.job_id, _encoder.encode(record))
+            revision = await kv.create(request.job_id, encode_json(record))
         except KeyWrongLastSequenceError:
             # The analyzer wrote it just now; read its version.
             entry = await kv.get(request.job_id)
-            return cls(kv, nc, _record_decoder.decode(entry.value or b""), entry.revision or 0)
+            return cls(kv, nc, decode_job_record(entry.value or b""), entry.revision or 0)
         return cls(kv, nc, record, revision)
 
     @property
@@ -99,9 +90,7 @@ class Job:
                 raise JobFinished(self.record)
             record = msgspec.structs.replace(self.record, **changes, updated_at=time.time())
             try:
-                self.revision = await self._kv.update(
-                    self.record.job_id, _encoder.encode(record), self.revision
-                )
+                self.revision = await self._kv.update(self.record.job_id, encode_json(record), self.revision)
             except KeyWrongLastSequenceError:
                 await self._reload()
                 continue
@@ -110,7 +99,7 @@ class Job:
 
     async def _reload(self) -> None:
         entry = await self._kv.get(self.record.job_id)
-        self.record = _record_decoder.decode(entry.value or b"")
+        self.record = decode_job_record(entry.value or b"")
         self.revision = entry.revision or 0
 
     async def progress(self, **changes: Any) -> None:
@@ -149,4 +138,4 @@ class Job:
             error=record.error,
             at=record.updated_at,
         )
-        await self._nc.publish(event_subject(record.job_id, event), _encoder.encode(message))
+        await self._nc.publish(event_subject(record.job_id, event), encode_json(message))

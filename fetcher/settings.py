@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-MIB = 1024 * 1024
+from jobs_contract.settings import MIB, StorageSettings
 
 
-class Settings(BaseSettings):
-    """Field names are the environment variables in lower case (`nats_url` reads NATS_URL)."""
+class Settings(StorageSettings):
+    """Field names are the environment variables in lower case (`nats_url` reads NATS_URL).
+
+    The storage limits of the buckets (JOBS_MAX_AGE_S, ...) come from the contract's StorageSettings.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -27,12 +30,17 @@ class Settings(BaseSettings):
     fetcher_max_members: int = Field(default=100_000, gt=0)
     fetcher_max_file_bytes: int = Field(default=10 * MIB, gt=0)
     fetcher_max_unpacked_bytes: int = Field(default=2048 * MIB, gt=0)
+    # All kept .py files of one repository together: held in memory while fetching, then stored.
+    fetcher_max_snapshot_bytes: int = Field(default=64 * MIB, gt=0)
+    # The whole download (redirects, rate-limit waits and retries included), however slowly the
+    # bytes come: the HTTP timeout only bounds the wait for each read.
+    fetcher_download_timeout_s: float = Field(default=300.0, gt=0)
 
     # JetStream delivery: a request not acknowledged within the ack wait goes to another fetcher
     # (a running fetch reports progress to the server, so only a dead fetcher's requests time out).
     fetcher_ack_wait_s: float = Field(default=30.0, gt=0)
     fetcher_max_deliveries: int = Field(default=3, ge=1)
-    # Requests one fetcher pulls at once and works on together (it pulls again when all are done).
+    # Jobs one fetcher works on at once; it pulls the next request as soon as one of them ends.
     fetcher_concurrency: int = Field(default=2, ge=1)
 
     # GitHub: per-request timeout, retries of 5xx and dropped connections, and how long to wait

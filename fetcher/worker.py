@@ -20,37 +20,45 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ObjectMeta
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError, ServiceUnavailableError
 
 from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
-from fetcher.errors import FetchError, InvalidRequestError
+from fetcher.errors import DownloadTimeoutError, FetchError, InvalidRequestError, StorageFullError
 from fetcher.github import GitHubClient
-from fetcher.jobs import Job, JobFinished, valid_job_id
+from fetcher.jobs import Job, JobFinished
 from fetcher.settings import Settings
 from jobs_contract import (
     FETCH_STREAM,
+    REPOS_BUCKET,
     FetchRequest,
     JobStores,
     Snapshot,
+    decode_fetch_request,
+    decode_job_record,
     decode_snapshot,
     encode_snapshot,
+    is_job_id,
     snapshot_key,
 )
 
 log = logging.getLogger("fetcher.worker")
 
 _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-_request_decoder = msgspec.json.Decoder(FetchRequest)
 # Object headers with the snapshot's counts, so a commit stored earlier is ready without reading it.
 FILES_HEADER = "Codereview-Files"
 BYTES_HEADER = "Codereview-Bytes"
+# When the snapshot was stored (Unix time): one stored more than half of REPOS_MAX_AGE_S ago is
+# stored again rather than reused, so a job that becomes ready keeps its files at least that long.
+STORED_AT_HEADER = "Codereview-Stored-At"
+# JetStream's error code for a write past the stream's max bytes (discard policy "new").
+_STORE_FULL = 10077
 # The download is this share of the progress; storing the snapshot the rest.
 _DOWNLOAD_SHARE = 0.9
 
@@ -74,21 +82,11 @@ class Outcome:
 
 
 def decode_request(body: bytes) -> FetchRequest:
-    """Decode and check a FetchRequest; raises InvalidRequestError saying what is wrong."""
+    """Decode and check a FetchRequest against the contract; raises InvalidRequestError saying why not."""
     try:
-        request = _request_decoder.decode(body)
+        return decode_fetch_request(body)
     except msgspec.DecodeError as error:
         raise InvalidRequestError(f"invalid fetch request: {error}") from error
-    if not valid_job_id(request.job_id):
-        raise InvalidRequestError(
-            f"invalid fetch request: job_id {request.job_id!r} is not [A-Za-z0-9_-]{{1,128}}"
-        )
-    for name, value in (("owner", request.owner), ("repo", request.repo)):
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value) or value in (".", ".."):
-            raise InvalidRequestError(f"invalid fetch request: {name} {value!r} is not a GitHub name")
-    if request.ref is not None and (not request.ref or len(request.ref) > 255 or "\x00" in request.ref):
-        raise InvalidRequestError("invalid fetch request: ref must be 1 to 255 characters")
-    return request
 
 
 class Fetcher:
@@ -103,6 +101,7 @@ class Fetcher:
             max_members=settings.fetcher_max_members,
             max_file_bytes=settings.fetcher_max_file_bytes,
             max_unpacked_bytes=settings.fetcher_max_unpacked_bytes,
+            max_snapshot_bytes=settings.fetcher_max_snapshot_bytes,
         )
 
     # -- deliveries ------------------------------------------------------------------------
@@ -181,21 +180,18 @@ class Fetcher:
         return Outcome(request.job_id, "failed", reason)
 
     async def _fail_undecodable(self, body: bytes, reason: str) -> None:
-        """Fail the job a malformed request names, if it names one that exists."""
+        """Fail the job a malformed request names, if it names one whose record exists."""
         try:
             job_id = msgspec.json.decode(body).get("job_id")
         except (msgspec.DecodeError, AttributeError):
             return
-        if not isinstance(job_id, str) or not valid_job_id(job_id):
+        if not isinstance(job_id, str) or not is_job_id(job_id):
             return
         try:
             entry = await self.stores.kv.get(job_id)
-            owner_repo = msgspec.json.decode(entry.value or b"{}")
+            record = decode_job_record(entry.value or b"")
             request = FetchRequest(
-                job_id=job_id,
-                owner=str(owner_repo.get("owner", "")),
-                repo=str(owner_repo.get("repo", "")),
-                requested_at=0.0,
+                job_id=job_id, owner=record.owner, repo=record.repo, requested_at=record.created_at
             )
             job = await Job.open(self.stores.kv, self.nc, request)
             await job.fail(reason)
@@ -326,7 +322,7 @@ class Fetcher:
         async def on_chunk(chunk: bytes, announced: int | None) -> None:
             nonlocal received, last_report
             assert reader is not None
-            reader.feed(chunk)
+            await reader.feed(chunk)
             received += len(chunk)
             now = time.monotonic()
             if now - last_report >= self.settings.fetcher_progress_interval_s:
@@ -334,23 +330,40 @@ class Fetcher:
                 share = min(1.0, received / announced) if announced else 0.0
                 await job.progress(progress=round(share * _DOWNLOAD_SHARE, 3), bytes=received)
 
+        limit_s = self.settings.fetcher_download_timeout_s
         try:
-            total = await self.github.download_tarball(owner, repo, ref, on_chunk, on_attempt)
-            downloaded = time.monotonic()
-            assert reader is not None
-            return await reader.finish(), total, downloaded
+            try:
+                async with asyncio.timeout(limit_s) as deadline:
+                    total = await self.github.download_tarball(owner, repo, ref, on_chunk, on_attempt)
+                    downloaded = time.monotonic()
+                    assert reader is not None
+                    return await reader.finish(), total, downloaded
+            except TimeoutError as error:
+                if not deadline.expired():
+                    raise
+                raise DownloadTimeoutError(
+                    f"the download of {owner}/{repo} did not finish within "
+                    f"FETCHER_DOWNLOAD_TIMEOUT_S={limit_s:g} s ({received} bytes received)"
+                ) from error
         except BaseException:
             if reader is not None:
                 await reader.abort()
             raise
 
     async def _stored_counts(self, key: str) -> tuple[int, int] | None:
-        """(files, bytes) of a snapshot already in the Object Store, or None if there is none."""
+        """(files, bytes) of a snapshot in the Object Store that lives on for at least half of
+        REPOS_MAX_AGE_S, or None if there is none (or it expires sooner, so store it again)."""
         try:
             info = await self.stores.repos.get_info(key)
         except ObjectNotFoundError:
             return None
         headers = info.headers or {}
+        try:
+            stored_at = float(headers[STORED_AT_HEADER])
+        except (KeyError, ValueError, TypeError):
+            stored_at = 0.0  # stored by an older release: when is unknown, so treat it as old
+        if time.time() - stored_at > self.settings.repos_max_age_s / 2:
+            return None
         try:
             return int(headers[FILES_HEADER]), int(headers[BYTES_HEADER])
         except (KeyError, ValueError, TypeError):
@@ -360,8 +373,62 @@ class Fetcher:
 
     async def _store(self, key: str, snapshot: Snapshot, files: int, size: int) -> None:
         data = encode_snapshot(snapshot)
-        meta = ObjectMeta(name=key, headers={FILES_HEADER: str(files), BYTES_HEADER: str(size)})
-        await self.stores.repos.put(key, data, meta=meta)
+        headers = {FILES_HEADER: str(files), BYTES_HEADER: str(size), STORED_AT_HEADER: f"{time.time():.3f}"}
+        meta = ObjectMeta(name=key, headers=headers)
+        try:
+            await self.stores.repos.put(key, data, meta=meta)
+        except ServiceUnavailableError as error:
+            if error.err_code != _STORE_FULL:
+                raise
+            raise StorageFullError(
+                f"the Object Store {REPOS_BUCKET!r} has no room for this snapshot ({len(data)} bytes): "
+                f"REPOS_MAX_BYTES={self.settings.repos_max_bytes} is reached; older snapshots leave "
+                f"after REPOS_MAX_AGE_S={self.settings.repos_max_age_s:g} s"
+            ) from error
+
+
+class JobSlots:
+    """Runs up to `size` jobs at once, each in a task of its own, independent of the others."""
+
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._tasks: dict[asyncio.Task[Outcome], Coroutine[Any, Any, Outcome]] = {}
+
+    async def start(self, job: Coroutine[Any, Any, Outcome]) -> None:
+        """Start `job` in a free slot; return once another slot is free (so the caller pulls
+        the next request only when it can start at once)."""
+        try:
+            await self._free.acquire()
+        except BaseException:
+            job.close()
+            raise
+        task = asyncio.create_task(self._run(job))
+        self._tasks[task] = job
+        task.add_done_callback(self._forget)
+        async with self._free:
+            pass
+
+    async def _run(self, job: Coroutine[Any, Any, Outcome]) -> Outcome:
+        try:
+            return await job
+        finally:
+            self._free.release()
+
+    def _forget(self, task: asyncio.Task[Outcome]) -> None:
+        # A task cancelled before its first step never awaited its job: close it, or Python
+        # warns "coroutine was never awaited" (closing a finished one does nothing).
+        self._tasks.pop(task).close()
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def close(self) -> None:
+        """Cancel the running jobs and wait for them to stop."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import re
+from typing import Annotated
 
 import msgspec
 
@@ -30,24 +32,55 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+# A job in one of these states never changes again.
+TERMINAL = frozenset({JobStatus.READY, JobStatus.FAILED})
+
+# The limits below are GitHub's own, so nothing GitHub accepts is refused and nothing else passes.
+# msgspec applies `pattern` with re.search, hence the anchors; the end anchor is "no character
+# follows", since `$` also matches before a final newline (and `\Z` is not JSON Schema's dialect).
+_END = r"(?![\s\S])"
+# Job ids are KV keys and subject tokens; the analyzer issues uuid4 hex.
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}" + _END
+# GitHub logins (users and organisations): letters, digits, single inner hyphens, at most 39.
+OWNER_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}" + _END
+# Repository names: at most 100 of letters, digits, '.', '_', '-'; never "." or "..".
+REPO_PATTERN = r"^(?!\.{1,2}(?![\s\S]))[A-Za-z0-9._-]{1,100}" + _END
+# Git ref names: GitHub refuses branch and tag names over 255 bytes; git itself refuses control
+# characters, space and ~^:?*[\ anywhere in a ref.
+REF_MAX_CHARS = 255
+REF_PATTERN = r"^[^\x00-\x20\x7f~^:?*\[\\]+" + _END
+
+JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)]
+Owner = Annotated[str, msgspec.Meta(pattern=OWNER_PATTERN)]
+Repo = Annotated[str, msgspec.Meta(pattern=REPO_PATTERN)]
+Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=REF_MAX_CHARS, pattern=REF_PATTERN)]
+
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def is_job_id(value: str) -> bool:
+    """Whether `value` could be a job id (the rule JobId applies when decoding)."""
+    return _JOB_ID.search(value) is not None
+
+
 class FetchRequest(msgspec.Struct, kw_only=True, frozen=True):
     """Ask a fetcher to download one repository at one ref (None: the default branch)."""
 
-    job_id: str
-    owner: str
-    repo: str
-    ref: str | None = None
+    job_id: JobId
+    owner: Owner
+    repo: Repo
+    ref: Ref | None = None
     requested_at: float
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
     """The state of one job, as kept in the `jobs` KV bucket and shown by the analyzer."""
 
-    job_id: str
+    job_id: JobId
     status: JobStatus
-    owner: str
-    repo: str
-    ref: str | None = None
+    owner: Owner
+    repo: Repo
+    ref: Ref | None = None
     commit_sha: str | None = None
     # Object Store key of the stored snapshot, once ready.
     snapshot: str | None = None
@@ -92,6 +125,26 @@ def event_subject(job_id: str, event: str) -> str:
 def snapshot_key(owner: str, repo: str, commit_sha: str) -> str:
     """Object name of a commit's snapshot; the same commit always maps to the same name."""
     return f"{owner.lower()}/{repo.lower()}@{commit_sha}"
+
+
+_json_encoder = msgspec.json.Encoder()
+_request_decoder = msgspec.json.Decoder(FetchRequest)
+_record_decoder = msgspec.json.Decoder(JobRecord)
+
+
+def encode_json(message: FetchRequest | JobRecord | JobEvent) -> bytes:
+    """The JSON bytes of a message as it goes on NATS."""
+    return _json_encoder.encode(message)
+
+
+def decode_fetch_request(data: bytes) -> FetchRequest:
+    """Decode and check a fetch request; raises msgspec.DecodeError (a ValidationError names the field)."""
+    return _request_decoder.decode(data)
+
+
+def decode_job_record(data: bytes) -> JobRecord:
+    """Decode and check a job record from the `jobs` bucket; raises msgspec.DecodeError."""
+    return _record_decoder.decode(data)
 
 
 _snapshot_encoder = msgspec.msgpack.Encoder()

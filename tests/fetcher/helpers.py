@@ -23,8 +23,11 @@ from nats.js.errors import KeyNotFoundError
 from fetcher.app import create_app
 from fetcher.settings import Settings
 from jobs_contract import (
+    EVENT_COMPLETED,
+    EVENT_FAILED,
     EVENTS_PREFIX,
     FETCH_SUBJECT,
+    TERMINAL,
     FetchRequest,
     JobEvent,
     JobRecord,
@@ -34,8 +37,6 @@ from jobs_contract import (
     decode_snapshot,
     ensure_jetstream,
 )
-
-TERMINAL = {JobStatus.READY, JobStatus.FAILED}
 
 
 def fetcher_settings(nats_url: str, github_api_url: str, **overrides: Any) -> Settings:
@@ -126,9 +127,18 @@ class Analyzer:
             with contextlib.suppress(KeyNotFoundError):
                 record = await self.record(job_id)
                 if record.status in TERMINAL:
+                    await self._event_arrived(job_id, record.status)
                     return record
             await asyncio.sleep(0.02)
         raise AssertionError(f"job {job_id} not finished within {timeout} s: {await self.record(job_id)}")
+
+    async def _event_arrived(self, job_id: str, status: JobStatus, within_s: float = 5.0) -> None:
+        """The job's completed/failed event follows its KV write: give it time to arrive, so tests
+        that count events see it (and a missing one still shows, as a count of zero)."""
+        event = EVENT_COMPLETED if status is JobStatus.READY else EVENT_FAILED
+        deadline = time.monotonic() + within_s
+        while not self.events_for(job_id, event) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def snapshot(self, key: str) -> Snapshot:
         result = await self.stores.repos.get(key)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from faststream.nats import NatsBroker, TestNatsBroker
 from faststream.nats.subscriber.usecases import CoreSubscriber, PullStreamSubscriber
 
-from fetcher.app import ADVISORY_QUEUE, MAX_DELIVERIES_ADVISORY, create_app
+from fetcher.app import ADVISORY_QUEUE, FETCHER_KEY, MAX_DELIVERIES_ADVISORY, SLOTS_KEY, create_app
 from fetcher.settings import Settings
+from fetcher.worker import Delivery, JobSlots, Outcome
 from jobs_contract import FETCH_DURABLE, FETCH_STREAM, FETCH_SUBJECT, FetchRequest
 
 
@@ -18,13 +21,27 @@ async def test_fetch_requests_reach_the_pull_subscriber_as_raw_bytes() -> None:
     [requests] = [s for s in app.broker.subscribers if isinstance(s, PullStreamSubscriber)]
     [advisories] = [s for s in app.broker.subscribers if isinstance(s, CoreSubscriber)]
     body = msgspec.json.encode(FetchRequest(job_id="j1", owner="octo", repo="demo", requested_at=1.0))
+    handled: list[tuple[bytes, int]] = []
 
+    class RecordingFetcher:
+        async def handle(self, body: bytes, delivery: Delivery, attempt: int) -> Outcome:
+            handled.append((body, attempt))
+            return Outcome("j1", "ready")
+
+    # What the lifespan puts in the broker's context (TestNatsBroker runs no lifespan).
+    slots = JobSlots(2)
+    app.broker.context.set_global(FETCHER_KEY, RecordingFetcher())
+    app.broker.context.set_global(SLOTS_KEY, slots)
     async with TestNatsBroker(app.broker) as broker:
         await broker.publish(body, FETCH_SUBJECT, stream=FETCH_STREAM)
         [call] = requests.calls
         assert call.handler.mock is not None
         # Undecoded: the worker decodes it, so a malformed request fails its job with a reason.
         call.handler.mock.assert_called_once_with(body)
+        while slots.running:  # the job runs in a task of its own
+            await asyncio.sleep(0.01)
+    assert handled == [(body, 1)]
+    assert requests.pull_sub.batch_size == 1
     assert (requests.stream.name, requests.config.durable_name) == (FETCH_STREAM, FETCH_DURABLE)
     assert (requests.config.ack_wait, requests.config.max_deliver) == (12.0, 5)
     assert (advisories.subject.template, advisories.queue) == (MAX_DELIVERIES_ADVISORY, ADVISORY_QUEUE)

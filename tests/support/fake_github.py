@@ -66,6 +66,10 @@ class FakeRepo:
     # commit sha -> archive bytes
     archives: dict[str, bytes] = field(default_factory=dict)
     private: bool = False
+    # This repository's archive trickles out: `trickle` bytes per write, a pause of `trickle_delay`
+    # between writes (one slow download among fast ones); None: the server-wide chunk settings.
+    trickle: int | None = None
+    trickle_delay: float = 0.0
 
 
 def make_sha(seed: str) -> str:
@@ -173,6 +177,12 @@ class FakeGitHub:
             entry.refs[sha] = sha
             entry.archives[sha] = archive
         return sha
+
+    def trickle(self, owner: str, repo: str, *, size: int = 1, delay: float = 1.0) -> None:
+        """Serve this repository's archives `size` bytes at a time, `delay` seconds apart."""
+        with self.lock:
+            entry = self.repos[(owner.lower(), repo.lower())]
+            entry.trickle, entry.trickle_delay = size, delay
 
     def add_fault(self, fault: Fault) -> Fault:
         with self.lock:
@@ -315,11 +325,15 @@ def _handler_for(github: FakeGitHub) -> Callable[..., BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(archive)))
             self.send_header("ETag", f'"{sha}"')
             self.end_headers()
+            size, delay = github.chunk_size, github.chunk_delay
+            if entry.trickle is not None:
+                size, delay = entry.trickle, entry.trickle_delay
             try:
-                for start in range(0, len(archive), github.chunk_size):
-                    self.wfile.write(archive[start : start + github.chunk_size])
-                    if github.chunk_delay:
-                        time.sleep(github.chunk_delay)
+                for start in range(0, len(archive), size):
+                    self.wfile.write(archive[start : start + size])
+                    self.wfile.flush()
+                    if delay:
+                        time.sleep(delay)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 

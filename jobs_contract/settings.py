@@ -1,0 +1,30 @@
+"""How long and how much the `jobs` KV bucket and the `repos` Object Store keep.
+
+Both services create the buckets (whichever starts first), so both read these variables, and
+each start applies them to buckets that already exist: set the same values for all services.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+DAY_S = 24 * 3600.0
+
+
+class StorageSettings(BaseSettings):
+    """Field names are the environment variables in lower case (`jobs_max_age_s` reads JOBS_MAX_AGE_S)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # A job record older than this is dropped: the analyzer then answers 404 for its id.
+    jobs_max_age_s: float = Field(default=7 * DAY_S, gt=0)
+    # Records are about 500 bytes: the default holds about half a million. When full, new jobs
+    # are refused (JetStream discards new writes, never someone's record) until old ones age out.
+    jobs_max_bytes: int = Field(default=256 * MIB, gt=0)
+    # A snapshot (the Python files of one commit) older than this is dropped; a job still
+    # pointing at it finds it gone (see jobs_contract.load_snapshot).
+    repos_max_age_s: float = Field(default=7 * DAY_S, gt=0)
+    # When full, storing a new snapshot fails its job with a reason naming REPOS_MAX_BYTES.
+    repos_max_bytes: int = Field(default=4096 * MIB, gt=0)
