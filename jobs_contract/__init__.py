@@ -5,7 +5,13 @@ NATS is one of the msgspec structs below, encoded as JSON (readable with `nats` 
 except snapshots, which are msgpack (they hold file bytes).
 """
 
-from jobs_contract.jetstream import FETCH_DUPLICATE_WINDOW_S, JobStores, ensure_jetstream, fetch_stream_config
+from jobs_contract.jetstream import (
+    FETCH_DUPLICATE_WINDOW_S,
+    JetStreamSetupError,
+    JobStores,
+    ensure_jetstream,
+    fetch_stream_config,
+)
 from jobs_contract.messages import (
     EVENT_COMPLETED,
     EVENT_FAILED,
@@ -59,6 +65,7 @@ __all__ = [
     "REPO_PATTERN",
     "TERMINAL",
     "FetchRequest",
+    "JetStreamSetupError",
     "JobEvent",
     "JobId",
     "JobRecord",
