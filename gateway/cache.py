@@ -18,7 +18,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, BadRequestError, KeyNotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from gateway.errors import ConfigError
@@ -82,10 +82,6 @@ class MemoryCache:
         self._items.clear()
 
 
-# JetStream's error code for "stream name already in use with a different configuration".
-_STREAM_CONFIG_DIFFERS = 10058
-
-
 async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: int) -> None:
     """Change an existing bucket to our TTL and replicas; a refusal is logged, not fatal: it is a cache."""
     config = (await js.stream_info(f"KV_{bucket}")).config
@@ -146,15 +142,18 @@ class NatsCache:
         js = connection.jetstream()
         try:
             kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None, replicas=replicas)
-        except BadRequestError as exc:
-            if exc.err_code != _STREAM_CONFIG_DIFFERS:
+        except APIError as exc:
+            # Another configuration (10058), or one this NATS cannot hold (R3 on a single server,
+            # which it says before looking for the bucket): an existing bucket is changed or used.
+            try:
+                await _reconcile(js, bucket, ttl, replicas)
+                kv = await js.key_value(bucket)
+            except NotFoundError:
                 await connection.close()
                 raise ConfigError(
                     f"review cache: NATS refused the bucket {bucket} with NATS_REPLICAS={replicas}: "
                     f"{exc.description}"
                 ) from exc
-            await _reconcile(js, bucket, ttl, replicas)
-            kv = await js.key_value(bucket)
         return cls(connection, kv)
 
     async def get(self, key: str) -> CachedReview | None:
