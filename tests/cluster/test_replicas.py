@@ -23,7 +23,7 @@ STREAMS = [FETCH_STREAM, f"KV_{JOBS_BUCKET}", f"OBJ_{REPOS_BUCKET}"]
 
 
 def storage(replicas: int) -> StorageSettings:
-    return StorageSettings(_env_file=None, nats_replicas=replicas)  # type: ignore[call-arg]
+    return StorageSettings(_env_file=None, nats_replicas=replicas)
 
 
 def test_nats_url_lists_servers_separated_by_commas() -> None:
