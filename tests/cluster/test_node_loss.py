@@ -215,9 +215,11 @@ async def test_losing_a_nats_node_loses_no_job_and_every_answer_is_clear(
         healthy_at_end = await all_healthy(client, services)
 
     total = outcome.count()
+    not_ok = Counter((call, status) for call, status, _ in outcome.answers if status != 200)
     print(
         f"\ncluster: {len(outcome.answers)} requests ({len(outcome.jobs)} jobs), statuses {dict(total)}; "
         f"after the kill of {nats_cluster.nodes[victim].name} (the jobs KV leader): {dict(after_kill)}; "
+        f"not 200, by call: {dict(not_ok)}; "
         "recovered (all healthy, a whole flow 200) "
         + (f"{recovered_at - killed_at:.1f} s after the kill" if recovered_at else "not within 60 s")
     )
