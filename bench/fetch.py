@@ -7,7 +7,16 @@ fetcher runs as its own process (`python -m fetcher`), as deployed.
 
 Figures: publish -> ready as the analyzer sees it (KV), and the fetcher's own split of that
 into download time and download end -> ready (the issue's target: <= 1.5 s on 2 cores).
-Usage: python -m bench fetch [--runs=N] [--gz-mb=30]
+
+Then, each against a fresh fetcher process (issue #11):
+- hostile: the fetcher's resident memory (VmRSS idle, VmHWM peak from /proc) after each hostile
+  archive: 1 GiB long-name and pax headers in 1 MB archives, forty 10 MiB .py files (1.4 MB
+  gzipped), a gzip bomb. The documented bound is idle + FETCHER_CONCURRENCY x (2 x
+  FETCHER_MAX_SNAPSHOT_BYTES + FETCHER_MAX_FILE_BYTES + 5 MiB).
+- slow: one download trickling at 2 bytes/s while small jobs come one after another; each small
+  job's publish -> ready (they must not wait for the slow one).
+
+Usage: python -m bench fetch [--runs=N] [--gz-mb=30] [--only=stdlib,hostile,slow]
 """
 
 from __future__ import annotations
@@ -23,10 +32,13 @@ import tarfile
 import tempfile
 import time
 import uuid
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import nats
+import nats.aio.client
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
@@ -169,14 +181,161 @@ async def _wait_ready(kv: KeyValue, job_id: str) -> JobRecord:
         await asyncio.sleep(0.005)
 
 
+# -- issue #11: memory on hostile archives, independence from a slow download ---------------------
+
+MIB = 1024 * 1024
+
+
+def _gz_tar(build: Callable[[tarfile.TarFile], None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6, format=tarfile.GNU_FORMAT) as tar:
+        build(tar)
+    return buffer.getvalue()
+
+
+def _huge_header(kind: bytes) -> bytes:
+    """A real first member, then a `kind` header announcing 1 GiB with 1 MiB behind it."""
+    info = tarfile.TarInfo("././@LongLink")
+    info.type = kind
+    info.size = 1 << 30
+    first = tarfile.TarInfo("top/a.py")
+    first.size = 6
+    body = first.tobuf(tarfile.GNU_FORMAT) + b"a = 1\n".ljust(512, b"\0")
+    body += info.tobuf(tarfile.GNU_FORMAT) + os.urandom(MIB)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
+def _forty_big_files() -> bytes:
+    data = b"#" * (10 * MIB)
+
+    def build(tar: tarfile.TarFile) -> None:
+        for number in range(40):
+            info = tarfile.TarInfo(f"top/big{number:02d}.py")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    return _gz_tar(build)
+
+
+def _gzip_bomb() -> bytes:
+    """One member of 3 GiB of zeros: past FETCHER_MAX_UNPACKED_BYTES (2 GiB) while inflating."""
+    info = tarfile.TarInfo("top/zeros.bin")
+    info.size = 3 << 30
+    block = b"\0" * MIB
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(info.tobuf(tarfile.GNU_FORMAT))]
+    parts += [compressor.compress(block) for _ in range(3 * 1024)]
+    return b"".join(parts) + compressor.flush()
+
+
+def _memory_kib(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {key: int(value.split()[0]) for key, value in re.findall(r"^(VmRSS|VmHWM):\s+(.+)$", status, re.M)}
+
+
+async def _submit(nc: nats.aio.client.Client, kv: KeyValue, owner: str, repo: str) -> tuple[str, float]:
+    job_id = uuid.uuid4().hex
+    now = time.time()
+    record = JobRecord(
+        job_id=job_id, status=JobStatus.QUEUED, owner=owner, repo=repo, created_at=now, updated_at=now
+    )
+    await kv.put(job_id, msgspec.json.encode(record))
+    request = FetchRequest(job_id=job_id, owner=owner, repo=repo, requested_at=now)
+    await nc.jetstream().publish(FETCH_SUBJECT, msgspec.json.encode(request), headers={"Nats-Msg-Id": job_id})
+    return job_id, time.perf_counter()
+
+
+async def hostile() -> None:
+    cases = [
+        ("GNU long name announcing 1 GiB", "longname", _huge_header(tarfile.GNUTYPE_LONGNAME)),
+        ("pax header announcing 1 GiB", "pax", _huge_header(tarfile.XHDTYPE)),
+        ("forty 10 MiB .py files", "forty", _forty_big_files()),
+        ("gzip bomb (a 3 GiB member of zeros)", "bomb", _gzip_bomb()),
+    ]
+    with tempfile.TemporaryDirectory() as folder, FakeGitHub.running() as github:
+        for _, repo, archive in cases:
+            github.add_archive("evil", repo, archive)
+        with running_nats_server(Path(folder) / "js") as nats_url:
+            env = {"NATS_URL": nats_url, "GITHUB_API_URL": github.api_url, "LOG_LEVEL": "WARNING"}
+            with service_process(
+                "fetcher", env, Path(folder), port_variable="FETCHER_HEALTH_PORT"
+            ) as fetcher:
+                pid = fetcher.process.pid
+                idle = _memory_kib(pid)["VmRSS"]
+                print(f"hostile: fetcher idle RSS {idle / 1024:.0f} MiB")
+                nc = await nats.connect(nats_url)
+                try:
+                    stores = await ensure_jetstream(nc.jetstream())
+                    for what, repo, archive in cases:
+                        job_id, t0 = await _submit(nc, stores.kv, "evil", repo)
+                        final = await _wait_ready(stores.kv, job_id)
+                        took = time.perf_counter() - t0
+                        peak = _memory_kib(pid)["VmHWM"]
+                        print(
+                            f"  {what} ({len(archive) / 1e6:.2f} MB): {final.status} in {took:.2f} s, "
+                            f"peak RSS so far {peak / 1024:.0f} MiB "
+                            f"({(peak - idle) / 1024:+.0f} MiB over idle); "
+                            f"{(final.error or '')[:110]}",
+                            flush=True,
+                        )
+                finally:
+                    await nc.close()
+
+
+async def slow(jobs: int = 8) -> None:
+    with tempfile.TemporaryDirectory() as folder, FakeGitHub.running() as github:
+        github.add_repo("octo", "slow", {f"m{i}.py": f"x = {i}\n" * 200 for i in range(20)})
+        github.trickle("octo", "slow", size=1, delay=0.5)
+        for number in range(jobs):
+            github.add_repo("octo", f"fast{number}", {"a.py": f"a = {number}\n"})
+        with running_nats_server(Path(folder) / "js") as nats_url:
+            env = {"NATS_URL": nats_url, "GITHUB_API_URL": github.api_url, "LOG_LEVEL": "WARNING"}
+            with service_process("fetcher", env, Path(folder), port_variable="FETCHER_HEALTH_PORT"):
+                nc = await nats.connect(nats_url)
+                try:
+                    stores = await ensure_jetstream(nc.jetstream())
+                    slow_id, _ = await _submit(nc, stores.kv, "octo", "slow")
+                    while True:
+                        entry = await stores.kv.get(slow_id)
+                        record = msgspec.json.decode(entry.value or b"", type=JobRecord)
+                        if record.status is JobStatus.FETCHING and record.bytes:
+                            break
+                        await asyncio.sleep(0.02)
+                    times = []
+                    for number in range(jobs):
+                        job_id, t0 = await _submit(nc, stores.kv, "octo", f"fast{number}")
+                        final = await _wait_ready(stores.kv, job_id)
+                        times.append(time.perf_counter() - t0)
+                        assert final.status is JobStatus.READY, final.error
+                    entry = await stores.kv.get(slow_id)
+                    still = msgspec.json.decode(entry.value or b"", type=JobRecord)
+                finally:
+                    await nc.close()
+    times.sort()
+    print(
+        f"slow: {jobs} small jobs one after another while a 2 bytes/s download runs "
+        f"(FETCHER_CONCURRENCY=2): publish -> ready median {times[len(times) // 2]:.2f} s, "
+        f"max {times[-1]:.2f} s; the slow job meanwhile: {still.status}, {still.bytes} bytes"
+    )
+
+
 def main(argv: list[str]) -> None:
     runs, gz_mb = 3, 30.0
+    only = {"stdlib", "hostile", "slow"}
     for arg in argv:
         if arg.startswith("--runs="):
             runs = int(arg.split("=", 1)[1])
         elif arg.startswith("--gz-mb="):
             gz_mb = float(arg.split("=", 1)[1])
-    asyncio.run(run(runs, gz_mb))
+        elif arg.startswith("--only="):
+            only = set(arg.split("=", 1)[1].split(","))
+    if "stdlib" in only:
+        asyncio.run(run(runs, gz_mb))
+    if "hostile" in only:
+        asyncio.run(hostile())
+    if "slow" in only:
+        asyncio.run(slow())
 
 
 if __name__ == "__main__":

@@ -100,11 +100,34 @@ def http_ready(url: str) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+async def _quiet(error: Exception) -> None:
+    """nats-py's default error callback logs each failed attempt with a traceback."""
+
+
 def nats_ready(url: str) -> Callable[[], Awaitable[bool]]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+
     async def check() -> bool:
+        # A refused port only means "not yet": check it first, since nats.connect keeps retrying
+        # a refused single server (every reconnect_time_wait) instead of failing.
         try:
-            client = await nats.connect(
-                url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        try:
+            client = await asyncio.wait_for(
+                nats.connect(
+                    url,
+                    connect_timeout=1,
+                    max_reconnect_attempts=0,
+                    allow_reconnect=False,
+                    error_cb=_quiet,
+                ),
+                5,
             )
         except Exception:  # any failure means "not yet"
             return False

@@ -10,7 +10,6 @@ Rules this client keeps, whatever the answers say:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
+import stamina
 
 from fetcher.errors import (
     AccessDeniedError,
@@ -36,6 +36,8 @@ log = logging.getLogger("fetcher.github")
 
 CODELOAD_HOST = "codeload.github.com"
 _REDIRECTS = {301, 302, 303, 307, 308}
+# The longest backoff between two tries when GitHub names no wait of its own.
+_MAX_BACKOFF_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -119,36 +121,40 @@ class GitHubClient:
         """
         path = f"{self._repo_path(owner, repo)}/tarball/{quote(ref, safe='/')}"
         what = f"{owner}/{repo} at {ref!r}"
-        attempt = 0
-        while True:
-            attempt += 1
-            if on_attempt is not None:
-                await on_attempt()
-            try:
-                async with self._get(path, what=what) as response:
-                    announced = _content_length(response)
-                    limit = self.config.max_download_bytes
-                    if announced is not None and announced > limit:
-                        raise LimitExceededError(
-                            "FETCHER_MAX_DOWNLOAD_BYTES", limit, f"the archive is {announced} bytes"
-                        )
-                    received = 0
-                    async for chunk in response.aiter_raw():
-                        received += len(chunk)
-                        if received > limit:
-                            raise LimitExceededError(
-                                "FETCHER_MAX_DOWNLOAD_BYTES", limit, "the archive is larger than allowed"
-                            )
-                        await on_chunk(chunk, announced)
-                    return received
-            except httpx.TransportError as error:
-                # Dropped mid-body (or before): start over, a bounded number of times.
-                if attempt > self.config.retries:
-                    raise GitHubUnavailableError(
-                        f"downloading {what} failed {attempt} times: {_describe(error)}"
-                    ) from error
-                log.warning("download of %s dropped (%s); retry %d", what, _describe(error), attempt)
-                await asyncio.sleep(self._backoff(attempt))
+        attempts = 0
+        try:
+            # The download policy: a connection dropped mid-body restarts the whole download.
+            async for attempt in self._policy():
+                with attempt:
+                    attempts = attempt.num
+                    if on_attempt is not None:
+                        await on_attempt()
+                    return await self._stream(path, what, on_chunk)
+        except httpx.TransportError as error:
+            raise GitHubUnavailableError(
+                f"downloading {what} failed {attempts} times: {_describe(error)}"
+            ) from error
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _stream(
+        self, path: str, what: str, on_chunk: Callable[[bytes, int | None], Awaitable[None]]
+    ) -> int:
+        async with self._get(path, what=what) as response:
+            announced = _content_length(response)
+            limit = self.config.max_download_bytes
+            if announced is not None and announced > limit:
+                raise LimitExceededError(
+                    "FETCHER_MAX_DOWNLOAD_BYTES", limit, f"the archive is {announced} bytes"
+                )
+            received = 0
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > limit:
+                    raise LimitExceededError(
+                        "FETCHER_MAX_DOWNLOAD_BYTES", limit, "the archive is larger than allowed"
+                    )
+                await on_chunk(chunk, announced)
+            return received
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -167,80 +173,92 @@ class GitHubClient:
             return True
         return url.scheme == "https" and url.host == CODELOAD_HOST
 
-    def _backoff(self, attempt: int) -> float:
-        return float(self.config.backoff_s * 2 ** (attempt - 1))
+    def _policy(self) -> AsyncIterator[stamina.Attempt]:
+        """One retry policy per kind of call (API request, whole download): FETCHER_HTTP_RETRIES
+        retries, exponential backoff from FETCHER_RETRY_BACKOFF_S, and GitHub's own wait
+        (Retry-After, X-RateLimit-Reset) instead when it names one. No time limit of its own:
+        the download's deadline (FETCHER_DOWNLOAD_TIMEOUT_S) bounds it."""
+        return stamina.retry_context(
+            on=_retry_on,
+            attempts=self.config.retries + 1,
+            timeout=None,
+            wait_initial=self.config.backoff_s,
+            wait_max=_MAX_BACKOFF_S,
+            wait_jitter=self.config.backoff_s,
+        )
+
+    async def _send(self, path: str, what: str, accept: str) -> httpx.Response:
+        """GET `path`, following allowed redirects by hand; the response's body is unread."""
+        url = self._api.join(path)
+        redirects = 0
+        while True:
+            request = self._client.build_request("GET", url, headers=self._headers_for(url, accept))
+            response = await self._client.send(request, stream=True)
+            if response.status_code not in _REDIRECTS:
+                return response
+            await response.aclose()
+            location = response.headers.get("location")
+            if not location:
+                raise GitHubError(f"GitHub redirected {what} without a Location")
+            target = url.join(location)
+            if not self._redirect_allowed(target):
+                raise RedirectRefusedError(
+                    f"GitHub redirected {what} to {target.scheme}://{target.host}, "
+                    f"which is neither {CODELOAD_HOST} nor the API host; not followed"
+                )
+            redirects += 1
+            if redirects > self.config.max_redirects:
+                raise GitHubError(f"more than {self.config.max_redirects} redirects for {what}")
+            url = target
+
+    async def _answer(self, path: str, what: str, accept: str) -> httpx.Response:
+        """A 200 response (body unread); raises _Retry for what another try may fix."""
+        response = await self._send(path, what, accept)
+        status = response.status_code
+        if status == 200:
+            return response
+        body = (await response.aread())[:2000].decode(errors="replace")
+        await response.aclose()
+        if status in (403, 429) and (wait := self._rate_limit_wait(response)) is not None:
+            if wait > self.config.rate_limit_max_wait_s:
+                raise RateLimitedError(_rate_limit_message(response, wait, self.config))
+            log.warning("GitHub rate limit for %s; waiting %.1f s", what, wait)
+            raise _Retry(_rate_limit_message(response, wait, self.config), after=wait, rate_limited=True)
+        if status == 404:
+            raise RepositoryNotFoundError(
+                f"GitHub has no {what}: it does not exist, or it is private "
+                "(set GITHUB_TOKEN to a token that can read it)"
+            )
+        if status == 403:
+            raise AccessDeniedError(f"GitHub refused access to {what} (403): {_message(body)}")
+        if status >= 500:
+            retry_after = _seconds(response.headers.get("retry-after"))
+            raise _Retry(f"GitHub answered {status} for {what}", after=retry_after)
+        raise GitHubError(f"GitHub answered {status} for {what}: {_message(body)}")
 
     @asynccontextmanager
     async def _get(
         self, path: str, *, what: str, accept: str = "application/vnd.github+json"
     ) -> AsyncIterator[httpx.Response]:
         """GET with redirects, retries and rate-limit waits; yields a 200 response, body unread."""
-        failures = 0
-        rate_waits = 0
-        while True:
-            url = self._api.join(path)
-            redirects = 0
-            try:
-                while True:
-                    request = self._client.build_request("GET", url, headers=self._headers_for(url, accept))
-                    response = await self._client.send(request, stream=True)
-                    if response.status_code not in _REDIRECTS:
-                        break
-                    await response.aclose()
-                    location = response.headers.get("location")
-                    if not location:
-                        raise GitHubError(f"GitHub redirected {what} without a Location")
-                    target = url.join(location)
-                    if not self._redirect_allowed(target):
-                        raise RedirectRefusedError(
-                            f"GitHub redirected {what} to {target.scheme}://{target.host}, "
-                            f"which is neither {CODELOAD_HOST} nor the API host; not followed"
-                        )
-                    redirects += 1
-                    if redirects > self.config.max_redirects:
-                        raise GitHubError(f"more than {self.config.max_redirects} redirects for {what}")
-                    url = target
-            except httpx.TransportError as error:
-                failures += 1
-                if failures > self.config.retries:
-                    raise GitHubUnavailableError(
-                        f"GitHub unreachable for {what} after {failures} attempts: {_describe(error)}"
-                    ) from error
-                log.warning("GitHub request for %s failed (%s); retry %d", what, _describe(error), failures)
-                await asyncio.sleep(self._backoff(failures))
-                continue
-
-            status = response.status_code
-            if status == 200:
-                try:
-                    yield response
-                finally:
-                    await response.aclose()
-                return
-            body = (await response.aread())[:2000].decode(errors="replace")
+        attempts = 0
+        try:
+            async for attempt in self._policy():
+                with attempt:
+                    attempts = attempt.num
+                    response = await self._answer(path, what, accept)
+        except _Retry as error:
+            if error.rate_limited:
+                raise RateLimitedError(str(error)) from error
+            raise GitHubUnavailableError(f"{error} {attempts} times") from error
+        except httpx.TransportError as error:
+            raise GitHubUnavailableError(
+                f"GitHub unreachable for {what} after {attempts} attempts: {_describe(error)}"
+            ) from error
+        try:
+            yield response
+        finally:
             await response.aclose()
-            if status in (403, 429) and (wait := self._rate_limit_wait(response)) is not None:
-                if wait > self.config.rate_limit_max_wait_s or rate_waits >= 2:
-                    raise RateLimitedError(_rate_limit_message(response, wait, self.config))
-                rate_waits += 1
-                log.warning("GitHub rate limit for %s; waiting %.1f s", what, wait)
-                await asyncio.sleep(wait)
-                continue
-            if status == 404:
-                raise RepositoryNotFoundError(
-                    f"GitHub has no {what}: it does not exist, or it is private "
-                    "(set GITHUB_TOKEN to a token that can read it)"
-                )
-            if status == 403:
-                raise AccessDeniedError(f"GitHub refused access to {what} (403): {_message(body)}")
-            if status >= 500:
-                failures += 1
-                if failures > self.config.retries:
-                    raise GitHubUnavailableError(f"GitHub answered {status} for {what} {failures} times")
-                log.warning("GitHub answered %d for %s; retry %d", status, what, failures)
-                await asyncio.sleep(self._backoff(failures))
-                continue
-            raise GitHubError(f"GitHub answered {status} for {what}: {_message(body)}")
 
     def _rate_limit_wait(self, response: httpx.Response) -> float | None:
         """Seconds until the rate limit lifts, if this 403/429 is a rate limit; else None."""
@@ -257,6 +275,32 @@ class GitHubClient:
                 return self.config.rate_limit_max_wait_s + 1
         if response.status_code == 429:
             return self.config.backoff_s
+        return None
+
+
+class _Retry(Exception):  # noqa: N818 - a signal to the retry policy, never seen outside
+    """An answer that another try may fix (5xx, a rate limit that lifts soon enough).
+
+    `after`: the seconds GitHub asked us to wait (Retry-After, X-RateLimit-Reset), if it did.
+    """
+
+    def __init__(self, message: str, *, after: float | None = None, rate_limited: bool = False) -> None:
+        super().__init__(message)
+        self.after = after
+        self.rate_limited = rate_limited
+
+
+def _retry_on(error: Exception) -> bool | float:
+    """stamina's backoff hook: retry dropped connections and _Retry, honouring GitHub's wait."""
+    if isinstance(error, _Retry):
+        return True if error.after is None else error.after
+    return isinstance(error, httpx.TransportError)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
         return None
 
 

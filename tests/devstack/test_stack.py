@@ -161,6 +161,8 @@ def post(url: str, body: dict[str, str], timeout: float = 10) -> tuple[int, Any]
 @pytest.mark.nats
 def test_stack_comes_up_healthy_and_stops_on_ctrl_c(stack: StackProcess) -> None:
     stack.wait_for("all services healthy")
+    # Nothing failed, so the first screen shows no traceback (issue #11, item 12).
+    assert "Traceback" not in stack.output()
     for variable in ("ANALYZER_PORT", "GATEWAY_PORT", "MODEL_HOST_PORT", "FETCHER_HEALTH_PORT"):
         status, _ = get(f"http://127.0.0.1:{stack.ports[variable]}/health")
         assert status == 200, variable
@@ -183,6 +185,7 @@ def test_stack_comes_up_healthy_and_stops_on_ctrl_c(stack: StackProcess) -> None
     # One line per service with its URL.
     for name in ("nats", "model_host", "gateway", "fetcher", "analyzer"):
         assert any(line.startswith(f"[stack]   {name}") for line in stack.lines), name
+    assert "Traceback" not in stack.output()
     stack.process.send_signal(signal.SIGINT)
     assert stack.finish() == 0
     assert "[stack] stack stopped" in stack.lines

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
 from fetcher.errors import RateLimitedError, RedirectRefusedError
 from fetcher.github import GitHubClient, GitHubConfig
@@ -152,3 +153,43 @@ async def test_a_download_dropped_midway_starts_over_and_the_caller_resets() -> 
 
     assert bytes(received) == archive
     assert attempts == [0, 5000]  # the second attempt was told to drop the first one's 5,000 bytes
+
+
+@pytest.fixture
+def retries() -> Iterator[list[RetryDetails]]:
+    """Every retry stamina schedules, with the wait it chose."""
+    scheduled: list[RetryDetails] = []
+
+    def record(details: RetryDetails) -> None:
+        scheduled.append(details)
+
+    before = get_on_retry_hooks()
+    set_on_retry_hooks([record])
+    try:
+        yield scheduled
+    finally:
+        set_on_retry_hooks(list(before))
+
+
+async def test_a_5xx_with_retry_after_waits_what_github_asks(retries: list[RetryDetails]) -> None:
+    answers = iter(
+        [
+            httpx.Response(503, headers={"Retry-After": "0.25"}),
+            httpx.Response(502),
+            httpx.Response(200, json={"default_branch": "trunk"}),
+        ]
+    )
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return next(answers)
+
+    config = GitHubConfig(backoff_s=0.0, retries=3)
+    async with GitHubClient(config, transport=httpx.MockTransport(answer)) as github:
+        assert await github.default_branch("octo", "demo") == "trunk"
+
+    assert len(seen) == 3
+    # GitHub's Retry-After first; then the policy's own backoff (FETCHER_RETRY_BACKOFF_S=0 here).
+    assert [r.wait_for for r in retries] == [0.25, 0.0]
+    assert [type(r.caused_by).__name__ for r in retries] == ["_Retry", "_Retry"]

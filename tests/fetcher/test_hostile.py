@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import tarfile
 import uuid
 from pathlib import Path
@@ -122,6 +123,16 @@ async def test_a_million_tiny_files_fail_on_the_member_limit(
         ),
         pytest.param(b"<html>not a tarball</html>", "not a valid .tar.gz", id="not-gzip"),
         pytest.param(gzip_bytes(b"\x07" * 4096), "not a valid tar file", id="gzip-of-garbage"),
+        pytest.param(
+            gzip_bytes(raw_member(f"{TOP}/a.py", b"a = 1\n") + raw_header(f"{TOP}/b.py", 10)[:200]),
+            "the archive is truncated: the tar stream ends inside a header",
+            id="tar-cut-inside-a-header",
+        ),
+        pytest.param(
+            gzip_bytes(raw_member(f"{TOP}/a.py", b"a = 1\n")),
+            "the archive is truncated: the tar stream ends without its end-of-archive marker",
+            id="tar-cut-between-members",
+        ),
     ],
 )
 async def test_broken_archives_fail_with_a_reason(
@@ -159,3 +170,24 @@ async def test_each_limit_fails_the_job_naming_its_setting(
         record = await jobs.wait(await jobs.submit("octo", "limits"))
         assert record.status is JobStatus.FAILED
         assert expected in (record.error or ""), record.error
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["long-name", "pax"])
+async def test_a_header_announcing_a_gigabyte_fails_without_reading_it(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings, kind: bytes
+) -> None:
+    header = member("././@LongLink", kind)
+    header.size = 1 << 30
+    # About 1 MB on the wire (random bytes do not compress); tarfile alone read it as a name.
+    body = (
+        raw_member(f"{TOP}/a.py", b"a = 1\n") + header.tobuf(tarfile.GNU_FORMAT) + random.randbytes(1 << 20)
+    )
+    fake_github.add_archive("octo", "longname", gzip_bytes(body))
+
+    record = await jobs.wait(await jobs.submit("octo", "longname"))
+
+    assert record.status is JobStatus.FAILED
+    assert record.error == (
+        "the archive has a long-name or pax header of 1073741824 bytes; at most 65536 are read"
+    )
+    await still_serving(fake_github, jobs)
