@@ -7,7 +7,7 @@ read, a review from an instant fake gateway. The analyzer and the fetcher run as
 (`python -m ...`), as deployed; CONCURRENCY flows run at once for SECONDS seconds after a warm-up.
 On a cluster every write is acknowledged only once two of the three nodes hold it.
 
-Usage: python -m bench cluster [--seconds=15] [--concurrency=8]
+Usage: python -m bench cluster [--seconds=15] [--concurrency=8] [--order=single,cluster]
 """
 
 from __future__ import annotations
@@ -104,25 +104,36 @@ def report(name: str, seconds: float, result: tuple[int, int, list[float]]) -> f
     return rate
 
 
-async def run(seconds: float, concurrency: int) -> None:
+async def run(seconds: float, concurrency: int, order: list[str]) -> None:
     gateway = FakeGateway(record=False)
+    rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder, FakeGitHub.running() as github:
         github.add_repo("octo", "bench", FILES)
         root = Path(folder)
         async with serving(gateway) as gateway_root:
             gateway_url = f"{gateway_root}/v1"
-            with (
-                running_nats_server(root / "single") as url,
-                services(url, 1, github, gateway_url, root) as api,
-            ):
-                single = report("one node, replicas 1", seconds, await load(api, seconds, concurrency))
-            with running_nats_cluster(root / "cluster") as cluster:
-                await wait_for_jetstream(cluster.url, replicas=3)
-                with services(cluster.url, 3, github, gateway_url, root) as api:
-                    three = report("three nodes, replicas 3", seconds, await load(api, seconds, concurrency))
-    print(f"cluster / single: {three / single:.2f} x ({concurrency} flows in flight, all on one machine)")
+            for setup in order:
+                if setup == "single":
+                    with (
+                        running_nats_server(root / "single") as url,
+                        services(url, 1, github, gateway_url, root) as api,
+                    ):
+                        result = await load(api, seconds, concurrency)
+                    rates[setup] = report("one node, replicas 1", seconds, result)
+                else:
+                    with running_nats_cluster(root / "cluster") as cluster:
+                        await wait_for_jetstream(cluster.url, replicas=3)
+                        with services(cluster.url, 3, github, gateway_url, root) as api:
+                            result = await load(api, seconds, concurrency)
+                    rates[setup] = report("three nodes, replicas 3", seconds, result)
+    ratio = rates["cluster"] / rates["single"]
+    print(f"cluster / single: {ratio:.2f} x ({concurrency} flows in flight, all on one machine)")
 
 
 def main(argv: list[str]) -> None:
     options = dict(a.removeprefix("--").split("=", 1) for a in argv if "=" in a)
-    asyncio.run(run(float(options.get("seconds", 15)), int(options.get("concurrency", 8))))
+    # --order=cluster,single runs the cluster first: a check that the order does not make the figure.
+    order = options.get("order", "single,cluster").split(",")
+    if sorted(order) != ["cluster", "single"]:
+        raise SystemExit("--order takes single and cluster, comma-separated, each once")
+    asyncio.run(run(float(options.get("seconds", 15)), int(options.get("concurrency", 8)), order))
