@@ -310,6 +310,9 @@ def read_archive(
             if _SHA.fullmatch(comment):
                 contents.commit_sha = comment
             for member in archive:
+                # tarfile keeps every member read, even in stream mode (up to FETCHER_MAX_MEMBERS
+                # of them, each with a name of up to 4 KiB): drop them, nothing here reads them back.
+                archive.members.clear()  # type: ignore[attr-defined]  # untyped in typeshed
                 contents.members += 1
                 if contents.members > limits.max_members:
                     raise LimitExceededError(

@@ -55,6 +55,9 @@ _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # Object headers with the snapshot's counts, so a commit stored earlier is ready without reading it.
 FILES_HEADER = "Codereview-Files"
 BYTES_HEADER = "Codereview-Bytes"
+# When the snapshot was stored (Unix time): one stored more than half of REPOS_MAX_AGE_S ago is
+# stored again rather than reused, so a job that becomes ready keeps its files at least that long.
+STORED_AT_HEADER = "Codereview-Stored-At"
 # JetStream's error code for a write past the stream's max bytes (discard policy "new").
 _STORE_FULL = 10077
 # The download is this share of the progress; storing the snapshot the rest.
@@ -357,12 +360,19 @@ class Fetcher:
             raise
 
     async def _stored_counts(self, key: str) -> tuple[int, int] | None:
-        """(files, bytes) of a snapshot already in the Object Store, or None if there is none."""
+        """(files, bytes) of a snapshot in the Object Store that lives on for at least half of
+        REPOS_MAX_AGE_S, or None if there is none (or it expires sooner, so store it again)."""
         try:
             info = await self.stores.repos.get_info(key)
         except ObjectNotFoundError:
             return None
         headers = info.headers or {}
+        try:
+            stored_at = float(headers[STORED_AT_HEADER])
+        except (KeyError, ValueError, TypeError):
+            stored_at = 0.0  # stored by an older release: when is unknown, so treat it as old
+        if time.time() - stored_at > self.settings.repos_max_age_s / 2:
+            return None
         try:
             return int(headers[FILES_HEADER]), int(headers[BYTES_HEADER])
         except (KeyError, ValueError, TypeError):
@@ -372,7 +382,8 @@ class Fetcher:
 
     async def _store(self, key: str, snapshot: Snapshot, files: int, size: int) -> None:
         data = encode_snapshot(snapshot)
-        meta = ObjectMeta(name=key, headers={FILES_HEADER: str(files), BYTES_HEADER: str(size)})
+        headers = {FILES_HEADER: str(files), BYTES_HEADER: str(size), STORED_AT_HEADER: f"{time.time():.3f}"}
+        meta = ObjectMeta(name=key, headers=headers)
         try:
             await self.stores.repos.put(key, data, meta=meta)
         except ServiceUnavailableError as error:

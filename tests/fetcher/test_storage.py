@@ -95,3 +95,29 @@ async def test_an_expired_snapshot_reads_as_gone(
         await load_snapshot(jobs.stores.repos, key)
     with pytest.raises(SnapshotGone):
         await load_snapshot(jobs.stores.repos, snapshot_key("octo", "never", "0" * 40))
+
+
+async def test_a_snapshot_past_half_its_age_is_stored_again_not_reused(
+    nats_url: str, fake_github: FakeGitHub, jobs: Analyzer
+) -> None:
+    # A commit stored once serves later jobs; one close to expiry would leave a new job's files
+    # gone soon after it is ready, so it is downloaded and stored afresh instead.
+    fake_github.add_repo("octo", "again", {"a.py": "a = 1\n"})
+    settings = fetcher_settings(nats_url, fake_github.api_url, repos_max_age_s=3.0)
+
+    async with running_fetcher(settings):
+        first = await jobs.wait(await jobs.submit("octo", "again"))
+        stored_at = (await jobs.stores.repos.get_info(first.snapshot or "")).mtime
+        reused = await jobs.wait(await jobs.submit("octo", "again"))
+        assert (await jobs.stores.repos.get_info(reused.snapshot or "")).mtime == stored_at
+        downloads_before = len(fake_github.requests_to("/codeload/octo/again/"))
+        await asyncio.sleep(1.8)  # past half of REPOS_MAX_AGE_S
+        renewed = await jobs.wait(await jobs.submit("octo", "again"))
+        info = await jobs.stores.repos.get_info(renewed.snapshot or "")
+
+    assert [first.status, reused.status, renewed.status] == [JobStatus.READY] * 3
+    assert first.snapshot == reused.snapshot == renewed.snapshot
+    # Both later jobs downloaded (the sha is only known from the archive), but only the last stored.
+    assert len(fake_github.requests_to("/codeload/octo/again/")) == downloads_before + 1
+    assert info.mtime != stored_at
+    assert (await load_snapshot(jobs.stores.repos, renewed.snapshot or "")).files == {"a.py": b"a = 1\n"}
