@@ -102,7 +102,8 @@ async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: in
             exc.description,
         )
         return
-    log.warning("review cache bucket %s had %s: changed to %s", bucket, had, wanted)
+    if had != wanted:
+        log.warning("review cache bucket %s had %s: changed to %s", bucket, had, wanted)
 
 
 class NatsCache:

@@ -138,3 +138,20 @@ async def test_a_review_cache_nats_cannot_hold_stops_the_gateway_naming_the_sett
         "review cache: NATS refused the bucket reviews_new with NATS_REPLICAS=3: "
         "replicas > 1 not supported in non-clustered mode"
     )
+
+
+async def test_a_review_cache_bucket_with_another_ttl_is_changed_saying_so(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await (await NatsCache.connect(nats_url, "reviews_ttl", ttl=60, replicas=1)).close()
+    with caplog.at_level(logging.WARNING, logger="gateway.cache"):
+        cache = await NatsCache.connect(nats_url, "reviews_ttl", ttl=120, replicas=1)
+    try:
+        info = await cache.connection.jetstream().stream_info("KV_reviews_ttl")
+        assert info.config.max_age == 120
+    finally:
+        await cache.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "review cache bucket reviews_ttl had REVIEW_CACHE_TTL=60, NATS_REPLICAS=1: "
+        "changed to REVIEW_CACHE_TTL=120, NATS_REPLICAS=1"
+    ]
