@@ -218,6 +218,20 @@ def _forty_big_files() -> bytes:
     return _gz_tar(build)
 
 
+def _many_long_names(count: int = 100_000) -> bytes:
+    """FETCHER_MAX_MEMBERS empty members, each named by a 3 KB pax path."""
+
+    def build(tar: tarfile.TarFile) -> None:
+        for number in range(count):
+            info = tarfile.TarInfo(f"top/{number:06d}" + "x" * 3000 + ".txt")
+            tar.addfile(info)
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
+        build(tar)
+    return buffer.getvalue()
+
+
 def _gzip_bomb() -> bytes:
     """One member of 3 GiB of zeros: past FETCHER_MAX_UNPACKED_BYTES (2 GiB) while inflating."""
     info = tarfile.TarInfo("top/zeros.bin")
@@ -250,8 +264,10 @@ async def hostile() -> None:
     cases = [
         ("GNU long name announcing 1 GiB", "longname", _huge_header(tarfile.GNUTYPE_LONGNAME)),
         ("pax header announcing 1 GiB", "pax", _huge_header(tarfile.XHDTYPE)),
-        ("forty 10 MiB .py files", "forty", _forty_big_files()),
+        ("100,000 members with 3 KB names", "names", _many_long_names()),
         ("gzip bomb (a 3 GiB member of zeros)", "bomb", _gzip_bomb()),
+        # Last: the largest peak, which the high-water mark would hide the others behind.
+        ("forty 10 MiB .py files", "forty", _forty_big_files()),
     ]
     with tempfile.TemporaryDirectory() as folder, FakeGitHub.running() as github:
         for _, repo, archive in cases:

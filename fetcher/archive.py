@@ -149,8 +149,10 @@ class _GunzipStream(io.RawIOBase):
         chunks: queue.Queue[bytes],
         max_unpacked_bytes: int,
         inflater: Callable[[], _Decompressor] = _inflater,
+        aborted: threading.Event | None = None,
     ) -> None:
         super().__init__()
+        self._aborted = aborted or threading.Event()
         self._chunks = chunks
         self._limit = max_unpacked_bytes
         self._new_inflater = inflater
@@ -174,6 +176,9 @@ class _GunzipStream(io.RawIOBase):
         if want == 0:
             return b""
         while True:
+            if self._aborted.is_set():
+                # The job ended (deadline, failed download): stop within one read, not at the end.
+                raise ArchiveError("the reading was stopped")
             inflater = self._inflater
             try:
                 # eof first: at a member's end zlib leaves the next member's bytes in both
@@ -293,6 +298,7 @@ def read_archive(
     chunks: queue.Queue[bytes],
     limits: ArchiveLimits,
     inflater: Callable[[], _Decompressor] = _inflater,
+    aborted: threading.Event | None = None,
 ) -> ArchiveContents:
     """Read a .tar.gz whose bytes arrive on `chunks` (b"" ends them); runs in a worker thread.
 
@@ -300,7 +306,7 @@ def read_archive(
     (a setting's limit passed). Memory: the kept files, one file being read, one read of
     inflated data and at most MAX_EXTENDED_HEADER_BYTES of header, whatever the archive.
     """
-    stream = _GunzipStream(chunks, limits.max_unpacked_bytes, inflater)
+    stream = _GunzipStream(chunks, limits.max_unpacked_bytes, inflater, aborted)
     contents = ArchiveContents()
     top: str | None = None
     kept_bytes = 0
@@ -379,13 +385,14 @@ class ArchiveReader:
         self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=MAX_QUEUED_CHUNKS)
         self._task: asyncio.Future[ArchiveContents] | None = None
         self._stopped = threading.Event()
+        self._aborted = threading.Event()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(asyncio.to_thread(self._run))
 
     def _run(self) -> ArchiveContents:
         try:
-            return read_archive(self._chunks, self._limits)
+            return read_archive(self._chunks, self._limits, aborted=self._aborted)
         finally:
             self._stopped.set()
 
@@ -423,6 +430,7 @@ class ArchiveReader:
         """End the reading early (the download failed); waits for the thread, drops its result."""
         if self._task is None:
             return
+        self._aborted.set()
         await self._put(_END)
         # The download's failure is the one that matters; the reading's is a consequence.
         with contextlib.suppress(Exception):

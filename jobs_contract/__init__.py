@@ -9,8 +9,10 @@ from jobs_contract.jetstream import (
     FETCH_DUPLICATE_WINDOW_S,
     JetStreamSetupError,
     JobStores,
+    SnapshotGone,
     ensure_jetstream,
     fetch_stream_config,
+    load_snapshot,
 )
 from jobs_contract.messages import (
     EVENT_COMPLETED,
@@ -46,6 +48,7 @@ from jobs_contract.messages import (
     is_job_id,
     snapshot_key,
 )
+from jobs_contract.settings import StorageSettings
 
 __all__ = [
     "EVENTS_PREFIX",
@@ -75,6 +78,8 @@ __all__ = [
     "Ref",
     "Repo",
     "Snapshot",
+    "SnapshotGone",
+    "StorageSettings",
     "decode_fetch_request",
     "decode_job_record",
     "decode_snapshot",
@@ -84,5 +89,6 @@ __all__ = [
     "event_subject",
     "fetch_stream_config",
     "is_job_id",
+    "load_snapshot",
     "snapshot_key",
 ]

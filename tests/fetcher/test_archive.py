@@ -20,6 +20,7 @@ from fetcher.archive import (
     MAX_SKIPPED_LISTED,
     ArchiveContents,
     ArchiveLimits,
+    ArchiveReader,
     _inflater,
     read_archive,
     safe_path,
@@ -261,3 +262,26 @@ def test_memory_does_not_grow_with_the_number_of_members() -> None:
         tracemalloc.stop()
     assert contents.members == 2000
     assert peak < 2 << 20
+
+
+async def test_abort_stops_the_reading_thread_within_a_read() -> None:
+    # Seconds of tarfile work queued up (20,000 members with long pax names), then the job ends:
+    # the thread stops at its next read instead of parsing the rest for nothing.
+    names: list[tuple[tarfile.TarInfo, bytes | None]] = [
+        (member(f"top/{i:05d}" + "x" * 3000 + ".txt"), b"") for i in range(20_000)
+    ]
+    archive = gzip_bytes(tar_bytes(names))
+    reader = ArchiveReader(
+        ArchiveLimits(
+            max_members=100_000, max_file_bytes=100, max_unpacked_bytes=1 << 30, max_snapshot_bytes=100
+        )
+    )
+    reader.start()
+    for start in range(0, len(archive), 1 << 16):
+        await reader.feed(archive[start : start + (1 << 16)])
+
+    await reader.abort()
+
+    error = reader.failed()
+    assert isinstance(error, ArchiveError)
+    assert str(error) == "the reading was stopped"
