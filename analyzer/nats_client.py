@@ -9,6 +9,8 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from jobs_contract.settings import nats_servers
+
 logger = logging.getLogger("analyzer.nats")
 
 RECONNECT_WAIT_S = 1.0
@@ -16,6 +18,9 @@ RECONNECT_WAIT_S = 1.0
 
 async def connect_nats(url: str, *, timeout_s: float, start_wait_s: float) -> NatsClient:
     """A connected client; tries for about `start_wait_s` seconds, then raises RuntimeError.
+
+    `url` may list several servers of a cluster, comma-separated: the client connects to one,
+    learns the others from it, and fails over to another when its server goes away.
 
     Once connected it reconnects for ever, and says so in the logs in one line per event
     (nats-py's default error callback logs a traceback per failed attempt, each second).
@@ -36,7 +41,7 @@ async def connect_nats(url: str, *, timeout_s: float, start_wait_s: float) -> Na
 
     try:
         client = await nats.connect(
-            url,
+            nats_servers(url),
             name="codereview-analyzer",
             connect_timeout=timeout_s,
             reconnect_time_wait=RECONNECT_WAIT_S,

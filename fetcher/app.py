@@ -40,6 +40,7 @@ from jobs_contract import (
     JobEvent,
     ensure_jetstream,
 )
+from jobs_contract.settings import nats_servers
 
 log = logging.getLogger("fetcher")
 
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
     # job with its id, so those go to DEBUG.
     broker = NatsBroker(
-        settings.nats_url, logger=logging.getLogger("fetcher.broker"), log_level=logging.DEBUG
+        nats_servers(settings.nats_url), logger=logging.getLogger("fetcher.broker"), log_level=logging.DEBUG
     )
 
     @broker.subscriber(

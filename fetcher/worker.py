@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import msgspec
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.js.api import ObjectMeta
 from nats.js.errors import NotFoundError, ObjectNotFoundError, ServiceUnavailableError
 
@@ -79,6 +80,8 @@ class Outcome:
     job_id: str | None
     action: str  # "ready", "failed", "finished-before", "retry", "invalid"
     detail: str = ""
+    # The retry is for NATS not answering (timeouts, no JetStream leader), not for GitHub or a bug.
+    nats_trouble: bool = False
 
 
 def decode_request(body: bytes) -> FetchRequest:
@@ -124,6 +127,10 @@ class Fetcher:
                 outcome = await self._handle(request, attempt, last)
         if outcome.action == "retry":
             delay = min(self.settings.fetcher_ack_wait_s, self.settings.fetcher_retry_backoff_s * 2**attempt)
+            if outcome.nats_trouble:
+                # A NATS cluster electing a new leader after losing a node answers nothing for
+                # seconds; quick retries would spend every delivery inside that gap.
+                delay = self.settings.fetcher_ack_wait_s
             await _quietly(delivery.nack(delay=delay))
         else:
             await _quietly(delivery.ack())
@@ -160,7 +167,9 @@ class Fetcher:
             # NATS trouble or a bug: the next delivery may do better; the last one says so.
             log.exception("fetch crashed", extra=extra)
             if not last:
-                return Outcome(request.job_id, "retry", repr(error))
+                return Outcome(
+                    request.job_id, "retry", repr(error), nats_trouble=isinstance(error, NatsError)
+                )
             return await self._fail(
                 request, job, f"internal error in the fetcher: {type(error).__name__}: {error}"
             )

@@ -44,7 +44,10 @@ def create_app(settings: Settings | None = None, *, ssl_context: ssl.SSLContext 
                 cache: ReviewCache
                 if settings.nats_url:
                     cache = await NatsCache.connect(
-                        settings.nats_url, settings.review_cache_bucket, settings.review_cache_ttl
+                        settings.nats_url,
+                        settings.review_cache_bucket,
+                        settings.review_cache_ttl,
+                        settings.nats_replicas,
                     )
                 else:
                     cache = MemoryCache(settings.review_cache_ttl, settings.review_cache_size)

@@ -17,7 +17,8 @@ import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
-from nats.js.errors import BadRequestError, KeyNotFoundError
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from gateway.errors import ConfigError
@@ -81,6 +82,30 @@ class MemoryCache:
         self._items.clear()
 
 
+async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: int) -> None:
+    """Change an existing bucket to our TTL and replicas; a refusal is logged, not fatal: it is a cache."""
+    config = (await js.stream_info(f"KV_{bucket}")).config
+    had = f"REVIEW_CACHE_TTL={config.max_age or 0:g}, NATS_REPLICAS={config.num_replicas}"
+    wanted = f"REVIEW_CACHE_TTL={ttl:g}, NATS_REPLICAS={replicas}"
+    config.max_age, config.num_replicas = ttl, replicas
+    if config.duplicate_window and ttl:
+        config.duplicate_window = min(config.duplicate_window, ttl)
+    try:
+        await js.update_stream(config)
+    except APIError as exc:
+        log.warning(
+            "review cache bucket %s has %s, this gateway asks for %s, and NATS refused the change "
+            "(%s): using it as it is",
+            bucket,
+            had,
+            wanted,
+            exc.description,
+        )
+        return
+    if had != wanted:
+        log.warning("review cache bucket %s had %s: changed to %s", bucket, had, wanted)
+
+
 class NatsCache:
     """Reviews in a JetStream KV bucket whose max age is the TTL."""
 
@@ -89,8 +114,13 @@ class NatsCache:
         self.kv = kv
 
     @classmethod
-    async def connect(cls, url: str, bucket: str, ttl: float) -> NatsCache:
-        """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS is unreachable."""
+    async def connect(cls, url: str, bucket: str, ttl: float, replicas: int = 1) -> NatsCache:
+        """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS is unreachable.
+
+        `url` may list a cluster's servers, comma-separated (failover). The bucket gets `replicas`
+        copies; an existing one with another TTL or replica count is changed to these, or, when
+        NATS refuses (a single server cannot hold 3 replicas), used as it is with a warning.
+        """
 
         async def report(exc: Exception) -> None:
             log.warning("NATS (review cache): %s", exc or type(exc).__name__)
@@ -98,7 +128,7 @@ class NatsCache:
         try:
             # A few quick tries at start: a gateway whose NATS is not there says so and stops.
             connection = await nats.connect(
-                url,
+                [server.strip() for server in url.split(",") if server.strip()],
                 connect_timeout=3,
                 max_reconnect_attempts=2,
                 reconnect_time_wait=1,
@@ -112,10 +142,19 @@ class NatsCache:
         connection.options["max_reconnect_attempts"] = -1
         js = connection.jetstream()
         try:
-            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None)
-        except BadRequestError:
-            # The bucket exists with another TTL (set by an older deployment): use it as it is.
-            kv = await js.key_value(bucket)
+            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None, replicas=replicas)
+        except APIError as exc:
+            # Another configuration (10058), or one this NATS cannot hold (R3 on a single server,
+            # which it says before looking for the bucket): an existing bucket is changed or used.
+            try:
+                await _reconcile(js, bucket, ttl, replicas)
+                kv = await js.key_value(bucket)
+            except NotFoundError:
+                await connection.close()
+                raise ConfigError(
+                    f"review cache: NATS refused the bucket {bucket} with NATS_REPLICAS={replicas}: "
+                    f"{exc.description}"
+                ) from exc
         return cls(connection, kv)
 
     async def get(self, key: str) -> CachedReview | None:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     review_cache_size: int = Field(default=4096, ge=0)
     review_cache_bucket: str = "gateway_reviews"
     nats_url: str | None = None
+    # Copies of the review cache bucket on a NATS cluster (3 survives the loss of one node).
+    nats_replicas: int = Field(default=1, ge=1, le=5)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ except snapshots, which are msgpack (they hold file bytes).
 
 from jobs_contract.jetstream import (
     FETCH_DUPLICATE_WINDOW_S,
+    JetStreamSetupError,
     JobStores,
     SnapshotGone,
     ensure_jetstream,
@@ -67,6 +68,7 @@ __all__ = [
     "REPO_PATTERN",
     "TERMINAL",
     "FetchRequest",
+    "JetStreamSetupError",
     "JobEvent",
     "JobId",
     "JobRecord",

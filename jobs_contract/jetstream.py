@@ -1,19 +1,23 @@
 """Create (or open) the JetStream stream and buckets both sides use, with one configuration.
 
 Analyzer and fetcher both call `ensure_jetstream` at start-up, so either may start first; the
-server treats a create with an identical configuration as a no-op, and a bucket made with other
-limits (an older release, other settings) is updated to these.
+server treats a create with an identical configuration as a no-op, and a stream or bucket made
+with other limits or another number of replicas (an older release, other settings) is updated to
+these, with a warning that names what changed. When NATS refuses the change (three replicas on a
+single server, a cluster too small) the start fails with JetStreamSetupError saying what differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, ObjectNotFoundError
+from nats.js.errors import APIError, BadRequestError, ObjectNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -32,7 +36,17 @@ FETCH_DUPLICATE_WINDOW_S = 600.0
 # JetStream's error code for "stream name already in use with a different configuration".
 _STREAM_CONFIG_DIFFERS = 10058
 
-_Bucket = TypeVar("_Bucket", KeyValue, ObjectStore)
+_Bucket = TypeVar("_Bucket", KeyValue, ObjectStore, None)
+
+log = logging.getLogger("jobs_contract.jetstream")
+
+
+class JetStreamSetupError(RuntimeError):
+    """NATS refused to create a stream or bucket, or to change an existing one to our settings.
+
+    The message names the stream, what differs (as the environment variables that set it) and
+    the server's reason; nothing was changed.
+    """
 
 
 @dataclass(frozen=True)
@@ -52,24 +66,33 @@ class SnapshotGone(LookupError):  # noqa: N818 - a state, like KeyError
         super().__init__(f"the snapshot {key} is no longer stored (REPOS_MAX_AGE_S); start a new job")
 
 
-def fetch_stream_config() -> StreamConfig:
+def fetch_stream_config(replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=FETCH_STREAM,
         subjects=[FETCH_SUBJECT],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=FETCH_DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
     )
 
 
 async def ensure_jetstream(js: JetStreamContext, storage: StorageSettings | None = None) -> JobStores:
     """Create the fetch work queue, the `jobs` KV bucket and the `repos` Object Store if missing.
 
-    The buckets get the max age and max bytes of `storage` (default: read from the environment).
-    Raises nats errors when NATS refuses or does not answer.
+    Each gets NATS_REPLICAS replicas, and the buckets the max age and max bytes of `storage`
+    (default: read from the environment); existing ones are updated to these. Raises
+    JetStreamSetupError when NATS refuses a setting, nats errors when it does not answer.
     """
     limits = storage or StorageSettings()
-    await js.add_stream(fetch_stream_config())
+    replicas = limits.nats_replicas
+    await _create_or_update(
+        js,
+        FETCH_STREAM,
+        lambda: _no_bucket(js.add_stream(fetch_stream_config(replicas))),
+        lambda: _no_bucket(js.stream_info(FETCH_STREAM)),
+        {"num_replicas": ("NATS_REPLICAS", replicas)},
+    )
     kv = await _create_or_update(
         js,
         f"KV_{JOBS_BUCKET}",
@@ -79,10 +102,14 @@ async def ensure_jetstream(js: JetStreamContext, storage: StorageSettings | None
             storage=StorageType.FILE,
             ttl=limits.jobs_max_age_s,
             max_bytes=limits.jobs_max_bytes,
+            replicas=replicas,
         ),
         lambda: js.key_value(JOBS_BUCKET),
-        limits.jobs_max_age_s,
-        limits.jobs_max_bytes,
+        {
+            "num_replicas": ("NATS_REPLICAS", replicas),
+            "max_age": ("JOBS_MAX_AGE_S", limits.jobs_max_age_s),
+            "max_bytes": ("JOBS_MAX_BYTES", limits.jobs_max_bytes),
+        },
     )
     repos = await _create_or_update(
         js,
@@ -92,12 +119,20 @@ async def ensure_jetstream(js: JetStreamContext, storage: StorageSettings | None
             storage=StorageType.FILE,
             ttl=limits.repos_max_age_s,
             max_bytes=limits.repos_max_bytes,
+            replicas=replicas,
         ),
         lambda: js.object_store(REPOS_BUCKET),
-        limits.repos_max_age_s,
-        limits.repos_max_bytes,
+        {
+            "num_replicas": ("NATS_REPLICAS", replicas),
+            "max_age": ("REPOS_MAX_AGE_S", limits.repos_max_age_s),
+            "max_bytes": ("REPOS_MAX_BYTES", limits.repos_max_bytes),
+        },
     )
     return JobStores(kv=kv, repos=repos)
+
+
+async def _no_bucket(call: Awaitable[Any]) -> None:
+    await call
 
 
 async def _create_or_update(
@@ -105,22 +140,68 @@ async def _create_or_update(
     stream: str,
     create: Callable[[], Awaitable[_Bucket]],
     bind: Callable[[], Awaitable[_Bucket]],
-    max_age_s: float,
-    max_bytes: int,
+    wanted: Mapping[str, tuple[str, Any]],
 ) -> _Bucket:
+    """`wanted` maps StreamConfig fields to (the variable that sets it, its value)."""
     try:
         return await create()
-    except BadRequestError as error:
-        if error.err_code != _STREAM_CONFIG_DIFFERS:
+    except APIError as error:
+        # ServiceUnavailableError is an APIError too, but a passing state (no leader yet), not a refusal.
+        if isinstance(error, ServiceUnavailableError):
             raise
+        if not (isinstance(error, BadRequestError) and error.err_code == _STREAM_CONFIG_DIFFERS):
+            raise JetStreamSetupError(await _refusal(js, stream, wanted, error)) from error
     config = (await js.stream_info(stream)).config
-    config.max_age = max_age_s
-    config.max_bytes = max_bytes
+    current = {field: getattr(config, field) for field in wanted}
+    differs = {field: value for field, (_, value) in wanted.items() if current[field] != value}
+    for field, value in differs.items():
+        setattr(config, field, value)
     # The server refuses a duplicate window longer than the max age (KV buckets have 2 minutes).
-    if config.duplicate_window:
-        config.duplicate_window = min(config.duplicate_window, max_age_s)
-    await js.update_stream(config)
+    if config.duplicate_window and config.max_age:
+        config.duplicate_window = min(config.duplicate_window, config.max_age)
+    try:
+        await js.update_stream(config)
+    except APIError as error:
+        raise JetStreamSetupError(
+            f"the stream {stream} exists with {_describe(current, wanted, only=differs)}, "
+            f"this service asks for {_describe(differs, wanted)}, and NATS refused the change: "
+            f"{error.description}; set the same values as the service that created it, or "
+            "change the stream with the nats CLI"
+        ) from error
+    if differs:
+        log.warning(
+            "the stream %s had %s: changed to %s",
+            stream,
+            _describe(current, wanted, only=differs),
+            _describe(differs, wanted),
+        )
     return await bind()
+
+
+async def _refusal(
+    js: JetStreamContext, stream: str, wanted: Mapping[str, tuple[str, Any]], error: APIError
+) -> str:
+    asked = _describe({field: value for field, (_, value) in wanted.items()}, wanted)
+    try:
+        config = (await js.stream_info(stream)).config
+    except (TimeoutError, NatsError):  # missing, or NATS cannot say: the refusal is the news
+        return f"NATS refused to create the stream {stream} with {asked}: {error.description}"
+    current = {field: getattr(config, field) for field in wanted}
+    return (
+        f"the stream {stream} exists with {_describe(current, wanted)}, this service asks for "
+        f"{asked}, and NATS refused: {error.description}"
+    )
+
+
+def _describe(
+    values: Mapping[str, Any], wanted: Mapping[str, tuple[str, Any]], only: Mapping[str, Any] | None = None
+) -> str:
+    """`NATS_REPLICAS=3, JOBS_MAX_AGE_S=604800`: the fields as the variables that set them."""
+    return ", ".join(
+        f"{wanted[field][0]}={value:g}" if isinstance(value, float) else f"{wanted[field][0]}={value}"
+        for field, value in values.items()
+        if only is None or field in only
+    )
 
 
 async def load_snapshot(repos: ObjectStore, key: str) -> Snapshot:

@@ -1,4 +1,4 @@
-"""How long and how much the `jobs` KV bucket and the `repos` Object Store keep.
+"""How long and how much the `jobs` KV bucket and the `repos` Object Store keep, on how many NATS nodes.
 
 Both services create the buckets (whichever starts first), so both read these variables, and
 each start applies them to buckets that already exist: set the same values for all services.
@@ -28,3 +28,12 @@ class StorageSettings(BaseSettings):
     repos_max_age_s: float = Field(default=7 * DAY_S, gt=0)
     # When full, storing a new snapshot fails its job with a reason naming REPOS_MAX_BYTES.
     repos_max_bytes: int = Field(default=4096 * MIB, gt=0)
+
+    # Copies of the fetch stream, the `jobs` KV and the `repos` Object Store on a NATS cluster:
+    # 3 survives the loss of one node. At most the number of nodes; 1 on a single server.
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+
+
+def nats_servers(url: str) -> list[str]:
+    """NATS_URL's servers: one URL, or several separated by commas (a cluster, for failover)."""
+    return [server.strip() for server in url.split(",") if server.strip()]

@@ -1,0 +1,139 @@
+"""The graders' flow on one NATS server (replicas 1) and on a three-node cluster (replicas 3).
+
+One flow is `POST /analyze/start` for a small repository, then `POST /analyze/function` on the
+new job, which waits for the fetch: a job record created, a fetch request queued, a tarball
+downloaded from the fake GitHub, a snapshot stored, the record updated three times, a snapshot
+read, a review from an instant fake gateway. The analyzer and the fetcher run as processes
+(`python -m ...`), as deployed; CONCURRENCY flows run at once for SECONDS seconds after a warm-up.
+On a cluster every write is acknowledged only once two of the three nodes hold it.
+
+Usage: python -m bench cluster [--seconds=15] [--concurrency=8] [--order=single,cluster]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support.fake_gateway import FakeGateway
+from tests.support.fake_github import FakeGitHub
+from tests.support.nats import running_nats_server
+from tests.support.nats_cluster import running_nats_cluster, wait_for_jetstream
+from tests.support.servers import ServiceProcess, service_process, serving
+
+FILES: dict[str, bytes | str] = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": "def double(x):\n    return x * 2\n",
+    "README.md": "# demo\n",
+}
+
+
+@contextmanager
+def services(nats_url: str, replicas: int, github: FakeGitHub, gateway_url: str, logs: Path) -> Iterator[str]:
+    """A fetcher and an analyzer on `nats_url`; yields the analyzer's URL."""
+    common = {"NATS_URL": nats_url, "NATS_REPLICAS": str(replicas), "LOG_LEVEL": "WARNING"}
+    with ExitStack() as stack:
+        stack.enter_context(
+            service_process(
+                "fetcher",
+                {**common, "GITHUB_API_URL": github.api_url, "FETCHER_CONCURRENCY": "4"},
+                logs,
+                port_variable="FETCHER_HEALTH_PORT",
+                timeout=120,
+            )
+        )
+        analyzer: ServiceProcess = stack.enter_context(
+            service_process(
+                "analyzer",
+                {**common, "GATEWAY_URL": gateway_url, "ANALYZER_PRELOAD": "false"},
+                logs,
+                port_variable="ANALYZER_PORT",
+                timeout=120,
+            )
+        )
+        yield analyzer.url
+
+
+async def load(url: str, seconds: float, concurrency: int) -> tuple[int, int, list[float]]:
+    """(flows done, flows failed, seconds per flow) over `seconds` after a short warm-up."""
+    done = failed = 0
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def flow() -> bool:
+            started = await client.post("/analyze/start", json={"repo_url": "https://github.com/octo/bench"})
+            if started.status_code != 200:
+                return False
+            body = {"job_id": started.json()["job_id"], "function_name": "pkg.mod.double"}
+            return (await client.post("/analyze/function", json=body)).status_code == 200
+
+        for _ in range(3):
+            await flow()
+        stop_at = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal done, failed
+            while time.monotonic() < stop_at:
+                began = time.monotonic()
+                if await flow():
+                    done += 1
+                    latencies.append(time.monotonic() - began)
+                else:
+                    failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, failed, latencies
+
+
+def report(name: str, seconds: float, result: tuple[int, int, list[float]]) -> float:
+    done, failed, latencies = result
+    rate = done / seconds
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p99 = statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) > 1 else float("nan")
+    print(
+        f"{name}: {rate:.1f} flows/s ({done} in {seconds:g} s, {failed} failed), "
+        f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    )
+    return rate
+
+
+async def run(seconds: float, concurrency: int, order: list[str]) -> None:
+    gateway = FakeGateway(record=False)
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder, FakeGitHub.running() as github:
+        github.add_repo("octo", "bench", FILES)
+        root = Path(folder)
+        async with serving(gateway) as gateway_root:
+            gateway_url = f"{gateway_root}/v1"
+            for setup in order:
+                if setup == "single":
+                    with (
+                        running_nats_server(root / "single") as url,
+                        services(url, 1, github, gateway_url, root) as api,
+                    ):
+                        result = await load(api, seconds, concurrency)
+                    rates[setup] = report("one node, replicas 1", seconds, result)
+                else:
+                    with running_nats_cluster(root / "cluster") as cluster:
+                        await wait_for_jetstream(cluster.url, replicas=3)
+                        with services(cluster.url, 3, github, gateway_url, root) as api:
+                            result = await load(api, seconds, concurrency)
+                    rates[setup] = report("three nodes, replicas 3", seconds, result)
+    ratio = rates["cluster"] / rates["single"]
+    print(f"cluster / single: {ratio:.2f} x ({concurrency} flows in flight, all on one machine)")
+
+
+def main(argv: list[str]) -> None:
+    options = dict(a.removeprefix("--").split("=", 1) for a in argv if "=" in a)
+    # --order=cluster,single runs the cluster first: a check that the order does not make the figure.
+    order = options.get("order", "single,cluster").split(",")
+    if sorted(order) != ["cluster", "single"]:
+        raise SystemExit("--order takes single and cluster, comma-separated, each once")
+    asyncio.run(run(float(options.get("seconds", 15)), int(options.get("concurrency", 8)), order))
