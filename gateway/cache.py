@@ -43,6 +43,8 @@ def review_key(code: str, provider: str, model: str, limit: int) -> str:
 
 
 class ReviewCache(Protocol):
+    async def open(self) -> None: ...
+
     async def get(self, key: str) -> CachedReview | None: ...
 
     async def put(self, key: str, review: CachedReview) -> None: ...
@@ -57,6 +59,9 @@ class MemoryCache:
         self.ttl = ttl
         self.size = size
         self._items: OrderedDict[str, tuple[float, CachedReview]] = OrderedDict()
+
+    async def open(self) -> None:
+        """Nothing to open: the reviews live in this process."""
 
     async def get(self, key: str) -> CachedReview | None:
         item = self._items.get(key)
@@ -84,13 +89,16 @@ class MemoryCache:
 class NatsCache:
     """Reviews in a JetStream KV bucket whose max age is the TTL."""
 
-    def __init__(self, connection: NatsClient, kv: KeyValue) -> None:
-        self.connection = connection
-        self.kv = kv
+    def __init__(self, url: str, bucket: str, ttl: float) -> None:
+        self.url = url
+        self.bucket = bucket
+        self.ttl = ttl
+        self._connection: NatsClient | None = None
+        self._kv: KeyValue | None = None
 
-    @classmethod
-    async def connect(cls, url: str, bucket: str, ttl: float) -> NatsCache:
+    async def open(self) -> None:
         """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS is unreachable."""
+        url, bucket, ttl = self.url, self.bucket, self.ttl
 
         async def report(exc: Exception) -> None:
             log.warning("NATS (review cache): %s", exc or type(exc).__name__)
@@ -116,11 +124,13 @@ class NatsCache:
         except BadRequestError:
             # The bucket exists with another TTL (set by an older deployment): use it as it is.
             kv = await js.key_value(bucket)
-        return cls(connection, kv)
+        self._connection, self._kv = connection, kv
 
     async def get(self, key: str) -> CachedReview | None:
+        if self._kv is None:
+            return None
         try:
-            entry = await self.kv.get(key)
+            entry = await self._kv.get(key)
         except KeyNotFoundError:
             return None
         except Exception as exc:  # the cache must never fail a review
@@ -134,10 +144,14 @@ class NatsCache:
             return None
 
     async def put(self, key: str, review: CachedReview) -> None:
+        if self._kv is None:
+            return
         try:
-            await self.kv.put(key, _ENCODER.encode(review))
+            await self._kv.put(key, _ENCODER.encode(review))
         except Exception as exc:  # the cache must never fail a review
             log.warning("review cache write failed: %s", exc)
 
     async def close(self) -> None:
-        await self.connection.drain()
+        if self._connection is not None:
+            await self._connection.drain()
+            self._connection = self._kv = None
