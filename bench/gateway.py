@@ -35,6 +35,7 @@ import aiohttp
 from tests.support.asgi import read_body
 
 ROOT = Path(__file__).resolve().parents[1]
+_LITELLM_KEY = "sk-bench-master-key-not-secret"  # loopback only, thrown away
 LITELLM = Path(os.environ.get("LITELLM_BIN", "/tmp/litellm-venv/bin/litellm"))  # noqa: S108 - a throwaway venv
 MODEL = "instant-model"
 _COMPLETION = json.dumps(
@@ -84,7 +85,7 @@ def _free_port() -> int:
         return port
 
 
-def _start(argv: list[str], env: dict[str, str], url: str, stack: ExitStack, wait_s: float = 60) -> None:
+def _start(argv: list[str], env: dict[str, str], url: str, stack: ExitStack, wait_s: float = 60) -> int:
     process = subprocess.Popen(
         argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -96,7 +97,7 @@ def _start(argv: list[str], env: dict[str, str], url: str, stack: ExitStack, wai
             raise RuntimeError(f"{argv} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
-                return
+                return process.pid
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{argv} did not answer {url} within {wait_s:.0f} s")
@@ -161,7 +162,16 @@ def _poster(
     return post
 
 
-async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: int) -> None:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: int, gateway_pid: int) -> None:
     chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
     streamed = json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -181,10 +191,16 @@ async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: i
         ),
     ]
     for name, through_gateway, direct in scenarios:
+        cpu_before = _cpu_seconds(gateway_pid)
         through, straight = await _pairs(through_gateway, direct, requests, warmup)
+        cpu_after = _cpu_seconds(gateway_pid)
         print(_line(f"{name}: direct", straight))
         print(_line(f"{name}: via gateway", through))
         print(_overhead(name, through, straight), flush=True)
+        if cpu_before is not None and cpu_after is not None:
+            # Load-independent: what the gateway's process spends per request, whatever else runs.
+            per_request = (cpu_after - cpu_before) / (requests + warmup) * 1000
+            print(f"{name + ': gateway CPU':<38} {per_request:.3f} ms per request", flush=True)
     cached, _ = await _pairs(post(gateway_url + "/analyze", review), None, max(requests // 4, 50), 5)
     print(_line("/analyze, review from the cache", cached), flush=True)
     await client.close()
@@ -193,7 +209,7 @@ async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: i
 async def _measure_litellm(litellm_url: str, upstream_url: str, requests: int, warmup: int) -> None:
     chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
     client = aiohttp.ClientSession()
-    post = _poster(client, {"authorization": "Bearer sk-bench"})
+    post = _poster(client, {"authorization": f"Bearer {_LITELLM_KEY}"})
     path = "/v1/chat/completions"
     through, straight = await _pairs(
         post(litellm_url + path, chat), post(upstream_url + path, chat), requests, warmup
@@ -229,7 +245,7 @@ def _litellm(upstream_url: str, requests: int, warmup: int) -> None:
             {
                 "OPENAI_API_KEY": "sk-bench",
                 "LITELLM_LOG": "ERROR",
-                "LITELLM_MASTER_KEY": "",
+                "LITELLM_MASTER_KEY": _LITELLM_KEY,
                 "DISABLE_ADMIN_UI": "True",
             },
             url + "/health/liveliness",
@@ -271,7 +287,7 @@ def main(argv: list[str]) -> None:
             upstream_url + "/v1/models",
             stack,
         )
-        _start(
+        gateway_pid = _start(
             [sys.executable, "-m", "gateway"],
             {
                 "GATEWAY_PORT": str(gateway_port),
@@ -290,7 +306,7 @@ def main(argv: list[str]) -> None:
             f"{requests} measured requests per path and scenario after {warmup} warm-up, alternating",
             flush=True,
         )
-        asyncio.run(_measure(gateway_url, upstream_url, requests, warmup))
+        asyncio.run(_measure(gateway_url, upstream_url, requests, warmup, gateway_pid))
         _litellm(upstream_url, requests, warmup)
 
 

@@ -237,10 +237,10 @@ class Upstream:
         deadline = asyncio.get_running_loop().time() + self.total_timeout
         async with self._within(provider, deadline):
             response = await self._send(provider, method, path, body, retry=retry)
-        try:
-            content = b"".join([chunk async for chunk in self._body(provider, response, deadline)])
-        finally:
-            response.release()
+            try:
+                content = await self._read_all(provider, response)
+            finally:
+                response.release()
         return Answer(response.status, response.headers, content)
 
     async def open_stream(self, provider: Provider, path: str, body: bytes) -> Stream:
@@ -285,13 +285,34 @@ class Upstream:
                 raise self._read_timeout(provider) from exc
             raise self._total_timeout(provider) from exc
 
+    async def _read_all(self, provider: Provider, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body (decompressed), within the size cap; the caller holds the deadline."""
+        self._check_announced(provider, response)
+        if response.content_length is not None and "content-encoding" not in response.headers:
+            # Its size is known and under the cap (a compressed one may inflate past it: read below).
+            try:
+                return await response.read()
+            except aiohttp.ClientError as exc:
+                raise self._broken(provider, exc) from exc
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            try:
+                chunk = await response.content.readany()
+            except aiohttp.ClientError as exc:
+                raise self._broken(provider, exc) from exc
+            if not chunk:
+                return b"".join(chunks)
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise self._too_large(provider, f"sent more than {self.max_bytes} bytes")
+            chunks.append(chunk)
+
     async def _body(
         self, provider: Provider, response: aiohttp.ClientResponse, deadline: float
     ) -> AsyncIterator[bytes]:
         """The body as it arrives (decompressed), within the deadline and the size cap."""
-        announced = response.content_length
-        if announced is not None and announced > self.max_bytes:
-            raise self._too_large(provider, f"announces {announced} bytes")
+        self._check_announced(provider, response)
         received = 0
         while True:
             try:
@@ -299,9 +320,7 @@ class Upstream:
                 async with self._within(provider, deadline):
                     chunk = await response.content.readany()
             except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    f"{provider.name} broke off its answer: {_describe(exc)}", provider=provider.name
-                ) from exc
+                raise self._broken(provider, exc) from exc
             if not chunk:
                 return
             received += len(chunk)
@@ -325,6 +344,11 @@ class Upstream:
         url = provider.url(path)
         attempts = self.max_retries + 1 if retry else 1
         try:
+            # The common case, an answer at the first try, costs no retry machinery (~0.1 ms).
+            return await self._attempt(session, provider, method, url, headers, body)
+        except _RetryableError as exc:
+            failed: _RetryableError | None = exc
+        try:
             async for attempt in stamina.retry_context(
                 on=_backoff,
                 attempts=attempts,
@@ -335,6 +359,10 @@ class Upstream:
             ):
                 with attempt:
                     try:
+                        if failed is not None:
+                            # The try above is stamina's first attempt: its failure sets the wait.
+                            first, failed = failed, None
+                            raise first
                         return await self._attempt(session, provider, method, url, headers, body)
                     except _RetryableError as exc:
                         if attempt.num < attempts:
@@ -425,6 +453,16 @@ class Upstream:
         return UpstreamTimeoutError(
             f"{provider.name} did not finish its answer within {self.total_timeout:g}s (LLM_TOTAL_TIMEOUT)",
             provider=provider.name,
+        )
+
+    def _check_announced(self, provider: Provider, response: aiohttp.ClientResponse) -> None:
+        announced = response.content_length
+        if announced is not None and announced > self.max_bytes:
+            raise self._too_large(provider, f"announces {announced} bytes")
+
+    def _broken(self, provider: Provider, exc: aiohttp.ClientError) -> UpstreamError:
+        return UpstreamError(
+            f"{provider.name} broke off its answer: {_describe(exc)}", provider=provider.name
         )
 
     def _too_large(self, provider: Provider, what: str) -> UpstreamError:
