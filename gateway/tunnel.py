@@ -52,7 +52,6 @@ class SshTunnel:
         self.local_port = 0
         self.connection: Any = None
         self.listener: Any = None
-        self.reconnects = 0
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -112,7 +111,6 @@ class SshTunnel:
                     except ConfigError as exc:
                         log.warning("%s; retrying in %.1fs or more", exc.message, attempt.next_wait)
                         raise
-            self.reconnects += 1
 
     async def close(self) -> None:
         if self.connection is None:
