@@ -44,8 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     chain = settings.provider_chain
     tunnel = SshTunnel(settings) if settings.local_llm_ssh_host and "local" in chain else None
-    upstream = Upstream(settings)
-    providers = build_providers(settings, tunnel)
+    upstream = Upstream(settings, build_providers(settings, tunnel))
     cache: ReviewCache
     if settings.nats_url:
         cache = NatsCache(settings.nats_url, settings.review_cache_bucket, settings.review_cache_ttl)
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         max_tokens=settings.review_max_tokens,
         temperature=settings.review_temperature,
     )
-    reviewer = Reviewer(upstream, providers, cache, RuffChecker(), limits)
+    reviewer = Reviewer(upstream, upstream.providers, cache, RuffChecker(), limits)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -79,11 +78,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
-        dependencies={
-            "upstream": _provide(upstream),
-            "providers": _provide(providers),
-            "reviewer": _provide(reviewer),
-        },
+        # One dependency per handler: Litestar resolves two or more at one level in an anyio task
+        # group, a task each, which cost ~0.1 ms of the gateway's 1 ms budget per passthrough call.
+        dependencies={"upstream": _provide(upstream), "reviewer": _provide(reviewer)},
         exception_handlers={
             GatewayError: handle_exception,
             ValidationException: handle_validation_error,

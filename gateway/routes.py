@@ -51,9 +51,7 @@ def health() -> Health:
 
 
 @get("/health/ready")
-async def ready(
-    upstream: NamedDependency[Upstream], providers: NamedDependency[list[Provider]]
-) -> Response[Readiness]:
+async def ready(upstream: NamedDependency[Upstream]) -> Response[Readiness]:
     """200 when at least one provider of the chain answers GET /models (costs no tokens), else 503."""
 
     async def probe(provider: Provider) -> str:
@@ -63,6 +61,7 @@ async def ready(
             return exc.message
         return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
 
+    providers = upstream.providers
     results = await asyncio.gather(*(probe(provider) for provider in providers))
     states = {provider.name: result for provider, result in zip(providers, results, strict=True)}
     is_ready = "ok" in results
@@ -73,11 +72,9 @@ async def ready(
 
 
 @get("/v1/models")
-async def models(
-    upstream: NamedDependency[Upstream], providers: NamedDependency[list[Provider]]
-) -> ModelList:
+async def models(upstream: NamedDependency[Upstream]) -> ModelList:
     """The virtual `code-review` model, then the chosen provider's own models."""
-    provider = providers[0]
+    provider = upstream.providers[0]
     response = await upstream.request(provider, "GET", "models")
     if response.status_code != 200:
         raise UpstreamError(
@@ -107,13 +104,12 @@ async def chat_completions(
     data: JSONBody[ChatRequest],
     request: Request[Any, Any, Any],
     reviewer: NamedDependency[Reviewer],
-    upstream: NamedDependency[Upstream],
-    providers: NamedDependency[list[Provider]],
 ) -> ChatCompletion | Response[bytes] | Stream:
     """OpenAI chat completions: `code-review` is answered here, any other model goes to the provider.
 
     Other models get the caller's bytes as they came (Litestar keeps the body it decoded), so any
-    OpenAI parameter, known to the gateway or not, reaches the provider untouched.
+    OpenAI parameter, known to the gateway or not, reaches the provider untouched, through the
+    same client the reviews use.
     """
     chat = data
     if chat.model == CODE_REVIEW_MODEL:
@@ -130,7 +126,8 @@ async def chat_completions(
             usage=review.usage,
         )
     raw = await request.body()
-    provider = providers[0]
+    upstream = reviewer.upstream
+    provider = upstream.providers[0]
     log.debug("passthrough of model %s to %s (stream=%s)", chat.model, provider.name, chat.stream)
     if not chat.stream:
         answer = await upstream.request(provider, "POST", "chat/completions", raw)

@@ -179,9 +179,13 @@ class Stream:
 
 
 class Upstream:
-    """The gateway's HTTP client for every provider: one aiohttp session, opened in the lifespan."""
+    """The gateway's HTTP client for its providers: one aiohttp session, opened in the lifespan.
 
-    def __init__(self, settings: Settings) -> None:
+    `providers` is the chain, in order; the first is the one passthrough calls go to.
+    """
+
+    def __init__(self, settings: Settings, providers: list[Provider]) -> None:
+        self.providers = providers
         self.max_retries = settings.llm_max_retries
         self.backoff = settings.llm_retry_backoff
         self.retry_after_max = settings.llm_retry_after_max

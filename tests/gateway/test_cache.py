@@ -123,18 +123,16 @@ async def test_a_review_without_the_models_words_is_answered_but_never_kept(loca
 async def test_a_review_without_the_checks_is_answered_but_never_kept(local_fake: FakeLLM) -> None:
     local_fake.script("/chat/completions", review_reply("Reject booleans."), review_reply("Reject booleans."))
     settings = local_settings(local_fake, local_llm_model="m")
-    upstream = Upstream(settings)
+    upstream = Upstream(settings, build_providers(settings))
     await upstream.open()
     cache = MemoryCache(ttl=0, size=10)
     limits = ReviewLimits(max_suggestions=8, max_code_bytes=65536, max_tokens=300, temperature=0.2)
     broken, working = RuffChecker(), RuffChecker()
     broken.binary = "/bin/false"  # ruff crashes
     try:
-        without_checks = await Reviewer(upstream, build_providers(settings), cache, broken, limits).review(
-            ADD
-        )
-        complete = await Reviewer(upstream, build_providers(settings), cache, working, limits).review(ADD)
-        again = await Reviewer(upstream, build_providers(settings), cache, working, limits).review(ADD)
+        without_checks = await Reviewer(upstream, upstream.providers, cache, broken, limits).review(ADD)
+        complete = await Reviewer(upstream, upstream.providers, cache, working, limits).review(ADD)
+        again = await Reviewer(upstream, upstream.providers, cache, working, limits).review(ADD)
     finally:
         await upstream.aclose()
     assert (without_checks.suggestions, without_checks.degraded) == (

@@ -47,10 +47,10 @@ async def upstream_for(
         openai_base_url=f"{scheme}://127.0.0.1:{port}/v1",
         **values,
     )
-    upstream = Upstream(settings)
+    upstream = Upstream(settings, build_providers(settings))
     await upstream.open()
     try:
-        yield upstream, build_providers(settings)[0]
+        yield upstream, upstream.providers[0]
     finally:
         await upstream.aclose()
 
@@ -248,20 +248,20 @@ async def test_a_proxy_named_in_the_environment_is_used_and_no_proxy_is_honoured
         settings = make_settings(
             llm_provider="openai", openai_api_key="sk-raw", openai_base_url="http://provider.invalid/v1"
         )
-        upstream = Upstream(settings)
+        upstream = Upstream(settings, build_providers(settings))
         await upstream.open()
         try:
-            answer = await upstream.request(build_providers(settings)[0], "GET", "models")
+            answer = await upstream.request(upstream.providers[0], "GET", "models")
         finally:
             await upstream.aclose()
         assert answer.content == b"{}"
         assert seen[0].startswith(b"GET http://provider.invalid/v1/models HTTP/1.1\r\n")
         monkeypatch.setenv("NO_PROXY", "provider.invalid")
-        upstream = Upstream(settings)
+        upstream = Upstream(settings, build_providers(settings))
         await upstream.open()
         try:
             with pytest.raises(UpstreamError, match="unreachable"):
-                await upstream.request(build_providers(settings)[0], "GET", "models", retry=False)
+                await upstream.request(upstream.providers[0], "GET", "models", retry=False)
         finally:
             await upstream.aclose()
     assert len(seen) == 1
