@@ -3,9 +3,13 @@
 An instant OpenAI-shaped upstream (uvicorn process, fixed answer) and the gateway (`python -m
 gateway`, LLM_PROVIDER=local pointed at it) run as their own processes; one client alternates
 requests to both over keep-alive connections, so drift and noise hit both sides alike.
-Figures: p50/p99 per path and the overhead (gateway minus direct) for a passthrough chat
+Figures: p50/p95/p99 per path and the overhead (gateway minus direct) for a passthrough chat
 completion and the same streamed, then `/analyze` answered from the review cache.
 Target: p50 overhead <= 1 ms.
+
+LiteLLM's proxy, measured on the same upstream the same way, is printed beside it when it is
+installed in a throwaway venv (never the project's): `python3 -m venv /tmp/litellm-venv &&
+/tmp/litellm-venv/bin/pip install 'litellm[proxy]'`; LITELLM_BIN names another `litellm` binary.
 
 Options: --requests=N (measured pairs per scenario, default 2000), --warmup=N (default 200).
 """
@@ -26,10 +30,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from gateway.http1 import Http1Client
+import aiohttp
+
 from tests.support.asgi import read_body
 
 ROOT = Path(__file__).resolve().parents[1]
+_LITELLM_KEY = "sk-bench-master-key-not-secret"  # loopback only, thrown away
+LITELLM = Path(os.environ.get("LITELLM_BIN", "/tmp/litellm-venv/bin/litellm"))  # noqa: S108 - a throwaway venv
 MODEL = "instant-model"
 _COMPLETION = json.dumps(
     {
@@ -78,20 +85,22 @@ def _free_port() -> int:
         return port
 
 
-def _start(argv: list[str], env: dict[str, str], url: str, stack: ExitStack) -> None:
-    process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+def _start(argv: list[str], env: dict[str, str], url: str, stack: ExitStack, wait_s: float = 60) -> int:
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     stack.callback(process.wait)
     stack.callback(process.terminate)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{argv} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
-                return
+                return process.pid
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{argv} did not answer {url} within 60 s")
+    raise RuntimeError(f"{argv} did not answer {url} within {wait_s:.0f} s")
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -123,54 +132,128 @@ async def _pairs(
 
 
 def _line(name: str, values: list[float]) -> str:
-    p50, p99 = _percentile(values, 0.5) * 1000, _percentile(values, 0.99) * 1000
-    return f"{name:<38} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
+    p50, p95, p99 = (_percentile(values, q) * 1000 for q in (0.5, 0.95, 0.99))
+    return f"{name:<38} p50 {p50:7.3f} ms   p95 {p95:7.3f} ms   p99 {p99:7.3f} ms"
 
 
-async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: int) -> None:
+def _overhead(name: str, through: list[float], straight: list[float]) -> str:
+    p50, p95 = ((_percentile(through, q) - _percentile(straight, q)) * 1000 for q in (0.5, 0.95))
+    pairwise = _percentile([a - b for a, b in zip(through, straight, strict=True)], 0.5) * 1000
+    return (
+        f"{name + ': overhead':<38} p50 {p50:7.3f} ms   p95 {p95:7.3f} ms"
+        f"   (median of pairwise differences {pairwise:.3f} ms)"
+    )
+
+
+def _poster(
+    client: aiohttp.ClientSession, headers: dict[str, str] | None = None
+) -> Callable[[str, bytes], Callable[[], Awaitable[None]]]:
+    sent = {"content-type": "application/json", **(headers or {})}
+
+    def post(url: str, body: bytes) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            async with client.post(url, data=body, headers=sent) as response:
+                await response.read()  # streamed or not: the whole body, as a caller reads it
+                if response.status != 200:
+                    raise RuntimeError(f"{url}: HTTP {response.status}")
+
+        return call
+
+    return post
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` so far (Linux /proc); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: int, gateway_pid: int) -> None:
     chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
     streamed = json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     ).encode()
     review = json.dumps({"function_code": "def add(a, b): return a + b"}).encode()
-    # The same lean keep-alive client measures both paths, so client cost cancels out.
-    client = Http1Client(connect_timeout=5, read_timeout=30)
-    headers = {"content-type": "application/json"}
-
-    def post(url: str, body: bytes, stream: bool = False) -> Callable[[], Awaitable[None]]:
-        async def call() -> None:
-            response = await client.send("POST", url, headers=headers, body=body, stream=stream)
-            if stream:
-                async for _ in response.aiter_raw():
-                    pass
-            if response.status_code != 200:
-                raise RuntimeError(f"{url}: HTTP {response.status_code}")
-
-        return call
+    # The same keep-alive client measures both paths, so its own cost cancels out.
+    client = aiohttp.ClientSession()
+    post = _poster(client)
 
     chat_path = "/v1/chat/completions"
     scenarios = [
         ("chat completion", post(gateway_url + chat_path, chat), post(upstream_url + chat_path, chat)),
         (
             "chat completion, streamed",
-            post(gateway_url + chat_path, streamed, stream=True),
-            post(upstream_url + chat_path, streamed, stream=True),
+            post(gateway_url + chat_path, streamed),
+            post(upstream_url + chat_path, streamed),
         ),
     ]
     for name, through_gateway, direct in scenarios:
+        cpu_before = _cpu_seconds(gateway_pid)
         through, straight = await _pairs(through_gateway, direct, requests, warmup)
-        overhead = [a - b for a, b in zip(through, straight, strict=True)]
+        cpu_after = _cpu_seconds(gateway_pid)
         print(_line(f"{name}: direct", straight))
         print(_line(f"{name}: via gateway", through))
-        p50 = (_percentile(through, 0.5) - _percentile(straight, 0.5)) * 1000
-        print(
-            f"{name + ': overhead':<38} p50 {p50:7.3f} ms"
-            f"   (median of pairwise differences {_percentile(overhead, 0.5) * 1000:.3f} ms)",
-            flush=True,
-        )
+        print(_overhead(name, through, straight), flush=True)
+        if cpu_before is not None and cpu_after is not None:
+            # Load-independent: what the gateway's process spends per request, whatever else runs.
+            per_request = (cpu_after - cpu_before) / (requests + warmup) * 1000
+            print(f"{name + ': gateway CPU':<38} {per_request:.3f} ms per request", flush=True)
     cached, _ = await _pairs(post(gateway_url + "/analyze", review), None, max(requests // 4, 50), 5)
     print(_line("/analyze, review from the cache", cached), flush=True)
-    await client.aclose()
+    await client.close()
+
+
+async def _measure_litellm(litellm_url: str, upstream_url: str, requests: int, warmup: int) -> None:
+    chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    client = aiohttp.ClientSession()
+    post = _poster(client, {"authorization": f"Bearer {_LITELLM_KEY}"})
+    path = "/v1/chat/completions"
+    through, straight = await _pairs(
+        post(litellm_url + path, chat), post(upstream_url + path, chat), requests, warmup
+    )
+    print(_line("LiteLLM chat completion: direct", straight))
+    print(_line("LiteLLM chat completion: via LiteLLM", through))
+    print(_overhead("LiteLLM chat completion", through, straight), flush=True)
+    await client.close()
+
+
+def _litellm(upstream_url: str, requests: int, warmup: int) -> None:
+    """LiteLLM's proxy in front of the same instant upstream, if it is installed (see the docstring)."""
+    if not LITELLM.exists():
+        print(f"LiteLLM: not measured ({LITELLM} is not there; see `bench/gateway.py`'s docstring)")
+        return
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        _start(
+            [
+                str(LITELLM),
+                "--model",
+                f"openai/{MODEL}",
+                "--alias",
+                MODEL,
+                "--api_base",
+                upstream_url + "/v1",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            {
+                "OPENAI_API_KEY": "sk-bench",
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_MASTER_KEY": _LITELLM_KEY,
+                "DISABLE_ADMIN_UI": "True",
+            },
+            url + "/health/liveliness",
+            stack,
+            wait_s=180,
+        )
+        # LiteLLM is measured with fewer requests: it is ~20x slower per request.
+        asyncio.run(_measure_litellm(url, upstream_url, max(requests // 4, 100), max(warmup // 4, 20)))
 
 
 def main(argv: list[str]) -> None:
@@ -204,7 +287,7 @@ def main(argv: list[str]) -> None:
             upstream_url + "/v1/models",
             stack,
         )
-        _start(
+        gateway_pid = _start(
             [sys.executable, "-m", "gateway"],
             {
                 "GATEWAY_PORT": str(gateway_port),
@@ -223,7 +306,8 @@ def main(argv: list[str]) -> None:
             f"{requests} measured requests per path and scenario after {warmup} warm-up, alternating",
             flush=True,
         )
-        asyncio.run(_measure(gateway_url, upstream_url, requests, warmup))
+        asyncio.run(_measure(gateway_url, upstream_url, requests, warmup, gateway_pid))
+        _litellm(upstream_url, requests, warmup)
 
 
 if __name__ == "__main__":

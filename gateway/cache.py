@@ -44,6 +44,8 @@ def review_key(code: str, provider: str, model: str, limit: int) -> str:
 
 
 class ReviewCache(Protocol):
+    async def open(self) -> None: ...
+
     async def get(self, key: str) -> CachedReview | None: ...
 
     async def put(self, key: str, review: CachedReview) -> None: ...
@@ -58,6 +60,9 @@ class MemoryCache:
         self.ttl = ttl
         self.size = size
         self._items: OrderedDict[str, tuple[float, CachedReview]] = OrderedDict()
+
+    async def open(self) -> None:
+        """Nothing to open: the reviews live in this process."""
 
     async def get(self, key: str) -> CachedReview | None:
         item = self._items.get(key)
@@ -109,18 +114,22 @@ async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: in
 class NatsCache:
     """Reviews in a JetStream KV bucket whose max age is the TTL."""
 
-    def __init__(self, connection: NatsClient, kv: KeyValue) -> None:
-        self.connection = connection
-        self.kv = kv
+    def __init__(self, url: str, bucket: str, ttl: float, replicas: int = 1) -> None:
+        self.url = url
+        self.bucket = bucket
+        self.ttl = ttl
+        self.replicas = replicas
+        self._connection: NatsClient | None = None
+        self._kv: KeyValue | None = None
 
-    @classmethod
-    async def connect(cls, url: str, bucket: str, ttl: float, replicas: int = 1) -> NatsCache:
+    async def open(self) -> None:
         """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS is unreachable.
 
         `url` may list a cluster's servers, comma-separated (failover). The bucket gets `replicas`
         copies; an existing one with another TTL or replica count is changed to these, or, when
         NATS refuses (a single server cannot hold 3 replicas), used as it is with a warning.
         """
+        url, bucket, ttl, replicas = self.url, self.bucket, self.ttl, self.replicas
 
         async def report(exc: Exception) -> None:
             log.warning("NATS (review cache): %s", exc or type(exc).__name__)
@@ -155,11 +164,13 @@ class NatsCache:
                     f"review cache: NATS refused the bucket {bucket} with NATS_REPLICAS={replicas}: "
                     f"{exc.description}"
                 ) from exc
-        return cls(connection, kv)
+        self._connection, self._kv = connection, kv
 
     async def get(self, key: str) -> CachedReview | None:
+        if self._kv is None:
+            return None
         try:
-            entry = await self.kv.get(key)
+            entry = await self._kv.get(key)
         except KeyNotFoundError:
             return None
         except Exception as exc:  # the cache must never fail a review
@@ -173,10 +184,14 @@ class NatsCache:
             return None
 
     async def put(self, key: str, review: CachedReview) -> None:
+        if self._kv is None:
+            return
         try:
-            await self.kv.put(key, _ENCODER.encode(review))
+            await self._kv.put(key, _ENCODER.encode(review))
         except Exception as exc:  # the cache must never fail a review
             log.warning("review cache write failed: %s", exc)
 
     async def close(self) -> None:
-        await self.connection.drain()
+        if self._connection is not None:
+            await self._connection.drain()
+            self._connection = self._kv = None

@@ -7,6 +7,7 @@ mutable defaults, bare excepts, `print` left in...) so they appear whatever the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import keyword
 import logging
@@ -21,6 +22,11 @@ from gateway.rules import CONFIG, IGNORED, PREVIEW, SELECT, SYNTAX, TYPES, Rule,
 from gateway.suggestions import Suggestion
 
 log = logging.getLogger("gateway.checks")
+
+
+class ChecksFailedError(Exception):
+    """ruff itself failed (timed out, crashed, printed no report): the review has no checks."""
+
 
 # Arguments that are never annotated or "unused" in a method lifted out of its class.
 _IMPLICIT = {"self", "cls"}
@@ -74,7 +80,7 @@ class RuffChecker:
         self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
 
     async def findings(self, code: str) -> list[_Finding]:
-        """ruff's findings for `code`; an empty list (logged) if ruff itself fails."""
+        """ruff's findings for `code`; raises ChecksFailedError (logged) if ruff itself fails."""
         async with self._slots:
             return await self._run(code)
 
@@ -111,23 +117,28 @@ class RuffChecker:
             process.kill()
             await process.wait()
             log.error("ruff took longer than %.0fs; reviewing without deterministic checks", self.timeout)
-            return []
+            raise ChecksFailedError(f"ruff took longer than {self.timeout:.0f}s") from None
         except BaseException:
             # Cancelled (the review failed or the client left): leave no ruff process behind.
-            process.kill()
+            # It may have just ended on its own, and kill() then raises instead of cancelling.
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             await asyncio.shield(process.wait())
             raise
         if process.returncode != 0:
             log.error("ruff failed (%s): %s", process.returncode, stderr.decode(errors="replace")[-500:])
-            return []
+            raise ChecksFailedError(f"ruff exited with {process.returncode}")
         try:
             return _FINDINGS.decode(stdout)
         except msgspec.DecodeError:
             log.error("ruff printed something that is not its JSON report: %r", stdout[:200])
-            return []
+            raise ChecksFailedError("ruff printed no JSON report") from None
 
     async def check(self, code: str) -> list[Suggestion]:
-        """Short suggestions for `code`, one per kind of problem, each tagged with priority and topic."""
+        """Short suggestions for `code`, one per kind of problem, each tagged with priority and topic.
+
+        Raises ChecksFailedError when ruff itself fails.
+        """
         source = textwrap.dedent(code)
         return suggestions_from(await self.findings(source), source)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 log = logging.getLogger("gateway.errors")
 
@@ -42,13 +42,6 @@ class ConfigError(GatewayError):
     """The settings cannot work (raised at startup, never during a request)."""
 
 
-class MalformedBodyError(GatewayError):
-    """The request body is not JSON at all."""
-
-    status_code = 400
-    error_type = "invalid_request_error"
-
-
 class InvalidInputError(GatewayError):
     """The body is JSON but not what the route accepts (wrong type, empty code, too large...)."""
 
@@ -77,12 +70,34 @@ def error_response(
     return Response(msgspec.json.encode(body), status_code=status_code, media_type="application/json")
 
 
+def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """A typed body that does not fit: 422 naming the field as msgspec found it (400 when there is none)."""
+    cause = exc.__cause__
+    if isinstance(cause, msgspec.ValidationError):
+        # Litestar decodes the body as the handler's `data` argument: its path is ours without `.data`.
+        reason = str(cause).replace("`$.data.", "`$.").replace(" - at `$.data`", "")
+        if reason == "Object missing required field `data`":
+            return error_response(400, "request body is empty: send a JSON object", "invalid_request_error")
+    else:
+        items = exc.extra if isinstance(exc.extra, list) else []
+        reason = "; ".join(str(item.get("message", item)) for item in items if isinstance(item, dict))
+        reason = reason or str(exc.detail)
+    return error_response(422, f"invalid request body: {reason}", "invalid_request_error")
+
+
+def handle_undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
+    """Bytes that are not UTF-8 cannot be JSON: 400 (msgspec raises this, not a DecodeError)."""
+    return error_response(400, f"request body is not valid UTF-8: {exc.reason}", "invalid_request_error")
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Map any exception to a JSON error; unknown ones become a 500 that says nothing internal."""
     if isinstance(exc, GatewayError):
         if exc.status_code >= 500:
             log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
         return error_response(exc.status_code, exc.message, exc.error_type, exc.provider)
+    if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
+        return error_response(400, f"request body is not valid JSON: {exc.detail}", "invalid_request_error")
     if isinstance(exc, HTTPException):
         error_type = "invalid_request_error" if exc.status_code < 500 else "gateway_error"
         return error_response(exc.status_code, str(exc.detail), error_type)

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from gateway.cache import CachedReview, ReviewCache, review_key
-from gateway.checks import RuffChecker
+from gateway.checks import ChecksFailedError, RuffChecker
 from gateway.errors import InvalidInputError, UpstreamError, UpstreamTimeoutError
 from gateway.prompt import asks_the_model, response_format, review_messages
 from gateway.suggestions import Suggestion, merge, model_suggestions, parse_model_output
@@ -51,6 +51,8 @@ class Review:
     model: str
     cached: bool
     usage: Usage
+    # Why the review is incomplete (never cached), e.g. "the model answered nothing usable"; None: complete.
+    degraded: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,15 +80,13 @@ class Reviewer:
     def __init__(
         self,
         upstream: Upstream,
-        providers: dict[str, Provider],
-        chain: list[str],
+        providers: list[Provider],
         cache: ReviewCache,
         checker: RuffChecker,
         limits: ReviewLimits,
     ) -> None:
         self.upstream = upstream
         self.providers = providers
-        self.chain = chain
         self.cache = cache
         self.checker = checker
         self.limits = limits
@@ -118,8 +118,8 @@ class Reviewer:
         checks: asyncio.Task[list[Suggestion]] | None = None
         failures: list[UpstreamError] = []
         try:
-            for name in self.chain:
-                provider = self.providers[name]
+            for provider in self.providers:
+                name = provider.name
                 try:
                     model = await self.upstream.model_for(provider)
                     key = review_key(code, name, model, self.limits.max_suggestions)
@@ -138,10 +138,18 @@ class Reviewer:
                     log.warning("review via %s failed: %s", name, exc.message)
                     failures.append(exc)
                     continue
-                found = await checks
-                suggestions = merge(found, model_suggestions(raw, code), self.limits.max_suggestions)
-                await self.cache.put(key, CachedReview(suggestions=suggestions, provider=name, model=model))
-                return Review(suggestions, name, model, cached=False, usage=usage)
+                degraded = None if raw is not None else "the model answered nothing usable"
+                try:
+                    found = await checks
+                except ChecksFailedError as exc:
+                    found, degraded = [], f"no checks: {exc}"
+                suggestions = merge(found, model_suggestions(raw or [], code), self.limits.max_suggestions)
+                # Only a complete review is kept: a degraded one would be served long after the cause is gone.
+                if degraded is None:
+                    await self.cache.put(
+                        key, CachedReview(suggestions=suggestions, provider=name, model=model)
+                    )
+                return Review(suggestions, name, model, cached=False, usage=usage, degraded=degraded)
         finally:
             if checks is not None and not checks.done():
                 checks.cancel()
@@ -149,8 +157,8 @@ class Reviewer:
                     await checks
         raise _combined(failures)
 
-    async def _ask(self, provider: Provider, model: str, code: str) -> tuple[list[str], Usage]:
-        """The model's suggestions; one retry when the answer is empty or unreadable, then []."""
+    async def _ask(self, provider: Provider, model: str, code: str) -> tuple[list[str] | None, Usage]:
+        """The model's suggestions; one retry when the answer is empty or unreadable, then None."""
         usage = Usage()
         for attempt in (1, 2):
             body = self._request_body(provider, model, code)
@@ -179,7 +187,7 @@ class Reviewer:
                 attempt,
                 (content or "")[:200],
             )
-        return [], usage
+        return None, usage
 
     def _request_body(self, provider: Provider, model: str, code: str) -> bytes:
         body: dict[str, Any] = {

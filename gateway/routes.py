@@ -7,16 +7,15 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.response import Stream
 
-from gateway.errors import InvalidInputError, MalformedBodyError, UpstreamError
-from gateway.http1 import Response as UpstreamResponse
-from gateway.http1 import TransportError
+from gateway.errors import InvalidInputError, UpstreamError
 from gateway.review import Review, Reviewer
 from gateway.schemas import (
     CODE_REVIEW_MODEL,
@@ -30,84 +29,53 @@ from gateway.schemas import (
     Choice,
     ChunkChoice,
     Delta,
+    Health,
     ModelCard,
     ModelList,
+    Readiness,
     ReviewContent,
 )
 from gateway.upstream import Provider, Upstream
+from gateway.upstream import Stream as UpstreamStream
 
 log = logging.getLogger("gateway.routes")
 
-T = TypeVar("T")
 JSON = "application/json"
 _ENCODER = msgspec.json.Encoder()
 
 
-@dataclass
-class Gateway:
-    """What the routes need, built in the app's lifespan and kept in `app.state.gateway`."""
-
-    upstream: Upstream
-    providers: dict[str, Provider]
-    chain: list[str]
-    reviewer: Reviewer
-
-    @property
-    def primary(self) -> Provider:
-        return self.providers[self.chain[0]]
-
-
-def _gateway(request: Request[Any, Any, Any]) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-def _decode(body: bytes, kind: type[T]) -> T:
-    """Decode a JSON body; 400 when it is not JSON, 422 naming the field when it has the wrong shape."""
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise InvalidInputError(f"invalid request body: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise MalformedBodyError(f"request body is not valid JSON: {exc}") from exc
-
-
-def _json(value: object, status_code: int = 200) -> Response[bytes]:
-    return Response(_ENCODER.encode(value), status_code=status_code, media_type=JSON)
-
-
 @get("/health", sync_to_thread=False)
-def health() -> Response[bytes]:
+def health() -> Health:
     """Alive: the process serves requests (readiness of the provider is /health/ready)."""
-    return _json({"status": "ok"})
+    return Health(status="ok")
 
 
 @get("/health/ready")
-async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def ready(upstream: NamedDependency[Upstream]) -> Response[Readiness]:
     """200 when at least one provider of the chain answers GET /models (costs no tokens), else 503."""
-    gateway = _gateway(request)
 
     async def probe(provider: Provider) -> str:
         try:
-            response = await gateway.upstream.request(provider, "GET", "models", retry=False)
+            response = await upstream.request(provider, "GET", "models", retry=False)
         except UpstreamError as exc:
             return exc.message
         return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
 
-    results = await asyncio.gather(*(probe(gateway.providers[name]) for name in gateway.chain))
-    states = dict(zip(gateway.chain, results, strict=True))
+    providers = upstream.providers
+    results = await asyncio.gather(*(probe(provider) for provider in providers))
+    states = {provider.name: result for provider, result in zip(providers, results, strict=True)}
     is_ready = "ok" in results
-    return _json(
-        {"status": "ready" if is_ready else "unavailable", "providers": states}, 200 if is_ready else 503
+    return Response(
+        Readiness(status="ready" if is_ready else "unavailable", providers=states),
+        status_code=200 if is_ready else 503,
     )
 
 
 @get("/v1/models")
-async def models(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def models(upstream: NamedDependency[Upstream]) -> ModelList:
     """The virtual `code-review` model, then the chosen provider's own models."""
-    gateway = _gateway(request)
-    provider = gateway.primary
-    response = await gateway.upstream.request(provider, "GET", "models")
+    provider = upstream.providers[0]
+    response = await upstream.request(provider, "GET", "models")
     if response.status_code != 200:
         raise UpstreamError(
             f"{provider.name} /models answered HTTP {response.status_code}", provider=provider.name
@@ -120,77 +88,81 @@ async def models(request: Request[Any, Any, Any]) -> Response[bytes]:
         ) from exc
     cards = [ModelCard(id=CODE_REVIEW_MODEL, owned_by="codereview-gateway")]
     cards += [card for card in listed if card.id != CODE_REVIEW_MODEL]
-    return _json(ModelList(data=cards))
+    return ModelList(data=cards)
 
 
 @post("/analyze", status_code=200)
-async def analyze(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def analyze(data: JSONBody[AnalyzeRequest], reviewer: NamedDependency[Reviewer]) -> AnalyzeResponse:
     """Review one function: `{"function_code": str}` -> `{"suggestions": [str, ...]}`."""
-    body = _decode(await request.body(), AnalyzeRequest)
-    review = await _gateway(request).reviewer.review(body.function_code)
+    review = await reviewer.review(data.function_code)
     _log_review(review)
-    return _json(AnalyzeResponse(suggestions=review.suggestions))
+    return AnalyzeResponse(suggestions=review.suggestions)
 
 
 @post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    """OpenAI chat completions: `code-review` is answered here, any other model goes to the provider."""
-    raw = await request.body()
-    chat = _decode(raw, ChatRequest)
-    gateway = _gateway(request)
+async def chat_completions(
+    data: JSONBody[ChatRequest],
+    request: Request[Any, Any, Any],
+    reviewer: NamedDependency[Reviewer],
+) -> ChatCompletion | Response[bytes] | Stream:
+    """OpenAI chat completions: `code-review` is answered here, any other model goes to the provider.
+
+    Other models get the caller's bytes as they came (Litestar keeps the body it decoded), so any
+    OpenAI parameter, known to the gateway or not, reaches the provider untouched, through the
+    same client the reviews use.
+    """
+    chat = data
     if chat.model == CODE_REVIEW_MODEL:
-        review = await gateway.reviewer.review(_function_code(chat.messages))
+        review = await reviewer.review(_function_code(chat.messages))
         _log_review(review)
         content = _ENCODER.encode(ReviewContent(suggestions=review.suggestions)).decode()
         if chat.stream:
             return Stream(_review_chunks(content), media_type="text/event-stream", headers=_SSE_HEADERS)
-        completion = ChatCompletion(
+        return ChatCompletion(
             id=f"chatcmpl-{secrets.token_hex(12)}",
             created=int(time.time()),
             model=CODE_REVIEW_MODEL,
             choices=[Choice(message=AssistantMessage(content=content))],
             usage=review.usage,
         )
-        return _json(completion)
-    provider = gateway.primary
+    raw = await request.body()
+    upstream = reviewer.upstream
+    provider = upstream.providers[0]
     log.debug("passthrough of model %s to %s (stream=%s)", chat.model, provider.name, chat.stream)
     if not chat.stream:
-        response = await gateway.upstream.request(provider, "POST", "chat/completions", raw)
+        answer = await upstream.request(provider, "POST", "chat/completions", raw)
         return Response(
-            response.content,
-            status_code=response.status_code,
-            media_type=response.headers.get("content-type", JSON),
+            answer.content,
+            status_code=answer.status_code,
+            media_type=answer.headers.get("content-type", JSON),
         )
-    upstream = await gateway.upstream.open_stream(provider, "chat/completions", raw)
-    if upstream.status_code != 200:
+    stream = await upstream.open_stream(provider, "chat/completions", raw)
+    if stream.status_code != 200:
         try:
-            content_bytes = await upstream.aread()
-        except TransportError as exc:
-            raise UpstreamError(f"{provider.name} failed: {exc}", provider=provider.name) from exc
+            refusal = await stream.aread()
         finally:
-            await upstream.aclose()
+            await stream.aclose()
         return Response(
-            content_bytes,
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type", JSON),
+            refusal, status_code=stream.status_code, media_type=stream.headers.get("content-type", JSON)
         )
-    return Stream(_relay(upstream, provider), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return Stream(_relay(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-async def _relay(upstream: UpstreamResponse, provider: Provider) -> AsyncIterator[bytes]:
+async def _relay(stream: UpstreamStream) -> AsyncIterator[bytes]:
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in stream:
             yield chunk
-    except TransportError as exc:
+    except UpstreamError as exc:
         # Headers are gone already: all that is left is to end the stream with an error event.
-        log.warning("%s stream broke: %s", provider.name, exc)
-        error = {"error": {"message": f"{provider.name} stream broke: {exc}", "type": "upstream_error"}}
-        yield b"data: " + _ENCODER.encode(error) + b"\n\n"
+        log.warning("passthrough stream ended early: %s", exc.message)
+        error = {"error": {"message": exc.message, "type": exc.error_type, "provider": exc.provider}}
+        # The blank line first ends an event the provider left half-sent, so this one stands alone.
+        yield b"\n\ndata: " + _ENCODER.encode(error) + b"\n\n"
     finally:
-        await upstream.aclose()
+        await stream.aclose()
 
 
 async def _review_chunks(content: str) -> AsyncIterator[bytes]:
@@ -229,6 +201,15 @@ def _function_code(messages: list[dict[str, Any]]) -> str:
 
 
 def _log_review(review: Review) -> None:
+    if review.degraded is not None:
+        log.warning(
+            "review: %d suggestions via %s/%s, DEGRADED (not cached): %s",
+            len(review.suggestions),
+            review.provider,
+            review.model,
+            review.degraded,
+        )
+        return
     log.info(
         "review: %d suggestions via %s/%s%s",
         len(review.suggestions),

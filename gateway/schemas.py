@@ -19,6 +19,16 @@ class AnalyzeResponse(msgspec.Struct, kw_only=True, frozen=True):
     suggestions: list[str]
 
 
+class Health(msgspec.Struct, kw_only=True, frozen=True):
+    status: str
+
+
+class Readiness(msgspec.Struct, kw_only=True, frozen=True):
+    status: str
+    # Each provider of the chain: "ok", or why it did not answer.
+    providers: dict[str, str]
+
+
 class ReviewContent(msgspec.Struct, kw_only=True, frozen=True):
     """What the `code-review` model puts in `choices[0].message.content`, as JSON."""
 
@@ -26,7 +36,10 @@ class ReviewContent(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ChatRequest(msgspec.Struct, kw_only=True, frozen=True):
-    """Just enough of a chat completion request to route it; the rest is forwarded untouched."""
+    """Just enough of a chat completion request to route it; the rest is forwarded untouched.
+
+    Keys not named here are accepted (msgspec ignores them) and reach the provider in the raw body.
+    """
 
     model: str
     messages: list[dict[str, Any]]

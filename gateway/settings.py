@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     llm_ca_bundle: Path | None = None
     llm_connect_timeout: float = Field(default=5.0, gt=0)
     llm_read_timeout: float = Field(default=120.0, gt=0)
+    # The whole call, retries and every byte of the answer included, however slowly they trickle in.
+    llm_total_timeout: float = Field(default=300.0, gt=0)
+    # A provider's answer larger than this (decompressed, streamed or not) is refused: 502.
+    llm_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Connections open to providers at once, all hosts together; more requests wait for one.
+    llm_max_connections: int = Field(default=100, ge=1)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_retry_backoff: float = Field(default=0.5, ge=0)
     llm_retry_after_max: float = Field(default=30.0, ge=0)

@@ -3,7 +3,8 @@
 LOCAL_LLM_BASE_URL is then read as seen from the SSH server (e.g. http://127.0.0.1:8002/v1 on
 that machine); the gateway listens on a free loopback port here and forwards each connection
 through the SSH session. The server's host key is always verified. When the SSH connection
-drops, the tunnel reconnects in the background (backoff up to 30 s) on the same local port.
+drops, the tunnel reconnects in the background (stamina: backoff from 0.5 s up to 30 s, for as
+long as it takes) on the same local port.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncssh
+import stamina
 
 from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.tunnel")
 
+# Reconnecting: the first wait, and the longest (a model host down for a while is retried every 30 s).
+FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 
 
@@ -48,7 +52,6 @@ class SshTunnel:
         self.local_port = 0
         self.connection: Any = None
         self.listener: Any = None
-        self.reconnects = 0
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -57,17 +60,14 @@ class SshTunnel:
         target = self._target
         return urlunsplit(("http", f"127.0.0.1:{self.local_port}", target.path, target.query, ""))
 
-    @classmethod
-    async def open(cls, settings: Settings) -> SshTunnel:
+    async def open(self) -> None:
         """Connect to LOCAL_LLM_SSH_HOST and forward a local port to LOCAL_LLM_BASE_URL's host and port.
 
         Raises ConfigError naming the SSH server when it cannot be reached, its host key is not
         known, or it refuses the login or the port forward.
         """
-        tunnel = cls(settings)
-        await tunnel._connect()
-        tunnel._watcher = asyncio.create_task(tunnel._keep_open())
-        return tunnel
+        await self._connect()
+        self._watcher = asyncio.create_task(self._keep_open())
 
     async def _connect(self) -> None:
         try:
@@ -97,18 +97,24 @@ class SshTunnel:
             await self.connection.wait_closed()
             self.listener.close()
             log.warning("SSH tunnel via %s lost; reconnecting", self.where)
-            delay = 0.5
-            while True:
-                try:
-                    await self._connect()
-                    self.reconnects += 1
-                    break
-                except ConfigError as exc:
-                    log.warning("%s; retrying in %.1fs", exc.message, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_BACKOFF)
+            async for attempt in stamina.retry_context(
+                on=ConfigError,
+                attempts=None,
+                timeout=None,
+                wait_initial=FIRST_BACKOFF,
+                wait_max=MAX_BACKOFF,
+                wait_jitter=FIRST_BACKOFF,
+            ):
+                with attempt:
+                    try:
+                        await self._connect()
+                    except ConfigError as exc:
+                        log.warning("%s; retrying in %.1fs or more", exc.message, attempt.next_wait)
+                        raise
 
     async def close(self) -> None:
+        if self.connection is None:
+            return
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import StreamInfo
 
 from analyzer.nats_client import connect_nats
 from gateway.cache import CachedReview, NatsCache
@@ -20,6 +21,21 @@ from tests.support.servers import service_process
 pytestmark = pytest.mark.nats
 
 STREAMS = [FETCH_STREAM, f"KV_{JOBS_BUCKET}", f"OBJ_{REPOS_BUCKET}"]
+
+
+async def opened_cache(url: str, bucket: str, *, ttl: float, replicas: int) -> NatsCache:
+    cache = NatsCache(url, bucket, ttl, replicas)
+    await cache.open()
+    return cache
+
+
+async def stream_info(url: str, stream: str) -> StreamInfo:
+    """The stream's info, read through a connection of the test's own (the cache keeps its private)."""
+    connection = await nats.connect(url.split(","))
+    try:
+        return await connection.jetstream().stream_info(stream)
+    finally:
+        await connection.close()
 
 
 def storage(replicas: int) -> StorageSettings:
@@ -105,9 +121,9 @@ async def test_the_first_reachable_server_of_the_list_is_used(nats_url: str) -> 
 async def test_the_review_cache_keeps_working_when_nats_refuses_its_replicas(
     nats_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await (await NatsCache.connect(nats_url, "reviews_r1", ttl=60, replicas=1)).close()
+    await (await opened_cache(nats_url, "reviews_r1", ttl=60, replicas=1)).close()
     with caplog.at_level(logging.WARNING, logger="gateway.cache"):
-        cache = await NatsCache.connect(nats_url, "reviews_r1", ttl=60, replicas=3)
+        cache = await opened_cache(nats_url, "reviews_r1", ttl=60, replicas=3)
     try:
         review = CachedReview(suggestions=["Name it."], provider="local", model="m")
         await cache.put("k", review)
@@ -123,9 +139,9 @@ async def test_the_review_cache_keeps_working_when_nats_refuses_its_replicas(
 
 @pytest.mark.slow
 async def test_the_review_cache_has_three_replicas_on_a_cluster(nats_cluster: NatsCluster) -> None:
-    cache = await NatsCache.connect(nats_cluster.url, "reviews_r3", ttl=60, replicas=3)
+    cache = await opened_cache(nats_cluster.url, "reviews_r3", ttl=60, replicas=3)
     try:
-        info = await cache.connection.jetstream().stream_info("KV_reviews_r3")
+        info = await stream_info(nats_cluster.url, "KV_reviews_r3")
         assert info.config.num_replicas == 3
     finally:
         await cache.close()
@@ -133,7 +149,7 @@ async def test_the_review_cache_has_three_replicas_on_a_cluster(nats_cluster: Na
 
 async def test_a_review_cache_nats_cannot_hold_stops_the_gateway_naming_the_setting(nats_url: str) -> None:
     with pytest.raises(ConfigError) as refused:
-        await NatsCache.connect(nats_url, "reviews_new", ttl=60, replicas=3)
+        await opened_cache(nats_url, "reviews_new", ttl=60, replicas=3)
     assert refused.value.message == (
         "review cache: NATS refused the bucket reviews_new with NATS_REPLICAS=3: "
         "replicas > 1 not supported in non-clustered mode"
@@ -143,11 +159,11 @@ async def test_a_review_cache_nats_cannot_hold_stops_the_gateway_naming_the_sett
 async def test_a_review_cache_bucket_with_another_ttl_is_changed_saying_so(
     nats_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await (await NatsCache.connect(nats_url, "reviews_ttl", ttl=60, replicas=1)).close()
+    await (await opened_cache(nats_url, "reviews_ttl", ttl=60, replicas=1)).close()
     with caplog.at_level(logging.WARNING, logger="gateway.cache"):
-        cache = await NatsCache.connect(nats_url, "reviews_ttl", ttl=120, replicas=1)
+        cache = await opened_cache(nats_url, "reviews_ttl", ttl=120, replicas=1)
     try:
-        info = await cache.connection.jetstream().stream_info("KV_reviews_ttl")
+        info = await stream_info(nats_url, "KV_reviews_ttl")
         assert info.config.max_age == 120
     finally:
         await cache.close()

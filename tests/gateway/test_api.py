@@ -72,6 +72,46 @@ async def test_a_body_that_is_not_json_is_a_400(local_fake: FakeLLM) -> None:
     assert response.json()["error"]["message"] == "request body is not valid JSON: Input data was truncated"
 
 
+@pytest.mark.parametrize("path", ["/analyze", "/v1/chat/completions"])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"function_code": "\xff\xfe"}', "request body is not valid UTF-8: invalid start byte"),
+        (b"\xff\xfe", "request body is not valid JSON: JSON is malformed: invalid character (byte 0)"),
+        (b'{"function_code": "\\ud800"}', "request body is not valid JSON: Input data was truncated"),
+        (b"", "request body is empty: send a JSON object"),
+    ],
+    ids=["invalid-utf8-in-a-string", "invalid-utf8", "lone-surrogate", "empty"],
+)
+async def test_an_undecodable_body_is_a_400_on_every_route(
+    local_fake: FakeLLM, path: str, body: bytes, message: str
+) -> None:
+    async with gateway_client(local_settings(local_fake)) as client:
+        response = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"message": message, "type": "invalid_request_error", "provider": None}
+    }
+    assert local_fake.requests == []
+
+
+async def test_the_openapi_document_describes_the_routes(local_fake: FakeLLM) -> None:
+    async with gateway_client(local_settings(local_fake)) as client:
+        response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert set(document["paths"]) == {
+        "/analyze",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/health",
+        "/health/ready",
+    }
+    analyze = document["paths"]["/analyze"]["post"]
+    assert "200" in analyze["responses"]
+    assert document["components"]["schemas"]["AnalyzeRequest"]["required"] == ["function_code"]
+
+
 async def test_the_size_limit_is_configurable(local_fake: FakeLLM) -> None:
     async with gateway_client(local_settings(local_fake, review_max_code_bytes=10)) as client:
         response = await client.post("/analyze", json={"function_code": ADD})
@@ -317,7 +357,10 @@ async def test_a_passthrough_stream_that_breaks_ends_with_an_error_event() -> No
     assert events[0] == 'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}'
     error = json.loads(events[-1].removeprefix("data: "))
     assert error["error"]["type"] == "upstream_error"
-    assert error["error"]["message"].startswith("openai stream broke: ")
+    assert error["error"]["provider"] == "openai"
+    assert error["error"]["message"].startswith(
+        "openai broke off its answer: Response payload is not completed"
+    )
 
 
 async def test_concurrent_passthrough_calls_each_get_their_own_answer(openai_fake: FakeLLM) -> None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import nats
 import pytest
 
 from gateway.cache import CachedReview, MemoryCache, NatsCache, review_key
+from gateway.checks import RuffChecker
 from gateway.errors import ConfigError
 from gateway.prompt import PROMPT_VERSION
+from gateway.review import Reviewer, ReviewLimits
+from gateway.upstream import Upstream, build_providers
 from tests.gateway.conftest import ADD, gateway_client, local_settings
-from tests.support.fake_llm import FakeLLM, Reply, review_reply
+from tests.support.fake_llm import FakeLLM, Reply, completion, review_reply
+
+TYPE_HINTS = "Add type hints to the parameters a and b and a return type to add."
+DOCSTRING = "Add a docstring to add: what it does, takes and returns."
 
 
 async def test_the_same_function_twice_costs_one_model_call(local_fake: FakeLLM) -> None:
@@ -107,4 +114,59 @@ async def test_the_same_function_asked_at_once_costs_one_model_call(local_fake: 
 
 async def test_an_unreachable_nats_is_a_clear_startup_error() -> None:
     with pytest.raises(ConfigError, match=r"review cache: cannot connect to NATS at nats://127\.0\.0\.1:9: "):
-        await NatsCache.connect("nats://127.0.0.1:9", "reviews", 60)
+        await NatsCache("nats://127.0.0.1:9", "reviews", 60).open()
+
+
+async def test_a_review_without_the_models_words_is_answered_but_never_kept(local_fake: FakeLLM) -> None:
+    # Empty content twice (the review asks once more), then the provider is back to normal.
+    local_fake.script("/chat/completions", completion(""), completion(None), review_reply("Reject booleans, they are ints."))
+    async with gateway_client(local_settings(local_fake, local_llm_model="m")) as client:
+        degraded = await client.post("/analyze", json={"function_code": ADD})
+        recovered = await client.post("/analyze", json={"function_code": ADD})
+        kept = await client.post("/analyze", json={"function_code": ADD})
+    assert degraded.status_code == 200
+    assert degraded.json() == {"suggestions": [TYPE_HINTS, DOCSTRING]}
+    assert recovered.json() == kept.json() == {"suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]}
+    assert len(local_fake.sent("/chat/completions")) == 3
+
+
+async def test_a_review_without_the_checks_is_answered_but_never_kept(local_fake: FakeLLM) -> None:
+    local_fake.script("/chat/completions", review_reply("Reject booleans, they are ints."), review_reply("Reject booleans, they are ints."))
+    settings = local_settings(local_fake, local_llm_model="m")
+    upstream = Upstream(settings, build_providers(settings))
+    await upstream.open()
+    cache = MemoryCache(ttl=0, size=10)
+    limits = ReviewLimits(max_suggestions=8, max_code_bytes=65536, max_tokens=300, temperature=0.2)
+    broken, working = RuffChecker(), RuffChecker()
+    broken.binary = "/bin/false"  # ruff crashes
+    try:
+        without_checks = await Reviewer(upstream, upstream.providers, cache, broken, limits).review(ADD)
+        complete = await Reviewer(upstream, upstream.providers, cache, working, limits).review(ADD)
+        again = await Reviewer(upstream, upstream.providers, cache, working, limits).review(ADD)
+    finally:
+        await upstream.aclose()
+    assert (without_checks.suggestions, without_checks.degraded) == (
+        ["Reject booleans, they are ints."],
+        "no checks: ruff exited with 1",
+    )
+    assert (complete.suggestions, complete.cached, complete.degraded) == (
+        ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING],
+        False,
+        None,
+    )
+    assert (again.suggestions, again.cached) == (complete.suggestions, True)
+    assert len(local_fake.sent("/chat/completions")) == 2
+
+
+async def test_a_degraded_review_is_marked_in_the_log(
+    local_fake: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    local_fake.script("/chat/completions", completion(""), completion(""))
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        async with gateway_client(local_settings(local_fake, local_llm_model="m")) as client:
+            response = await client.post("/analyze", json={"function_code": ADD})
+    assert response.status_code == 200
+    assert (
+        "review: 2 suggestions via local/m, DEGRADED (not cached): the model answered nothing usable"
+        in caplog.messages
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.checks import RuffChecker, join_names
+from gateway.checks import ChecksFailedError, RuffChecker, join_names
 from gateway.rules import (
     CORRECTNESS,
     DOCS,
@@ -113,10 +113,12 @@ async def test_names_from_code_never_reach_ruffs_command_line() -> None:
     ]
 
 
-async def test_a_broken_ruff_binary_yields_no_checks_instead_of_failing() -> None:
+async def test_a_broken_ruff_binary_is_reported_not_taken_for_clean_code() -> None:
+    # An empty list would read as "nothing to say", and be cached as a complete review.
     checker = RuffChecker()
     checker.binary = "/bin/false"
-    assert await checker.check(ADD) == []
+    with pytest.raises(ChecksFailedError, match="ruff exited with 1"):
+        await checker.check(ADD)
 
 
 def test_join_names() -> None:

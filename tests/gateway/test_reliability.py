@@ -70,7 +70,8 @@ async def test_an_unreachable_upstream_is_a_502(local_fake: FakeLLM) -> None:
     assert response.status_code == 502
     assert (
         response.json()["error"]["message"]
-        == "local failed: unreachable ([Errno 111] Connect call failed ('127.0.0.1', 9)) (after 3 attempts)"
+        == "local failed: unreachable (Cannot connect to host 127.0.0.1:9 ssl:default "
+        "[Connect call failed ('127.0.0.1', 9)]) (after 3 attempts)"
     )
 
 

@@ -100,7 +100,7 @@ async def test_an_unknown_host_key_is_refused(
     other.write_text(f"[127.0.0.1]:{ssh_server.port} {stranger}")
     settings = tunnel_settings(local_fake, ssh_server, local_llm_ssh_known_hosts=other)
     with pytest.raises(ConfigError, match=rf"SSH tunnel: cannot connect to 127.0.0.1:{ssh_server.port}: "):
-        await SshTunnel.open(settings)
+        await SshTunnel(settings).open()
     assert ssh_server.forwards == []
 
 
@@ -111,7 +111,7 @@ async def test_a_key_the_server_does_not_know_is_refused(
     wrong.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
     settings = tunnel_settings(local_fake, ssh_server, local_llm_ssh_key=wrong)
     with pytest.raises(ConfigError, match=r"SSH tunnel: cannot connect to 127\.0\.0\.1"):
-        await SshTunnel.open(settings)
+        await SshTunnel(settings).open()
 
 
 async def test_a_dropped_ssh_connection_is_reopened_on_the_same_port(
