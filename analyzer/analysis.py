@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -110,7 +111,9 @@ class Analysis:
                 f"job {job_id} is ready but names no stored snapshot; start a new job", job_id=job_id
             )
         loaded = await self.snapshots.get(record.snapshot)
-        return find_function(loaded, name)
+        # Off the event loop: a lookup may scan every file of a large snapshot, and wait for a
+        # worker process to parse one (analyzer.parsing); other requests are answered meanwhile.
+        return await asyncio.to_thread(find_function, loaded, name)
 
     async def review(self, job_id: str, function_name: str, *, request_id: str | None = None) -> list[str]:
         """The gateway's suggestions for the function, led by a notice if its source had to be cut.

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from analyzer.errors import (
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.nats_client import connect_nats
+from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
@@ -137,7 +139,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
         )
         preloader: Preloader | None = None
-        warmer = IndexWarmer() if settings.analyzer_warm_index else None
+        budget = ParseBudget.of(settings)
+        # Two workers: a lookup whose file takes its whole budget does not hold up the others'.
+        parser = ParserPool(budget, workers=2)
+        warmer = IndexWarmer(budget) if settings.analyzer_warm_index else None
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
             api_key=settings.gateway_api_key.get_secret_value(),
@@ -155,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 max_bytes=settings.analyzer_snapshot_cache_bytes,
                 timeout_s=settings.nats_timeout_s,
                 on_loaded=warmer.warm if warmer is not None else None,
+                parse=parser.parse,
             )
             analysis = Analysis(
                 jobs,
@@ -173,6 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await preloader.stop()
             if warmer is not None:
                 await warmer.close()
+            await asyncio.to_thread(parser.close)
             await gateway.close()
             try:
                 await nc.drain()

@@ -24,7 +24,7 @@ from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DIGEST_TYPE, OBJ_STREAM_TEMPLATE, ObjectStore
 
 from analyzer.errors import NatsUnavailable, SnapshotUnavailable
-from analyzer.locate import SnapshotIndex
+from analyzer.locate import ParsedFile, SnapshotIndex
 from jobs_contract import REPOS_BUCKET, Snapshot, decode_snapshot
 
 logger = logging.getLogger("analyzer.snapshots")
@@ -78,7 +78,9 @@ async def read_object(
     return data, info.digest
 
 
-def _check_decode_and_index(key: str, data: bytes, digest: str | None) -> tuple[Snapshot, SnapshotIndex]:
+def _check_decode_and_index(
+    key: str, data: bytes, digest: str | None, parse: Callable[[bytes, str], ParsedFile] | None = None
+) -> tuple[Snapshot, SnapshotIndex]:
     if digest is not None:
         expected = digest[len(OBJ_DIGEST_TYPE) :] if digest.upper().startswith(OBJ_DIGEST_TYPE) else digest
         actual = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
@@ -94,7 +96,7 @@ def _check_decode_and_index(key: str, data: bytes, digest: str | None) -> tuple[
             f"the stored files of {key} are unreadable ({exc}); start a new job for this repository",
             snapshot=key,
         ) from exc
-    return snapshot, SnapshotIndex(snapshot.files, snapshot.repo)
+    return snapshot, SnapshotIndex(snapshot.files, snapshot.repo, parse)
 
 
 class SnapshotCache:
@@ -103,7 +105,7 @@ class SnapshotCache:
     At most `max_entries` entries and `max_bytes` stored bytes are kept (the most recently used
     entry always stays, however large). `on_loaded(loaded, still_cached)` is called once a new
     entry is in the cache (the index warm-up hooks in here); `still_cached()` says whether that
-    entry is still there.
+    entry is still there. The indexes parse their files with `parse` (see `SnapshotIndex`).
     """
 
     def __init__(
@@ -116,7 +118,9 @@ class SnapshotCache:
         max_bytes: int,
         timeout_s: float = 10.0,
         on_loaded: Callable[[LoadedSnapshot, Callable[[], bool]], None] | None = None,
+        parse: Callable[[bytes, str], ParsedFile] | None = None,
     ) -> None:
+        self._parse = parse
         self._js = js
         self._repos = repos
         self._bucket = bucket
@@ -182,7 +186,7 @@ class SnapshotCache:
         fetched = time.perf_counter()
         # Checking, decoding and indexing a large repository takes a while: off the event loop,
         # so other requests keep being answered meanwhile.
-        snapshot, index = await asyncio.to_thread(_check_decode_and_index, key, data, digest)
+        snapshot, index = await asyncio.to_thread(_check_decode_and_index, key, data, digest, self._parse)
         logger.info(
             "snapshot %s loaded: %d files, %d bytes, fetch %.0f ms, check+decode+index %.0f ms",
             key,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.locate import suggest
@@ -86,12 +86,19 @@ class SnapshotIndex:
 
     `files` maps paths from the repository root to raw bytes (`Snapshot.files`); `repo` is the
     repository's name (`owner/name` or `name`), used for the "folder named like the repository"
-    source root. Building is cheap; files are parsed on first use and cached. Safe to share
-    between threads (the caches only ever gain entries).
+    source root. Building is cheap; files are parsed on first use and cached, by `parse`
+    (`parse_file` in this process by default; a server passes one that parses in a worker
+    process, within a budget). Safe to share between threads (the caches only ever gain entries).
     """
 
-    def __init__(self, files: Mapping[str, bytes], repo: str = "") -> None:
+    def __init__(
+        self,
+        files: Mapping[str, bytes],
+        repo: str = "",
+        parse: Callable[[bytes, str], ParsedFile] | None = None,
+    ) -> None:
         self._data = files
+        self._parse_file = parse or parse_file
         self._lock = threading.Lock()
         self._parsed: dict[str, Parsed | Unparsable] = {}
         self._names: dict[str, set[str]] | None = None
@@ -391,7 +398,7 @@ class SnapshotIndex:
     def _parse(self, path: str) -> Parsed | Unparsable:
         parsed = self._parsed.get(path)
         if parsed is None:
-            parsed = parse_file(self._data[path], path)
+            parsed = self._parse_file(self._data[path], path)
             self._parsed[path] = parsed
         return parsed
 

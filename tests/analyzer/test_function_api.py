@@ -236,6 +236,73 @@ async def test_a_function_in_a_file_that_does_not_parse(nats_url: str, gateway: 
     assert fine.status_code == 200
 
 
+async def test_a_file_whose_codec_is_not_a_text_encoding_is_its_own_422(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    files = {
+        **FILES,
+        "rot.py": "# coding: rot13\ndef qrs():\n    pass\n",
+        # A non-ASCII name: the name index decodes every file, rot.py included.
+        "intl.py": "def naïve():\n    return 1\n",
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, files)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "rot.qrs")
+        by_suffix = await analyze(client, job.job_id, "qrs")
+        others = [await analyze(client, job.job_id, name) for name in ["calc.add", "naïve", "size", "fetch"]]
+        missing = await analyze(client, job.job_id, "naive_x")
+    assert response.status_code == 422
+    assert "rot.py does not parse" in response.json()["detail"]
+    assert "rot13" in response.json()["detail"]
+    assert by_suffix.status_code == 422
+    assert [r.status_code for r in others] == [200, 200, 200, 200]
+    assert missing.status_code == 404
+
+
+@pytest.mark.slow
+async def test_a_file_over_a_parse_budget_is_its_own_422_and_blocks_no_other_request(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # One line of `X = [1, 1, ...]`: its tree is hundreds of times its size, and slow to build.
+    heavy_files = {
+        **FILES,
+        "big.py": "def big():\n    pass\n\n\nX = [" + "1, " * 1_000_000 + "]\n",
+        "slow.py": "def slow():\n    pass\n\n\nX = [" + "1, " * 600_000 + "]\n",
+    }
+    async with job_stores(nats_url) as stores:
+        heavy = await put_ready_job(stores, heavy_files)
+        other = await put_ready_job(stores, FILES)
+    budgets = settings(
+        nats_url,
+        gateway,
+        analyzer_parse_max_bytes=2_500_000,
+        analyzer_parse_cpu_s=1,
+        analyzer_parse_memory_bytes=1_000_000_000,
+        analyzer_warm_index=False,
+        analyzer_preload=False,
+    )
+    async with analyzer(budgets) as client:
+        assert (await analyze(client, other.job_id, "calc.add")).status_code == 200
+        slow = asyncio.create_task(analyze(client, heavy.job_id, "slow.slow"))
+        await asyncio.sleep(0.2)  # the lookup is parsing in its worker
+        # Meanwhile the server answers everything else: its event loop is not parsing.
+        health = await client.get("/health")
+        another = await analyze(client, other.job_id, "calc.Box.size")
+        assert not slow.done()
+        response = await slow
+        too_big = await analyze(client, heavy.job_id, "big.big")
+        fine = await analyze(client, heavy.job_id, "calc.add")
+    assert health.status_code == 200
+    assert another.status_code == 200
+    assert response.status_code == 422
+    assert "slow.py does not parse" in response.json()["detail"]
+    assert "more than the budget" in response.json()["detail"]
+    assert too_big.status_code == 422
+    assert "over the parse budget of 2500000 bytes (ANALYZER_PARSE_MAX_BYTES)" in too_big.json()["detail"]
+    assert fine.status_code == 200
+
+
 async def test_a_long_function_is_cut_and_the_review_says_so(nats_url: str, gateway: FakeGateway) -> None:
     body_lines = [f"    total += {i}  # step {i}\n" for i in range(400)]
     source = "def long():\n    total = 0\n" + "".join(body_lines) + "    return total\n"

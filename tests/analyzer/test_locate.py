@@ -462,6 +462,30 @@ def test_bytes_that_are_not_valid_in_the_declared_encoding() -> None:
     assert "nope" in caught.value.error
 
 
+@pytest.mark.parametrize("codec", ["rot13", "base64", "hex", "zlib", "punycode", "undefined"])
+def test_a_codec_that_is_not_a_text_encoding_breaks_only_its_own_file(codec: str) -> None:
+    # The cookie names a codec Python knows but cannot decode source with (LookupError or a bare
+    # UnicodeError); a file beside it has a non-ASCII name, so the name index decodes every file.
+    files = {
+        "odd.py": f"# coding: {codec}\ndef odd():\n    return 1\n".encode(),
+        "calc.py": "def café():\n    return 1\n\n\ndef add(a, b):\n    return a + b\n".encode(),
+    }
+    snapshot = index(files)
+    with pytest.raises(UnparsableSource) as caught:
+        snapshot.find("odd.odd")
+    assert caught.value.path == "odd.py"
+    assert codec in caught.value.error
+    with pytest.raises(UnparsableSource):
+        snapshot.find("odd")  # by suffix: the only file that defines it
+    assert snapshot.find("add").path == "calc.py"
+    assert snapshot.find("café").path == "calc.py"
+    with pytest.raises(NameNotFound):
+        snapshot.find("cafe_au_lait")
+    # The warm-up's parse of the whole snapshot does not stop at that file either.
+    tables = parse_files(files)
+    assert set(tables) == {"odd.py", "calc.py"}
+
+
 def test_null_bytes_do_not_parse() -> None:
     with pytest.raises(UnparsableSource):
         index({"nul.py": b"def f():\n    return 1\x00\n"}).find("nul.f")
