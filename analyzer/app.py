@@ -29,6 +29,7 @@ from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
     analyzer_error_handler,
+    require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[connections],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         middleware=[request_id_middleware],
+        before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
         logging_config=None,

@@ -11,6 +11,7 @@ fake gateway (or a job update) in the test's loop could not answer while a reque
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -208,6 +209,28 @@ async def test_unknown_job_unknown_function_and_bad_names(nats_url: str, gateway
         missing_field = await client.post("/analyze/function", json={"job_id": job.job_id})
         assert missing_field.status_code == 422
         assert "function_name" in str(missing_field.json())
+    assert gateway.requests == []
+
+
+async def test_a_body_that_is_not_utf8_is_400_and_logs_no_traceback(
+    nats_url: str, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    bodies = [
+        b'{"job_id": "%s", "function_name": "calc.add\xff"}' % job.job_id.encode(),
+        b'{"job_id": "\xe9t\xe9", "function_name": "calc.add"}',
+    ]
+    async with analyzer(settings(nats_url, gateway)) as client:
+        answers = [
+            await client.post("/analyze/function", content=body, headers={"content-type": "application/json"})
+            for body in bodies
+        ]
+    for response in answers:
+        assert response.status_code == 400
+        assert response.json()["status_code"] == 400
+        assert "the body is not valid UTF-8" in response.json()["detail"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert gateway.requests == []
 
 
