@@ -18,6 +18,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_410_GONE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_502_BAD_GATEWAY,
@@ -96,9 +97,18 @@ class JobFailed(AnalyzerError):
 
 
 class SnapshotUnavailable(AnalyzerError):
-    """The job says ready but its stored files are gone or unreadable: start a new job."""
+    """The job says ready but its stored files are unreadable: start a new job."""
 
     status_code = HTTP_409_CONFLICT
+
+
+# -- gone (410) -------------------------------------------------------------------------------
+
+
+class SnapshotExpired(AnalyzerError):
+    """The job's stored files are gone from the Object Store (its max age): start a new job."""
+
+    status_code = HTTP_410_GONE
 
 
 # -- upstream (502/503/504) ------------------------------------------------------------------

@@ -65,8 +65,10 @@ _SCANS_BEFORE_INDEX = 4
 class FoundFunction:
     """A function (or class) found by name, with its exact source text.
 
-    `source` is the original text from the first decorator to the end of the body, as
-    `ast.get_source_segment` gives it plus the decorator lines. When the name has several
+    `source` is the original text from the first decorator to the end of the body's last line
+    (a comment there is part of it), as `ast.get_source_segment` gives it plus the decorator
+    lines and the rest of the last line. Its first line starts at the `@`/`def`/`class`; `indent`
+    is the whitespace before it in the file, which the later lines keep. When the name has several
     definitions in its file (property getter and setter, `@overload`s, `if`/`else` variants),
     `source` holds all of them in source order: joined by the original text between them when
     that is only blank lines and comments, else by one blank line. The lines span from the
@@ -79,6 +81,7 @@ class FoundFunction:
     start_line: int
     end_line: int
     definitions: int = 1
+    indent: str = ""
 
 
 class SnapshotIndex:
@@ -360,6 +363,8 @@ class SnapshotIndex:
             # overloads) keep the original text between them; anything else is left out.
             pieces.append(gap if _only_blank_or_comments(gap) else "\n\n")
             pieces.append(text[span.start : span.end])
+        start = spans[0].start
+        line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
         return FoundFunction(
             qualified_name=".".join([*file.display_module, qualname]),
             path=file.path,
@@ -367,6 +372,7 @@ class SnapshotIndex:
             start_line=spans[0].start_line,
             end_line=max(s.end_line for s in spans),
             definitions=len(spans),
+            indent=text[line_start:start],
         )
 
     def _candidates(self, parts: list[str], tier: int) -> list[Candidate]:

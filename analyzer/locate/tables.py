@@ -79,7 +79,10 @@ def _collect(body: Iterable[ast.stmt], prefix: str, out: dict[str, list[Span]], 
 
 def _span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: Lines) -> Span:
     end_line = node.end_lineno if node.end_lineno is not None else node.lineno
-    end = lines.offset(end_line, node.end_col_offset if node.end_col_offset is not None else 0)
+    # Whole lines: what follows the body on its last line (`raise X()  # pragma: no cover`) is
+    # part of what the author wrote there.
+    last = lines.line(end_line)
+    end = lines.starts[end_line - 1] + len(last.rstrip("\r\n"))
     if not node.decorator_list:
         return Span(node.lineno, end_line, lines.offset(node.lineno, node.col_offset), end)
     # A decorator statement starts its line, so its `@` is the line's first character after the

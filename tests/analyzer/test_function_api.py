@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import nats
 import pytest
 from nats.js.kv import KeyValue
 
@@ -26,7 +27,7 @@ from analyzer.app import create_app
 from analyzer.errors import JobNotReady
 from analyzer.locate import MAX_NAME_CHARS
 from analyzer.settings import Settings
-from jobs_contract import JobStatus
+from jobs_contract import REPOS_BUCKET, JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway
 from tests.support.servers import serving
@@ -91,7 +92,8 @@ async def test_the_function_source_goes_to_the_gateway_and_its_suggestions_come_
         ("code-review", [{"role": "user", "content": "def add(a, b):\n    # adds\n    return a + b"}]),
         (
             "code-review",
-            [{"role": "user", "content": "@functools.cache\n    def size(self):\n        return 1"}],
+            # A module of its own: the method's lines without the class's indentation.
+            [{"role": "user", "content": "@functools.cache\ndef size(self):\n    return 1"}],
         ),
         ("code-review", [{"role": "user", "content": "async def fetch(url):\n    return url"}]),
     ]
@@ -290,8 +292,9 @@ async def test_a_file_over_a_parse_budget_is_its_own_422_and_blocks_no_other_req
     # One line of `X = [1, 1, ...]`: its tree is hundreds of times its size, and slow to build.
     heavy_files = {
         **FILES,
-        "big.py": "def big():\n    pass\n\n\nX = [" + "1, " * 1_000_000 + "]\n",
-        "slow.py": "def slow():\n    pass\n\n\nX = [" + "1, " * 600_000 + "]\n",
+        "big.py": "def big():\n    pass\n\n\nX = [" + "1, " * 2_000_000 + "]\n",
+        # Several CPU seconds to parse, whatever the load: over a budget of one, however fast.
+        "slow.py": "def slow():\n    pass\n\n\nX = [" + "1, " * 1_300_000 + "]\n",
     }
     async with job_stores(nats_url) as stores:
         heavy = await put_ready_job(stores, heavy_files)
@@ -299,9 +302,9 @@ async def test_a_file_over_a_parse_budget_is_its_own_422_and_blocks_no_other_req
     budgets = settings(
         nats_url,
         gateway,
-        analyzer_parse_max_bytes=2_500_000,
+        analyzer_parse_max_bytes=5_000_000,
         analyzer_parse_cpu_s=1,
-        analyzer_parse_memory_bytes=1_000_000_000,
+        analyzer_parse_memory_bytes=1_500_000_000,
         analyzer_warm_index=False,
         analyzer_preload=False,
     )
@@ -322,7 +325,7 @@ async def test_a_file_over_a_parse_budget_is_its_own_422_and_blocks_no_other_req
     assert "slow.py does not parse" in response.json()["detail"]
     assert "more than the budget" in response.json()["detail"]
     assert too_big.status_code == 422
-    assert "over the parse budget of 2500000 bytes (ANALYZER_PARSE_MAX_BYTES)" in too_big.json()["detail"]
+    assert "over the parse budget of 5000000 bytes (ANALYZER_PARSE_MAX_BYTES)" in too_big.json()["detail"]
     assert fine.status_code == 200
 
 
@@ -346,15 +349,42 @@ async def test_a_long_function_is_cut_and_the_review_says_so(nats_url: str, gate
     ]
 
 
-async def test_a_ready_job_whose_snapshot_is_gone_is_409(nats_url: str, gateway: FakeGateway) -> None:
+async def test_a_ready_job_whose_snapshot_is_gone_is_410(nats_url: str, gateway: FakeGateway) -> None:
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
         assert job.snapshot is not None
         await stores.repos.delete(job.snapshot)
     async with analyzer(settings(nats_url, gateway)) as client:
         response = await analyze(client, job.job_id, "calc.add")
-    assert response.status_code == 409
-    assert "gone from the Object Store; start a new job" in response.json()["detail"]
+    assert response.status_code == 410
+    body = response.json()
+    assert body["status_code"] == 410
+    assert "gone from the Object Store (they are kept for a limited time); start a new job" in body["detail"]
+    assert body["extra"] == {"snapshot": job.snapshot}
+    assert gateway.requests == []
+
+
+async def test_a_snapshot_whose_chunks_expired_before_its_metadata_is_410(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # The bucket's max age removes the chunks (written first) a moment before the metadata: the
+    # object is still listed, but its bytes are gone.
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+        assert job.snapshot is not None
+        info = await stores.repos.get_info(job.snapshot)
+        client = await nats.connect(nats_url)
+        try:
+            await client.jetstream().purge_stream(
+                f"OBJ_{REPOS_BUCKET}", subject=f"$O.{REPOS_BUCKET}.C.{info.nuid}"
+            )
+        finally:
+            await client.close()
+    async with analyzer(settings(nats_url, gateway, nats_timeout_s=30)) as client_:
+        response = await analyze(client_, job.job_id, "calc.add")
+    # At once, not after a read timed out: 410, not 503.
+    assert response.status_code == 410
+    assert "gone from the Object Store" in response.json()["detail"]
 
 
 async def test_an_unreadable_snapshot_is_409(nats_url: str, gateway: FakeGateway) -> None:

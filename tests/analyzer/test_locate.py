@@ -392,10 +392,31 @@ def test_cookie_on_the_second_line_and_non_ascii_identifiers() -> None:
     assert index({"shop.py": data}).find("café").path == "shop.py"
 
 
+def test_the_source_is_whole_lines_a_trailing_comment_included() -> None:
+    data = src("""
+        class Base:
+            def run(self):
+                raise NotImplementedError()  # pragma: no cover
+
+            @property
+            def size(self): return 1  # one-liner
+        X = 1
+    """)
+    snapshot = index({"base.py": data})
+    run = snapshot.find("base.Base.run")
+    assert run.source == "def run(self):\n        raise NotImplementedError()  # pragma: no cover"
+    assert (run.start_line, run.end_line, run.indent) == (2, 3, "    ")
+    size = snapshot.find("Base.size")
+    assert size.source == "@property\n    def size(self): return 1  # one-liner"
+    assert snapshot.find("base.Base").source.endswith("# one-liner")
+
+
 def test_utf8_non_ascii_text_columns() -> None:
     data = "class Ä:\n    def ü(self): return 'ß'  # ok\n".encode()
     found = index({"u.py": data}).find("u.Ä.ü")
-    assert found.source == "def ü(self): return 'ß'"
+    # The start is found by its UTF-8 byte column; the end is the end of the line.
+    assert found.source == "def ü(self): return 'ß'  # ok"
+    assert found.indent == "    "
 
 
 def test_bom_is_dropped_and_positions_hold() -> None:
