@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # What parsing one file may take, in a worker process: a file over a budget is set aside as
     # unparsable, with the reason (a lookup of its functions answers 422). Bytes of source; CPU
     # seconds (whole seconds: the kernel's RLIMIT_CPU); the worker's address space in bytes.
-    analyzer_parse_max_bytes: int = Field(default=5_000_000, ge=1)
+    analyzer_parse_max_bytes: int = Field(default=2_000_000, ge=1)
     analyzer_parse_cpu_s: int = Field(default=10, ge=1)
     analyzer_parse_memory_bytes: int = Field(default=2_000_000_000, ge=200_000_000)
 

@@ -15,8 +15,8 @@ Options: --names=N (distinct function names, default 500), --requests=N (through
 3000), --concurrency=N (default 16), --seed=S (default 5), --warm-index=0|1 (default 1: the
 analyzer's default; 0 sets ANALYZER_WARM_INDEX=false).
 
---heavy=1 runs only this instead: the heaviest lookups (a 9 MB one-line list, a 4.9 MB one just
-under ANALYZER_PARSE_MAX_BYTES, a 6 MB file of 300k defs asked for a name it lacks) while `/health`
+--heavy=1 runs only this instead: the heaviest lookups (a 9 MB one-line list, a 1.9 MB one just
+under ANALYZER_PARSE_MAX_BYTES, an 8.6 MB file of 300k defs asked for a name it lacks) while `/health`
 and warm lookups of another job are timed, against the same when idle (--samples=N each, default
 300), and the analyzer's peak resident memory.
 
@@ -264,11 +264,11 @@ async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
 
 async def _heavy(options: dict[str, int]) -> None:
     one_line = b"def big():\n    pass\n\n\nX = [" + b"1, " * 3_000_000 + b"]\n"  # 9 MB
-    under_budget = b"def big():\n    pass\n\n\nX = [" + b"1, " * 1_630_000 + b"]\n"  # 4.9 MB
+    under_budget = b"def big():\n    pass\n\n\nX = [" + b"1, " * 630_000 + b"]\n"  # 1.9 MB
     many_defs = b"".join(b"def f%d(x):\n    return x\n" % i for i in range(300_000))  # 6.6 MB
     heavy_files = {"nine.py": one_line, "under.py": under_budget, "defs.py": many_defs, **_SMALL}
     print(
-        "heavy files: nine.py 9.0 MB one-line list, under.py 4.9 MB one-line list, "
+        "heavy files: nine.py 9.0 MB one-line list, under.py 1.9 MB one-line list, "
         f"defs.py {len(many_defs) / 1e6:.1f} MB of 300k defs"
     )
     samples = options["samples"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.locate import suggest
@@ -42,6 +42,7 @@ from analyzer.locate.tables import (
     ParsedFile,
     Span,
     Unparsable,
+    collector_paused,
     parse_file,
     star_exports,
 )
@@ -59,6 +60,10 @@ _CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
 _TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
 # Names looked up by scanning the bytes before the index of every name is built instead.
 _SCANS_BEFORE_INDEX = 4
+# Bytes one regex call scans at most (cut at a line end): a call holds the GIL throughout, so a
+# scan of a huge file in a lookup's thread is cut into pieces, and the event loop gets its turn
+# between them.
+_SCAN_PIECE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +435,8 @@ class SnapshotIndex:
             found = frozenset(
                 path
                 for path in (self._files if within is None else within)
-                if needle in (data := self._data[path]) and any(p.search(data) for p in patterns)
+                if needle in (data := self._data[path])
+                and any(p.search(piece) for piece in _pieces(data) for p in patterns)
             )
         if within is None:
             self._holder_cache[name] = found
@@ -445,20 +451,23 @@ class SnapshotIndex:
             if self._names is not None:
                 return self._names
             names = {}
-            for path in self._files:
-                for name in self._scan_names(path):
-                    holders = names.get(name)
-                    if holders is None:
-                        names[name] = {path}
-                    else:
-                        holders.add(path)
+            with collector_paused():
+                for path in self._files:
+                    for name in self._scan_names(path):
+                        holders = names.get(name)
+                        if holders is None:
+                            names[name] = {path}
+                        else:
+                            holders.add(path)
             self._names = names
         return names
 
     def _scan_names(self, path: str) -> set[str]:
         data = self._data[path]
-        raw = set(_DEF_NAMES.findall(data))
-        raw.update(_CLASS_NAMES.findall(data))
+        raw: set[bytes] = set()
+        for piece in _pieces(data):
+            raw.update(_DEF_NAMES.findall(piece))
+            raw.update(_CLASS_NAMES.findall(piece))
         if all(item.isascii() for item in raw):
             return {item.decode("ascii") for item in raw}
         # Non-ASCII names: read them from the decoded text, whatever the file's encoding.
@@ -467,6 +476,21 @@ class SnapshotIndex:
         except SourceDecodeError:
             text = data.decode("utf-8", errors="replace")
         return {normalize(name) for name in _TEXT_NAMES.findall(text)}
+
+
+def _pieces(data: bytes) -> Iterator[bytes | memoryview]:
+    """`data` in pieces of about `_SCAN_PIECE` bytes, each ending at a line end (a `def name`
+    never spans one): no copies, and no piece at all for a small file."""
+    if len(data) <= _SCAN_PIECE:
+        yield data
+        return
+    view = memoryview(data)
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + _SCAN_PIECE)
+        end = len(data) if end < 0 else end + 1
+        yield view[start:end]
+        start = end
 
 
 @dataclass(slots=True)
