@@ -28,6 +28,7 @@ from analyzer.errors import JobNotReady
 from analyzer.locate import MAX_NAME_CHARS
 from analyzer.settings import Settings
 from jobs_contract import REPOS_BUCKET, JobStatus
+from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway
 from tests.support.servers import serving
@@ -66,10 +67,6 @@ def settings(nats_url: str, gateway: FakeGateway, **overrides: Any) -> Settings:
 async def analyzer(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
         yield client
-
-
-async def analyze(client: httpx.AsyncClient, job_id: str, name: str) -> httpx.Response:
-    return await client.post("/analyze/function", json={"job_id": job_id, "function_name": name})
 
 
 async def test_the_function_source_goes_to_the_gateway_and_its_suggestions_come_back(

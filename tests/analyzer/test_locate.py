@@ -6,7 +6,6 @@ import gc
 import multiprocessing
 import random
 import textwrap
-from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -19,15 +18,7 @@ from analyzer.locate import (
     UnparsableSource,
     parse_files,
 )
-
-
-def src(text: str) -> bytes:
-    return textwrap.dedent(text).lstrip("\n").encode()
-
-
-def index(files: Mapping[str, bytes | str], repo: str = "owner/project") -> SnapshotIndex:
-    return SnapshotIndex({p: (d.encode() if isinstance(d, str) else d) for p, d in files.items()}, repo)
-
+from tests.analyzer.helpers import index, src
 
 ADD = src("""
     def add(a, b):

@@ -30,9 +30,9 @@ from types import SimpleNamespace
 import pytest
 
 from analyzer.locate import NameNotFound, SnapshotIndex
+from tests.analyzer.helpers import stdlib_files
 
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DefNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
@@ -52,15 +52,6 @@ CODEBASES = [
     Codebase("msgspec", root="src"),
     Codebase("yaml", root="lib"),
 ]
-
-
-def stdlib_files() -> dict[str, bytes]:
-    """The standard library laid out as CPython's repository has it: under Lib/."""
-    return {
-        "Lib/" + path.relative_to(STDLIB).as_posix(): path.read_bytes()
-        for path in sorted(STDLIB.rglob("*.py"))
-        if not {"site-packages", "dist-packages", "__pycache__"} & set(path.relative_to(STDLIB).parts)
-    }
 
 
 def snapshot_files(codebase: Codebase) -> dict[str, bytes]:

@@ -22,6 +22,7 @@ from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot
 from analyzer.warmup import IndexWarmer, chunks
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, Snapshot, event_subject
+from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.servers import serving
@@ -56,10 +57,6 @@ def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return parsed
 
 
-async def _review(client: httpx.AsyncClient, job_id: str, name: str) -> httpx.Response:
-    return await client.post("/analyze/function", json={"job_id": job_id, "function_name": name})
-
-
 def test_chunks_keep_every_file_once_and_stay_small() -> None:
     files = {"a.py": b"1" * 10, "b.py": b"2" * 10, "big.py": b"3" * 100, "c.py": b"4" * 5}
     groups = chunks(files, 25)
@@ -86,7 +83,7 @@ async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
         warmer = services.warmer
         assert warmer is not None
         assert not warmer.has_worker()  # spawned lazily: nothing loaded yet, no process
-        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
         await warmer.wait(job.snapshot)
         assert warmer.has_worker()
         loaded = await services.analysis.snapshots.get(job.snapshot)
@@ -97,9 +94,9 @@ async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
 
         asked = len(parsed)
         for name in ("pkg.mod7.f3", "pkg.mod11.Box11.get", "pkg.mod5.f39"):
-            assert (await _review(client, job.job_id, name)).status_code == 200
+            assert (await analyze(client, job.job_id, name)).status_code == 200
         # A file that does not parse was warmed too: its error comes without a parse.
-        response = await _review(client, job.job_id, "pkg.broken.broken")
+        response = await analyze(client, job.job_id, "pkg.broken.broken")
         assert response.status_code == 422
         assert len(parsed) == asked
         assert gateway.requests[-1].body["messages"][0]["content"] == "def f39(x):\n    return x + 39"
@@ -120,12 +117,12 @@ async def test_warm_index_off_parses_only_on_demand(
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
         assert services.warmer is None
-        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
         loaded = await services.analysis.snapshots.get(job.snapshot)
         await asyncio.sleep(0.5)  # a warm-up, if there were one, would have started meanwhile
         assert "pkg/mod7.py" in loaded.index.unparsed()
         assert "pkg/mod7.py" not in parsed
-        assert (await _review(client, job.job_id, "pkg.mod7.f3")).status_code == 200
+        assert (await analyze(client, job.job_id, "pkg.mod7.f3")).status_code == 200
         assert "pkg/mod7.py" in parsed
 
 
@@ -181,16 +178,16 @@ async def test_eviction_during_warm_up_breaks_nothing(nats_url: str, gateway: Fa
         services: Services = app.state.services
         warmer = services.warmer
         assert warmer is not None
-        assert (await _review(client, first.job_id, "pkg.mod0.f1")).status_code == 200
+        assert (await analyze(client, first.job_id, "pkg.mod0.f1")).status_code == 200
         # The second snapshot pushes the first out of the one-entry cache, warming or not.
-        assert (await _review(client, second.job_id, "pkg.mod1.f1")).status_code == 200
+        assert (await analyze(client, second.job_id, "pkg.mod1.f1")).status_code == 200
         assert first.snapshot not in services.analysis.snapshots
         await warmer.wait(first.snapshot)
         await warmer.wait(second.snapshot)
         loaded = await services.analysis.snapshots.get(second.snapshot)
         assert loaded.index.unparsed() == {}
         # The evicted one loads again on demand, and is warmed again.
-        assert (await _review(client, first.job_id, "pkg.mod9.f2")).status_code == 200
+        assert (await analyze(client, first.job_id, "pkg.mod9.f2")).status_code == 200
         await warmer.wait(first.snapshot)
         reloaded = await services.analysis.snapshots.get(first.snapshot)
         assert reloaded.index.unparsed() == {}
@@ -220,7 +217,7 @@ async def test_shutting_down_mid_warm_up_leaves_no_worker(
         services: Services = app.state.services
         warmer = services.warmer
         assert warmer is not None
-        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
         while not warmer.has_worker():  # the warm-up starts after its delay
             await asyncio.sleep(0.01)
         assert warmer.warming(job.snapshot)  # the server stops while the worker parses
@@ -296,7 +293,7 @@ async def test_a_preloaded_snapshot_is_warmed_before_any_review(
             await warmer.wait(job.snapshot)
             loaded = await services.analysis.snapshots.get(job.snapshot)
             assert loaded.index.unparsed() == {}  # every file, none asked for yet
-            assert (await _review(client, job.job_id, "pkg.mod4.f4")).status_code == 200
+            assert (await analyze(client, job.job_id, "pkg.mod4.f4")).status_code == 200
             assert parsed == []
     finally:
         await publisher.close()
