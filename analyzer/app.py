@@ -23,7 +23,7 @@ from litestar.exceptions.responses import create_exception_response
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.analysis import Analysis
 from analyzer.errors import (
@@ -149,6 +149,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             api_key=settings.gateway_api_key.get_secret_value(),
             timeout=settings.gateway_timeout_s,
             max_retries=settings.gateway_retries,
+            # aiohttp under the package's client: 2.0-2.1 ms of CPU a review instead of httpx's
+            # 2.5-2.6 ms, against an instant gateway (bench analyzer --transport=1).
+            http_client=DefaultAioHttpClient(),
         )
         try:
             js = nc.jetstream(timeout=settings.nats_timeout_s)

@@ -49,8 +49,9 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.review import Reviewer
 from bench.gateway import MODEL, _free_port, _start
-from bench.lookup import dotted_names, stdlib_files
+from bench.lookup import dotted_names
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
+from tests.analyzer.helpers import stdlib_files
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.nats import running_nats_server
