@@ -124,10 +124,6 @@ class ParserPool:
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
 
-    def has_worker(self) -> bool:
-        """Whether the worker processes have been spawned."""
-        return self._pool is not None
-
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._closed:

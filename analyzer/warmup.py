@@ -61,20 +61,6 @@ class IndexWarmer:
         self._warmed: dict[str, LoadedSnapshot] = {}
         self._closed = False
 
-    def has_worker(self) -> bool:
-        """Whether the worker process has been spawned."""
-        return self._parser.has_worker()
-
-    def warming(self, key: str) -> bool:
-        """Whether the snapshot `key` is being warmed now."""
-        return key in self._tasks
-
-    async def wait(self, key: str) -> None:
-        """Until the warm-up of `key` (if any) has ended."""
-        task = self._tasks.get(key)
-        if task is not None:
-            await asyncio.wait([task])
-
     def warm(self, loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
         """Start parsing the snapshot's unparsed files; stops when `still_cached()` turns false."""
         if self._closed:

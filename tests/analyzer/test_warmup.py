@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -57,6 +58,26 @@ def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return parsed
 
 
+async def until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Until `condition()` holds (the warm-up runs in the background; nothing to await on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def warmed(loaded: LoadedSnapshot) -> Callable[[], bool]:
+    return lambda: loaded.index.unparsed() == {}
+
+
+def warm_up_workers() -> list[multiprocessing.process.BaseProcess]:
+    """The child processes at the warm-up's lower priority (the lookups' parse workers are not)."""
+    lowest = min(19, os.nice(0) + warmup.WORKER_NICENESS)
+    return [
+        c for c in multiprocessing.active_children() if os.getpriority(os.PRIO_PROCESS, c.pid or 0) >= lowest
+    ]
+
+
 def test_chunks_keep_every_file_once_and_stay_small() -> None:
     files = {"a.py": b"1" * 10, "b.py": b"2" * 10, "big.py": b"3" * 100, "c.py": b"4" * 5}
     groups = chunks(files, 25)
@@ -80,17 +101,13 @@ async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
-        warmer = services.warmer
-        assert warmer is not None
-        assert not warmer.has_worker()  # spawned lazily: nothing loaded yet, no process
+        assert services.warmer is not None
+        assert multiprocessing.active_children() == []  # spawned lazily: nothing loaded yet
         assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        await warmer.wait(job.snapshot)
-        assert warmer.has_worker()
         loaded = await services.analysis.snapshots.get(job.snapshot)
-        assert loaded.index.unparsed() == {}
+        await until(warmed(loaded))
         # The warm-up's worker runs at a lower priority than the server (the lookups' do not).
-        priorities = [os.getpriority(os.PRIO_PROCESS, w.pid or 0) for w in multiprocessing.active_children()]
-        assert max(priorities) >= min(19, os.nice(0) + warmup.WORKER_NICENESS)
+        assert len(warm_up_workers()) == 1
 
         asked = len(parsed)
         for name in ("pkg.mod7.f3", "pkg.mod11.Box11.get", "pkg.mod5.f39"):
@@ -100,9 +117,8 @@ async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
         assert response.status_code == 422
         assert len(parsed) == asked
         assert gateway.requests[-1].body["messages"][0]["content"] == "def f39(x):\n    return x + 39"
-    # The lifespan closed the pool: no worker left behind.
+    # The lifespan closed the pools: no worker left behind.
     assert multiprocessing.active_children() == []
-    assert not warmer.has_worker()
 
 
 @pytest.mark.nats
@@ -150,9 +166,7 @@ async def test_a_snapshot_evicted_mid_warm_up_stops_its_warm_up(caplog: pytest.L
     try:
         with caplog.at_level(logging.INFO, logger="analyzer.warmup"):
             warmer.warm(loaded, still_cached)
-            assert warmer.warming(loaded.key)
-            await warmer.wait(loaded.key)
-        assert not warmer.warming(loaded.key)
+            await until(lambda: "left the cache: index warm-up stopped" in caplog.text)
         left = loaded.index.unparsed()
         assert 0 < len(left) < total
         assert len(asked) == 3
@@ -176,31 +190,30 @@ async def test_eviction_during_warm_up_breaks_nothing(nats_url: str, gateway: Fa
     assert second.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
-        warmer = services.warmer
-        assert warmer is not None
         assert (await analyze(client, first.job_id, "pkg.mod0.f1")).status_code == 200
         # The second snapshot pushes the first out of the one-entry cache, warming or not.
         assert (await analyze(client, second.job_id, "pkg.mod1.f1")).status_code == 200
         assert first.snapshot not in services.analysis.snapshots
-        await warmer.wait(first.snapshot)
-        await warmer.wait(second.snapshot)
         loaded = await services.analysis.snapshots.get(second.snapshot)
-        assert loaded.index.unparsed() == {}
+        await until(warmed(loaded))
         # The evicted one loads again on demand, and is warmed again.
         assert (await analyze(client, first.job_id, "pkg.mod9.f2")).status_code == 200
-        await warmer.wait(first.snapshot)
         reloaded = await services.analysis.snapshots.get(first.snapshot)
-        assert reloaded.index.unparsed() == {}
+        await until(warmed(reloaded))
     assert multiprocessing.active_children() == []
 
 
-async def test_closing_an_unused_warmer_spawns_nothing() -> None:
+async def test_closing_an_unused_warmer_spawns_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.0)
     warmer = IndexWarmer(BUDGET)
     await warmer.close()
-    assert not warmer.has_worker()
+    assert multiprocessing.active_children() == []
     # Closed: later loads are not warmed (the app is shutting down).
-    warmer.warm(_loaded(FILES), lambda: True)
-    assert not warmer.warming("octo/demo@" + "0" * 40)
+    loaded = _loaded(FILES)
+    total = len(loaded.index.unparsed())
+    warmer.warm(loaded, lambda: True)
+    await asyncio.sleep(0.5)
+    assert len(loaded.index.unparsed()) == total
     assert multiprocessing.active_children() == []
 
 
@@ -215,14 +228,10 @@ async def test_shutting_down_mid_warm_up_leaves_no_worker(
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
-        warmer = services.warmer
-        assert warmer is not None
         assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        while not warmer.has_worker():  # the warm-up starts after its delay
-            await asyncio.sleep(0.01)
-        assert warmer.warming(job.snapshot)  # the server stops while the worker parses
-    assert not warmer.warming(job.snapshot)
-    assert not warmer.has_worker()
+        loaded = await services.analysis.snapshots.get(job.snapshot)
+        await until(lambda: bool(warm_up_workers()))  # the warm-up starts after its delay
+        assert loaded.index.unparsed()  # the server stops while the worker parses
     assert multiprocessing.active_children() == []
 
 
@@ -235,8 +244,8 @@ async def test_a_snapshot_evicted_before_its_warm_up_starts_spawns_nothing(
     warmer = IndexWarmer(BUDGET)
     try:
         warmer.warm(loaded, lambda: False)
-        await warmer.wait(loaded.key)
-        assert not warmer.has_worker()
+        await asyncio.sleep(0.5)
+        assert multiprocessing.active_children() == []
         assert len(loaded.index.unparsed()) == total
     finally:
         await warmer.close()
@@ -251,11 +260,10 @@ async def test_a_dead_worker_costs_the_warm_up_nothing_but_time(
     try:
         with caplog.at_level(logging.INFO, logger="analyzer.warmup"):
             warmer.warm(loaded, lambda: True)
-            while not warmer.has_worker():
-                await asyncio.sleep(0.01)
+            await until(lambda: bool(multiprocessing.active_children()))
             (worker,) = multiprocessing.active_children()
             os.kill(worker.pid or 0, signal.SIGKILL)
-            await warmer.wait(loaded.key)
+            await until(lambda: "index warmed" in caplog.text)
         # The files of the chunk it was parsing are parsed again, each alone, in a fresh worker:
         # none is blamed for a death it did not cause, and the warm-up goes on.
         assert loaded.index.unparsed() == {}
@@ -282,17 +290,12 @@ async def test_a_preloaded_snapshot_is_warmed_before_any_review(
     try:
         async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
             services: Services = app.state.services
-            warmer = services.warmer
-            assert warmer is not None
             event = JobEvent(job_id=job.job_id, event=EVENT_COMPLETED, status=JobStatus.READY, at=time.time())
             await publisher.publish(event_subject(job.job_id, EVENT_COMPLETED), msgspec.json.encode(event))
-            for _ in range(200):
-                if warmer.warming(job.snapshot):
-                    break
-                await asyncio.sleep(0.05)
-            await warmer.wait(job.snapshot)
-            loaded = await services.analysis.snapshots.get(job.snapshot)
-            assert loaded.index.unparsed() == {}  # every file, none asked for yet
+            key = job.snapshot
+            await until(lambda: key in services.analysis.snapshots)  # preloaded
+            loaded = await services.analysis.snapshots.get(key)
+            await until(warmed(loaded))  # every file, none asked for yet
             assert (await analyze(client, job.job_id, "pkg.mod4.f4")).status_code == 200
             assert parsed == []
     finally:
