@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+import httpx2
 import msgspec
 import openai
 from openai import AsyncOpenAI
@@ -78,6 +79,12 @@ class Reviewer:
             )
             body = raw.content
         except openai.APITimeoutError as exc:
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                # No connection was made (the aiohttp transport reports even a refused one as a
+                # connect timeout): the gateway could not be reached (502), not slow to answer (504).
+                raise GatewayError(
+                    f"the gateway could not be reached: {exc.__cause__}", upstream="gateway"
+                ) from exc
             raise GatewayTimeout(
                 "the gateway did not answer in time (GATEWAY_TIMEOUT_S)", upstream="gateway"
             ) from exc

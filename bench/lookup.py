@@ -19,26 +19,13 @@ import os
 import platform
 import random
 import statistics
-import sysconfig
 import time
 import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 from analyzer.locate import NameNotFound, SnapshotIndex, UnparsableSource, parse_files
-
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
-SKIP = {"site-packages", "dist-packages", "__pycache__"}
-
-
-def stdlib_files() -> dict[str, bytes]:
-    """The standard library as a snapshot's files: path -> bytes, as CPython's repo lays it out."""
-    return {
-        "Lib/" + path.relative_to(STDLIB).as_posix(): path.read_bytes()
-        for path in sorted(STDLIB.rglob("*.py"))
-        if not SKIP & set(path.relative_to(STDLIB).parts)
-    }
+from tests.analyzer.helpers import stdlib_files
 
 
 def dotted_names(files: dict[str, bytes]) -> list[tuple[str, str]]:

@@ -7,7 +7,8 @@ finds what its defining module's path finds, the defining module being what Pyth
 The codebases are installed packages of different styles (attrs' decorators, click's big modules,
 litestar's overloads and properties, PyYAML's and dateutil's older code, msgspec's stubs beside its
 sources), read from site-packages as a snapshot's files dict. The expected text comes from
-`ast.get_source_segment` on the file, widened to the first decorator's line; a dotted name
+`ast.get_source_segment` on the file, widened to the first decorator's line and to the end of the
+last line (a trailing comment there belongs to the definition); a dotted name
 defined several times in one file expects all definitions in source order.
 """
 
@@ -29,9 +30,9 @@ from types import SimpleNamespace
 import pytest
 
 from analyzer.locate import NameNotFound, SnapshotIndex
+from tests.analyzer.helpers import stdlib_files
 
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DefNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
@@ -51,15 +52,6 @@ CODEBASES = [
     Codebase("msgspec", root="src"),
     Codebase("yaml", root="lib"),
 ]
-
-
-def stdlib_files() -> dict[str, bytes]:
-    """The standard library laid out as CPython's repository has it: under Lib/."""
-    return {
-        "Lib/" + path.relative_to(STDLIB).as_posix(): path.read_bytes()
-        for path in sorted(STDLIB.rglob("*.py"))
-        if not {"site-packages", "dist-packages", "__pycache__"} & set(path.relative_to(STDLIB).parts)
-    }
 
 
 def snapshot_files(codebase: Codebase) -> dict[str, bytes]:
@@ -122,8 +114,10 @@ class Oracle:
             # ast's segment starts at `def`; the review starts at the first decorator line's `@`.
             assert line.lstrip().startswith("@"), line
             col = len(line) - len(line.lstrip())
+        # Whole lines: the segment ends where its last line does (`...  # pragma: no cover`).
+        last_line = re.split(r"\r\n|\r|\n", piece)[last - first]
         span = SimpleNamespace(
-            lineno=1, col_offset=col, end_lineno=last - first + 1, end_col_offset=node.end_col_offset
+            lineno=1, col_offset=col, end_lineno=last - first + 1, end_col_offset=len(last_line.encode())
         )
         segment = ast.get_source_segment(piece, span)  # type: ignore[arg-type]
         assert segment is not None

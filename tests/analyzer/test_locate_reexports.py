@@ -8,7 +8,6 @@ the definition really is, with its exact text.
 from __future__ import annotations
 
 import random
-import textwrap
 from collections.abc import Mapping
 
 import pytest
@@ -17,18 +16,9 @@ from analyzer.locate import (
     MAX_REEXPORT_HOPS,
     FoundFunction,
     NameNotFound,
-    SnapshotIndex,
     UnparsableSource,
 )
-
-
-def src(text: str) -> bytes:
-    return textwrap.dedent(text).lstrip("\n").encode()
-
-
-def index(files: Mapping[str, bytes | str], repo: str = "owner/project") -> SnapshotIndex:
-    return SnapshotIndex({p: (d.encode() if isinstance(d, str) else d) for p, d in files.items()}, repo)
-
+from tests.analyzer.helpers import index, src
 
 CLIENT = src('''
     class Client:
@@ -66,6 +56,7 @@ def test_a_method_of_a_class_re_exported_by_a_package_init() -> None:
         source="def send(self, request):\n        return request",
         start_line=4,
         end_line=5,
+        indent="    ",
     )
     # The same text as the defining module's own path gives.
     assert found == snapshot.find("httpx._client.Client.send")

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,11 +18,12 @@ import pytest
 
 from analyzer import locate, warmup
 from analyzer.app import Services, create_app
-from analyzer.locate import tables
+from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot
 from analyzer.warmup import IndexWarmer, chunks
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, Snapshot, event_subject
+from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.servers import serving
@@ -40,22 +42,40 @@ FILES = {f"pkg/mod{number}.py": _module(number) for number in range(12)} | {
 }
 
 
+BUDGET = ParseBudget.of(Settings())
+
+
 def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Paths this process parses from now on (the worker process is not affected)."""
+    """Paths the lookups of apps created from now on hand to their parse workers (not the warm-up's)."""
     parsed: list[str] = []
-    real = tables.parse_file
+    real = ParserPool.parse
 
-    def counting(data: bytes, path: str) -> Any:
+    def counting(self: ParserPool, data: bytes, path: str) -> Any:
         parsed.append(path)
-        return real(data, path)
+        return real(self, data, path)
 
-    # The index parses through the name it imported.
-    monkeypatch.setattr("analyzer.locate.resolver.parse_file", counting)
+    monkeypatch.setattr(ParserPool, "parse", counting)
     return parsed
 
 
-async def _review(client: httpx.AsyncClient, job_id: str, name: str) -> httpx.Response:
-    return await client.post("/analyze/function", json={"job_id": job_id, "function_name": name})
+async def until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Until `condition()` holds (the warm-up runs in the background; nothing to await on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def warmed(loaded: LoadedSnapshot) -> Callable[[], bool]:
+    return lambda: loaded.index.unparsed() == {}
+
+
+def warm_up_workers() -> list[multiprocessing.process.BaseProcess]:
+    """The child processes at the warm-up's lower priority (the lookups' parse workers are not)."""
+    lowest = min(19, os.nice(0) + warmup.WORKER_NICENESS)
+    return [
+        c for c in multiprocessing.active_children() if os.getpriority(os.PRIO_PROCESS, c.pid or 0) >= lowest
+    ]
 
 
 def test_chunks_keep_every_file_once_and_stay_small() -> None:
@@ -74,44 +94,38 @@ async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
     nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warmup, "CHUNK_BYTES", 2048)  # several chunks, several adopts
+    parsed = _count_parses(monkeypatch)
     app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url))
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
-        warmer = services.warmer
-        assert warmer is not None
-        assert not warmer.has_worker()  # spawned lazily: nothing loaded yet, no process
-        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        await warmer.wait(job.snapshot)
-        assert warmer.has_worker()
+        assert services.warmer is not None
+        assert multiprocessing.active_children() == []  # spawned lazily: nothing loaded yet
+        assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
         loaded = await services.analysis.snapshots.get(job.snapshot)
-        assert loaded.index.unparsed() == {}
-        # The worker runs at a lower priority than the server.
-        workers = multiprocessing.active_children()
-        assert len(workers) == 1
-        assert os.getpriority(os.PRIO_PROCESS, workers[0].pid or 0) >= min(
-            19, os.nice(0) + warmup.WORKER_NICENESS
-        )
+        await until(warmed(loaded))
+        # The warm-up's worker runs at a lower priority than the server (the lookups' do not).
+        assert len(warm_up_workers()) == 1
 
-        parsed = _count_parses(monkeypatch)
+        asked = len(parsed)
         for name in ("pkg.mod7.f3", "pkg.mod11.Box11.get", "pkg.mod5.f39"):
-            assert (await _review(client, job.job_id, name)).status_code == 200
+            assert (await analyze(client, job.job_id, name)).status_code == 200
         # A file that does not parse was warmed too: its error comes without a parse.
-        response = await _review(client, job.job_id, "pkg.broken.broken")
+        response = await analyze(client, job.job_id, "pkg.broken.broken")
         assert response.status_code == 422
-        assert parsed == []
+        assert len(parsed) == asked
         assert gateway.requests[-1].body["messages"][0]["content"] == "def f39(x):\n    return x + 39"
-    # The lifespan closed the pool: no worker left behind.
+    # The lifespan closed the pools: no worker left behind.
     assert multiprocessing.active_children() == []
-    assert not warmer.has_worker()
 
 
 @pytest.mark.nats
 async def test_warm_index_off_parses_only_on_demand(
     nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    parsed = _count_parses(monkeypatch)
     app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url, analyzer_warm_index=False))
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
@@ -119,13 +133,12 @@ async def test_warm_index_off_parses_only_on_demand(
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
         assert services.warmer is None
-        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
         loaded = await services.analysis.snapshots.get(job.snapshot)
         await asyncio.sleep(0.5)  # a warm-up, if there were one, would have started meanwhile
         assert "pkg/mod7.py" in loaded.index.unparsed()
-        assert multiprocessing.active_children() == []
-        parsed = _count_parses(monkeypatch)
-        assert (await _review(client, job.job_id, "pkg.mod7.f3")).status_code == 200
+        assert "pkg/mod7.py" not in parsed
+        assert (await analyze(client, job.job_id, "pkg.mod7.f3")).status_code == 200
         assert "pkg/mod7.py" in parsed
 
 
@@ -149,13 +162,11 @@ async def test_a_snapshot_evicted_mid_warm_up_stops_its_warm_up(caplog: pytest.L
         asked.append(True)
         return len(asked) <= 2  # evicted after two chunks
 
-    warmer = IndexWarmer(chunk_bytes=2048)
+    warmer = IndexWarmer(BUDGET, chunk_bytes=2048)
     try:
         with caplog.at_level(logging.INFO, logger="analyzer.warmup"):
             warmer.warm(loaded, still_cached)
-            assert warmer.warming(loaded.key)
-            await warmer.wait(loaded.key)
-        assert not warmer.warming(loaded.key)
+            await until(lambda: "left the cache: index warm-up stopped" in caplog.text)
         left = loaded.index.unparsed()
         assert 0 < len(left) < total
         assert len(asked) == 3
@@ -179,31 +190,30 @@ async def test_eviction_during_warm_up_breaks_nothing(nats_url: str, gateway: Fa
     assert second.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
-        warmer = services.warmer
-        assert warmer is not None
-        assert (await _review(client, first.job_id, "pkg.mod0.f1")).status_code == 200
+        assert (await analyze(client, first.job_id, "pkg.mod0.f1")).status_code == 200
         # The second snapshot pushes the first out of the one-entry cache, warming or not.
-        assert (await _review(client, second.job_id, "pkg.mod1.f1")).status_code == 200
+        assert (await analyze(client, second.job_id, "pkg.mod1.f1")).status_code == 200
         assert first.snapshot not in services.analysis.snapshots
-        await warmer.wait(first.snapshot)
-        await warmer.wait(second.snapshot)
         loaded = await services.analysis.snapshots.get(second.snapshot)
-        assert loaded.index.unparsed() == {}
+        await until(warmed(loaded))
         # The evicted one loads again on demand, and is warmed again.
-        assert (await _review(client, first.job_id, "pkg.mod9.f2")).status_code == 200
-        await warmer.wait(first.snapshot)
+        assert (await analyze(client, first.job_id, "pkg.mod9.f2")).status_code == 200
         reloaded = await services.analysis.snapshots.get(first.snapshot)
-        assert reloaded.index.unparsed() == {}
+        await until(warmed(reloaded))
     assert multiprocessing.active_children() == []
 
 
-async def test_closing_an_unused_warmer_spawns_nothing() -> None:
-    warmer = IndexWarmer()
+async def test_closing_an_unused_warmer_spawns_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.0)
+    warmer = IndexWarmer(BUDGET)
     await warmer.close()
-    assert not warmer.has_worker()
+    assert multiprocessing.active_children() == []
     # Closed: later loads are not warmed (the app is shutting down).
-    warmer.warm(_loaded(FILES), lambda: True)
-    assert not warmer.warming("octo/demo@" + "0" * 40)
+    loaded = _loaded(FILES)
+    total = len(loaded.index.unparsed())
+    warmer.warm(loaded, lambda: True)
+    await asyncio.sleep(0.5)
+    assert len(loaded.index.unparsed()) == total
     assert multiprocessing.active_children() == []
 
 
@@ -218,14 +228,10 @@ async def test_shutting_down_mid_warm_up_leaves_no_worker(
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         services: Services = app.state.services
-        warmer = services.warmer
-        assert warmer is not None
-        assert (await _review(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        while not warmer.has_worker():  # the warm-up starts after its delay
-            await asyncio.sleep(0.01)
-        assert warmer.warming(job.snapshot)  # the server stops while the worker parses
-    assert not warmer.warming(job.snapshot)
-    assert not warmer.has_worker()
+        assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
+        loaded = await services.analysis.snapshots.get(job.snapshot)
+        await until(lambda: bool(warm_up_workers()))  # the warm-up starts after its delay
+        assert loaded.index.unparsed()  # the server stops while the worker parses
     assert multiprocessing.active_children() == []
 
 
@@ -235,38 +241,36 @@ async def test_a_snapshot_evicted_before_its_warm_up_starts_spawns_nothing(
     monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.05)
     loaded = _loaded(FILES)
     total = len(loaded.index.unparsed())
-    warmer = IndexWarmer()
+    warmer = IndexWarmer(BUDGET)
     try:
         warmer.warm(loaded, lambda: False)
-        await warmer.wait(loaded.key)
-        assert not warmer.has_worker()
+        await asyncio.sleep(0.5)
+        assert multiprocessing.active_children() == []
         assert len(loaded.index.unparsed()) == total
     finally:
         await warmer.close()
 
 
-async def test_a_dead_worker_stops_the_warm_up_and_the_next_one_spawns_another(
+async def test_a_dead_worker_costs_the_warm_up_nothing_but_time(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.0)
     loaded = _loaded(FILES)
-    warmer = IndexWarmer(chunk_bytes=1024)
+    warmer = IndexWarmer(BUDGET, chunk_bytes=1024)
     try:
         with caplog.at_level(logging.INFO, logger="analyzer.warmup"):
             warmer.warm(loaded, lambda: True)
-            while not warmer.has_worker():
-                await asyncio.sleep(0.01)
+            await until(lambda: bool(multiprocessing.active_children()))
             (worker,) = multiprocessing.active_children()
             os.kill(worker.pid or 0, signal.SIGKILL)
-            await warmer.wait(loaded.key)
-        assert "its worker died" in caplog.text
-        assert not warmer.has_worker()
-        assert loaded.index.unparsed()  # not all warmed; lookups parse the rest on demand
+            await until(lambda: "index warmed" in caplog.text)
+        # The files of the chunk it was parsing are parsed again, each alone, in a fresh worker:
+        # none is blamed for a death it did not cause, and the warm-up goes on.
+        assert loaded.index.unparsed() == {}
         assert loaded.index.find("pkg.mod3.f2").source == "def f2(x):\n    return x + 2"
-        again = _loaded(FILES)
-        warmer.warm(again, lambda: True)
-        await warmer.wait(again.key)
-        assert again.index.unparsed() == {}
+        with pytest.raises(locate.UnparsableSource, match="line 1"):
+            loaded.index.find("pkg.broken.broken")
+        assert "warmed" in caplog.text
     finally:
         await warmer.close()
     assert multiprocessing.active_children() == []
@@ -277,6 +281,7 @@ async def test_a_preloaded_snapshot_is_warmed_before_any_review(
     nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warmup, "WARM_DELAY_S", 0.0)
+    parsed = _count_parses(monkeypatch)
     app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url))
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
@@ -285,19 +290,13 @@ async def test_a_preloaded_snapshot_is_warmed_before_any_review(
     try:
         async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
             services: Services = app.state.services
-            warmer = services.warmer
-            assert warmer is not None
             event = JobEvent(job_id=job.job_id, event=EVENT_COMPLETED, status=JobStatus.READY, at=time.time())
             await publisher.publish(event_subject(job.job_id, EVENT_COMPLETED), msgspec.json.encode(event))
-            for _ in range(200):
-                if warmer.warming(job.snapshot):
-                    break
-                await asyncio.sleep(0.05)
-            await warmer.wait(job.snapshot)
-            loaded = await services.analysis.snapshots.get(job.snapshot)
-            assert loaded.index.unparsed() == {}  # every file, none asked for yet
-            parsed = _count_parses(monkeypatch)
-            assert (await _review(client, job.job_id, "pkg.mod4.f4")).status_code == 200
+            key = job.snapshot
+            await until(lambda: key in services.analysis.snapshots)  # preloaded
+            loaded = await services.analysis.snapshots.get(key)
+            await until(warmed(loaded))  # every file, none asked for yet
+            assert (await analyze(client, job.job_id, "pkg.mod4.f4")).status_code == 200
             assert parsed == []
     finally:
         await publisher.close()
