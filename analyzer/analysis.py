@@ -8,13 +8,12 @@ import time
 from analyzer import locate
 from analyzer.errors import FunctionNotFound, InvalidFunctionName, SnapshotUnavailable, SourceDoesNotParse
 from analyzer.jobs import JobStore, check_job_id
+from analyzer.locate import MAX_NAME_CHARS
 from analyzer.logs import job_id_var
 from analyzer.review import Reviewer
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 
 logger = logging.getLogger("analyzer.analysis")
-
-MAX_NAME_CHARS = 512
 
 
 def check_function_name(function_name: str) -> str:
@@ -40,16 +39,33 @@ def find_function(loaded: LoadedSnapshot, name: str) -> locate.FoundFunction:
     where = loaded.key
     try:
         return loaded.index.find(name)
-    except locate.InvalidFunctionName as exc:
+    except locate.MalformedName as exc:
         raise InvalidFunctionName(f"function_name {name!r} is malformed: {exc}", function_name=name) from exc
-    except locate.FunctionNotFound as exc:
+    except locate.NameNotFound as exc:
         close = list(exc.suggestions)[:5]
         hint = f"; close names: {', '.join(close)}" if close else ""
         raise FunctionNotFound(
             f"no function {name!r} in {where}{hint}", function_name=name, did_you_mean=close
         ) from exc
-    except locate.SourceDoesNotParse as exc:
+    except locate.UnparsableSource as exc:
         raise SourceDoesNotParse(str(exc), function_name=name, path=exc.path) from exc
+
+
+def truncate_source(source: str, max_chars: int) -> tuple[str, bool]:
+    """The beginning of `source` that fits in `max_chars`, cut after a whole line; True if cut.
+
+    When even the first line is longer than `max_chars`, that line is cut at `max_chars`.
+    Raises ValueError if `max_chars` is not positive.
+    """
+    if max_chars <= 0:
+        raise ValueError(f"max_chars must be positive, got {max_chars}")
+    if len(source) <= max_chars:
+        return source, False
+    head = source[:max_chars]
+    cut = max(head.rfind("\n"), head.rfind("\r"))
+    if cut <= 0:
+        return head, True
+    return head[:cut].rstrip("\r\n"), True
 
 
 def cut_notice(qualified_name: str, sent: str, source: str, max_chars: int) -> str:
@@ -102,7 +118,7 @@ class Analysis:
         Raises what `find` raises, and GatewayError (502) / GatewayTimeout (504).
         """
         found = await self.find(job_id, function_name)
-        sent, was_cut = locate.truncate_source(found.source, self.source_max_chars)
+        sent, was_cut = truncate_source(found.source, self.source_max_chars)
         started = time.perf_counter()
         suggestions = await self.reviewer.review(sent, request_id=request_id)
         logger.info(

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from analyzer.locate import FunctionNotFound, SnapshotIndex, SourceDoesNotParse, parse_files
+from analyzer.locate import NameNotFound, SnapshotIndex, UnparsableSource, parse_files
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 SKIP = {"site-packages", "dist-packages", "__pycache__"}
@@ -121,7 +121,7 @@ def literal_all(data: bytes) -> list[str]:
 def resolves(index: SnapshotIndex, name: str) -> bool:
     try:
         index.find(name)
-    except FunctionNotFound:
+    except NameNotFound:
         return False
     return True
 
@@ -144,7 +144,7 @@ def timed(lookup: Callable[[str], object], names: list[str]) -> list[tuple[float
     samples = []
     for name in names:
         started, cpu = time.perf_counter(), time.process_time()
-        with contextlib.suppress(FunctionNotFound):
+        with contextlib.suppress(NameNotFound):
             lookup(name)
         samples.append((time.perf_counter() - started, time.process_time() - cpu))
     return samples
@@ -155,7 +155,7 @@ def first_lookup(files: dict[str, bytes], name: str) -> tuple[float, float, floa
     started, cpu = time.perf_counter(), time.process_time()
     index = SnapshotIndex(files, "python/cpython")
     built = time.perf_counter()
-    with contextlib.suppress(FunctionNotFound):
+    with contextlib.suppress(NameNotFound):
         index.find(name)
     return built - started, time.perf_counter() - built, time.process_time() - cpu
 
@@ -253,7 +253,7 @@ def main(argv: list[str]) -> None:
     tracemalloc.start()
     index = SnapshotIndex(files, "python/cpython")
     for name, _ in population:
-        with contextlib.suppress(FunctionNotFound, SourceDoesNotParse):
+        with contextlib.suppress(NameNotFound, UnparsableSource):
             index.find(name)
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from analyzer.locate import FunctionNotFound, SnapshotIndex
+from analyzer.locate import NameNotFound, SnapshotIndex
 
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -225,12 +225,12 @@ def test_every_public_name_exported_by_a_package_resolves_where_it_is_defined(co
     for public, defining in exported_names(files, codebase):
         try:
             expected = snapshot.find(defining)
-        except FunctionNotFound:
+        except NameNotFound:
             # Not made by a `def`/`class` at that name (a class built by a call): no source to agree on.
             continue
         try:
             found = snapshot.find(public)
-        except FunctionNotFound as error:
+        except NameNotFound as error:
             failures.append(f"{public} -> {error}")
             continue
         if found != expected:

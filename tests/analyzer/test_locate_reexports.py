@@ -16,9 +16,9 @@ import pytest
 from analyzer.locate import (
     MAX_REEXPORT_HOPS,
     FoundFunction,
-    FunctionNotFound,
+    NameNotFound,
     SnapshotIndex,
-    SourceDoesNotParse,
+    UnparsableSource,
 )
 
 
@@ -84,7 +84,7 @@ def test_an_import_under_another_name() -> None:
     assert where(snapshot.find("pkg.Session.send")) == ("pkg/impl.py", "pkg.impl.Client.send")
     assert where(snapshot.find("pkg.Session")) == ("pkg/impl.py", "pkg.impl.Client")
     # The name the import hides is not a name of the package.
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         snapshot.find("pkg.Client.send")
 
 
@@ -143,7 +143,7 @@ def test_import_a_module_as_an_alias_and_plain() -> None:
         "pkg.sub.impl.Client.send",
     )
     # A module is not a function.
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         snapshot.find("app.m")
 
 
@@ -179,7 +179,7 @@ def test_relative_imports_at_every_level() -> None:
     assert where(snapshot.find("pkg.a.b.c.core.Client.send")) == ("pkg/core.py", "pkg.core.Client.send")
     assert where(snapshot.find("pkg.a.b.c.AsyncClient.send")) == ("pkg/core.py", "pkg.core.AsyncClient.send")
     for name in ("pkg.a.bad.core.Client.send", "pkg.a.bad.Client.send"):
-        with pytest.raises(FunctionNotFound):
+        with pytest.raises(NameNotFound):
             snapshot.find(name)
 
 
@@ -212,7 +212,7 @@ def test_try_except_import_variants_take_the_first_that_resolves() -> None:
 
 def test_a_re_exported_name_that_is_not_a_function_is_not_found() -> None:
     snapshot = index({"pkg/__init__.py": "from .config import TIMEOUT\n", "pkg/config.py": "TIMEOUT = 5\n"})
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         snapshot.find("pkg.TIMEOUT")
 
 
@@ -259,7 +259,7 @@ def test_star_import_follows_a_name_listed_in_all() -> None:
         assert where(snapshot.find(f"pkg.{name}")) == ("pkg/_models.py", f"pkg._models.{name}")
     # Public, but not in `__all__`: a star import does not bring it.
     for name in ("pkg.AsyncClient.send", "pkg.unlisted"):
-        with pytest.raises(FunctionNotFound):
+        with pytest.raises(NameNotFound):
             snapshot.find(name)
 
 
@@ -292,7 +292,7 @@ def test_star_import_without_all_brings_public_module_level_names_only() -> None
     # A public name the module imports comes too (as Python does), and the chain goes on.
     assert where(snapshot.find("pkg.deep")) == ("pkg/deeper.py", "pkg.deeper.deep")
     for name in ("pkg._private", "pkg.method", "pkg.nested"):
-        with pytest.raises(FunctionNotFound):
+        with pytest.raises(NameNotFound):
             snapshot.find(name)
 
 
@@ -303,7 +303,7 @@ def test_a_computed_all_lets_no_star_import_through() -> None:
             "pkg/impl.py": "from . import other\n__all__ = other.names()\n\n\ndef run():\n    pass\n",
         }
     )
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         snapshot.find("pkg.run")
 
 
@@ -338,7 +338,7 @@ def test_import_cycles_end_without_error() -> None:
         "pkg.self.loop",
         "pkg.x",
     ):
-        with pytest.raises(FunctionNotFound):
+        with pytest.raises(NameNotFound):
             snapshot.find(name)
 
 
@@ -356,7 +356,7 @@ def test_a_chain_as_long_as_the_limit_resolves() -> None:
 
 
 def test_a_chain_longer_than_the_limit_ends_without_error() -> None:
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         index(chain(MAX_REEXPORT_HOPS + 5)).find("pkg.target")
 
 
@@ -395,7 +395,7 @@ def test_a_local_definition_shadows_a_re_export() -> None:
     )
     assert where(snapshot.find("pkg.run")) == ("pkg/__init__.py", "pkg.run")
     # The local class has no `send`: the import it replaced is not consulted.
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         snapshot.find("pkg.Client.send")
 
 
@@ -479,7 +479,7 @@ def test_the_order_of_the_tiers_with_re_exports() -> None:
     del files["vendor/pkg.py"]
     assert _choose(files, "pkg.run") == ("third_party/pkg/_run.py", "third_party.pkg._run.run")
     del files["third_party/pkg/_run.py"]
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         index(files).find("pkg.run")
 
 
@@ -517,7 +517,7 @@ def test_a_re_export_by_an_exact_module_that_leads_to_a_broken_file_is_blamed() 
             "vendor/pkg.py": "def run():\n    return 'vendored'\n",
         }
     )
-    with pytest.raises(SourceDoesNotParse) as caught:
+    with pytest.raises(UnparsableSource) as caught:
         snapshot.find("pkg.run")
     assert (caught.value.path, caught.value.via) == ("pkg/impl.py", "pkg/__init__.py")
 
@@ -532,7 +532,7 @@ def test_a_suffix_re_export_leading_to_a_broken_file_does_not_hide_a_direct_suff
     )
     assert snapshot.find("pkg.run").path == "vendor/pkg.py"
     suffix_only = {"a/pkg/__init__.py": "from .impl import run\n", "a/pkg/impl.py": "def run(:\n    pass\n"}
-    with pytest.raises(SourceDoesNotParse) as caught:
+    with pytest.raises(UnparsableSource) as caught:
         index(suffix_only).find("pkg.run")
     assert (caught.value.path, caught.value.via) == ("a/pkg/impl.py", "a/pkg/__init__.py")
 
@@ -571,7 +571,7 @@ def test_a_broken_defining_module_is_blamed_with_the_import_that_led_there() -> 
             "httpx/_client.py": "class Client:\n    def send(self:\n",
         }
     )
-    with pytest.raises(SourceDoesNotParse) as caught:
+    with pytest.raises(UnparsableSource) as caught:
         snapshot.find("httpx.Client.send")
     error = caught.value
     assert (error.path, error.via) == ("httpx/_client.py", "httpx/__init__.py")
@@ -583,7 +583,7 @@ def test_a_broken_defining_module_is_blamed_with_the_import_that_led_there() -> 
 
 def test_a_broken_module_that_does_not_define_the_name_is_not_blamed() -> None:
     snapshot = index({"pkg/__init__.py": "from .a import *\n", "pkg/a.py": "def other(:\n"})
-    with pytest.raises(FunctionNotFound):
+    with pytest.raises(NameNotFound):
         snapshot.find("pkg.run")
 
 
@@ -594,12 +594,12 @@ def test_a_404_suggests_public_re_exported_names() -> None:
             "httpx/_client.py": b'__all__ = ["Client"]\n' + CLIENT,
         }
     )
-    with pytest.raises(FunctionNotFound) as caught:
+    with pytest.raises(NameNotFound) as caught:
         snapshot.find("httpx.Client.sned")
     assert caught.value.suggestions[0] == "httpx.Client.send"
     # The public name stands for the definition: its defining path is not listed beside it.
     assert "httpx._client.Client.send" not in caught.value.suggestions
-    with pytest.raises(FunctionNotFound) as caught:
+    with pytest.raises(NameNotFound) as caught:
         snapshot.find("httpx.Clint")
     assert "httpx.Client" in caught.value.suggestions
     # Every suggestion resolves.
@@ -622,7 +622,7 @@ def test_a_stub_declaration_yields_to_the_implementation_its_module_imports() ->
 
 
 def test_a_direct_broken_file_names_no_import() -> None:
-    with pytest.raises(SourceDoesNotParse) as caught:
+    with pytest.raises(UnparsableSource) as caught:
         index({"py2.py": "def old():\n    print 'hi'\n"}).find("py2.old")
     assert caught.value.via is None
     assert "imports" not in str(caught.value)

@@ -17,6 +17,7 @@ import pytest
 
 from analyzer import locate, warmup
 from analyzer.app import Services, create_app
+from analyzer.locate import tables
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot
 from analyzer.warmup import IndexWarmer, chunks
@@ -42,13 +43,14 @@ FILES = {f"pkg/mod{number}.py": _module(number) for number in range(12)} | {
 def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths this process parses from now on (the worker process is not affected)."""
     parsed: list[str] = []
-    real = locate._parse
+    real = tables.parse_file
 
     def counting(data: bytes, path: str) -> Any:
         parsed.append(path)
         return real(data, path)
 
-    monkeypatch.setattr(locate, "_parse", counting)
+    # The index parses through the name it imported.
+    monkeypatch.setattr("analyzer.locate.resolver.parse_file", counting)
     return parsed
 
 

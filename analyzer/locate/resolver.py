@@ -1,0 +1,481 @@
+"""Which definition a name means: the tiers of candidate files, then re-exports through imports.
+
+When no file of a tier defines the name where it says, the imports of that tier's modules the
+name's prefix names are followed (`httpx.Client.send` through `from ._client import Client` in
+`httpx/__init__.py`, star imports, aliases, chains of them, at most `MAX_REEXPORT_HOPS` deep)
+before the next tier is tried, and the answer names where the definition really is. The order:
+direct exact, re-export by an exact module, direct source-root, re-export by a source-root
+module, direct suffix, re-export by a suffix module; so `pkg.run` re-exported by
+`pkg/__init__.py` beats a `vendor/pkg.py` that defines `run`.
+
+Building a `SnapshotIndex` only splits paths; a file is decoded and parsed the first time a
+lookup needs it, once, and only the positions of its definitions are kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from analyzer.locate import suggest
+from analyzer.locate.errors import NameNotFound, UnparsableSource
+from analyzer.locate.files import (
+    EXACT,
+    SOURCE_ROOT,
+    SUFFIX,
+    Candidate,
+    SourceFile,
+    describe_file,
+    is_package,
+    repo_folder_name,
+    unique,
+)
+from analyzer.locate.names import normalize, parse_name
+from analyzer.locate.tables import (
+    ALIAS,
+    IMPORT,
+    Binding,
+    Parsed,
+    ParsedFile,
+    Span,
+    Unparsable,
+    parse_file,
+    star_exports,
+)
+from analyzer.sources import LINE_END, SourceDecodeError, decode_source
+
+# How many imports a name may go through (a re-export of a re-export...) before the walk gives up.
+MAX_REEXPORT_HOPS = 10
+# How many (file, name) steps one walk through imports may take in all: star imports fan out.
+_MAX_REEXPORT_STEPS = 64
+# `def name` / `class name` anywhere in the bytes: a cheap, over-inclusive filter that says which
+# files may define a name (parsing decides). Two plain patterns beat one alternation: each keeps
+# the literal prefix the regex engine scans for.
+_DEF_NAMES = re.compile(rb"def[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
+_CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
+_TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
+# Names looked up by scanning the bytes before the index of every name is built instead.
+_SCANS_BEFORE_INDEX = 4
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFunction:
+    """A function (or class) found by name, with its exact source text.
+
+    `source` is the original text from the first decorator to the end of the body, as
+    `ast.get_source_segment` gives it plus the decorator lines. When the name has several
+    definitions in its file (property getter and setter, `@overload`s, `if`/`else` variants),
+    `source` holds all of them in source order: joined by the original text between them when
+    that is only blank lines and comments, else by one blank line. The lines span from the
+    first to the last; `definitions` says how many there are.
+    """
+
+    qualified_name: str
+    path: str
+    source: str
+    start_line: int
+    end_line: int
+    definitions: int = 1
+
+
+class SnapshotIndex:
+    """The files of one commit, ready to answer which function a name means.
+
+    `files` maps paths from the repository root to raw bytes (`Snapshot.files`); `repo` is the
+    repository's name (`owner/name` or `name`), used for the "folder named like the repository"
+    source root. Building is cheap; files are parsed on first use and cached. Safe to share
+    between threads (the caches only ever gain entries).
+    """
+
+    def __init__(self, files: Mapping[str, bytes], repo: str = "") -> None:
+        self._data = files
+        self._lock = threading.Lock()
+        self._parsed: dict[str, Parsed | Unparsable] = {}
+        self._names: dict[str, set[str]] | None = None
+        self._holder_cache: dict[str, frozenset[str]] = {}
+        self._by_module: dict[tuple[str, ...], list[SourceFile]] = {}
+        self._by_root_module: dict[tuple[str, ...], list[SourceFile]] = {}
+        self._by_suffix: dict[tuple[str, ...], list[SourceFile]] = {}
+        self._files: dict[str, SourceFile] = {}
+        repo_folder = repo_folder_name(repo)
+        packages = {
+            normalize(path.split("/", 1)[0])
+            for path in files
+            if path.count("/") == 1 and path.endswith(("/__init__.py", "/__init__.pyi"))
+        }
+        for path in files:
+            described = describe_file(path, repo_folder, packages)
+            if described is None:
+                continue
+            self._files[path] = described
+            module = described.module
+            self._by_module.setdefault(module, []).append(described)
+            if described.root_module is not None:
+                self._by_root_module.setdefault(described.root_module, []).append(described)
+            for start in range(1, len(module)):
+                self._by_suffix.setdefault(module[start:], []).append(described)
+
+    def __len__(self) -> int:
+        """How many Python files the index holds."""
+        return len(self._files)
+
+    def unparsed(self) -> dict[str, bytes]:
+        """The Python files no lookup has parsed yet: what `parse_files` would warm."""
+        return {path: self._data[path] for path in self._files if path not in self._parsed}
+
+    def adopt(self, tables: Mapping[str, ParsedFile]) -> int:
+        """Take definition tables from `parse_files` run on this snapshot's files; how many were new.
+
+        The tables must come from these very bytes (the same snapshot): positions are not checked
+        against the text. Paths this index does not hold are ignored.
+        """
+        adopted = 0
+        for path, table in tables.items():
+            if path in self._files and path not in self._parsed:
+                if not isinstance(table, Parsed | Unparsable):
+                    raise TypeError(f"not a table from parse_files: {type(table).__name__} for {path}")
+                self._parsed[path] = table
+                adopted += 1
+        return adopted
+
+    def find(self, name: str) -> FoundFunction:
+        """The function (or class) `name` means, with its exact source.
+
+        Raises MalformedName for an empty or malformed name, NameNotFound (with up to
+        five close names that exist) when nothing matches, and UnparsableSource when the file
+        the name points to cannot be parsed.
+        """
+        parts = parse_name(name)
+        shown = name.strip()
+        # One walk through imports for the whole lookup: a (file, name) tried in a better tier is
+        # not tried again.
+        walk = Walk()
+        broken: tuple[str, str] | None = None
+        for tier in (EXACT, SOURCE_ROOT, SUFFIX):
+            found, tier_broken = self._find_directly(parts, tier, shown)
+            if found is not None:
+                return found
+            broken = broken or tier_broken
+            # No file of this tier defines the name where it says: maybe one of its modules imports
+            # it from where it is defined (`pkg.Client` for `from ._client import Client` in
+            # `pkg/__init__.py`). That is what the name means, before any weaker tier.
+            found = self._follow_imports(parts, tier, walk)
+            if found is not None:
+                return found
+            if tier < SUFFIX and walk.broken is not None:
+                # The module the name spells out imports it from a file that does not parse:
+                # that is the file meant, as for a direct match in this tier.
+                raise UnparsableSource(shown, *walk.broken)
+        if broken is not None:
+            raise UnparsableSource(shown, *broken)
+        if walk.broken is not None:
+            raise UnparsableSource(shown, *walk.broken)
+        raise NameNotFound(shown, suggest.suggest(self, parts))
+
+    def _find_directly(
+        self, parts: list[str], tier: int, shown: str
+    ) -> tuple[FoundFunction | None, tuple[str, str] | None]:
+        """The best file of `tier` that defines the name where it says, or None, and a broken
+        suffix-tier file that looks like it defines it (blamed only if nothing else is found)."""
+        last = parts[-1]
+        # ASCII names appear verbatim in the bytes of any file that defines them: a cheap check
+        # that skips parsing files that cannot hold the name.
+        needle = last.encode("ascii") if last.isascii() else None
+        broken: tuple[str, str] | None = None
+        for candidate in self._candidates(parts, tier):
+            path = candidate.file.path
+            if needle is not None and needle not in self._data[path]:
+                continue
+            parsed = self._parse(path)
+            if isinstance(parsed, Unparsable):
+                # Blame a broken file only if its text looks like it defines the name. When the
+                # name spells out its module, that file is the one meant: say it does not parse.
+                # A suffix names no file, so a match in a file that parses wins over it.
+                if self._holders(last, within=(path,)):
+                    if candidate.tier < SUFFIX:
+                        raise UnparsableSource(shown, path, parsed.error)
+                    broken = broken or (path, parsed.error)
+                continue
+            qualname = ".".join(parts[candidate.module_parts :])
+            if candidate.module_parts == 0:
+                qualname = _qualname_ending(parsed, qualname) or qualname
+            spans = parsed.definitions.get(qualname)
+            if spans:
+                if candidate.file.rank[1]:
+                    # A stub declares what its module's `.py` imports from elsewhere (`attr.define`
+                    # in `attr/__init__.pyi`): the implementation, where the `.py` leads, wins.
+                    implemented = self._implementation(candidate, parts)
+                    if implemented is not None:
+                        return implemented, broken
+                return self._found(candidate.file, qualname, parsed, spans), broken
+        return None, broken
+
+    def _implementation(self, stub: Candidate, parts: list[str]) -> FoundFunction | None:
+        """The definition the `.py` beside a stub reaches through its imports, if it does."""
+        module = stub.file.path.removesuffix("i")
+        source = self._files.get(module)
+        if source is None or not self._data[module]:
+            return None
+        return self._resolve(source, parts[stub.module_parts :], 0, Walk())
+
+    def _follow_imports(self, parts: list[str], tier: int, walk: Walk) -> FoundFunction | None:
+        """The definition the name reaches through re-exports, starting from the modules of `tier`
+        its prefix names (best ranked first, as for direct matches), or None."""
+        table = self._tier_table(tier)
+        starts = [
+            Candidate(tier, f, split)
+            for split in range(len(parts) - 1, 0, -1)
+            for f in table.get(tuple(parts[:split]), ())
+        ]
+        starts.sort(key=lambda c: c.key)
+        for start in starts:
+            found = self._resolve(start.file, parts[start.module_parts :], 0, walk)
+            if found is not None:
+                return found
+        return None
+
+    def _tier_table(self, tier: int) -> dict[tuple[str, ...], list[SourceFile]]:
+        if tier == EXACT:
+            return self._by_module
+        return self._by_root_module if tier == SOURCE_ROOT else self._by_suffix
+
+    def _resolve(
+        self, file: SourceFile, names: list[str], hops: int, walk: Walk | None = None
+    ) -> FoundFunction | None:
+        """`names` (a dotted name inside `file`'s module) defined there or reached from there
+        through imports (a new walk when none is given); None if not. Each (file, name) is tried
+        once per walk, so cycles end."""
+        if walk is None:
+            walk = Walk()
+        key = (file.path, tuple(names))
+        if key in walk.seen or hops > MAX_REEXPORT_HOPS or len(walk.seen) >= _MAX_REEXPORT_STEPS:
+            return None
+        walk.seen.add(key)
+        parsed = self._parse(file.path)
+        if isinstance(parsed, Unparsable):
+            # Reached through an import of the name: this is the file meant, if it looks like it
+            # defines the name.
+            if hops > 0 and walk.broken is None and self._holders(names[-1], within=(file.path,)):
+                walk.broken = (file.path, parsed.error, walk.via)
+            return None
+        qualname = ".".join(names)
+        spans = parsed.definitions.get(qualname)
+        if spans:
+            return self._found(file, qualname, parsed, spans)
+        head, rest = names[0], names[1:]
+        # A definition of the head (a class without that method) shadows any import of it.
+        if head not in parsed.definitions:
+            for binding in parsed.bindings.get(head, ()):
+                found = self._through(file, binding, rest, hops + 1, walk)
+                if found is not None:
+                    return found
+            # `pkg.sub.func` where `pkg/__init__.py` names `sub` nowhere: the submodule itself.
+            if rest and is_package(file):
+                for sub in self._by_module.get((*file.module, head), ()):
+                    walk.via = file.path
+                    found = self._resolve(sub, rest, hops + 1, walk)
+                    if found is not None:
+                        return found
+        if head in parsed.definitions or head in parsed.bindings:
+            return None
+        for level, module in parsed.stars:
+            for target in self._module_files(file, level, module):
+                table = self._parse(target.path)
+                if isinstance(table, Parsed) and star_exports(table, head):
+                    walk.via = file.path
+                    found = self._resolve(target, names, hops + 1, walk)
+                    if found is not None:
+                        return found
+        return None
+
+    def _through(
+        self, file: SourceFile, binding: Binding, rest: list[str], hops: int, walk: Walk
+    ) -> FoundFunction | None:
+        """Where one import (or alias) of `file` leads `rest`, the names after the bound one."""
+        kind, level, module, attribute = binding
+        walk.via = file.path
+        if kind == ALIAS:
+            return self._resolve(file, [*attribute.split("."), *rest], hops, walk)
+        if kind == IMPORT:
+            return self._resolve_module(file, 0, module, rest, hops, walk)
+        for target in self._module_files(file, level, module):
+            found = self._resolve(target, [normalize(attribute), *rest], hops, walk)
+            if found is not None:
+                return found
+        # `from . import mod` / `from pkg import mod`: the attribute is a submodule.
+        submodule = f"{module}.{attribute}" if module else attribute
+        return self._resolve_module(file, level, submodule, rest, hops, walk)
+
+    def _resolve_module(
+        self, file: SourceFile, level: int, module: str, names: list[str], hops: int, walk: Walk
+    ) -> FoundFunction | None:
+        if not names:  # the name is a module, not a function
+            return None
+        for target in self._module_files(file, level, module):
+            found = self._resolve(target, names, hops, walk)
+            if found is not None:
+                return found
+        return None
+
+    def _module_files(self, file: SourceFile, level: int, module: str) -> list[SourceFile]:
+        """The files of the module `file` imports as `<level dots><module>`, best first.
+
+        Relative imports count from `file`'s own package; absolute ones look beside `file`'s
+        source root first, then from the repository root, then under any source root.
+        """
+        parts = tuple(normalize(p) for p in module.split(".")) if module else ()
+        if level:
+            package = file.module if is_package(file) else file.module[:-1]
+            if level - 1 > len(package):
+                return []
+            target = package[: len(package) - (level - 1)] + parts
+            return sorted(self._by_module.get(target, ()), key=lambda f: f.rank) if target else []
+        if not parts:
+            return []
+        found: list[SourceFile] = []
+        if file.root_module is not None:
+            root = file.module[: len(file.module) - len(file.root_module)]
+            found.extend(sorted(self._by_module.get(root + parts, ()), key=lambda f: f.rank))
+        found.extend(sorted(self._by_module.get(parts, ()), key=lambda f: f.rank))
+        found.extend(sorted(self._by_root_module.get(parts, ()), key=lambda f: f.rank))
+        return unique(found)
+
+    def _found(self, file: SourceFile, qualname: str, parsed: Parsed, spans: list[Span]) -> FoundFunction:
+        # It parsed from these bytes, so they decode.
+        text = decode_source(self._data[file.path])
+        pieces = [text[spans[0].start : spans[0].end]]
+        for before, span in itertools.pairwise(spans):
+            gap = text[before.end : span.start]
+            # Definitions apart only by blank lines and comments (a getter and its setter,
+            # overloads) keep the original text between them; anything else is left out.
+            pieces.append(gap if _only_blank_or_comments(gap) else "\n\n")
+            pieces.append(text[span.start : span.end])
+        return FoundFunction(
+            qualified_name=".".join([*file.display_module, qualname]),
+            path=file.path,
+            source="".join(pieces),
+            start_line=spans[0].start_line,
+            end_line=max(s.end_line for s in spans),
+            definitions=len(spans),
+        )
+
+    def _candidates(self, parts: list[str], tier: int) -> list[Candidate]:
+        """Files of `tier` that may hold the name, best first; the exact tiers never need the name
+        index."""
+        found: list[Candidate] = []
+        if tier != SUFFIX:
+            table = self._tier_table(tier)
+            for split in range(len(parts) - 1, 0, -1):
+                found.extend(Candidate(tier, f, split) for f in table.get(tuple(parts[:split]), ()))
+            found.sort(key=lambda c: c.key)
+            return found
+        # Suffixes: the module part is a tail of a module name, or empty (`Class.method`, `func`).
+        holders = self._holders(parts[-1])
+        for split in range(len(parts) - 1, 0, -1):
+            found.extend(
+                Candidate(SUFFIX, f, split)
+                for f in self._by_suffix.get(tuple(parts[:split]), ())
+                if f.path in holders
+            )
+        # Without a module part, every part is a def or class name in the same file.
+        paths = holders
+        for part in parts[:-1]:
+            paths = self._holders(part, within=paths)
+        found.extend(Candidate(SUFFIX, self._files[path], 0) for path in paths)
+        found.sort(key=lambda c: c.key)
+        return found
+
+    def _parse(self, path: str) -> Parsed | Unparsable:
+        parsed = self._parsed.get(path)
+        if parsed is None:
+            parsed = parse_file(self._data[path], path)
+            self._parsed[path] = parsed
+        return parsed
+
+    def _holders(self, name: str, within: Iterable[str] | None = None) -> frozenset[str]:
+        """The files (of `within`, or all) whose text has `def name` or `class name`.
+
+        An over-inclusive filter: parsing decides whether a definition is real. The first few
+        names are each found by one scan of the bytes (tens of ms on the stdlib, so a first lookup
+        stays fast); after that the index of every name is built once (about 100 ms).
+        """
+        if within is None and (cached := self._holder_cache.get(name)) is not None:
+            return cached
+        scan = within is not None or len(self._holder_cache) < _SCANS_BEFORE_INDEX
+        if self._names is not None or not name.isascii() or not scan:
+            found = frozenset(self._name_index().get(name, ()))
+            if within is not None:
+                found = found.intersection(within)
+        else:
+            needle = name.encode("ascii")
+            tail = re.escape(needle) + rb"(?![\w\x80-\xff])"
+            # Two patterns, each with a literal prefix the regex engine can skip ahead to.
+            patterns = (re.compile(rb"def[ \t]+" + tail), re.compile(rb"class[ \t]+" + tail))
+            found = frozenset(
+                path
+                for path in (self._files if within is None else within)
+                if needle in (data := self._data[path]) and any(p.search(data) for p in patterns)
+            )
+        if within is None:
+            self._holder_cache[name] = found
+        return found
+
+    def _name_index(self) -> dict[str, set[str]]:
+        """Every `def`/`class` name that appears in the text -> the files it appears in."""
+        names = self._names
+        if names is not None:
+            return names
+        with self._lock:
+            if self._names is not None:
+                return self._names
+            names = {}
+            for path in self._files:
+                for name in self._scan_names(path):
+                    holders = names.get(name)
+                    if holders is None:
+                        names[name] = {path}
+                    else:
+                        holders.add(path)
+            self._names = names
+        return names
+
+    def _scan_names(self, path: str) -> set[str]:
+        data = self._data[path]
+        raw = set(_DEF_NAMES.findall(data))
+        raw.update(_CLASS_NAMES.findall(data))
+        if all(item.isascii() for item in raw):
+            return {item.decode("ascii") for item in raw}
+        # Non-ASCII names: read them from the decoded text, whatever the file's encoding.
+        try:
+            text = decode_source(data)
+        except SourceDecodeError:
+            text = data.decode("utf-8", errors="replace")
+        return {normalize(name) for name in _TEXT_NAMES.findall(text)}
+
+
+@dataclass(slots=True)
+class Walk:
+    """One walk through imports: what it tried, and a broken file it was led to."""
+
+    seen: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    # The file whose import was followed last: named in the error when the next file is broken.
+    via: str | None = None
+    broken: tuple[str, str, str | None] | None = None
+
+
+def _only_blank_or_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in LINE_END.split(text))
+
+
+def _qualname_ending(parsed: Parsed, tail: str) -> str | None:
+    """The definition whose dotted name is `tail` or ends with it: the shallowest, then the first."""
+    if tail in parsed.definitions:
+        return tail
+    dotted = "." + tail
+    matches = [q for q in parsed.definitions if q.endswith(dotted)]
+    if not matches:
+        return None
+    return min(matches, key=lambda q: (q.count("."), parsed.definitions[q][0].start_line))
