@@ -108,7 +108,7 @@ async def _review(
     async with Analyzer(analyzer_url, timeout_s=timeout_s) as analyzer:
         job_id = await analyzer.start(repo_url)
         with output.job_progress(f"fetching {repo_url}", enabled=not as_json) as bar:
-            record, _ = await wait_for_job(
+            record, with_events = await wait_for_job(
                 analyzer, job_id, nats_url=nats_url, on_update=bar.update, timeout_s=wait, poll_s=POLL_S
             )
         if record.status == JobStatus.FAILED:
@@ -135,6 +135,7 @@ async def _review(
                 "commit_sha": record.commit_sha,
                 "function_name": function_name,
                 "suggestions": found,
+                "progress_from": "nats" if with_events else "polling",
             }
         )
     else:
@@ -201,11 +202,10 @@ async def _functions(
     width = max((len(entry["name"]) for entry in listed), default=0)
     for entry in listed:
         output.line(f"{entry['name']:<{width}}  {entry.get('path')}:{entry.get('line')}")
-    total = page.get("total")
-    if not listed:
+    if cursor:
+        output.line(f"{len(listed)} names shown; more with --cursor {cursor} (or --all)", err=True)
+    elif not listed:
         output.line(f"no function names match in job {job_id}", err=True)
-    elif cursor:
-        output.line(f"{len(listed)} of {total} names; more with --cursor {cursor} (or --all)", err=True)
     return ExitCode.OK
 
 

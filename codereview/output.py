@@ -71,7 +71,11 @@ def job_progress(label: str, *, enabled: bool) -> Iterator[JobProgress]:
         TextColumn("{task.fields[status]}, {task.fields[files]} files"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr(), transient=True, disable=not enabled) as progress:
+    console = stderr()
+    # Not a terminal (a pipe, a log file, a test): a live bar would only leave blank lines there.
+    with Progress(
+        *columns, console=console, transient=True, disable=not (enabled and console.is_terminal)
+    ) as progress:
         yield JobProgress(progress, label)
 
 
@@ -84,6 +88,9 @@ def count_progress(label: str, total: int, *, enabled: bool) -> Iterator[Callabl
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr(), transient=True, disable=not enabled) as progress:
+    console = stderr()
+    with Progress(
+        *columns, console=console, transient=True, disable=not (enabled and console.is_terminal)
+    ) as progress:
         task = progress.add_task(label, total=total)
         yield lambda: progress.advance(task)
