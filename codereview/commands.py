@@ -276,8 +276,8 @@ def watch_command(
     """Print job events live (codereview.jobs.>) until Ctrl-C."""
 
     def ready(subject: str) -> None:
-        if not as_json:
-            output.line(f"watching {subject} on {nats_url}; Ctrl-C stops", err=True)
+        # On stderr even with --json: a script waiting to publish knows it is subscribed.
+        output.line(f"watching {subject} on {nats_url}; Ctrl-C stops", err=True)
 
     def show(subject: str, event: JobEvent | None) -> None:
         if as_json:

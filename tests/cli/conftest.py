@@ -24,6 +24,8 @@ from tests.support.servers import ROOT, service_process, serving
 # What a person's shell may hold that would point the CLI (or a service) somewhere else.
 _LEAKY = ("CODEREVIEW_", "NATS_URL", "LLM_", "OPENAI_", "DEEPSEEK_", "LOCAL_LLM_", "GATEWAY_", "ANALYZER_")
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY)}
+# The same, blanked for the services (they also read a .env file, which the environment overrides).
+BLANK = {k: "" for k in os.environ if k.startswith(_LEAKY)}
 
 
 @dataclass(frozen=True)
@@ -78,24 +80,25 @@ async def llm() -> AsyncIterator[FakeLLM]:
 
 
 @pytest.fixture
-def stack(nats_url: str, fake_github: FakeGitHub, llm: FakeLLM, service_logs: Path) -> Iterator[Stack]:
-    blank = {k: "" for k in os.environ if k.startswith(_LEAKY)}
+def gateway(llm: FakeLLM, service_logs: Path) -> Iterator[str]:
+    """The real gateway as a process, its provider the fake OpenAI; yields its base URL."""
+    env = {
+        **BLANK,
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test-cli",
+        "OPENAI_BASE_URL": llm.url + "/v1",
+        "LLM_MAX_RETRIES": "0",
+    }
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as process:
+        yield process.url
+
+
+@pytest.fixture
+def stack(
+    nats_url: str, fake_github: FakeGitHub, llm: FakeLLM, gateway: str, service_logs: Path
+) -> Iterator[Stack]:
+    common = {**BLANK, "NATS_URL": nats_url}
     with ExitStack() as services:
-        gateway = services.enter_context(
-            service_process(
-                "gateway",
-                {
-                    **blank,
-                    "LLM_PROVIDER": "openai",
-                    "OPENAI_API_KEY": "sk-test-cli",
-                    "OPENAI_BASE_URL": llm.url + "/v1",
-                    "LLM_MAX_RETRIES": "0",
-                },
-                service_logs,
-                port_variable="GATEWAY_PORT",
-            )
-        )
-        common = {**blank, "NATS_URL": nats_url}
         services.enter_context(
             service_process(
                 "fetcher",
@@ -107,9 +110,9 @@ def stack(nats_url: str, fake_github: FakeGitHub, llm: FakeLLM, service_logs: Pa
         analyzer = services.enter_context(
             service_process(
                 "analyzer",
-                {**common, "GATEWAY_URL": gateway.url + "/v1", "ANALYZER_WARM_INDEX": "false"},
+                {**common, "GATEWAY_URL": gateway + "/v1", "ANALYZER_WARM_INDEX": "false"},
                 service_logs,
                 port_variable="ANALYZER_PORT",
             )
         )
-        yield Stack(nats_url, analyzer.url, gateway.url, fake_github, llm)
+        yield Stack(nats_url, analyzer.url, gateway, fake_github, llm)
