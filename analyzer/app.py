@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -41,7 +41,7 @@ from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
 from analyzer.settings import Settings
-from analyzer.snapshots import SnapshotCache
+from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
 
@@ -162,6 +162,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             timeout=settings.gateway_timeout_s,
             max_retries=settings.gateway_retries,
         )
+
+        def on_loaded(loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
+            # Called on loads, which only happen once the app serves: `functions` is bound by then.
+            if warmer is not None:
+                warmer.warm(loaded, still_cached)
+            functions.prepare(loaded, still_cached)
+
         try:
             js = nc.jetstream(timeout=settings.nats_timeout_s)
             stores = await ensure_jetstream(js)
@@ -172,8 +179,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 max_entries=settings.analyzer_snapshot_cache_entries,
                 max_bytes=settings.analyzer_snapshot_cache_bytes,
                 timeout_s=settings.nats_timeout_s,
-                on_loaded=warmer.warm if warmer is not None else None,
+                on_loaded=on_loaded,
             )
+            functions = FunctionLister(jobs, snapshots)
             analysis = Analysis(
                 jobs,
                 snapshots,
@@ -185,7 +193,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 nc=nc,
                 jobs=jobs,
                 analysis=analysis,
-                functions=FunctionLister(jobs, snapshots),
+                functions=functions,
                 warmer=warmer,
             )
             if settings.analyzer_preload:
@@ -197,6 +205,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await preloader.stop()
             if warmer is not None:
                 await warmer.close()
+            await functions.close()
             await gateway.close()
             try:
                 await nc.drain()

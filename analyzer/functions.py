@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -33,6 +34,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # Seconds of parsing one page may spend before it answers with what it has and a cursor.
 PAGE_BUDGET_S = 0.25
+# Seconds the first page of a newly loaded snapshot may take to prepare in the background.
+PREPARE_BUDGET_S = 2.0
 # Snapshots whose listing state is kept (the snapshot cache decides what stays loaded).
 _KEPT = 8
 _CURSOR = re.compile(r"(\d{1,9}):(\d{1,9})")
@@ -176,6 +179,26 @@ class FunctionLister:
         self.snapshots = snapshots
         self.budget_s = budget_s
         self._listings: OrderedDict[str, _Listing] = OrderedDict()
+        self._preparing: set[asyncio.Task[object]] = set()
+
+    def prepare(self, loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
+        """Work out the first page of a snapshot just loaded into the cache (on the fetcher's completed
+        event with ANALYZER_PRELOAD, or by a first lookup), in a thread, so the first listing a
+        person asks for is already there."""
+        if not still_cached():
+            return
+        listing = self._listing(loaded)
+        first = Query.checked("", "", DEFAULT_LIMIT, "")
+        task: asyncio.Task[object] = asyncio.create_task(
+            asyncio.to_thread(listing.page, first, PREPARE_BUDGET_S), name=f"list functions {loaded.key}"
+        )
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
+
+    async def close(self) -> None:
+        """Wait for the pages being prepared (each ends within PREPARE_BUDGET_S)."""
+        if self._preparing:
+            await asyncio.gather(*self._preparing, return_exceptions=True)
 
     async def page(self, job_id: str, *, prefix: str, contains: str, limit: int, cursor: str) -> FunctionPage:
         """One page of the job's function names.
