@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import io
 import logging
+import re
 import time
+import tokenize
 
 from analyzer import locate
 from analyzer.errors import FunctionNotFound, InvalidFunctionName, SnapshotUnavailable, SourceDoesNotParse
@@ -12,8 +17,17 @@ from analyzer.locate import MAX_NAME_CHARS
 from analyzer.logs import job_id_var
 from analyzer.review import Reviewer
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
+from analyzer.sources import LINE_END
 
 logger = logging.getLogger("analyzer.analysis")
+
+# Ends a cut that had to drop an open statement. Worded as prose, with no brackets, colons or
+# keywords, so a reviewer's linter does not take it for commented-out code.
+CUT_MARK = "# ... the rest of this function is longer than the review budget and was not sent"
+# Statement ends tried, from the last, for the longest beginning of a cut function that parses.
+_CUT_TRIES = 8
+# One line with its line end (the tokenizer's line ends only), or the last line without one.
+_LINE = re.compile(r".*?(?:\r\n|\r|\n)|.+", re.DOTALL)
 
 
 def check_function_name(function_name: str) -> str:
@@ -68,14 +82,79 @@ def truncate_source(source: str, max_chars: int) -> tuple[str, bool]:
     return head[:cut].rstrip("\r\n"), True
 
 
-def cut_notice(qualified_name: str, sent: str, source: str, max_chars: int) -> str:
-    """The suggestion that says a review covers only the beginning of a long function."""
-    covered = len(sent.splitlines())
-    total = len(source.splitlines())
-    return (
-        f"This review covers only the first {covered} of {total} lines of {qualified_name}: the function is "
-        f"longer than the review budget of {max_chars} characters, so the rest was not reviewed."
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def dedent(source: str, indent: str) -> str:
+    """`source` (whose first line starts at its `def`, the later lines indented as in the file) as
+    a module of its own: `indent` taken off each later line that has it, so a method parses."""
+    if not indent:
+        return source
+    return re.sub(r"(\r\n|\r|\n)" + re.escape(indent), r"\1", source)
+
+
+def close_cut(cut: str) -> str:
+    """A cut function that parses, so that no review mistakes the cut for a syntax error.
+
+    The longest beginning of whole statements that parses is kept and `CUT_MARK` ends it. When
+    there is none (one line cut in the middle), the function's header with `...` stands for it.
+    """
+    if _parses(cut):
+        return cut
+    lines = _LINE.findall(cut)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    statement_ends: list[int] = []  # line numbers after which a statement is complete
+    colons: list[int] = []  # offsets of the colons outside brackets: where a header may end
+    depth = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(cut).readline):
+            if token.type == tokenize.NEWLINE:
+                statement_ends.append(token.end[0])
+            elif token.type == tokenize.OP:
+                depth += token.string in "([{"
+                depth -= token.string in ")]}"
+                if token.string == ":" and depth == 0 and token.start[0] <= len(lines):
+                    colons.append(starts[token.start[0] - 1] + token.start[1])
+    except (tokenize.TokenError, SyntaxError):
+        pass  # the cut ends inside a statement: what came before is what counts
+    for end in sorted(set(statement_ends), reverse=True)[:_CUT_TRIES]:
+        head = "".join(lines[:end])
+        if _parses(head):
+            return head + ("" if head.endswith(("\n", "\r")) else "\n") + CUT_MARK
+    for colon in colons[:_CUT_TRIES]:
+        header = cut[: colon + 1] + " ..."
+        if _parses(header):
+            return header + "\n" + CUT_MARK
+    return CUT_MARK
+
+
+def source_for_review(found: locate.FoundFunction, max_chars: int) -> tuple[str, str | None]:
+    """What is sent for review, and the notice that leads the suggestions when it had to be cut.
+
+    The function's whole lines as a module of their own (dedented), cut after a whole line to fit
+    in `max_chars`, and closed so that the cut still parses (`close_cut`).
+    """
+    source = dedent(found.source, found.indent)
+    cut, was_cut = truncate_source(source, max_chars)
+    if not was_cut:
+        return source, None
+    covered = len(LINE_END.split(cut))
+    total = len(LINE_END.split(source))
+    notice = (
+        f"This review covers only the first {covered} of {total} lines of {found.qualified_name}: the "
+        f"function is longer than the review budget of {max_chars} characters, so the rest was not reviewed."
     )
+    sent = close_cut(cut)
+    if len(sent) > max_chars:  # the mark or the `...` pushed it over: make room, and close again
+        sent = close_cut(truncate_source(cut, max(1, max_chars - len(CUT_MARK) - 1))[0])
+    return sent, notice
 
 
 class Analysis:
@@ -110,7 +189,9 @@ class Analysis:
                 f"job {job_id} is ready but names no stored snapshot; start a new job", job_id=job_id
             )
         loaded = await self.snapshots.get(record.snapshot)
-        return find_function(loaded, name)
+        # Off the event loop: a lookup may scan every file of a large snapshot, and wait for a
+        # worker process to parse one (analyzer.parsing); other requests are answered meanwhile.
+        return await asyncio.to_thread(find_function, loaded, name)
 
     async def review(self, job_id: str, function_name: str, *, request_id: str | None = None) -> list[str]:
         """The gateway's suggestions for the function, led by a notice if its source had to be cut.
@@ -118,7 +199,8 @@ class Analysis:
         Raises what `find` raises, and GatewayError (502) / GatewayTimeout (504).
         """
         found = await self.find(job_id, function_name)
-        sent, was_cut = truncate_source(found.source, self.source_max_chars)
+        # A few parses of at most `source_max_chars` characters: off the event loop too.
+        sent, notice = await asyncio.to_thread(source_for_review, found, self.source_max_chars)
         started = time.perf_counter()
         suggestions = await self.reviewer.review(sent, request_id=request_id)
         logger.info(
@@ -128,10 +210,8 @@ class Analysis:
             found.start_line,
             found.end_line,
             len(found.source),
-            f", cut to {len(sent)}" if was_cut else "",
+            f", cut to {len(sent)}" if notice else "",
             len(suggestions),
             (time.perf_counter() - started) * 1000,
         )
-        if was_cut:
-            return [cut_notice(found.qualified_name, sent, found.source, self.source_max_chars), *suggestions]
-        return suggestions
+        return [notice, *suggestions] if notice else suggestions

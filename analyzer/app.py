@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
     analyzer_error_handler,
+    require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -37,6 +39,7 @@ from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.nats_client import connect_nats
+from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
@@ -155,7 +158,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
         )
         preloader: Preloader | None = None
-        warmer = IndexWarmer() if settings.analyzer_warm_index else None
+        budget = ParseBudget.of(settings)
+        # Two workers: a lookup whose file takes its whole budget does not hold up the others'.
+        parser = ParserPool(budget, workers=2)
+        warmer = IndexWarmer(budget) if settings.analyzer_warm_index else None
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
             api_key=settings.gateway_api_key.get_secret_value(),
@@ -180,6 +186,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 max_bytes=settings.analyzer_snapshot_cache_bytes,
                 timeout_s=settings.nats_timeout_s,
                 on_loaded=on_loaded,
+                parse=parser.parse,
             )
             functions = FunctionLister(jobs, snapshots)
             analysis = Analysis(
@@ -206,6 +213,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if warmer is not None:
                 await warmer.close()
             await functions.close()
+            await asyncio.to_thread(parser.close)
             await gateway.close()
             try:
                 await nc.drain()
@@ -217,6 +225,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[connections],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         middleware=[request_id_middleware],
+        before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
         logging_config=None,

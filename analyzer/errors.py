@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
 from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_410_GONE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_502_BAD_GATEWAY,
@@ -36,6 +38,15 @@ class AnalyzerError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+
+# -- a body that is not JSON (400) -----------------------------------------------------------
+
+
+class MalformedBody(AnalyzerError):
+    """The request body is not UTF-8 text, so it cannot be JSON (RFC 8259 says UTF-8)."""
+
+    status_code = HTTP_400_BAD_REQUEST
 
 
 # -- bad input (422) -------------------------------------------------------------------------
@@ -86,9 +97,18 @@ class JobFailed(AnalyzerError):
 
 
 class SnapshotUnavailable(AnalyzerError):
-    """The job says ready but its stored files are gone or unreadable: start a new job."""
+    """The job says ready but its stored files are unreadable: start a new job."""
 
     status_code = HTTP_409_CONFLICT
+
+
+# -- gone (410) -------------------------------------------------------------------------------
+
+
+class SnapshotExpired(AnalyzerError):
+    """The job's stored files are gone from the Object Store (its max age): start a new job."""
+
+    status_code = HTTP_410_GONE
 
 
 # -- upstream (502/503/504) ------------------------------------------------------------------
@@ -129,12 +149,31 @@ def analyzer_error_handler(request: Request[Any, Any, Any], exc: AnalyzerError) 
 def validation_error_handler(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
-    """A body that is not JSON or misses/mistypes a field is bad input: 422, as FastAPI answers it."""
+    """JSON that misses or mistypes a field is bad input: 422, as FastAPI answers it.
+
+    A body that is not JSON at all never gets here: Litestar answers it with a 400 (ClientException).
+    """
     logger.info("%s %s -> 422: %s", request.method, request.url.path, exc.detail)
     return Response(
         _body(HTTP_422_UNPROCESSABLE_ENTITY, exc.detail, exc.extra),
         status_code=HTTP_422_UNPROCESSABLE_ENTITY,
     )
+
+
+async def require_utf8_body(request: Request[Any, Any, Any]) -> None:
+    """Before every handler: a body that is not UTF-8 is 400 (MalformedBody).
+
+    msgspec raises UnicodeDecodeError, not a DecodeError, for invalid UTF-8 inside a JSON string,
+    and Litestar turns only the latter into a 400: without this, such a body would be a 500. The
+    body read here is the one the handler decodes (Litestar keeps it), so it is read once.
+    """
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBody(
+            f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason}), so it is not JSON"
+        ) from None
 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -25,8 +25,8 @@ class Settings(BaseSettings):
     # The gateway may require no key; the openai package insists on one, so a placeholder by default.
     gateway_api_key: SecretStr = SecretStr("codereview-analyzer")
     # Seconds for one gateway call (the model's time included), and extra attempts on connection
-    # errors, 408/429/5xx and timeouts. None by default: the gateway retries its providers itself,
-    # and a retried timeout would double an already long wait.
+    # errors, 408/429/5xx and timeouts. No retries by default (0): the gateway retries its
+    # providers itself, and a retried timeout would double an already long wait.
     gateway_timeout_s: float = Field(default=120.0, gt=0)
     gateway_retries: int = Field(default=0, ge=0, le=10)
 
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     analyzer_preload: bool = True
     # Parse a cached snapshot's remaining files in a background process, so that lookups never parse.
     analyzer_warm_index: bool = True
+    # What parsing one file may take, in a worker process: a file over a budget is set aside as
+    # unparsable, with the reason (a lookup of its functions answers 422). Bytes of source; CPU
+    # seconds (whole seconds: the kernel's RLIMIT_CPU); the worker's address space in bytes.
+    analyzer_parse_max_bytes: int = Field(default=2_000_000, ge=1)
+    analyzer_parse_cpu_s: int = Field(default=10, ge=1)
+    analyzer_parse_memory_bytes: int = Field(default=2_000_000_000, ge=200_000_000)
 
     # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
     log_level: str = "INFO"

@@ -20,11 +20,11 @@ import msgspec
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import ObjectNotFoundError
+from nats.js.errors import ObjectDeletedError, ObjectNotFoundError
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DIGEST_TYPE, OBJ_STREAM_TEMPLATE, ObjectStore
 
-from analyzer.errors import NatsUnavailable, SnapshotUnavailable
-from analyzer.locate import SnapshotIndex
+from analyzer.errors import NatsUnavailable, SnapshotExpired, SnapshotUnavailable
+from analyzer.locate import ParsedFile, SnapshotIndex
 from jobs_contract import REPOS_BUCKET, Snapshot, decode_snapshot
 
 logger = logging.getLogger("analyzer.snapshots")
@@ -52,7 +52,9 @@ async def read_object(
     the result with `bytes +=` (quadratic). This reads the same chunks (stream `OBJ_<bucket>`,
     subject `$O.<bucket>.C.<nuid>`, as the Object Store specification lays them out) through a
     short-lived pull consumer, 64 chunks a fetch: about 0.15 s for 30 MB.
-    Raises ObjectNotFoundError, TimeoutError and nats errors.
+    Raises ObjectNotFoundError when the object is gone, or only some of its chunks are left (the
+    bucket's max age removes the chunks, written first, just before the object's metadata),
+    TimeoutError and nats errors.
     """
     info = await store.get_info(name)
     if info.is_link() or not info.nuid or not info.chunks:
@@ -67,6 +69,8 @@ async def read_object(
     )
     parts: list[bytes] = []
     try:
+        if ((await subscription.consumer_info()).num_pending or 0) < info.chunks:
+            raise ObjectNotFoundError(description=f"object {name} has lost some of its chunks")
         while len(parts) < info.chunks:
             batch = min(_CHUNKS_PER_FETCH, info.chunks - len(parts))
             parts.extend(message.data for message in await subscription.fetch(batch, timeout=timeout_s))
@@ -78,7 +82,9 @@ async def read_object(
     return data, info.digest
 
 
-def _check_decode_and_index(key: str, data: bytes, digest: str | None) -> tuple[Snapshot, SnapshotIndex]:
+def _check_decode_and_index(
+    key: str, data: bytes, digest: str | None, parse: Callable[[bytes, str], ParsedFile] | None = None
+) -> tuple[Snapshot, SnapshotIndex]:
     if digest is not None:
         expected = digest[len(OBJ_DIGEST_TYPE) :] if digest.upper().startswith(OBJ_DIGEST_TYPE) else digest
         actual = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
@@ -94,7 +100,7 @@ def _check_decode_and_index(key: str, data: bytes, digest: str | None) -> tuple[
             f"the stored files of {key} are unreadable ({exc}); start a new job for this repository",
             snapshot=key,
         ) from exc
-    return snapshot, SnapshotIndex(snapshot.files, snapshot.repo)
+    return snapshot, SnapshotIndex(snapshot.files, snapshot.repo, parse)
 
 
 class SnapshotCache:
@@ -103,7 +109,7 @@ class SnapshotCache:
     At most `max_entries` entries and `max_bytes` stored bytes are kept (the most recently used
     entry always stays, however large). `on_loaded(loaded, still_cached)` is called once a new
     entry is in the cache (the index warm-up hooks in here); `still_cached()` says whether that
-    entry is still there.
+    entry is still there. The indexes parse their files with `parse` (see `SnapshotIndex`).
     """
 
     def __init__(
@@ -116,7 +122,9 @@ class SnapshotCache:
         max_bytes: int,
         timeout_s: float = 10.0,
         on_loaded: Callable[[LoadedSnapshot, Callable[[], bool]], None] | None = None,
+        parse: Callable[[bytes, str], ParsedFile] | None = None,
     ) -> None:
+        self._parse = parse
         self._js = js
         self._repos = repos
         self._bucket = bucket
@@ -137,8 +145,8 @@ class SnapshotCache:
     async def get(self, key: str) -> LoadedSnapshot:
         """The snapshot stored under `key`, decoded and indexed.
 
-        Raises SnapshotUnavailable (409) if it is missing or unreadable, NatsUnavailable (503) if
-        NATS does not answer.
+        Raises SnapshotExpired (410) if it is gone, SnapshotUnavailable (409) if it is unreadable,
+        NatsUnavailable (503) if NATS does not answer.
         """
         loaded = self._entries.get(key)
         if loaded is not None:
@@ -171,10 +179,10 @@ class SnapshotCache:
         started = time.perf_counter()
         try:
             data, digest = await read_object(self._js, self._repos, self._bucket, key, self._timeout_s)
-        except ObjectNotFoundError as exc:
-            raise SnapshotUnavailable(
-                f"the stored files of {key} are gone from the Object Store; "
-                "start a new job for this repository",
+        except (ObjectNotFoundError, ObjectDeletedError) as exc:
+            raise SnapshotExpired(
+                f"the stored files of {key} are gone from the Object Store (they are kept for a "
+                "limited time); start a new job for this repository",
                 snapshot=key,
             ) from exc
         except (TimeoutError, nats.errors.Error) as exc:
@@ -182,7 +190,7 @@ class SnapshotCache:
         fetched = time.perf_counter()
         # Checking, decoding and indexing a large repository takes a while: off the event loop,
         # so other requests keep being answered meanwhile.
-        snapshot, index = await asyncio.to_thread(_check_decode_and_index, key, data, digest)
+        snapshot, index = await asyncio.to_thread(_check_decode_and_index, key, data, digest, self._parse)
         logger.info(
             "snapshot %s loaded: %d files, %d bytes, fetch %.0f ms, check+decode+index %.0f ms",
             key,

@@ -24,8 +24,9 @@ def decode_source(data: bytes) -> str:
     """The text of a Python source file, decoded as the interpreter would decode it.
 
     The BOM is dropped; line ends are kept as they are (CRLF stays CRLF).
-    Raises SourceDecodeError for an unknown or contradictory encoding cookie, or bytes that are
-    not valid in the file's encoding (for example a Python 2 file with Latin-1 text and no cookie).
+    Raises SourceDecodeError, and nothing else, for an unknown or contradictory encoding cookie, a
+    codec that is not a text encoding (`rot13`), or bytes that are not valid in the file's
+    encoding (for example a Python 2 file with Latin-1 text and no cookie).
     """
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
@@ -36,6 +37,11 @@ def decode_source(data: bytes) -> str:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise SourceDecodeError(f"line {line} is not valid {encoding}: {error.reason}") from None
+    # A cookie may name any codec the interpreter knows, not only text encodings: `rot13` or
+    # `base64` (LookupError: not a text encoding), `punycode` or `undefined` (a bare UnicodeError).
+    # The interpreter refuses such a file; so does this, as that file's error and no one else's.
+    except (LookupError, UnicodeError) as error:
+        raise SourceDecodeError(f"the declared encoding {encoding!r} cannot decode it: {error}") from None
 
 
 class Lines:

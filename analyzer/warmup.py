@@ -1,30 +1,27 @@
 """Parse a cached snapshot's files in the background, so that no lookup pays a first parse.
 
 `analyzer.locate` parses a file on the first lookup that needs it: `ast.parse` of a large module
-holds the GIL for up to ~100 ms, and the request that happens to touch it waits that long (and
-every other request with it). Once a snapshot is in the cache, `IndexWarmer` parses the files no
-lookup has parsed yet in one worker process (spawned on first use, at a lower priority so that
-requests keep the CPU) with `locate.parse_files`, and hands the tables to the index with
-`SnapshotIndex.adopt` in the event loop, a chunk at a time so that no adopt holds the loop for long.
+takes up to ~100 ms, and the request that happens to touch it waits that long for its worker
+(analyzer.parsing). Once a snapshot is in the cache, `IndexWarmer` parses the files no lookup has
+parsed yet in a worker process of its own (spawned on first use, at a lower priority so that
+requests keep the CPU, with the same budget as a lookup's parse), and hands the tables to the
+index with `SnapshotIndex.adopt` in the event loop, a chunk at a time so that no adopt holds the
+loop for long.
 
 Requests served meanwhile work as before (they parse what they need themselves). A snapshot
-evicted from the cache stops its warm-up at the next chunk. It is only a warm-up: if the worker
-dies, lookups keep parsing lazily.
+evicted from the cache stops its warm-up at the next chunk. A file that breaks the worker is set
+aside (analyzer.parsing) and the warm-up goes on; if anything else fails, lookups keep parsing
+lazily.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
-from analyzer import locate
+from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.snapshots import LoadedSnapshot
 
 logger = logging.getLogger("analyzer.warmup")
@@ -36,12 +33,6 @@ CHUNK_BYTES = 256 * 1024
 WARM_DELAY_S = 1.0
 # How much lower the worker's priority is than the server's (os.nice increment).
 WORKER_NICENESS = 10
-
-
-def _lower_priority() -> None:
-    """Worker initializer: let the server's own requests have the CPU first."""
-    with contextlib.suppress(OSError):  # not allowed here: the warm-up still works, less politely
-        os.nice(WORKER_NICENESS)
 
 
 def chunks(files: dict[str, bytes], max_bytes: int) -> list[dict[str, bytes]]:
@@ -63,16 +54,16 @@ def chunks(files: dict[str, bytes], max_bytes: int) -> list[dict[str, bytes]]:
 class IndexWarmer:
     """Parses cached snapshots' remaining files in one background process."""
 
-    def __init__(self, *, chunk_bytes: int | None = None) -> None:
+    def __init__(self, budget: ParseBudget, *, chunk_bytes: int | None = None) -> None:
         self._chunk_bytes = chunk_bytes or CHUNK_BYTES
-        self._pool: ProcessPoolExecutor | None = None
+        self._parser = ParserPool(budget, niceness=WORKER_NICENESS)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._warmed: dict[str, LoadedSnapshot] = {}
         self._closed = False
 
     def has_worker(self) -> bool:
         """Whether the worker process has been spawned."""
-        return self._pool is not None
+        return self._parser.has_worker()
 
     def warming(self, key: str) -> bool:
         """Whether the snapshot `key` is being warmed now."""
@@ -104,36 +95,17 @@ class IndexWarmer:
 
         task.add_done_callback(forget)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the server has threads (NATS, to_thread), and a forked copy of a
-            # 30 MB snapshot cache is not what the worker needs.
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
-            )
-        return self._pool
-
     async def _warm(self, loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
         await asyncio.sleep(WARM_DELAY_S)
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         adopted = 0
         groups = chunks(loaded.index.unparsed(), self._chunk_bytes)
-        pool: ProcessPoolExecutor | None = None
         try:
             for group in groups:
                 if not still_cached():
                     logger.info("snapshot %s left the cache: index warm-up stopped", loaded.key)
                     return
-                pool = self._executor()
-                tables = await loop.run_in_executor(pool, locate.parse_files, group)
-                adopted += loaded.index.adopt(tables)
-        except BrokenProcessPool as exc:
-            logger.warning("index warm-up of %s stopped, its worker died: %s", loaded.key, exc)
-            if pool is not None and self._pool is pool:
-                self._pool = None  # the next warm-up spawns a fresh one
-                await asyncio.to_thread(pool.shutdown, wait=True)
-            return
+                adopted += loaded.index.adopt(await self._parser.parse_files(group))
         except Exception:
             logger.exception("index warm-up of %s failed; lookups parse on demand", loaded.key)
             return
@@ -152,6 +124,4 @@ class IndexWarmer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._parser.close)

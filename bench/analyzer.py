@@ -14,6 +14,16 @@ Runs a real nats-server, `python -m analyzer` as its own process, and an instant
 Options: --names=N (distinct function names, default 500), --requests=N (throughput run, default
 3000), --concurrency=N (default 16), --seed=S (default 5), --warm-index=0|1 (default 1: the
 analyzer's default; 0 sets ANALYZER_WARM_INDEX=false).
+
+--heavy=1 runs only this instead: the heaviest lookups (a 9 MB one-line list, a 1.9 MB one just
+under ANALYZER_PARSE_MAX_BYTES, an 8.6 MB file of 300k defs asked for a name it lacks) while `/health`
+and warm lookups of another job are timed, against the same when idle (--samples=N each, default
+300), and the analyzer's peak resident memory.
+
+--transport=1 runs only this instead: the analyzer's gateway client (`Reviewer`) against an instant
+upstream (bench.gateway's, in its own process), with the `openai` package's default httpx
+transport and with aiohttp (`DefaultAioHttpClient`): wall time and this process's CPU per review,
+--requests=N each (default 3000), alternating rounds.
 """
 
 from __future__ import annotations
@@ -26,14 +36,19 @@ import random
 import re
 import socket
 import statistics
+import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import msgspec
 import nats
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
+from analyzer.review import Reviewer
+from bench.gateway import MODEL, _free_port, _start
 from bench.lookup import dotted_names, stdlib_files
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
 from tests.analyzer.stores import job_stores, put_ready_job
@@ -60,7 +75,16 @@ async def _announce(nats_url: str, job_id: str) -> None:
 
 
 def _options(argv: list[str]) -> dict[str, int]:
-    options = {"names": 500, "requests": 3000, "concurrency": 16, "seed": 5, "warm-index": 1}
+    options = {
+        "names": 500,
+        "requests": 3000,
+        "concurrency": 16,
+        "seed": 5,
+        "warm-index": 1,
+        "heavy": 0,
+        "transport": 0,
+        "samples": 300,
+    }
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
         key = key.replace("_", "-")
@@ -224,11 +248,107 @@ async def _run(options: dict[str, int]) -> None:
                 print(f"analyzer log: snapshot {loaded[0]}")
 
 
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
+    started = time.perf_counter()
+    response = await client.get(path)
+    response.raise_for_status()
+    return time.perf_counter() - started
+
+
+async def _heavy(options: dict[str, int]) -> None:
+    one_line = b"def big():\n    pass\n\n\nX = [" + b"1, " * 3_000_000 + b"]\n"  # 9 MB
+    under_budget = b"def big():\n    pass\n\n\nX = [" + b"1, " * 630_000 + b"]\n"  # 1.9 MB
+    many_defs = b"".join(b"def f%d(x):\n    return x\n" % i for i in range(300_000))  # 6.6 MB
+    heavy_files = {"nine.py": one_line, "under.py": under_budget, "defs.py": many_defs, **_SMALL}
+    print(
+        "heavy files: nine.py 9.0 MB one-line list, under.py 1.9 MB one-line list, "
+        f"defs.py {len(many_defs) / 1e6:.1f} MB of 300k defs"
+    )
+    samples = options["samples"]
+    gateway = FakeGateway(record=False)
+    with tempfile.TemporaryDirectory() as tmp, running_nats_server(Path(tmp) / "jetstream") as nats_url:
+        async with serving(gateway) as gateway_url, job_stores(nats_url) as stores:
+            env = {"NATS_URL": nats_url, "GATEWAY_URL": f"{gateway_url}/v1", "LOG_LEVEL": "WARNING"}
+            with service_process("analyzer", env, Path(tmp), port_variable="ANALYZER_PORT") as analyzer:
+                async with httpx.AsyncClient(base_url=analyzer.url, timeout=120) as client:
+                    other = await put_ready_job(stores, _SMALL)
+                    heavy = await put_ready_job(stores, heavy_files)
+                    await _post(client, other.job_id, "calc.add")
+                    idle_health = [await _timed_get(client, "/health") for _ in range(samples)]
+                    idle_lookup = [await _post(client, other.job_id, "calc.add") for _ in range(samples)]
+                    print(f"idle: /health {_summary(idle_health)}")
+                    print(f"idle: warm lookup of another job {_summary(idle_lookup)}")
+                    for name in ("nine.big", "under.big", "defs.nothing_like_this"):
+                        body = {"job_id": heavy.job_id, "function_name": name}
+                        started = time.perf_counter()
+                        task = asyncio.create_task(client.post("/analyze/function", json=body))
+                        health: list[float] = []
+                        lookups: list[float] = []
+                        while not task.done():
+                            health.append(await _timed_get(client, "/health"))
+                            lookups.append(await _post(client, other.job_id, "calc.add"))
+                        response = await task
+                        took = time.perf_counter() - started
+                        print(
+                            f"{name}: HTTP {response.status_code} in {_ms(took)}: "
+                            f"{response.json().get('detail', '')[:150]}"
+                        )
+                        if health:
+                            print(f"  meanwhile: /health {_summary(health)}")
+                            print(f"  meanwhile: warm lookup of another job {_summary(lookups)}")
+                    print(f"analyzer peak resident memory: {_peak_rss_mb(analyzer.process.pid):.0f} MB")
+
+
+_SMALL = {"calc.py": b"def add(a, b):\n    return a + b\n"}
+_REVIEWED = "def mean(values):\n    # the average\n    return sum(values) / len(values)"
+
+
+async def _transport(options: dict[str, int]) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "uvicorn", "bench.gateway:instant_upstream", "--port", str(port)]
+    argv += ["--log-level", "warning", "--no-access-log"]
+    per_round = max(1, options["requests"] // 3)
+    figures: dict[str, tuple[list[float], float, int]] = {"httpx": ([], 0.0, 0), "aiohttp": ([], 0.0, 0)}
+    with ExitStack() as stack:
+        _start(argv, {}, url + "/v1/models", stack)
+        for _ in range(3):
+            for label in ("httpx", "aiohttp"):
+                http_client = DefaultAioHttpClient() if label == "aiohttp" else None
+                client = AsyncOpenAI(
+                    base_url=f"{url}/v1", api_key="bench", max_retries=0, http_client=http_client
+                )
+                reviewer = Reviewer(client, MODEL)
+                for _ in range(50):  # connections open, code paths warm
+                    await reviewer.review(_REVIEWED)
+                latencies, cpu, count = figures[label]
+                cpu_before = time.process_time()
+                for _ in range(per_round):
+                    started = time.perf_counter()
+                    await reviewer.review(_REVIEWED)
+                    latencies.append(time.perf_counter() - started)
+                figures[label] = (latencies, cpu + time.process_time() - cpu_before, count + per_round)
+                await client.close()
+    for label, (latencies, cpu, count) in figures.items():
+        print(f"openai client over {label}: {_summary(latencies)}; client CPU {_ms(cpu / count)} a review")
+
+
 def main(argv: list[str]) -> None:
-    asyncio.run(_run(_options(argv)))
+    options = _options(argv)
+    if options["transport"]:
+        asyncio.run(_transport(options))
+    elif options["heavy"]:
+        asyncio.run(_heavy(options))
+    else:
+        asyncio.run(_run(options))
 
 
 if __name__ == "__main__":
-    import sys
-
     main(sys.argv[1:])

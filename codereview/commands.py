@@ -191,10 +191,14 @@ async def _functions(
         while True:
             if cursor:
                 params["cursor"] = cursor
+            if not every:
+                params["limit"] = limit - len(listed)
             page = await analyzer.functions(job_id, params)
             listed.extend(page["functions"])
             cursor = page.get("next_cursor")
-            if not (every and cursor):
+            # A page may end early (the analyzer bounds the parsing one request does): go on
+            # until the names asked for are there.
+            if not cursor or (not every and len(listed) >= limit):
                 break
     if as_json:
         output.print_json({**page, "functions": listed, "next_cursor": cursor})

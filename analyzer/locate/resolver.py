@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.locate import suggest
@@ -42,6 +42,7 @@ from analyzer.locate.tables import (
     ParsedFile,
     Span,
     Unparsable,
+    collector_paused,
     parse_file,
     star_exports,
 )
@@ -59,14 +60,20 @@ _CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
 _TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
 # Names looked up by scanning the bytes before the index of every name is built instead.
 _SCANS_BEFORE_INDEX = 4
+# Bytes one regex call scans at most (cut at a line end): a call holds the GIL throughout, so a
+# scan of a huge file in a lookup's thread is cut into pieces, and the event loop gets its turn
+# between them.
+_SCAN_PIECE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class FoundFunction:
     """A function (or class) found by name, with its exact source text.
 
-    `source` is the original text from the first decorator to the end of the body, as
-    `ast.get_source_segment` gives it plus the decorator lines. When the name has several
+    `source` is the original text from the first decorator to the end of the body's last line
+    (a comment there is part of it), as `ast.get_source_segment` gives it plus the decorator
+    lines and the rest of the last line. Its first line starts at the `@`/`def`/`class`; `indent`
+    is the whitespace before it in the file, which the later lines keep. When the name has several
     definitions in its file (property getter and setter, `@overload`s, `if`/`else` variants),
     `source` holds all of them in source order: joined by the original text between them when
     that is only blank lines and comments, else by one blank line. The lines span from the
@@ -79,6 +86,7 @@ class FoundFunction:
     start_line: int
     end_line: int
     definitions: int = 1
+    indent: str = ""
 
 
 class SnapshotIndex:
@@ -86,12 +94,19 @@ class SnapshotIndex:
 
     `files` maps paths from the repository root to raw bytes (`Snapshot.files`); `repo` is the
     repository's name (`owner/name` or `name`), used for the "folder named like the repository"
-    source root. Building is cheap; files are parsed on first use and cached. Safe to share
-    between threads (the caches only ever gain entries).
+    source root. Building is cheap; files are parsed on first use and cached, by `parse`
+    (`parse_file` in this process by default; a server passes one that parses in a worker
+    process, within a budget). Safe to share between threads (the caches only ever gain entries).
     """
 
-    def __init__(self, files: Mapping[str, bytes], repo: str = "") -> None:
+    def __init__(
+        self,
+        files: Mapping[str, bytes],
+        repo: str = "",
+        parse: Callable[[bytes, str], ParsedFile] | None = None,
+    ) -> None:
         self._data = files
+        self._parse_file = parse or parse_file
         self._lock = threading.Lock()
         self._parsed: dict[str, Parsed | Unparsable] = {}
         self._names: dict[str, set[str]] | None = None
@@ -353,6 +368,8 @@ class SnapshotIndex:
             # overloads) keep the original text between them; anything else is left out.
             pieces.append(gap if _only_blank_or_comments(gap) else "\n\n")
             pieces.append(text[span.start : span.end])
+        start = spans[0].start
+        line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
         return FoundFunction(
             qualified_name=".".join([*file.display_module, qualname]),
             path=file.path,
@@ -360,6 +377,7 @@ class SnapshotIndex:
             start_line=spans[0].start_line,
             end_line=max(s.end_line for s in spans),
             definitions=len(spans),
+            indent=text[line_start:start],
         )
 
     def _candidates(self, parts: list[str], tier: int) -> list[Candidate]:
@@ -391,7 +409,7 @@ class SnapshotIndex:
     def _parse(self, path: str) -> Parsed | Unparsable:
         parsed = self._parsed.get(path)
         if parsed is None:
-            parsed = parse_file(self._data[path], path)
+            parsed = self._parse_file(self._data[path], path)
             self._parsed[path] = parsed
         return parsed
 
@@ -417,7 +435,8 @@ class SnapshotIndex:
             found = frozenset(
                 path
                 for path in (self._files if within is None else within)
-                if needle in (data := self._data[path]) and any(p.search(data) for p in patterns)
+                if needle in (data := self._data[path])
+                and any(p.search(piece) for piece in _pieces(data) for p in patterns)
             )
         if within is None:
             self._holder_cache[name] = found
@@ -432,20 +451,23 @@ class SnapshotIndex:
             if self._names is not None:
                 return self._names
             names = {}
-            for path in self._files:
-                for name in self._scan_names(path):
-                    holders = names.get(name)
-                    if holders is None:
-                        names[name] = {path}
-                    else:
-                        holders.add(path)
+            with collector_paused():
+                for path in self._files:
+                    for name in self._scan_names(path):
+                        holders = names.get(name)
+                        if holders is None:
+                            names[name] = {path}
+                        else:
+                            holders.add(path)
             self._names = names
         return names
 
     def _scan_names(self, path: str) -> set[str]:
         data = self._data[path]
-        raw = set(_DEF_NAMES.findall(data))
-        raw.update(_CLASS_NAMES.findall(data))
+        raw: set[bytes] = set()
+        for piece in _pieces(data):
+            raw.update(_DEF_NAMES.findall(piece))
+            raw.update(_CLASS_NAMES.findall(piece))
         if all(item.isascii() for item in raw):
             return {item.decode("ascii") for item in raw}
         # Non-ASCII names: read them from the decoded text, whatever the file's encoding.
@@ -454,6 +476,21 @@ class SnapshotIndex:
         except SourceDecodeError:
             text = data.decode("utf-8", errors="replace")
         return {normalize(name) for name in _TEXT_NAMES.findall(text)}
+
+
+def _pieces(data: bytes) -> Iterator[bytes | memoryview]:
+    """`data` in pieces of about `_SCAN_PIECE` bytes, each ending at a line end (a `def name`
+    never spans one): no copies, and no piece at all for a small file."""
+    if len(data) <= _SCAN_PIECE:
+        yield data
+        return
+    view = memoryview(data)
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + _SCAN_PIECE)
+        end = len(data) if end < 0 else end + 1
+        yield view[start:end]
+        start = end
 
 
 @dataclass(slots=True)

@@ -7,8 +7,9 @@ asked for), and every table is picklable, so `parse_files` can run in another pr
 from __future__ import annotations
 
 import ast
+import contextlib
 import gc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from analyzer.locate.names import normalize
@@ -79,7 +80,10 @@ def _collect(body: Iterable[ast.stmt], prefix: str, out: dict[str, list[Span]], 
 
 def _span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: Lines) -> Span:
     end_line = node.end_lineno if node.end_lineno is not None else node.lineno
-    end = lines.offset(end_line, node.end_col_offset if node.end_col_offset is not None else 0)
+    # Whole lines: what follows the body on its last line (`raise X()  # pragma: no cover`) is
+    # part of what the author wrote there.
+    last = lines.line(end_line)
+    end = lines.starts[end_line - 1] + len(last.rstrip("\r\n"))
     if not node.decorator_list:
         return Span(node.lineno, end_line, lines.offset(node.lineno, node.col_offset), end)
     # A decorator statement starts its line, so its `@` is the line's first character after the
@@ -98,13 +102,21 @@ def parse_file(data: bytes, path: str) -> ParsedFile:
     except SourceDecodeError as error:
         return Unparsable(str(error))
     # A big module's tree is hundreds of thousands of objects, freed by reference counting as
-    # soon as its definitions are read (an AST has no cycles). Left on, the cyclic collector
-    # would run hundreds of times during the parse and, on a large heap, do full collections
-    # that cost more than the parse. Only switched back on if it was on.
+    # soon as its definitions are read (an AST has no cycles).
+    with collector_paused():
+        return _definitions(text, path)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a block that makes hundreds of thousands of objects
+    without cycles (a parse, an index of names). Left on, it would run hundreds of times, and on
+    a large heap its full collections hold the GIL for most of a second each (the server's event
+    loop with it), costing more than the block itself. Only switched back on if it was on."""
     collector_was_on = gc.isenabled()
     gc.disable()
     try:
-        return _definitions(text, path)
+        yield
     finally:
         if collector_was_on:
             gc.enable()

@@ -45,7 +45,8 @@ FILES: dict[str, str | bytes] = {
 
 
 def exact_source(text: str, qualname: str) -> str:
-    """What `ast` gives for the definition `qualname` (decorators included), from the original text."""
+    """What is sent for review: the whole lines `ast` gives for the definition `qualname`
+    (decorators included), the first line's indentation taken off each line."""
     tree = ast.parse(text)
     body = tree.body
     node: ast.AST | None = None
@@ -53,14 +54,13 @@ def exact_source(text: str, qualname: str) -> str:
         node = next(n for n in body if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == part)
         body = node.body
     assert isinstance(node, ast.FunctionDef | ast.ClassDef)
+    assert node.end_lineno is not None
     lines = text.splitlines(keepends=True)
     start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
     first = lines[start - 1]
-    indent = len(first) - len(first.lstrip())
-    segment = ast.get_source_segment(text, node, padded=False)
-    assert segment is not None
-    decorators = "".join(lines[start - 1 : node.lineno - 1])[indent:]
-    return decorators + (lines[node.lineno - 1][: node.col_offset] if decorators else "") + segment
+    indent = first[: len(first) - len(first.lstrip())]
+    whole = "".join(line.removeprefix(indent) for line in lines[start - 1 : node.end_lineno])
+    return whole.rstrip("\r\n")
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ async def test_a_job_started_on_one_analyzer_is_reviewed_on_the_other(
         await watcher.close()
 
     parse_source = exact_source(MOD, "Parser.parse")
-    assert parse_source.startswith("@functools.lru_cache(maxsize=None)\r\n    def parse(self, text):  # keep")
+    assert parse_source.startswith("@functools.lru_cache(maxsize=None)\r\ndef parse(self, text):  # keep")
     assert [r.messages for r in gateway.requests] == [
         [{"role": "user", "content": parse_source}],
         [{"role": "user", "content": parse_source}],
@@ -183,4 +183,5 @@ async def test_a_branch_and_a_missing_repository(
     # The fetcher's reason, passed through as it is.
     assert "octo/gone: it does not exist, or it is private" in failed.json()["detail"]
     # The v2.0 source (as `ast` bounds it: the comment after the last statement is outside).
-    assert [r.messages[0]["content"] for r in gateway.requests] == ["def main():\n    return 1"]
+    # Whole lines: the comment on the last one is part of what the author wrote.
+    assert [r.messages[0]["content"] for r in gateway.requests] == ["def main():\n    return 1  # release"]

@@ -11,12 +11,14 @@ fake gateway (or a job update) in the test's loop could not answer while a reque
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import msgspec
+import nats
 import pytest
 from nats.js.kv import KeyValue
 
@@ -25,7 +27,7 @@ from analyzer.app import create_app
 from analyzer.errors import JobNotReady
 from analyzer.locate import MAX_NAME_CHARS
 from analyzer.settings import Settings
-from jobs_contract import JobStatus
+from jobs_contract import REPOS_BUCKET, JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway
 from tests.support.servers import serving
@@ -90,7 +92,8 @@ async def test_the_function_source_goes_to_the_gateway_and_its_suggestions_come_
         ("code-review", [{"role": "user", "content": "def add(a, b):\n    # adds\n    return a + b"}]),
         (
             "code-review",
-            [{"role": "user", "content": "@functools.cache\n    def size(self):\n        return 1"}],
+            # A module of its own: the method's lines without the class's indentation.
+            [{"role": "user", "content": "@functools.cache\ndef size(self):\n    return 1"}],
         ),
         ("code-review", [{"role": "user", "content": "async def fetch(url):\n    return url"}]),
     ]
@@ -211,6 +214,28 @@ async def test_unknown_job_unknown_function_and_bad_names(nats_url: str, gateway
     assert gateway.requests == []
 
 
+async def test_a_body_that_is_not_utf8_is_400_and_logs_no_traceback(
+    nats_url: str, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    bodies = [
+        b'{"job_id": "%s", "function_name": "calc.add\xff"}' % job.job_id.encode(),
+        b'{"job_id": "\xe9t\xe9", "function_name": "calc.add"}',
+    ]
+    async with analyzer(settings(nats_url, gateway)) as client:
+        answers = [
+            await client.post("/analyze/function", content=body, headers={"content-type": "application/json"})
+            for body in bodies
+        ]
+    for response in answers:
+        assert response.status_code == 400
+        assert response.json()["status_code"] == 400
+        assert "the body is not valid UTF-8" in response.json()["detail"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert gateway.requests == []
+
+
 async def test_an_empty_name_is_422_before_any_wait(nats_url: str, gateway: FakeGateway) -> None:
     async with job_stores(nats_url) as stores:
         queued = job_record(JobStatus.QUEUED)
@@ -236,6 +261,74 @@ async def test_a_function_in_a_file_that_does_not_parse(nats_url: str, gateway: 
     assert fine.status_code == 200
 
 
+async def test_a_file_whose_codec_is_not_a_text_encoding_is_its_own_422(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    files = {
+        **FILES,
+        "rot.py": "# coding: rot13\ndef qrs():\n    pass\n",
+        # A non-ASCII name: the name index decodes every file, rot.py included.
+        "intl.py": "def naïve():\n    return 1\n",
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, files)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "rot.qrs")
+        by_suffix = await analyze(client, job.job_id, "qrs")
+        others = [await analyze(client, job.job_id, name) for name in ["calc.add", "naïve", "size", "fetch"]]
+        missing = await analyze(client, job.job_id, "naive_x")
+    assert response.status_code == 422
+    assert "rot.py does not parse" in response.json()["detail"]
+    assert "rot13" in response.json()["detail"]
+    assert by_suffix.status_code == 422
+    assert [r.status_code for r in others] == [200, 200, 200, 200]
+    assert missing.status_code == 404
+
+
+@pytest.mark.slow
+async def test_a_file_over_a_parse_budget_is_its_own_422_and_blocks_no_other_request(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # One line of `X = [1, 1, ...]`: its tree is hundreds of times its size, and slow to build.
+    heavy_files = {
+        **FILES,
+        "big.py": "def big():\n    pass\n\n\nX = [" + "1, " * 2_000_000 + "]\n",
+        # Several CPU seconds to parse, whatever the load: over a budget of one, however fast.
+        "slow.py": "def slow():\n    pass\n\n\nX = [" + "1, " * 1_300_000 + "]\n",
+    }
+    async with job_stores(nats_url) as stores:
+        heavy = await put_ready_job(stores, heavy_files)
+        other = await put_ready_job(stores, FILES)
+    budgets = settings(
+        nats_url,
+        gateway,
+        analyzer_parse_max_bytes=5_000_000,
+        analyzer_parse_cpu_s=1,
+        analyzer_parse_memory_bytes=1_500_000_000,
+        analyzer_warm_index=False,
+        analyzer_preload=False,
+    )
+    async with analyzer(budgets) as client:
+        assert (await analyze(client, other.job_id, "calc.add")).status_code == 200
+        slow = asyncio.create_task(analyze(client, heavy.job_id, "slow.slow"))
+        await asyncio.sleep(0.2)  # the lookup is parsing in its worker
+        # Meanwhile the server answers everything else: its event loop is not parsing.
+        health = await client.get("/health")
+        another = await analyze(client, other.job_id, "calc.Box.size")
+        assert not slow.done()
+        response = await slow
+        too_big = await analyze(client, heavy.job_id, "big.big")
+        fine = await analyze(client, heavy.job_id, "calc.add")
+    assert health.status_code == 200
+    assert another.status_code == 200
+    assert response.status_code == 422
+    assert "slow.py does not parse" in response.json()["detail"]
+    assert "more than the budget" in response.json()["detail"]
+    assert too_big.status_code == 422
+    assert "over the parse budget of 5000000 bytes (ANALYZER_PARSE_MAX_BYTES)" in too_big.json()["detail"]
+    assert fine.status_code == 200
+
+
 async def test_a_long_function_is_cut_and_the_review_says_so(nats_url: str, gateway: FakeGateway) -> None:
     body_lines = [f"    total += {i}  # step {i}\n" for i in range(400)]
     source = "def long():\n    total = 0\n" + "".join(body_lines) + "    return total\n"
@@ -256,15 +349,42 @@ async def test_a_long_function_is_cut_and_the_review_says_so(nats_url: str, gate
     ]
 
 
-async def test_a_ready_job_whose_snapshot_is_gone_is_409(nats_url: str, gateway: FakeGateway) -> None:
+async def test_a_ready_job_whose_snapshot_is_gone_is_410(nats_url: str, gateway: FakeGateway) -> None:
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
         assert job.snapshot is not None
         await stores.repos.delete(job.snapshot)
     async with analyzer(settings(nats_url, gateway)) as client:
         response = await analyze(client, job.job_id, "calc.add")
-    assert response.status_code == 409
-    assert "gone from the Object Store; start a new job" in response.json()["detail"]
+    assert response.status_code == 410
+    body = response.json()
+    assert body["status_code"] == 410
+    assert "gone from the Object Store (they are kept for a limited time); start a new job" in body["detail"]
+    assert body["extra"] == {"snapshot": job.snapshot}
+    assert gateway.requests == []
+
+
+async def test_a_snapshot_whose_chunks_expired_before_its_metadata_is_410(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # The bucket's max age removes the chunks (written first) a moment before the metadata: the
+    # object is still listed, but its bytes are gone.
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+        assert job.snapshot is not None
+        info = await stores.repos.get_info(job.snapshot)
+        client = await nats.connect(nats_url)
+        try:
+            await client.jetstream().purge_stream(
+                f"OBJ_{REPOS_BUCKET}", subject=f"$O.{REPOS_BUCKET}.C.{info.nuid}"
+            )
+        finally:
+            await client.close()
+    async with analyzer(settings(nats_url, gateway, nats_timeout_s=30)) as client_:
+        response = await analyze(client_, job.job_id, "calc.add")
+    # At once, not after a read timed out: 410, not 503.
+    assert response.status_code == 410
+    assert "gone from the Object Store" in response.json()["detail"]
 
 
 async def test_an_unreadable_snapshot_is_409(nats_url: str, gateway: FakeGateway) -> None:

@@ -109,6 +109,9 @@ async def test_a_bad_repo_url_is_422_and_queues_nothing(nats_url: str, url: str)
         (b'{"url": "https://github.com/o/r"}', 422, "repo_url"),
         (b"[]", 422, ""),
         (b"not json", 400, "JSON is malformed"),
+        # Invalid UTF-8 inside a JSON string: msgspec raises UnicodeDecodeError, not DecodeError.
+        (b'{"repo_url": "https://github.com/o/r\xff"}', 400, "not valid UTF-8"),
+        (b'{"repo_url": "https://github.com/o/\xc3"}', 400, "not valid UTF-8"),
         (b"", 422, ""),
     ],
 )

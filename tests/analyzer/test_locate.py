@@ -392,10 +392,31 @@ def test_cookie_on_the_second_line_and_non_ascii_identifiers() -> None:
     assert index({"shop.py": data}).find("café").path == "shop.py"
 
 
+def test_the_source_is_whole_lines_a_trailing_comment_included() -> None:
+    data = src("""
+        class Base:
+            def run(self):
+                raise NotImplementedError()  # pragma: no cover
+
+            @property
+            def size(self): return 1  # one-liner
+        X = 1
+    """)
+    snapshot = index({"base.py": data})
+    run = snapshot.find("base.Base.run")
+    assert run.source == "def run(self):\n        raise NotImplementedError()  # pragma: no cover"
+    assert (run.start_line, run.end_line, run.indent) == (2, 3, "    ")
+    size = snapshot.find("Base.size")
+    assert size.source == "@property\n    def size(self): return 1  # one-liner"
+    assert snapshot.find("base.Base").source.endswith("# one-liner")
+
+
 def test_utf8_non_ascii_text_columns() -> None:
     data = "class Ä:\n    def ü(self): return 'ß'  # ok\n".encode()
     found = index({"u.py": data}).find("u.Ä.ü")
-    assert found.source == "def ü(self): return 'ß'"
+    # The start is found by its UTF-8 byte column; the end is the end of the line.
+    assert found.source == "def ü(self): return 'ß'  # ok"
+    assert found.indent == "    "
 
 
 def test_bom_is_dropped_and_positions_hold() -> None:
@@ -460,6 +481,30 @@ def test_bytes_that_are_not_valid_in_the_declared_encoding() -> None:
     with pytest.raises(UnparsableSource) as caught:
         snapshot.find("cookie.g")
     assert "nope" in caught.value.error
+
+
+@pytest.mark.parametrize("codec", ["rot13", "base64", "hex", "zlib", "punycode", "undefined"])
+def test_a_codec_that_is_not_a_text_encoding_breaks_only_its_own_file(codec: str) -> None:
+    # The cookie names a codec Python knows but cannot decode source with (LookupError or a bare
+    # UnicodeError); a file beside it has a non-ASCII name, so the name index decodes every file.
+    files = {
+        "odd.py": f"# coding: {codec}\ndef odd():\n    return 1\n".encode(),
+        "calc.py": "def café():\n    return 1\n\n\ndef add(a, b):\n    return a + b\n".encode(),
+    }
+    snapshot = index(files)
+    with pytest.raises(UnparsableSource) as caught:
+        snapshot.find("odd.odd")
+    assert caught.value.path == "odd.py"
+    assert codec in caught.value.error
+    with pytest.raises(UnparsableSource):
+        snapshot.find("odd")  # by suffix: the only file that defines it
+    assert snapshot.find("add").path == "calc.py"
+    assert snapshot.find("café").path == "calc.py"
+    with pytest.raises(NameNotFound):
+        snapshot.find("cafe_au_lait")
+    # The warm-up's parse of the whole snapshot does not stop at that file either.
+    tables = parse_files(files)
+    assert set(tables) == {"odd.py", "calc.py"}
 
 
 def test_null_bytes_do_not_parse() -> None:

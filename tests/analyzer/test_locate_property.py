@@ -7,7 +7,8 @@ finds what its defining module's path finds, the defining module being what Pyth
 The codebases are installed packages of different styles (attrs' decorators, click's big modules,
 litestar's overloads and properties, PyYAML's and dateutil's older code, msgspec's stubs beside its
 sources), read from site-packages as a snapshot's files dict. The expected text comes from
-`ast.get_source_segment` on the file, widened to the first decorator's line; a dotted name
+`ast.get_source_segment` on the file, widened to the first decorator's line and to the end of the
+last line (a trailing comment there belongs to the definition); a dotted name
 defined several times in one file expects all definitions in source order.
 """
 
@@ -122,8 +123,10 @@ class Oracle:
             # ast's segment starts at `def`; the review starts at the first decorator line's `@`.
             assert line.lstrip().startswith("@"), line
             col = len(line) - len(line.lstrip())
+        # Whole lines: the segment ends where its last line does (`...  # pragma: no cover`).
+        last_line = re.split(r"\r\n|\r|\n", piece)[last - first]
         span = SimpleNamespace(
-            lineno=1, col_offset=col, end_lineno=last - first + 1, end_col_offset=node.end_col_offset
+            lineno=1, col_offset=col, end_lineno=last - first + 1, end_col_offset=len(last_line.encode())
         )
         segment = ast.get_source_segment(piece, span)  # type: ignore[arg-type]
         assert segment is not None

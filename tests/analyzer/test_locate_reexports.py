@@ -66,6 +66,7 @@ def test_a_method_of_a_class_re_exported_by_a_package_init() -> None:
         source="def send(self, request):\n        return request",
         start_line=4,
         end_line=5,
+        indent="    ",
     )
     # The same text as the defining module's own path gives.
     assert found == snapshot.find("httpx._client.Client.send")

@@ -1,5 +1,6 @@
 """Property, end to end: for every function and class of real codebases, asking the analyzer for its
-dotted name sends exactly the source `ast` gives for it (decorators included) to the gateway.
+dotted name sends exactly the source `ast` gives for it (decorators included, whole lines) to the
+gateway, as a module of its own: the later lines without the indentation of the first.
 
 Each codebase (installed packages of different styles) is packed as a fake GitHub tarball,
 fetched by the real fetcher (`python -m fetcher`), and every name is asked through HTTP. The
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from pathlib import Path
 
@@ -40,7 +42,14 @@ def expected_sources(files: dict[str, bytes], root: str) -> dict[str, str]:
         oracle = Oracle(text)
         module = module_name(path, root)
         for qualname, nodes in collector.found.items():
-            expected[f"{module}.{qualname}"] = oracle.expected(nodes)
+            first = min(nodes, key=lambda n: (n.lineno, n.col_offset))
+            number = (first.decorator_list[0] if first.decorator_list else first).lineno
+            line = re.split(r"\r\n|\r|\n", text)[number - 1]
+            indent = line[: len(line) - len(line.lstrip())]
+            lines = re.split(r"(\r\n|\r|\n)", oracle.expected(nodes))
+            expected[f"{module}.{qualname}"] = "".join(
+                [lines[0], *(p.removeprefix(indent) if i % 2 == 0 else p for i, p in enumerate(lines[1:], 1))]
+            )
     return expected
 
 

@@ -12,7 +12,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from analyzer import snapshots
-from analyzer.errors import SnapshotUnavailable
+from analyzer.errors import SnapshotExpired, SnapshotUnavailable
 from analyzer.snapshots import SnapshotCache, read_object
 from jobs_contract import REPOS_BUCKET, JobStores, Snapshot, encode_snapshot, ensure_jetstream, snapshot_key
 
@@ -99,7 +99,7 @@ async def test_a_missing_snapshot_is_not_cached(
     js, stores = nats_side
     cache = SnapshotCache(js, stores.repos, max_entries=2, max_bytes=10**9)
     key = snapshot_key("octo", "later", "b" * 40)
-    with pytest.raises(SnapshotUnavailable, match="gone from the Object Store"):
+    with pytest.raises(SnapshotExpired, match="gone from the Object Store"):
         await cache.get(key)
     await stores.repos.put(
         key, encode_snapshot(Snapshot(owner="octo", repo="later", commit_sha="b" * 40, files={"m.py": b""}))

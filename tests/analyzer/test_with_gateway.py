@@ -57,3 +57,50 @@ async def test_the_real_gateway_reviews_what_the_analyzer_sends(
     assert sent.headers["authorization"] == "Bearer sk-test-analyzer"
     prompt = "\n".join(m["content"] for m in sent.messages)
     assert f"\n{SOURCE}\n" in prompt
+
+
+async def test_the_real_gateway_sees_no_syntax_error_in_a_cut_or_a_method(
+    nats_url: str, gateway: FakeGateway, service_logs: Path
+) -> None:
+    # A one-line function longer than the budget, and a decorated method with a trailing comment:
+    # cut mid-line or sent as it sits in its class, neither would parse.
+    files = {
+        "data.py": "def table(): return [" + "1, " * 2000 + "]\n",
+        "shapes.py": (
+            "import functools\n\n\nclass Box:\n    @functools.cache\n    def size(self):\n"
+            "        raise NotImplementedError()  # pragma: no cover\n"
+        ),
+    }
+    env = {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test-analyzer",
+        "OPENAI_BASE_URL": gateway.base_url,
+        "LLM_MAX_RETRIES": "0",
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, files)
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as real_gateway:
+        settings = Settings(
+            nats_url=nats_url,
+            gateway_url=f"{real_gateway.url}/v1",
+            gateway_retries=0,
+            analyzer_source_max_chars=1000,
+        )
+        async with (
+            serving(create_app(settings)) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as client,
+        ):
+            answers = [
+                await client.post("/analyze/function", json={"job_id": job.job_id, "function_name": name})
+                for name in ("data.table", "shapes.Box.size")
+            ]
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    cut, method = (a.json()["suggestions"] for a in answers)
+    assert cut[0].startswith("This review covers only the first 1 of 1 lines of data.table")
+    for suggestions in (cut, method):
+        assert not [s for s in suggestions if "does not parse" in s]
+    prompts = ["\n".join(m["content"] for m in r.messages) for r in gateway.requests]
+    assert "def table(): ...\n# ... the rest of this function" in prompts[0]
+    assert (
+        "@functools.cache\ndef size(self):\n    raise NotImplementedError()  # pragma: no cover" in prompts[1]
+    )

@@ -1,0 +1,191 @@
+"""Parse source files in worker processes, each file within a budget of size, CPU time and memory.
+
+`ast.parse` holds the GIL for the whole parse and its tree can take hundreds of times the file's
+size: a 9 MB one-line list took 10-22 s and 4.3 GB. Run in the server, it would stall every other
+request and could take the server down with it. So every parse happens in a worker process whose
+address space is capped (`RLIMIT_AS`: the parse fails with MemoryError), with a CPU-time cap set
+around each file (`RLIMIT_CPU`: the kernel ends the worker with SIGXCPU), after a size check that
+refuses what no budget would allow. A file over any of them is set aside as unparsable, with the
+reason and the setting to raise, like a syntax error; the rest of the repository keeps working.
+
+A worker that dies takes the files it was given with it: each is parsed once more in a fresh
+worker, alone, and only a file that breaks that one too is blamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import resource
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from analyzer.locate import ParsedFile
+from analyzer.locate.tables import Unparsable, parse_file
+
+if TYPE_CHECKING:
+    # Not imported at run time: the workers import this module, and need no pydantic.
+    from analyzer.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ParseBudget:
+    """What parsing one file may take; the names of the settings that raise each limit."""
+
+    max_bytes: int
+    cpu_s: int
+    memory_bytes: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ParseBudget:
+        """The budget the analyzer's settings give."""
+        return cls(
+            max_bytes=settings.analyzer_parse_max_bytes,
+            cpu_s=settings.analyzer_parse_cpu_s,
+            memory_bytes=settings.analyzer_parse_memory_bytes,
+        )
+
+    def too_big(self, size: int) -> Unparsable:
+        return Unparsable(
+            f"{size} bytes: over the parse budget of {self.max_bytes} bytes (ANALYZER_PARSE_MAX_BYTES)"
+        )
+
+    def too_costly(self) -> Unparsable:
+        return Unparsable(
+            f"parsing it took more than the budget of {self.cpu_s} s of CPU (ANALYZER_PARSE_CPU_S) "
+            f"or {self.memory_bytes} bytes of memory (ANALYZER_PARSE_MEMORY_BYTES)"
+        )
+
+    def out_of_memory(self) -> Unparsable:
+        return Unparsable(
+            f"parsing it needs more than the budget of {self.memory_bytes} bytes of memory "
+            "(ANALYZER_PARSE_MEMORY_BYTES)"
+        )
+
+
+def _start_worker(memory_bytes: int, niceness: int) -> None:
+    """Worker initializer: cap the address space, and step back behind the server if asked."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        memory_bytes = min(memory_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, hard))
+    if niceness:
+        with contextlib.suppress(OSError):  # not allowed here: it still works, less politely
+            os.nice(niceness)
+
+
+def parse_within_budget(files: Mapping[str, bytes], budget: ParseBudget) -> dict[str, ParsedFile]:
+    """In a worker: the tables of the Python files of `files`, each parse within `budget`.
+
+    A file over the CPU budget ends this process (SIGXCPU); the caller sees a broken pool.
+    """
+    tables: dict[str, ParsedFile] = {}
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    for path, data in files.items():
+        if not path.endswith((".py", ".pyi")):
+            continue
+        if len(data) > budget.max_bytes:
+            tables[path] = budget.too_big(len(data))
+            continue
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        limit = math.ceil(usage.ru_utime + usage.ru_stime) + budget.cpu_s
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
+        try:
+            table = parse_file(data, path)
+        finally:
+            resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        if isinstance(table, Unparsable) and table.error == MemoryError.__name__:
+            table = budget.out_of_memory()
+        tables[path] = table
+    return tables
+
+
+class ParserPool:
+    """Worker processes (spawned on first use) that parse files within a `ParseBudget`.
+
+    `parse` blocks its caller (a lookup's thread); `parse_files` is for the event loop. Safe to
+    share between threads.
+    """
+
+    def __init__(self, budget: ParseBudget, *, workers: int = 1, niceness: int = 0) -> None:
+        self.budget = budget
+        self._workers = workers
+        self._niceness = niceness
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def has_worker(self) -> bool:
+        """Whether the worker processes have been spawned."""
+        return self._pool is not None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the parser pool is closed")
+            if self._pool is None:
+                # spawn, not fork: the server has threads (NATS, lookups), and a forked copy of its
+                # snapshot cache is not what a worker needs.
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker,
+                    initargs=(self.budget.memory_bytes, self._niceness),
+                )
+            return self._pool
+
+    def _submit(
+        self, files: Mapping[str, bytes]
+    ) -> tuple[ProcessPoolExecutor, Future[dict[str, ParsedFile]]]:
+        pool = self._executor()
+        return pool, pool.submit(parse_within_budget, dict(files), self.budget)
+
+    def _discard(self, broken: ProcessPoolExecutor) -> None:
+        """Forget a broken pool (the next submit spawns a fresh one), unless that happened already."""
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def parse(self, data: bytes, path: str) -> ParsedFile:
+        """The table of one file; blocks until a worker has parsed it (or it is set aside)."""
+        if len(data) > self.budget.max_bytes:
+            return self.budget.too_big(len(data))
+        for _ in range(2):
+            pool, future = self._submit({path: data})
+            try:
+                return future.result()[path]
+            except BrokenProcessPool:
+                self._discard(pool)
+        return self.budget.too_costly()
+
+    async def parse_files(self, files: Mapping[str, bytes]) -> dict[str, ParsedFile]:
+        """The tables of the Python files of `files`, parsed together in one worker task."""
+        pool, future = self._submit(files)
+        try:
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            self._discard(pool)
+        # One of them broke the worker: each on its own, so that only that one is blamed.
+        tables: dict[str, ParsedFile] = {}
+        for path, data in files.items():
+            if path.endswith((".py", ".pyi")):
+                tables[path] = await asyncio.to_thread(self.parse, data, path)
+        return tables
+
+    def close(self) -> None:
+        """Stop the workers (a parse under way is abandoned: its caller gets BrokenProcessPool)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
