@@ -5,7 +5,8 @@ a page costs only the files it shows: the first page of a stdlib-sized snapshot 
 of files, not two thousand. Files are parsed by the snapshot's own `SnapshotIndex` (the tables
 are the resolver's, shared with lookups and the warm-up), and each entry's short name is the
 shortest suffix the resolver itself maps back to that definition, so every name shown works.
-The work of one page runs in a thread with a time budget: a filter that matches little returns
+The work of one page runs in a thread (the parsing itself in the index's parse workers) with a
+time budget: a filter that matches little returns
 a short (even empty) page with a cursor to go on from, instead of parsing the whole repository
 in one request.
 """
