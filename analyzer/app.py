@@ -171,9 +171,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         def on_loaded(loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
             # Called on loads, which only happen once the app serves: `functions` is bound by then.
-            if warmer is not None:
-                warmer.warm(loaded, still_cached)
-            functions.prepare(loaded, still_cached)
+            if warmer is None:
+                functions.prepare(loaded, still_cached)
+                return
+            warmer.warm(loaded, still_cached)
+            functions.prepare(loaded, still_cached, after=lambda: warmer.wait(loaded.key))
 
         try:
             js = nc.jetstream(timeout=settings.nats_timeout_s)

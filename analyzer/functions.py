@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -182,22 +182,39 @@ class FunctionLister:
         self._listings: OrderedDict[str, _Listing] = OrderedDict()
         self._preparing: set[asyncio.Task[object]] = set()
 
-    def prepare(self, loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
+    def prepare(
+        self,
+        loaded: LoadedSnapshot,
+        still_cached: Callable[[], bool],
+        *,
+        after: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Work out the first page of a snapshot just loaded into the cache (on the fetcher's completed
         event with ANALYZER_PRELOAD, or by a first lookup), in a thread, so the first listing a
-        person asks for is already there."""
+        person asks for is already there. With `after` (the index warm-up), only once that is
+        done: the warm-up parses every file anyway, and the page then costs no parse of its own.
+        """
         if not still_cached():
             return
         listing = self._listing(loaded)
         first = Query.checked("", "", DEFAULT_LIMIT, "")
-        task: asyncio.Task[object] = asyncio.create_task(
-            asyncio.to_thread(listing.page, first, PREPARE_BUDGET_S), name=f"list functions {loaded.key}"
-        )
+
+        async def work_out() -> object:
+            if after is not None:
+                await after()
+            if not still_cached():
+                return None
+            return await asyncio.to_thread(listing.page, first, PREPARE_BUDGET_S)
+
+        task: asyncio.Task[object] = asyncio.create_task(work_out(), name=f"list functions {loaded.key}")
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
 
     async def close(self) -> None:
-        """Wait for the pages being prepared (each ends within PREPARE_BUDGET_S)."""
+        """Stop the pages waiting for a warm-up; wait for those being worked out (each ends within
+        PREPARE_BUDGET_S)."""
+        for task in self._preparing:
+            task.cancel()
         if self._preparing:
             await asyncio.gather(*self._preparing, return_exceptions=True)
 
