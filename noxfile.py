@@ -31,7 +31,17 @@ def tool(name: str) -> str:
     return str(Path(BIN) / name)
 
 
-PACKAGES = ["jobs_contract", "model_host", "gateway", "fetcher", "analyzer", "devstack", "bench", "tests"]
+PACKAGES = [
+    "jobs_contract",
+    "model_host",
+    "gateway",
+    "fetcher",
+    "analyzer",
+    "codereview",
+    "devstack",
+    "bench",
+    "tests",
+]
 
 
 @nox.session

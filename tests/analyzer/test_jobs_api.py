@@ -187,6 +187,7 @@ async def test_the_openapi_document_lists_the_routes(nats_url: str) -> None:
     assert set(response.json()["paths"]) == {
         "/analyze/start",
         "/analyze/jobs/{job_id}",
+        "/analyze/jobs/{job_id}/functions",
         "/analyze/function",
         "/health",
     }

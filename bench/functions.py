@@ -1,0 +1,123 @@
+"""GET /analyze/jobs/{job_id}/functions on a stdlib-sized snapshot: how fast names can be listed.
+
+Runs a real nats-server and `python -m analyzer` as its own process (defaults: preload and index
+warm-up on). Figures: the first page right after the job is ready, loaded by the listing itself
+and preloaded on the fetcher's completed event (target <= 300 ms); the next pages; a prefix and a
+substring query; and a walk over every page (each file is parsed once, by the listing or by the
+warm-up, whichever comes first).
+
+Options: --limit=N (names per page, default 100), --pages=N (pages timed after the first, default 10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.analyzer import _announce
+from bench.lookup import stdlib_files
+from tests.analyzer.stores import job_stores, put_ready_job
+from tests.support.nats import running_nats_server
+from tests.support.servers import service_process
+
+
+def _options(argv: list[str]) -> dict[str, int]:
+    options = {"limit": 100, "pages": 10}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if key in options:
+            options[key] = int(value)
+    return options
+
+
+async def _page(client: httpx.AsyncClient, job_id: str, **params: Any) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    response = await client.get(f"/analyze/jobs/{job_id}/functions", params=params)
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    page: dict[str, Any] = response.json()
+    return elapsed, page
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+async def _run(options: dict[str, int]) -> None:
+    files = stdlib_files()
+    limit = options["limit"]
+    print(f"snapshot: {len(files)} files, {sum(map(len, files.values())) / 1e6:.1f} MB; limit={limit}")
+    with tempfile.TemporaryDirectory() as tmp, running_nats_server(Path(tmp) / "jetstream") as nats_url:
+        async with job_stores(nats_url) as stores:
+            env = {"NATS_URL": nats_url, "LOG_LEVEL": "INFO"}
+            with service_process("analyzer", env, Path(tmp), port_variable="ANALYZER_PORT") as analyzer:
+                async with httpx.AsyncClient(base_url=analyzer.url, timeout=120) as client:
+                    await client.get("/health")
+                    cold = await put_ready_job(stores, files, owner="python", repo="cpython")
+                    first, page = await _page(client, cold.job_id, limit=limit)
+                    print(f"first page after ready, not preloaded (load+index+parse): {_ms(first)}")
+
+                    announced = await put_ready_job(stores, files, owner="python", repo="cpython")
+                    await _announce(nats_url, announced.job_id)
+                    await asyncio.sleep(3.0)  # preloaded by now; the index warm-up still runs
+                    early, _ = await _page(client, announced.job_id, limit=limit)
+                    print(f"first page 3 s after the completed event, warm-up still running: {_ms(early)}")
+
+                    again = await put_ready_job(stores, files, owner="python", repo="cpython")
+                    await _announce(nats_url, again.job_id)
+                    # The first page is worked out once the warm-up has parsed every file.
+                    waited_at = time.perf_counter()
+                    while f"snapshot {again.snapshot} index warmed" not in analyzer.log():
+                        if time.perf_counter() - waited_at > 300:
+                            raise RuntimeError("the index warm-up did not end within 300 s")
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(1.0)
+                    first, page = await _page(client, again.job_id, limit=limit)
+                    print(
+                        f"first page after the completed event and the warm-up "
+                        f"({time.perf_counter() - waited_at:.0f} s): {_ms(first)} "
+                        f"({len(page['functions'])} names, first {page['functions'][0]['name']})"
+                    )
+                    later = []
+                    for _ in range(options["pages"]):
+                        elapsed, page = await _page(
+                            client, announced.job_id, limit=limit, cursor=page["next_cursor"]
+                        )
+                        later.append(elapsed)
+                    print(
+                        f"next {len(later)} pages: p50 {_ms(statistics.median(later))}, max {_ms(max(later))}"
+                    )
+                    prefix, page = await _page(client, announced.job_id, limit=limit, prefix="json.")
+                    print(f"prefix=json. first page: {_ms(prefix)} ({len(page['functions'])} names)")
+                    contains, page = await _page(client, announced.job_id, limit=limit, contains="urlsplit")
+                    print(
+                        f"contains=urlsplit first page: {_ms(contains)} ({len(page['functions'])} names, "
+                        f"next cursor {page['next_cursor']})"
+                    )
+
+                    walked_at = time.perf_counter()
+                    pages, names, slowest, cursor = 0, 0, 0.0, ""
+                    while True:
+                        elapsed, page = await _page(client, cold.job_id, limit=1000, cursor=cursor)
+                        pages, names, slowest = (
+                            pages + 1,
+                            names + len(page["functions"]),
+                            max(slowest, elapsed),
+                        )
+                        cursor = page["next_cursor"]
+                        if cursor is None:
+                            break
+                    print(
+                        f"every page (limit=1000): {names} names in {pages} pages, "
+                        f"{time.perf_counter() - walked_at:.1f} s, slowest page {_ms(slowest)}"
+                    )
+
+
+def main(argv: list[str]) -> None:
+    asyncio.run(_run(_options(argv)))
