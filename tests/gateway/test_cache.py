@@ -119,19 +119,29 @@ async def test_an_unreachable_nats_is_a_clear_startup_error() -> None:
 
 async def test_a_review_without_the_models_words_is_answered_but_never_kept(local_fake: FakeLLM) -> None:
     # Empty content twice (the review asks once more), then the provider is back to normal.
-    local_fake.script("/chat/completions", completion(""), completion(None), review_reply("Reject booleans, they are ints."))
+    local_fake.script(
+        "/chat/completions", completion(""), completion(None), review_reply("Reject booleans, they are ints.")
+    )
     async with gateway_client(local_settings(local_fake, local_llm_model="m")) as client:
         degraded = await client.post("/analyze", json={"function_code": ADD})
         recovered = await client.post("/analyze", json={"function_code": ADD})
         kept = await client.post("/analyze", json={"function_code": ADD})
     assert degraded.status_code == 200
     assert degraded.json() == {"suggestions": [TYPE_HINTS, DOCSTRING]}
-    assert recovered.json() == kept.json() == {"suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]}
+    assert (
+        recovered.json()
+        == kept.json()
+        == {"suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]}
+    )
     assert len(local_fake.sent("/chat/completions")) == 3
 
 
 async def test_a_review_without_the_checks_is_answered_but_never_kept(local_fake: FakeLLM) -> None:
-    local_fake.script("/chat/completions", review_reply("Reject booleans, they are ints."), review_reply("Reject booleans, they are ints."))
+    local_fake.script(
+        "/chat/completions",
+        review_reply("Reject booleans, they are ints."),
+        review_reply("Reject booleans, they are ints."),
+    )
     settings = local_settings(local_fake, local_llm_model="m")
     upstream = Upstream(settings, build_providers(settings))
     await upstream.open()
