@@ -61,6 +61,12 @@ class IndexWarmer:
         self._warmed: dict[str, LoadedSnapshot] = {}
         self._closed = False
 
+    async def wait(self, key: str) -> None:
+        """Until the warm-up of `key` (if any) has ended (the function listing's first page waits)."""
+        task = self._tasks.get(key)
+        if task is not None:
+            await asyncio.wait([task])
+
     def warm(self, loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
         """Start parsing the snapshot's unparsed files; stops when `still_cached()` turns false."""
         if self._closed:

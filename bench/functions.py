@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench.analyzer import _announce
-from bench.lookup import stdlib_files
+from tests.analyzer.helpers import stdlib_files
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.nats import running_nats_server
 from tests.support.servers import service_process
