@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     model_context_size: int = Field(default=4096, ge=64)
     # None: half the cores this process may use (llama.cpp's own default: one per physical core).
     model_threads: int | None = Field(default=None, ge=1)
+    # None: every core this process may use; reading a prompt is one big matrix product per layer,
+    # which the barrier between threads hardly slows, unlike generating one token at a time.
+    model_batch_threads: int | None = Field(default=None, ge=1)
+    # llama.cpp's repacked weight layouts (AVX2/AVX-512 repacking, AMX tiles): off, because a llama.cpp
+    # built on a CPU that has AMX dies with "illegal instruction" at the first prompt in VMs that
+    # advertise AMX without enabling it (this development machine is one).
+    model_repack_weights: bool = False
     # max_tokens for requests that give none (always capped by what is left of the context).
     model_default_max_tokens: int = Field(default=512, ge=1)
     # Requests allowed to wait while one generates; one more gets 503 with Retry-After.
@@ -74,6 +81,12 @@ class Settings(BaseSettings):
                 return name[: -len(suffix)]
         return name
 
+    def batch_threads(self) -> int:
+        """MODEL_BATCH_THREADS, or every core this process may run on (prompt reading)."""
+        if self.model_batch_threads is not None:
+            return self.model_batch_threads
+        return _available_cores()
+
     def threads(self) -> int:
         """MODEL_THREADS, or half the cores this process may run on.
 
@@ -83,5 +96,8 @@ class Settings(BaseSettings):
         """
         if self.model_threads is not None:
             return self.model_threads
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores // 2)
+        return max(1, _available_cores() // 2)
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
