@@ -212,7 +212,10 @@ class LlamaCppEngine:
         self._vocab = model.vocab
 
     def render_chat(self, messages: list[dict[str, str]]) -> RenderedPrompt:
-        rendered = self._formatter(messages=messages)  # type: ignore[arg-type]
+        # Thinking models (Qwen3) answer at once when their template gets enable_thinking=false: it
+        # writes an empty <think></think> block after the assistant's header. Templates that do not
+        # know the variable ignore it. llama-cpp-python passes extra keywords on to the template.
+        rendered = self._formatter(messages=messages, enable_thinking=False)  # type: ignore[arg-type]
         return RenderedPrompt(text=rendered.prompt, stop=self._stop)
 
     def tokenize(self, text: str) -> list[int]:
