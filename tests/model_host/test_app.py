@@ -203,3 +203,13 @@ async def test_beyond_the_queue_size_a_stream_is_refused_before_it_starts() -> N
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "2"
     assert refused.json()["error"]["code"] == "queue_full"
+
+
+async def test_the_openapi_document_is_served_at_schema() -> None:
+    async with AsyncTestClient(create_app(settings(), engine=ScriptedEngine())) as client:
+        document = await client.get("/schema/openapi.json")
+        page = await client.get("/schema")
+    assert document.status_code == 200
+    assert document.json()["info"]["title"] == "codereview model_host"
+    assert set(document.json()["paths"]) == {"/health", "/v1/models", "/v1/chat/completions"}
+    assert page.status_code == 200
