@@ -134,7 +134,7 @@ def create_app(
 ) -> Litestar:
     """The model_host app.
 
-    `engine`: an already loaded model (tests share one); otherwise the lifespan loads the model
+    `engine`: an already loaded model (several apps can share one); otherwise the lifespan loads the model
     with `loader` (default: MODEL_PATH with MODEL_ENGINE) in the background, and `/health`
     answers 503 until it is ready. `on_load_failure` is called if that load fails
     (`python -m model_host` then exits non-zero).
