@@ -38,6 +38,7 @@ from typing import Any, cast
 
 from openai import OpenAI
 
+from model_host.engines import repack_setting
 from model_host.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,9 +182,10 @@ def _overhead(options: dict[str, int]) -> None:
     )
     server, url = _start_server({"MODEL_CONTEXT_SIZE": str(CONTEXT), "MODEL_THREADS": str(threads)})
     try:
-        llama = llama_cpp.Llama(
-            model_path=str(path), n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False
-        )
+        with repack_setting(settings.model_repack_weights):  # the same weights layout as model_host's
+            llama = llama_cpp.Llama(
+                model_path=str(path), n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False
+            )
         client = OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=600)
         model = client.models.list().data[0].id
         _http_run(client, model, options["tokens"])  # warm-up

@@ -123,7 +123,7 @@ def load_engine(settings: Settings) -> Engine:
 
 
 @contextmanager
-def _model_params(repack_weights: bool) -> Iterator[None]:
+def repack_setting(repack_weights: bool) -> Iterator[None]:
     """Llama's constructor with `use_extra_bufts` (llama.cpp's `--no-repack`) set, which it does not take.
 
     The constructor fills its model parameters from `llama_model_default_params()` and loads the
@@ -182,7 +182,7 @@ class LlamaCppEngine:
 
         self._llama_cpp = llama_cpp
         try:
-            with _llama_errors() as errors, _model_params(settings.model_repack_weights):
+            with _llama_errors() as errors, repack_setting(settings.model_repack_weights):
                 # The prompt's KV cache stays between requests: Llama.generate reads again only what
                 # follows the longest prefix shared with the previous prompt (the system prompt).
                 self._llama: Any = GrammarLlama(

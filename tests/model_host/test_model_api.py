@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,8 @@ from litestar import Litestar
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.model_host.conftest import CONTEXT, host_of
+from model_host.engines import Engine
+from tests.model_host.conftest import CONTEXT, host_of, model_settings
 from tests.support.clients import openai_client
 from tests.support.servers import serving
 
@@ -357,3 +359,14 @@ async def test_a_waiting_client_that_leaves_gives_up_its_place(
         await until(lambda: host.slot.waiting == 1)
         await stream.close()
         assert (await queued).choices[0].message.content
+
+
+def test_prompts_are_read_with_every_core_tokens_generated_with_half_and_weights_not_repacked(
+    smollm: Engine,
+) -> None:
+    settings = model_settings()
+    llama: Any = smollm._llama  # type: ignore[attr-defined]
+    cores = len(os.sched_getaffinity(0))
+    assert llama.context_params.n_threads_batch == settings.batch_threads() == cores
+    assert llama.context_params.n_threads == settings.threads() == max(1, cores // 2)
+    assert llama.model_params.use_extra_bufts is False
