@@ -213,6 +213,10 @@ def _receive(
                 if not response.headers.get("content-range", "").startswith(f"bytes {have}-"):
                     raise DownloadError(f"{url} answered the resume from byte {have} with another range")
                 mode = "ab"
+            elif response.status_code == 416 and have:
+                # The file there is shorter than what we have of it: it is not the one pinned.
+                part.unlink()
+                raise DownloadError(f"{url} refused the resume from byte {have}; the partial file is deleted")
             elif response.status_code == 200:
                 # A server that ignores Range sends the whole file again.
                 digest, have, mode = hashlib.sha256(), 0, "wb"

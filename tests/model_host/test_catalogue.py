@@ -67,6 +67,10 @@ class FileServer:
         status, start, answer_headers = 200, 0, []
         if requested is not None and not self.ignore_range:
             start = int(requested.removeprefix("bytes=").split("-")[0])
+            if start >= len(body):
+                await send({"type": "http.response.start", "status": 416, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
             status = 206
             answer_headers.append((b"content-range", f"bytes {start}-{len(body) - 1}/{len(body)}".encode()))
         payload = body[start:]
@@ -186,6 +190,17 @@ async def test_a_server_that_ignores_range_sends_it_all_again_and_it_still_verif
     server.ignore_range = True
     path, _ = await pull_in_thread("tiny", tmp_path, url)
     assert path.read_bytes() == BLOB
+
+
+async def test_a_refused_resume_deletes_the_partial_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    entry = add_entry(monkeypatch, "tiny", BLOB, size=len(BLOB) + 10)  # the server's file is shorter
+    (tmp_path / "tiny.gguf.part").write_bytes(BLOB)
+    async with serving(FileServer({resolve_path(entry): BLOB})) as url:
+        message = await pull_fails("tiny", tmp_path, url)
+    assert f"refused the resume from byte {len(BLOB)}" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf.lock"]
 
 
 @pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "chunked"])
