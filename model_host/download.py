@@ -246,10 +246,16 @@ def _receive(
                     have += len(chunk)
                     progress.advance(len(chunk))
                     if time.monotonic() > deadline and have < size:
-                        raise DownloadError(
-                            f"{url}: the download's deadline passed after {have} of {size} bytes; "
-                            "run again to resume"
-                        )
+                        raise _past_deadline(url, have, size)
     except httpx.HTTPError as exc:
+        if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= deadline:
+            # Reads wait at most until the deadline: this timeout is the deadline's.
+            raise _past_deadline(url, have, size) from exc
         raise DownloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
     return digest, have
+
+
+def _past_deadline(url: str, have: int, size: int) -> DownloadError:
+    return DownloadError(
+        f"{url}: the download's deadline passed after {have} of {size} bytes; run again to resume"
+    )

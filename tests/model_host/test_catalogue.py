@@ -247,10 +247,10 @@ async def test_a_slow_server_is_bounded_by_the_whole_download_deadline(
 ) -> None:
     server, url, _ = blob_server
     server.drip_s = 0.05  # 64 KiB at a time: every read is quick, the whole would take ~2.5 s
-    message = await pull_fails("tiny", tmp_path, url, deadline_s=0.3)
+    message = await pull_fails("tiny", tmp_path, url, deadline_s=0.5)
     assert "deadline passed" in message
     assert "run again to resume" in message
-    assert (tmp_path / "tiny.gguf.part").stat().st_size < len(BLOB)
+    assert not (tmp_path / "tiny.gguf").exists()
 
 
 async def test_an_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
