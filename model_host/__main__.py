@@ -1,5 +1,8 @@
 """`python -m model_host`: read the settings, check the model file, serve until stopped.
 
+MODEL names a catalogue model: one not downloaded yet is downloaded first (progress on stderr);
+if that fails, one warning line says why and the bundled model is served instead.
+
 Exits non-zero, with a message that names the path and the reason, when MODEL_PATH is missing
 or not a model (checked before the server starts), or when loading it fails (the server stops
 instead of staying up half alive).
@@ -14,6 +17,7 @@ import pydantic
 import uvicorn
 
 from model_host.app import create_app
+from model_host.catalogue import pull_or_fall_back
 from model_host.engines import check_model_file
 from model_host.errors import ModelFileError
 from model_host.logs import setup_logging
@@ -29,6 +33,15 @@ def main() -> int:
         print(f"model_host: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(settings.model_log_level)
+    if settings.model_path is None:
+        # Before the server starts, so the served model (and its id) is known from the first request;
+        # nothing to do for the bundled model or one in the cache.
+        pull_or_fall_back(
+            settings.model,
+            settings.model_cache_dir,
+            hub_url=settings.model_hub_url,
+            deadline_s=settings.model_download_timeout_s,
+        )
     try:
         check_model_file(settings.resolved_model_path(), settings.model_engine)
     except (ModelFileError, LookupError) as exc:

@@ -10,8 +10,10 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.datastructures import Cookie, State
+from litestar.di import NamedDependency, Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
@@ -38,8 +40,14 @@ class ClientDisconnectedError(ModelHostError):
 
 
 class EventStream(Stream):
-    """Server-sent events that say so: Litestar 2.25's Stream lets the handler's media type (JSON
-    here, for the non-streamed answers) override its own, though its docstring promises the opposite."""
+    """Server-sent events that say so.
+
+    Kept on purpose (checked on the pinned Litestar 2.25.0): for any Response a handler returns,
+    Litestar passes the handler's one media type to `to_asgi_response` (create_response_handler in
+    litestar/handlers/http_handlers/_utils.py), and Stream lets it win over its own, though its
+    docstring promises the opposite. No return annotation changes that: this handler's media type
+    is JSON, for the non-streamed answers, and `media_type="text/event-stream"` would mislabel those.
+    """
 
     def to_asgi_response(
         self,
@@ -76,24 +84,23 @@ async def _until_disconnect(request: Request[Any, Any, State]) -> None:
 
 
 @get("/health", sync_to_thread=False)
-def health(state: State) -> Response[Health]:
+def health(host: NamedDependency[ModelHost]) -> Response[Health]:
     """200 once the model is loaded; 503 while it loads (or if it failed to)."""
-    host: ModelHost = state.host
     body = Health(status=host.state, model=host.model_id, engine=host.settings.model_engine, error=host.error)
     return Response(body, status_code=HTTP_200_OK if host.state == "ok" else HTTP_503_SERVICE_UNAVAILABLE)
 
 
 @get("/v1/models", sync_to_thread=False)
-def list_models(state: State) -> ModelList:
+def list_models(host: NamedDependency[ModelHost]) -> ModelList:
     """The one served model: its id is what requests name as `model`."""
-    host: ModelHost = state.host
     return ModelList(data=[ModelCard(id=host.model_id, created=host.created, owned_by="model_host")])
 
 
 @post("/v1/chat/completions", status_code=HTTP_200_OK)
-async def chat_completions(request: Request[Any, Any, State], state: State) -> ChatCompletion | EventStream:
+async def chat_completions(
+    request: Request[Any, Any, State], host: NamedDependency[ModelHost]
+) -> ChatCompletion | EventStream:
     """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
-    host: ModelHost = state.host
     completion_id = new_request_id()
     body = decode_request(await request.body())
     if body.stream:
@@ -127,7 +134,7 @@ def create_app(
 ) -> Litestar:
     """The model_host app.
 
-    `engine`: an already loaded model (tests share one); otherwise the lifespan loads the model
+    `engine`: an already loaded model (several apps can share one); otherwise the lifespan loads the model
     with `loader` (default: MODEL_PATH with MODEL_ENGINE) in the background, and `/health`
     answers 503 until it is ready. `on_load_failure` is called if that load fails
     (`python -m model_host` then exits non-zero).
@@ -144,15 +151,18 @@ def create_app(
             await loading
             host.close()
 
+    def provide_host() -> ModelHost:
+        return host
+
     return Litestar(
         route_handlers=[health, list_models, chat_completions],
         lifespan=[lifespan],
-        state=State({"host": host}),
+        dependencies={"host": Provide(provide_host, sync_to_thread=False)},
         exception_handlers={
             ModelHostError: model_host_error_handler,
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,
         },
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(title="codereview model_host", version="0.1.0", path="/schema"),
         logging_config=None,  # model_host.logs is the one logging setup; Litestar would reset the root logger
     )

@@ -36,6 +36,8 @@ def decode_request(body: bytes) -> ChatCompletionRequest:
         raise InvalidRequestError(f"invalid request body: {message}", param=param) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a string
+        raise InvalidRequestError(f"the request body is not valid UTF-8 ({exc.reason})") from exc
 
 
 def _content(message: Message, index: int) -> str:

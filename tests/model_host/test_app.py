@@ -159,6 +159,35 @@ async def test_bad_input_is_400_in_openais_shape() -> None:
     assert wrong_role.json()["error"]["param"] == "messages[0].role"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"model":"tiny","messages":[{"role":"user","content":"\xff\xfe"}]}',
+            "not valid UTF-8 (invalid start byte)",
+        ),
+        (b'{"model":"tiny\xc3","messages":[]}', "not valid UTF-8 (unexpected end of data)"),
+        (b'{"model":"tiny","messages":[{"role":"user","content":"\\udc00"}]}', "invalid utf-16 surrogate"),
+        (b'{"model":"tiny","messages":[{"role":"user","content":"a\\ud800b"}]}', "not valid JSON"),
+        ('{"model":"tiny","messages":[]}'.encode("utf-16"), "not valid JSON"),
+    ],
+    ids=["invalid-utf8", "truncated-utf8", "lone-low-surrogate", "lone-high-surrogate", "utf16"],
+)
+async def test_an_undecodable_body_is_400_with_a_message_never_500(body: bytes, message: str) -> None:
+    # Served for real (uvicorn on loopback), so nothing between the socket and the handler is skipped.
+    app = create_app(settings(), engine=ScriptedEngine())
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post(
+            "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+        )
+        after = await client.post("/v1/chat/completions", json=chat())
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert message in error["message"]
+    assert after.status_code == 200, "the server goes on serving"
+
+
 async def test_beyond_the_queue_size_a_stream_is_refused_before_it_starts() -> None:
     gate = threading.Event()
     engine = ScriptedEngine([b"x"], gate=gate, end_of_turn=False)
@@ -174,3 +203,13 @@ async def test_beyond_the_queue_size_a_stream_is_refused_before_it_starts() -> N
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "2"
     assert refused.json()["error"]["code"] == "queue_full"
+
+
+async def test_the_openapi_document_is_served_at_schema() -> None:
+    async with AsyncTestClient(create_app(settings(), engine=ScriptedEngine())) as client:
+        document = await client.get("/schema/openapi.json")
+        page = await client.get("/schema")
+    assert document.status_code == 200
+    assert document.json()["info"]["title"] == "codereview model_host"
+    assert set(document.json()["paths"]) == {"/health", "/v1/models", "/v1/chat/completions"}
+    assert page.status_code == 200

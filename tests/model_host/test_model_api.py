@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,8 @@ from litestar import Litestar
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from model_host.host import ModelHost
-from tests.model_host.conftest import CONTEXT
+from model_host.engines import Engine
+from tests.model_host.conftest import CONTEXT, host_of, model_settings
 from tests.support.clients import openai_client
 from tests.support.servers import serving
 
@@ -263,7 +264,7 @@ async def test_health_answers_while_a_generation_runs(
     smollm_app: Callable[..., Litestar], model_id: str
 ) -> None:
     app = smollm_app()
-    host: ModelHost = app.state.host
+    host = host_of(app)
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=300) as client:
         body = {"model": model_id, "messages": STORY, "max_tokens": 120, "temperature": 0}
         generation = asyncio.create_task(client.post("/v1/chat/completions", json=body))
@@ -281,7 +282,7 @@ async def test_a_full_queue_is_503_with_retry_after(
     smollm_app: Callable[..., Litestar], model_id: str
 ) -> None:
     app = smollm_app(model_queue_size=0, model_retry_after_s=7)
-    host: ModelHost = app.state.host
+    host = host_of(app)
     async with serving(app) as url, openai_client(f"{url}/v1") as client:
         stream = await client.chat.completions.create(
             model=model_id, messages=STORY, max_tokens=300, stream=True
@@ -302,7 +303,7 @@ async def test_a_client_that_disconnects_stops_its_generation(
     smollm_app: Callable[..., Litestar], model_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = smollm_app()
-    host: ModelHost = app.state.host
+    host = host_of(app)
     caplog.set_level(logging.INFO, logger="model_host")
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=300) as client:
         body = {"model": model_id, "messages": STORY, "max_tokens": 400, "temperature": 0}
@@ -319,7 +320,7 @@ async def test_a_stream_reader_that_leaves_stops_its_generation(
     smollm_app: Callable[..., Litestar], model_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = smollm_app()
-    host: ModelHost = app.state.host
+    host = host_of(app)
     caplog.set_level(logging.INFO, logger="model_host")
     async with serving(app) as url, openai_client(f"{url}/v1") as client:
         stream = await client.chat.completions.create(
@@ -335,7 +336,7 @@ async def test_a_waiting_client_that_leaves_gives_up_its_place(
     smollm_app: Callable[..., Litestar], model_id: str
 ) -> None:
     app = smollm_app(model_queue_size=1)
-    host: ModelHost = app.state.host
+    host = host_of(app)
     async with (
         serving(app) as url,
         httpx.AsyncClient(base_url=url, timeout=300) as client,
@@ -358,3 +359,14 @@ async def test_a_waiting_client_that_leaves_gives_up_its_place(
         await until(lambda: host.slot.waiting == 1)
         await stream.close()
         assert (await queued).choices[0].message.content
+
+
+def test_prompts_are_read_with_every_core_tokens_generated_with_half_and_weights_not_repacked(
+    smollm: Engine,
+) -> None:
+    settings = model_settings()
+    llama: Any = smollm._llama  # type: ignore[attr-defined]
+    cores = len(os.sched_getaffinity(0))
+    assert llama.context_params.n_threads_batch == settings.batch_threads() == cores
+    assert llama.context_params.n_threads == settings.threads() == max(1, cores // 2)
+    assert llama.model_params.use_extra_bufts is False
