@@ -17,8 +17,21 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {cores} cores, Python {platform.python_version()}"
 
 
+def _joined(argv: list[str], available: list[str]) -> list[str]:
+    """`--minutes 5` as `--minutes=5`: a value follows an option that has none, unless it names a bench."""
+    joined: list[str] = []
+    for arg in argv:
+        after_bare_option = joined and joined[-1].startswith("--") and "=" not in joined[-1]
+        if after_bare_option and not arg.startswith("-") and arg not in available:
+            joined[-1] += "=" + arg
+            continue
+        joined.append(arg)
+    return joined
+
+
 def main(argv: list[str]) -> int:
     available = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
+    argv = _joined(argv, available)
     names = [a for a in argv if not a.startswith("-")] or available
     unknown = sorted(set(names) - set(available))
     if unknown:

@@ -232,14 +232,14 @@ def _many_long_names(count: int = 100_000) -> bytes:
     return buffer.getvalue()
 
 
-def _gzip_bomb() -> bytes:
-    """One member of 3 GiB of zeros: past FETCHER_MAX_UNPACKED_BYTES (2 GiB) while inflating."""
+def _gzip_bomb(mib: int = 3 * 1024) -> bytes:
+    """One member of `mib` MiB of zeros (3 GiB: past FETCHER_MAX_UNPACKED_BYTES, 2 GiB, while inflating)."""
     info = tarfile.TarInfo("top/zeros.bin")
-    info.size = 3 << 30
+    info.size = mib * MIB
     block = b"\0" * MIB
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
     parts = [compressor.compress(info.tobuf(tarfile.GNU_FORMAT))]
-    parts += [compressor.compress(block) for _ in range(3 * 1024)]
+    parts += [compressor.compress(block) for _ in range(mib)]
     return b"".join(parts) + compressor.flush()
 
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 import tarfile
 import threading
 import time
@@ -199,7 +200,7 @@ class FakeGitHub:
     @contextmanager
     def running(cls) -> Iterator[FakeGitHub]:
         github = cls()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(github))
+        server = _Server(("127.0.0.1", 0), _handler_for(github))
         server.daemon_threads = True
         github._server = server
         thread = threading.Thread(target=server.serve_forever, name="fake-github", daemon=True)
@@ -223,6 +224,14 @@ class FakeGitHub:
     def _find(self, owner: str, repo: str) -> FakeRepo | None:
         with self.lock:
             return self.repos.get((owner.lower(), repo.lower()))
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client dropping its connection (a fetcher past its download deadline) is no error here.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 _REPO = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)$")

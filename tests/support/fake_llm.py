@@ -42,6 +42,8 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
     delay: float = 0.0
     chunks: tuple[bytes, ...] = ()
+    # Seconds between chunks: a provider trickling its answer (each read is quick, the whole is not).
+    chunk_delay: float = 0.0
 
 
 def completion(content: str | None, model: str = "fake-model") -> Reply:
@@ -144,6 +146,8 @@ class FakeLLM:
         if reply.chunks:
             for chunk in reply.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if reply.chunk_delay:
+                    await asyncio.sleep(reply.chunk_delay)
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({"type": "http.response.body", "body": reply.body})
