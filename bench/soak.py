@@ -269,8 +269,8 @@ class Tally:
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
     unexpected: Counter[tuple[str, str]] = field(default_factory=Counter)
     jobs: dict[str, str] = field(default_factory=dict)  # job id -> kind (ordinary, hostile)
-    ready: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    # The same job ids by kind, in order: lookups pick from them without scanning every job.
+    by_kind: dict[str, list[str]] = field(default_factory=lambda: {"ordinary": [], "hostile": []})
     total: int = 0
 
 
@@ -316,6 +316,7 @@ class Load:
         if response is not None and response.status_code == 200:
             job_id = response.json()["job_id"]
             self.tally.jobs[job_id] = kind
+            self.tally.by_kind[kind].append(job_id)
             self.repo_of[job_id] = repo
 
     async def step(self, client: httpx.AsyncClient) -> None:
@@ -352,8 +353,7 @@ class Load:
     async def lookup(self, client: httpx.AsyncClient) -> None:
         rng, url = self.rng, self.urls["analyzer"] + "/analyze/function"
         roll = rng.random()
-        ordinary = [j for j, kind in self.tally.jobs.items() if kind == "ordinary"]
-        hostile = [j for j, kind in self.tally.jobs.items() if kind == "hostile"]
+        ordinary, hostile = self.tally.by_kind["ordinary"], self.tally.by_kind["hostile"]
         if roll < 0.05:
             body, action = (
                 {"job_id": f"nope{rng.getrandbits(32)}", "function_name": "a.b"},
