@@ -1,4 +1,4 @@
-"""Run every benchmark module in this package, or only those named: `python -m bench [NAME ...]`."""
+"""Run the benchmarks in this package (all but ONLY_BY_NAME), or those named: `python -m bench [NAME ...]`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import sys
 import time
 
 import bench
+
+# Run only when named: the soak takes 15 minutes by default, longer than all the others together.
+ONLY_BY_NAME = {"soak"}
 
 
 def machine() -> str:
@@ -32,7 +35,7 @@ def _joined(argv: list[str], available: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     available = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
     argv = _joined(argv, available)
-    names = [a for a in argv if not a.startswith("-")] or available
+    names = [a for a in argv if not a.startswith("-")] or [n for n in available if n not in ONLY_BY_NAME]
     unknown = sorted(set(names) - set(available))
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.__main__ import _joined
+from bench.__main__ import main as bench_main
 from bench.soak import Options, parse, rss_within_margin, soak
 
 
@@ -35,6 +36,27 @@ def test_minutes_is_taken_with_or_without_an_equals_sign() -> None:
     assert parse(["--minutes=2", "--concurrency=5"]) == Options(seconds=120.0, concurrency=5)
     with pytest.raises(SystemExit, match="--nonsense"):
         parse(["--nonsense=1"])
+
+
+def test_only_a_named_run_starts_the_soak(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+
+    def record(name: str) -> _Nothing:
+        started.append(name)
+        return _Nothing()
+
+    monkeypatch.setattr("importlib.import_module", record)
+    bench_main(["--x=1"])
+    assert "bench.soak" not in started
+    assert "bench.fetch" in started
+    started.clear()
+    bench_main(["soak", "--minutes", "0"])
+    assert started == ["bench.soak"]
+
+
+class _Nothing:
+    def main(self, argv: list[str]) -> None:
+        pass
 
 
 def test_the_rss_margin() -> None:
