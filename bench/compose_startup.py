@@ -1,6 +1,6 @@
 """How long the composed stack takes to come up, service by service, and what a health probe costs.
 
-The figures behind the HEALTHCHECK timings in docker/*.Dockerfile (start period, interval,
+The figures behind the HEALTHCHECK timings in docker/Dockerfile (start period, interval,
 timeout). No Docker engine runs here, so each service runs as the image and compose configure
 it, as a process on loopback (tests/docker/composed.py), in depends_on order; "healthy after" is
 from process start until the image's own HEALTHCHECK command first passes (probes every 50 ms).

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.docker.dockerfile import Stage
-from tests.docker.project import ROOT, RUNTIME_ENV, SERVICES, compose, dockerfile, environment, interpolate
+from tests.docker.project import ROOT, RUNTIME_ENV, SERVICES, compose, environment, interpolate, service_image
 from tests.support.ports import free_port
 
 START_TIMEOUT_S = 180.0
@@ -74,7 +74,7 @@ class Running:
 
 
 def image(name: str) -> Stage:
-    return dockerfile(f"docker/{name}.Dockerfile").final
+    return service_image(name).final
 
 
 def container_env(
@@ -105,8 +105,9 @@ def container_env(
             env[key] = nats_url
         elif url.hostname in running:
             env[key] = urlunsplit(url._replace(netloc=f"127.0.0.1:{running[url.hostname].port}"))
-    if "MODEL_PATH" in env:
-        env["MODEL_PATH"] = str(models / Path(env["MODEL_PATH"]).relative_to("/models"))
+    for key, value in env.items():  # MODEL_CACHE_DIR, or a MODEL_PATH set in compose
+        if value == "/models" or value.startswith("/models/"):
+            env[key] = str(models / Path(value).relative_to("/models"))
     return env, port
 
 
