@@ -7,14 +7,16 @@ misspelt `ANALYZE_WAIT_TIMEOUT_S`.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
+import typer.main
 
+import jobs_contract
+from codereview.commands import app as cli_app
 from devstack.runner import StackSettings
-from tests.docker.project import CATALOGUE_ENV, DOCKERFILE, compose_services, dockerfile, settings_variables
+from tests.docker.project import DOCKERFILE, compose_services, dockerfile, settings_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -53,9 +55,26 @@ def known_variables() -> set[str]:
             known.update(re.findall(r"\$\{([A-Z_]+)", str(value)))
     built = dockerfile(DOCKERFILE)
     known |= set(built.global_args) | {arg for stage in built.stages for arg in stage.args}
-    if importlib.util.find_spec("model_host.catalogue") is None:
-        known |= CATALOGUE_ENV  # the image's interface to the catalogue, which is on its way
+    known |= cli_variables()
+    # NATS names spelt like variables (the fetch stream CODEREVIEW_FETCH): the contract's, not settings.
+    known |= {
+        value for name, value in vars(jobs_contract).items() if name.isupper() and isinstance(value, str)
+    }
     return known
+
+
+def cli_variables() -> set[str]:
+    """The environment variables the `codereview` command line reads (its options' defaults)."""
+    found: set[str] = set()
+    group = typer.main.get_command(cli_app)
+    for command in [group, *getattr(group, "commands", {}).values()]:
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                found.add(envvar)
+            elif envvar:
+                found.update(envvar)
+    return found
 
 
 @pytest.mark.parametrize("package", SERVICES)
@@ -78,4 +97,5 @@ def test_the_name_check_would_catch_a_misspelt_variable() -> None:
         "ANALYZE_WAIT_TIMEOUT_S"
     ]
     assert "ANALYZE_WAIT_TIMEOUT_S" not in known_variables()
+    assert {"CODEREVIEW_ANALYZER_URL", "NATS_URL"} <= cli_variables()
     assert "ANALYZER_WAIT_TIMEOUT_S" in known_variables()

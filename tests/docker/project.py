@@ -51,10 +51,6 @@ SERVICES: dict[str, ServiceFacts] = {
 }
 # The one Dockerfile of every service; the build argument SERVICE picks the image.
 DOCKERFILE = "docker/Dockerfile"
-# model_host's catalogue settings (engineer `models`'s work, not merged here yet): the image sets
-# them by the agreed interface. Checks accept them only while model_host.catalogue is missing,
-# so they cannot linger unread once it exists.
-CATALOGUE_ENV = {"MODEL", "MODEL_CACHE_DIR"}
 NATS_CLIENT_PORT = 4222
 
 # Variables an image may set that are for Python, pip, poetry or the build, not for a service.

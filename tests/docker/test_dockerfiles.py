@@ -7,7 +7,6 @@ those come from, the settings it reads.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import subprocess
@@ -20,7 +19,6 @@ from tests.docker.context import BuildContext
 from tests.docker.dockerfile import Copy, Stage
 from tests.docker.project import (
     BUILD_ENV,
-    CATALOGUE_ENV,
     DOCKERFILE,
     FIRST_PARTY,
     ROOT,
@@ -297,8 +295,6 @@ def test_image_variables_are_settings_the_service_reads(name: str) -> None:
     facts = SERVICES[name]
     readable = set(settings_variables(facts.package))
     env = final(name).effective_env()
-    if name == "model_host" and importlib.util.find_spec("model_host.catalogue") is None:
-        readable |= CATALOGUE_ENV  # written against the catalogue's agreed interface; see CATALOGUE_ENV
     unknown = sorted(set(env) - RUNTIME_ENV - readable)
     assert not unknown, f"the {name} image sets {unknown}, which {facts.package} does not read"
     assert env[facts.host_field.upper()] == "0.0.0.0", "reachable from other containers"
