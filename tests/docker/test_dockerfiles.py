@@ -394,10 +394,3 @@ def test_model_host_compiles_llama_cpp_for_any_cpu_and_ships_its_runtime_library
     (runtime_run,) = image("model_host").stage("runtime").runs
     assert 'if [ "model_host" = model_host ]; then apt-get update && apt-get install' in runtime_run
     assert "libgomp1" in runtime_run, "llama.cpp links OpenMP"
-
-
-def test_the_fetch_script_and_model_host_agree_on_the_bundled_file() -> None:
-    from model_host.settings import BUNDLED_MODEL_FILE
-
-    source = (ROOT / "docker" / "fetch_model.py").read_text()
-    assert f'BUNDLED_MODEL_FILE = "{BUNDLED_MODEL_FILE}"' in source
