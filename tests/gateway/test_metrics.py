@@ -51,6 +51,8 @@ async def test_a_failed_review_counts_as_failed_with_its_provider(local_fake: Fa
         - sample(before, "codereview_requests_total", **route)
         == 1
     )
+    errors = "codereview_requests_error_total"
+    assert sample(after, errors, **route) - sample(before, errors, **route) == 1
 
 
 async def test_metrics_off_serves_no_metrics_page(local_fake: FakeLLM) -> None:
