@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from fetcher.app import create_app
@@ -51,3 +53,15 @@ async def test_metrics_off_serves_no_metrics_page(settings: Settings) -> None:
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         assert (await client.get("/metrics")).status_code == 404
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_a_malformed_request_is_counted_as_invalid(settings: Settings, jobs: Analyzer) -> None:
+    app = create_app(settings, configure_logging=False)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        before = sample(await scrape(client), "fetcher_jobs_total", outcome="invalid")
+        await jobs.publish_raw(b"{not json", msg_id="malformed-metrics-test")
+        async with asyncio.timeout(30):  # until the fetcher has taken it, not a timing assertion
+            while sample(await scrape(client), "fetcher_jobs_total", outcome="invalid") == before:
+                await asyncio.sleep(0.05)
+        after = await scrape(client)
+    assert sample(after, "fetcher_jobs_total", outcome="invalid") - before == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.gateway.conftest import ADD, gateway_client, local_settings
-from tests.support.fake_llm import FakeLLM, error_reply, review_reply
+from tests.support.fake_llm import FakeLLM, completion, error_reply, review_reply
 from tests.support.metrics import sample, scrape
 
 
@@ -58,3 +58,25 @@ async def test_a_failed_review_counts_as_failed_with_its_provider(local_fake: Fa
 async def test_metrics_off_serves_no_metrics_page(local_fake: FakeLLM) -> None:
     async with gateway_client(local_settings(local_fake, metrics_enabled=False)) as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_a_review_without_usable_model_output_counts_as_degraded(local_fake: FakeLLM) -> None:
+    # Asked twice (one retry for an unreadable answer), unreadable both times.
+    local_fake.script("/chat/completions", completion("no idea"), completion("still no idea"))
+    code = "def mul(a, b): return a * b"
+    async with gateway_client(local_settings(local_fake)) as client:
+        before = await scrape(client)
+        assert (await client.post("/analyze", json={"function_code": code})).status_code == 200
+        after = await scrape(client)
+    labels = {"provider": "local", "outcome": "degraded", "cached": "false"}
+    assert (
+        sample(after, "gateway_reviews_total", **labels) - sample(before, "gateway_reviews_total", **labels)
+        == 1
+    )
+    # Both answers' tokens count: the model was asked twice.
+    out = {"provider": "local", "direction": "out"}
+    assert (
+        sample(after, "gateway_model_tokens_total", **out)
+        - sample(before, "gateway_model_tokens_total", **out)
+        == 14
+    )
