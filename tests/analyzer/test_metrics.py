@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import nats
 import pytest
 
 from analyzer.app import create_app
 from analyzer.settings import Settings
+from jobs_contract import FETCH_STREAM
 from tests.support.metrics import sample, scrape
 from tests.support.servers import serving
 
@@ -42,3 +44,25 @@ async def test_metrics_off_serves_no_metrics_page(nats_url: str) -> None:
     app = create_app(Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", metrics_enabled=False))
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_a_job_whose_fetch_request_cannot_be_queued_is_counted_failed(nats_url: str) -> None:
+    app = create_app(Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1"))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        before = await scrape(client)
+        # The work queue disappears under the running analyzer: the job record is written, the
+        # request has nowhere to go.
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.jetstream().delete_stream(FETCH_STREAM)
+        finally:
+            await nc.close()
+        response = await client.post("/analyze/start", json={"repo_url": "https://github.com/octo/hello"})
+        assert response.status_code == 503
+        after = await scrape(client)
+    for status, moved in (("failed", 1), ("queued", 0)):
+        assert (
+            sample(after, "analyzer_jobs_total", status=status)
+            - sample(before, "analyzer_jobs_total", status=status)
+            == moved
+        )
