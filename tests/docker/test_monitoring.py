@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ from tests.docker.project import ROOT, SERVICES, compose_services, container_por
 from tests.docker.test_tools import compose_config
 
 PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus.yml"
+GRAFANA = ROOT / "docker" / "grafana"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def prometheus() -> dict[str, Any]:
@@ -50,5 +54,37 @@ def test_it_scrapes_the_four_services_on_their_real_ports() -> None:
 
 
 def test_docker_compose_starts_it_only_when_the_profile_is_asked_for(tmp_path: Path) -> None:
-    assert "prometheus" not in compose_config(tmp_path)["services"]
-    assert "prometheus" in compose_config(tmp_path, profiles=("monitoring",))["services"]
+    assert {"prometheus", "grafana"}.isdisjoint(compose_config(tmp_path)["services"])
+    assert {"prometheus", "grafana"} <= set(compose_config(tmp_path, profiles=("monitoring",))["services"])
+
+
+def test_grafana_loads_the_dashboard_from_the_repository_with_prometheus_as_its_source() -> None:
+    spec = compose_services()["grafana"]
+    assert spec["profiles"] == ["monitoring"]
+    assert spec["image"].partition(":")[2] not in {"", "latest"}
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in spec["volumes"]}
+    assert mounts["./docker/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "codereview.yml").read_text())
+    assert mounts["./docker/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    (source,) = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == f"http://prometheus:{interpolate(str(prometheus()['ports'][0])).split(':')[-1]}"
+    dashboard = json.loads((GRAFANA / "dashboards" / "codereview.json").read_text())
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {source["uid"]}
+
+
+def test_the_dashboard_asks_only_for_series_the_docs_list() -> None:
+    """A renamed series breaks a panel silently; here it fails a test."""
+    documented = set(re.findall(r"^\| `([a-z_]+)`", OPERATIONS.read_text(), re.MULTILINE))
+    dashboard = json.loads((GRAFANA / "dashboards" / "codereview.json").read_text())
+    asked = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(
+            r"\b((?:codereview|gateway|model_host|analyzer|fetcher)_[a-z_]+)\b", target["expr"]
+        )
+    }
+    assert asked
+    assert asked - documented == set()
