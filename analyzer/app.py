@@ -38,6 +38,7 @@ from analyzer.errors import (
 from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
+from analyzer.metrics import MetricsController, http_metrics
 from analyzer.nats_client import connect_nats
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
@@ -232,12 +233,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await nc.close()
 
     return Litestar(
-        route_handlers=[start_job, get_job, list_functions, analyze_function, health],
+        route_handlers=[
+            start_job,
+            get_job,
+            list_functions,
+            analyze_function,
+            health,
+            *([MetricsController] if settings.metrics_enabled else []),
+        ],
         lifespan=[connections],
         # One dependency per handler: Litestar resolves two or more at one level in an anyio task
         # group, a task each (see gateway/app.py).
         dependencies={name: _opened(name) for name in (NATS, JOBS, FUNCTIONS, ANALYSIS)},
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, *([http_metrics()] if settings.metrics_enabled else [])],
         before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.

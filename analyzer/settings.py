@@ -52,6 +52,8 @@ class Settings(BaseSettings):
 
     # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
     log_level: str = "INFO"
+    # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
+    metrics_enabled: bool = True
 
     @field_validator("log_level")
     @classmethod

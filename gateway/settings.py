@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8001, ge=0, le=65535)
     log_level: str = "INFO"
+    # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
+    metrics_enabled: bool = True
 
     llm_provider: ProviderName = "local"
     # Comma-separated providers tried in order when the chosen one fails for good, e.g. "local".
