@@ -20,17 +20,19 @@ import nats.errors
 from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
 from litestar.exceptions.responses import create_exception_response
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
+from analyzer.access import ApiKeys, access_middleware
 from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
     analyzer_error_handler,
+    rate_limited_handler,
     require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
@@ -229,7 +231,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[start_job, get_job, list_functions, analyze_function, health],
         lifespan=[connections],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
-        middleware=[request_id_middleware],
+        # The request id first, so that a 401 or 429 carries one too.
+        middleware=[
+            request_id_middleware,
+            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+        ],
         before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
@@ -237,6 +243,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={
             AnalyzerError: analyzer_error_handler,
             ValidationException: validation_error_handler,
+            TooManyRequestsException: rate_limited_handler,
             HTTPException: create_exception_response,
             Exception: unexpected_error_handler,
         },
