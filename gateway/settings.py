@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ProviderName = Literal["openai", "deepseek", "local"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
 RateUnit = Literal["second", "minute", "hour", "day"]
+MAX_RATE_LIMIT = 1000
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*")
 
 
@@ -98,9 +99,12 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limit_form(cls, value: str) -> str:
         match = _RATE.fullmatch(value)
-        if value.strip() and (match is None or int(match[1]) < 1):
+        # Litestar's limiter keeps a timestamp per request in the window and re-encodes them all on
+        # every request: the cap bounds that memory and time per client (bench gateway --access=1).
+        if value.strip() and (match is None or not 1 <= int(match[1]) <= MAX_RATE_LIMIT):
             raise ValueError(
-                f"CODEREVIEW_RATE_LIMIT must look like 60/minute (second|minute|hour|day), not {value!r}"
+                f"CODEREVIEW_RATE_LIMIT must look like 60/minute (second|minute|hour|day, "
+                f"1 to {MAX_RATE_LIMIT} requests), not {value!r}"
             )
         return value
 

@@ -108,9 +108,14 @@ async def test_a_rate_limit_without_keys_counts_per_address(nats_url: str) -> No
     assert statuses == [404, 429]
 
 
-@pytest.mark.parametrize("value", ["60", "60/minutes", "0/minute", "-1/hour", "sixty/minute", "60/minute/2"])
+@pytest.mark.parametrize(
+    "value", ["60", "60/minutes", "0/minute", "1001/second", "-1/hour", "sixty/minute", "60/minute/2"]
+)
 def test_a_malformed_rate_limit_is_refused_at_start(value: str) -> None:
-    with pytest.raises(pydantic.ValidationError, match="CODEREVIEW_RATE_LIMIT must look like 60/minute"):
+    with pytest.raises(
+        pydantic.ValidationError,
+        match=r"must look like 60/minute \(second\|minute\|hour\|day, 1 to 1000 requests\)",
+    ):
         Settings(codereview_rate_limit=value)
 
 

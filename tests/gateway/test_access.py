@@ -77,9 +77,12 @@ async def test_a_rate_limit_answers_429_with_retry_after_per_client(local_fake: 
     assert health == [200, 200, 200]
 
 
-@pytest.mark.parametrize("value", ["60", "60/minutes", "0/minute", "sixty/minute"])
+@pytest.mark.parametrize("value", ["60", "60/minutes", "0/minute", "1001/second", "sixty/minute"])
 def test_a_malformed_rate_limit_is_refused_at_start(value: str) -> None:
-    with pytest.raises(pydantic.ValidationError, match="CODEREVIEW_RATE_LIMIT must look like 60/minute"):
+    with pytest.raises(
+        pydantic.ValidationError,
+        match=r"must look like 60/minute \(second\|minute\|hour\|day, 1 to 1000 requests\)",
+    ):
         make_settings(codereview_rate_limit=value)
 
 
