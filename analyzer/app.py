@@ -20,17 +20,19 @@ import nats.errors
 from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
 from litestar.exceptions.responses import create_exception_response
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
+from analyzer.access import ApiKeys, access_middleware
 from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
     analyzer_error_handler,
+    rate_limited_handler,
     require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
@@ -245,7 +247,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # One dependency per handler: Litestar resolves two or more at one level in an anyio task
         # group, a task each (see gateway/app.py).
         dependencies={name: _opened(name) for name in (NATS, JOBS, FUNCTIONS, ANALYSIS)},
-        middleware=[request_id_middleware, *([http_metrics()] if settings.metrics_enabled else [])],
+        # The request id first, so that a 401 or 429 carries one too; metrics count refusals.
+        middleware=[
+            request_id_middleware,
+            *([http_metrics()] if settings.metrics_enabled else []),
+            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+        ],
         before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
@@ -253,6 +260,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={
             AnalyzerError: analyzer_error_handler,
             ValidationException: validation_error_handler,
+            TooManyRequestsException: rate_limited_handler,
             HTTPException: create_exception_response,
             Exception: unexpected_error_handler,
         },

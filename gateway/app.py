@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
+from gateway.access import ApiKeys, access_middleware
 from gateway.cache import MemoryCache, NatsCache, ReviewCache
 from gateway.checks import RuffChecker
 from gateway.errors import (
@@ -90,9 +91,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UnicodeDecodeError: handle_undecodable_body,
             Exception: handle_exception,
         },
-        middleware=[request_id_middleware, http_metrics()]
-        if settings.metrics_enabled
-        else [request_id_middleware],
+        # The request id first, so that a 401 or 429 carries one too; metrics count refusals.
+        middleware=[
+            request_id_middleware,
+            *([http_metrics()] if settings.metrics_enabled else []),
+            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+        ],
         openapi_config=OpenAPIConfig(title="codereview gateway", version="1.0.0"),
         # The gateway logs through its own logger (logs.py); Litestar must not reconfigure the root one.
         logging_config=None,
