@@ -104,7 +104,9 @@ def ensure_project() -> None:
     if STAMP.exists() and STAMP.read_text() == digest:
         return
     say("installing the project into .venv/ (the first time compiles llama.cpp: a few minutes)")
-    run([str(poetry), "sync", "--with", "model,stack,dev"], env)
+    # Every group: each service's own, the CLI, the local stack and the dev tools (images take
+    # only main and their service's group).
+    run([str(poetry), "sync", "--all-groups"], env)
     STAMP.write_text(digest)
 
 

@@ -13,24 +13,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import nats.errors
 from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
 from litestar.exceptions.responses import create_exception_response
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
+from analyzer.access import ApiKeys, access_middleware
 from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
     analyzer_error_handler,
+    rate_limited_handler,
     require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
@@ -38,6 +40,7 @@ from analyzer.errors import (
 from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
+from analyzer.metrics import MetricsController, http_metrics
 from analyzer.nats_client import connect_nats
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
@@ -73,47 +76,52 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
     nats: str
 
 
-# -- what the handlers use, built in the lifespan -------------------------------------------------
+# -- what the handlers use, opened in the lifespan ------------------------------------------------
+
+# The names under which the lifespan keeps what it opened in the app's state. The objects need the
+# NATS connection to be built, so they cannot be made in `create_app` and handed to `Provide`
+# directly as the gateway's are; handlers get each one through `Provide`, never from the state.
+NATS = "nc"
+JOBS = "jobs"
+SNAPSHOTS = "snapshots"
+FUNCTIONS = "functions"
+ANALYSIS = "analysis"
+# None when ANALYZER_WARM_INDEX is off.
+WARMER = "warmer"
 
 
-@dataclass(frozen=True)
-class Services:
-    nc: NatsClient
-    jobs: JobStore
-    analysis: Analysis
-    functions: FunctionLister
-    # None when ANALYZER_WARM_INDEX is off.
-    warmer: IndexWarmer | None = None
+def _opened(name: str) -> Provide:
+    """A dependency on what the lifespan opened under `name`."""
 
+    def provide(state: State) -> Any:
+        return state[name]
 
-def _services(state: State) -> Services:
-    services: Services = state.services
-    return services
+    return Provide(provide, sync_to_thread=False)
 
 
 # -- handlers ------------------------------------------------------------------------------------
 
 
 @post("/analyze/start", status_code=HTTP_200_OK)
-async def start_job(data: JSONBody[StartRequest], services: NamedDependency[Services]) -> StartResponse:
+async def start_job(data: JSONBody[StartRequest], jobs: NamedDependency[JobStore]) -> StartResponse:
     """Queue a fetch of the repository; answers at once, before any download."""
     target = parse_repo_url(data.repo_url)
-    record = await services.jobs.start(target)
+    record = await jobs.start(target)
     job_id_var.set(record.job_id)
     return StartResponse(job_id=record.job_id)
 
 
 @get("/analyze/jobs/{job_id:str}")
-async def get_job(job_id: FromPath[str], services: NamedDependency[Services]) -> JobRecord:
+async def get_job(job_id: FromPath[str], jobs: NamedDependency[JobStore]) -> JobRecord:
     """The job as the `jobs` KV bucket holds it: status, repo, ref, commit sha, counts, error, timestamps."""
     job_id_var.set(check_job_id(job_id))
-    return await services.jobs.get(job_id)
+    return await jobs.get(job_id)
 
 
 @get("/analyze/jobs/{job_id:str}/functions")
 async def list_functions(
     job_id: FromPath[str],
-    services: NamedDependency[Services],
+    functions: NamedDependency[FunctionLister],
     prefix: FromQuery[str] = "",
     contains: FromQuery[str] = "",
     limit: FromQuery[int] = DEFAULT_LIMIT,
@@ -121,23 +129,21 @@ async def list_functions(
 ) -> FunctionPage:
     """A page of the names `/analyze/function` accepts for the job, with file and line, in a stable
     order; `prefix` filters on the full dotted name, `contains` on any part of it (any case)."""
-    return await services.functions.page(job_id, prefix=prefix, contains=contains, limit=limit, cursor=cursor)
+    return await functions.page(job_id, prefix=prefix, contains=contains, limit=limit, cursor=cursor)
 
 
 @post("/analyze/function", status_code=HTTP_200_OK)
 async def analyze_function(
-    data: JSONBody[FunctionRequest], services: NamedDependency[Services]
+    data: JSONBody[FunctionRequest], analysis: NamedDependency[Analysis]
 ) -> FunctionResponse:
     """Review one function of the job's repository; waits for a job that is still being fetched."""
-    suggestions = await services.analysis.review(
-        data.job_id, data.function_name, request_id=request_id_var.get()
-    )
+    suggestions = await analysis.review(data.job_id, data.function_name, request_id=request_id_var.get())
     return FunctionResponse(suggestions=suggestions)
 
 
 @get("/health", sync_to_thread=False)
-def health(services: NamedDependency[Services]) -> Response[Health]:
-    if services.nc.is_connected:
+def health(nc: NamedDependency[NatsClient]) -> Response[Health]:
+    if nc.is_connected:
         return Response(Health(status="ok", nats="connected"), status_code=HTTP_200_OK)
     return Response(
         Health(status="unavailable", nats="disconnected"), status_code=HTTP_503_SERVICE_UNAVAILABLE
@@ -201,12 +207,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 wait_timeout_s=settings.analyzer_wait_timeout_s,
                 source_max_chars=settings.analyzer_source_max_chars,
             )
-            app.state.services = Services(
-                nc=nc,
-                jobs=jobs,
-                analysis=analysis,
-                functions=functions,
-                warmer=warmer,
+            app.state.update(
+                {
+                    NATS: nc,
+                    JOBS: jobs,
+                    SNAPSHOTS: snapshots,
+                    FUNCTIONS: functions,
+                    ANALYSIS: analysis,
+                    WARMER: warmer,
+                }
             )
             if settings.analyzer_preload:
                 preloader = Preloader(nc, jobs, snapshots)
@@ -226,10 +235,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await nc.close()
 
     return Litestar(
-        route_handlers=[start_job, get_job, list_functions, analyze_function, health],
+        route_handlers=[
+            start_job,
+            get_job,
+            list_functions,
+            analyze_function,
+            health,
+            *([MetricsController] if settings.metrics_enabled else []),
+        ],
         lifespan=[connections],
-        dependencies={"services": Provide(_services, sync_to_thread=False)},
-        middleware=[request_id_middleware],
+        # One dependency per handler: Litestar resolves two or more at one level in an anyio task
+        # group, a task each (see gateway/app.py).
+        dependencies={name: _opened(name) for name in (NATS, JOBS, FUNCTIONS, ANALYSIS)},
+        # The request id first, so that a 401 or 429 carries one too; metrics count refusals.
+        middleware=[
+            request_id_middleware,
+            *([http_metrics()] if settings.metrics_enabled else []),
+            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+        ],
         before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
@@ -237,6 +260,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={
             AnalyzerError: analyzer_error_handler,
             ValidationException: validation_error_handler,
+            TooManyRequestsException: rate_limited_handler,
             HTTPException: create_exception_response,
             Exception: unexpected_error_handler,
         },

@@ -13,13 +13,15 @@ import logging
 from typing import Any, ClassVar
 
 from litestar import Request, Response
-from litestar.exceptions import ValidationException
+from litestar.exceptions import TooManyRequestsException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_410_GONE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_502_BAD_GATEWAY,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -33,6 +35,7 @@ class AnalyzerError(Exception):
     """Base of every error the analyzer answers on purpose; `status_code` is the HTTP status."""
 
     status_code: ClassVar[int] = HTTP_500_INTERNAL_SERVER_ERROR
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -47,6 +50,16 @@ class MalformedBody(AnalyzerError):
     """The request body is not UTF-8 text, so it cannot be JSON (RFC 8259 says UTF-8)."""
 
     status_code = HTTP_400_BAD_REQUEST
+
+
+# -- no or wrong API key (401) ----------------------------------------------------------------
+
+
+class Unauthorized(AnalyzerError):
+    """CODEREVIEW_API_KEYS is set and the request carries none of its keys."""
+
+    status_code = HTTP_401_UNAUTHORIZED
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
 
 
 # -- bad input (422) -------------------------------------------------------------------------
@@ -143,7 +156,32 @@ def analyzer_error_handler(request: Request[Any, Any, Any], exc: AnalyzerError) 
         logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
     else:
         logger.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
-    return Response(_body(exc.status_code, exc.detail, exc.extra), status_code=exc.status_code)
+    return Response(
+        _body(exc.status_code, exc.detail, exc.extra), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def rate_limited_handler(
+    request: Request[Any, Any, Any], exc: TooManyRequestsException
+) -> Response[dict[str, Any]]:
+    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After.
+
+    The limiter itself sends only the RateLimit-* draft headers; Retry-After (RFC 9110) is what
+    HTTP clients, the openai package among them, wait on.
+    """
+    headers = dict(exc.headers or {})
+    retry_after = max(1, int(headers.get("RateLimit-Reset", "1")))
+    headers["Retry-After"] = str(retry_after)
+    logger.info("%s %s -> 429: rate limit", request.method, request.url.path)
+    return Response(
+        _body(
+            HTTP_429_TOO_MANY_REQUESTS,
+            f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {retry_after} s",
+            None,
+        ),
+        status_code=HTTP_429_TOO_MANY_REQUESTS,
+        headers=headers,
+    )
 
 
 def validation_error_handler(

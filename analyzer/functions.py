@@ -27,7 +27,6 @@ from analyzer.errors import BadInput, SnapshotUnavailable
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.locate import MAX_NAME_CHARS, LookupFailed, SnapshotIndex
 from analyzer.locate.files import SourceFile
-from analyzer.locate.tables import Parsed
 from analyzer.logs import job_id_var
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 
@@ -94,7 +93,7 @@ class _Listing:
     def __init__(self, index: SnapshotIndex) -> None:
         self.index = index
         # Stubs declare what `.py` files implement: the implementation is what gets reviewed.
-        files = [f for f in index._files.values() if f.path.endswith(".py")]
+        files = [f for f in index.source_files() if f.path.endswith(".py")]
         self.files: list[SourceFile] = sorted(files, key=lambda f: (f.display_module, f.path))
         self._entries: dict[str, list[FunctionName]] = {}
         self._lock = threading.Lock()
@@ -136,22 +135,20 @@ class _Listing:
             known = self._entries.get(file.path)
         if known is not None:
             return known
-        parsed = self.index._parse(file.path)
         entries: list[FunctionName] = []
-        if isinstance(parsed, Parsed):
-            module = list(file.display_module)
-            for qualname, spans in parsed.definitions.items():
-                line = spans[0].start_line
-                full = ".".join([*module, qualname])
-                entries.append(
-                    FunctionName(
-                        name=self._shortest(module, qualname, file, line) or full,
-                        full_name=full,
-                        path=file.path,
-                        line=line,
-                    )
+        module = list(file.display_module)
+        for qualname, spans in self.index.definitions(file.path).items():
+            line = spans[0].start_line
+            full = ".".join([*module, qualname])
+            entries.append(
+                FunctionName(
+                    name=self._shortest(module, qualname, file, line) or full,
+                    full_name=full,
+                    path=file.path,
+                    line=line,
                 )
-            entries.sort(key=lambda e: (e.line, e.full_name))
+            )
+        entries.sort(key=lambda e: (e.line, e.full_name))
         with self._lock:
             self._entries[file.path] = entries
         return entries

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from analyzer.errors import InvalidJobId, JobFailed, JobNotFound, JobNotReady, NatsUnavailable
+from analyzer.metrics import JOBS
 from analyzer.repo_url import RepoTarget
 from jobs_contract import (
     FETCH_SUBJECT,
@@ -98,7 +99,9 @@ class JobStore:
             )
         except (TimeoutError, nats.errors.Error) as exc:
             await self._fail_unqueued(record, exc)
+            JOBS.labels(JobStatus.FAILED).inc()
             raise NatsUnavailable(f"could not queue the fetch request on NATS: {exc!r}") from exc
+        JOBS.labels(JobStatus.QUEUED).inc()
         logger.info(
             "job %s queued for %s/%s@%s", record.job_id, target.owner, target.repo, target.ref or "(default)"
         )

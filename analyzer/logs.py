@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import uuid
 from typing import Any
@@ -20,7 +21,8 @@ job_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("job_id", defau
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [request=%(request_id)s job=%(job_id)s] %(message)s"
 REQUEST_ID_HEADER = "x-request-id"
-_MAX_INCOMING_ID = 64
+# Ids a caller may choose: short, and nothing a log line or a header could be confused by.
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class ContextFilter(logging.Filter):
@@ -46,7 +48,8 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Take the caller's X-Request-ID (if short and printable) or make one; echo it in the response."""
+    """Take the caller's X-Request-ID (if short and plain: letters, digits, `._:-`) or make one;
+    echo it in the response."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -57,11 +60,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             if name == REQUEST_ID_HEADER.encode():
                 incoming = value.decode("latin-1")
                 break
-        request_id = (
-            incoming
-            if 0 < len(incoming) <= _MAX_INCOMING_ID and incoming.isascii() and incoming.isprintable()
-            else uuid.uuid4().hex[:16]
-        )
+        # The gateway keeps an id only by the same rule, so that one id follows a review throughout.
+        request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
         token = request_id_var.set(request_id)
         job_token = job_id_var.set("-")
 

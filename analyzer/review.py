@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-import httpx2
+import aiohttp
 import msgspec
 import openai
 from openai import AsyncOpenAI
@@ -79,11 +79,10 @@ class Reviewer:
             )
             body = raw.content
         except openai.APITimeoutError as exc:
-            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                # No connection was made (the aiohttp transport reports even a refused one as a
-                # connect timeout): the gateway could not be reached (502), not slow to answer (504).
+            unreached = _connection_failure(exc)
+            if unreached is not None:
                 raise GatewayError(
-                    f"the gateway could not be reached: {exc.__cause__}", upstream="gateway"
+                    f"the gateway could not be reached: {unreached}", upstream="gateway"
                 ) from exc
             raise GatewayTimeout(
                 "the gateway did not answer in time (GATEWAY_TIMEOUT_S)", upstream="gateway"
@@ -114,6 +113,24 @@ class Reviewer:
             (time.perf_counter() - started) * 1000,
         )
         return review.suggestions
+
+
+def _connection_failure(exc: BaseException) -> aiohttp.ClientConnectionError | None:
+    """The aiohttp error under an openai timeout error when no answer had begun, else None.
+
+    The aiohttp transport reports every connection error but a read timeout as a connect timeout,
+    even a refused connection: that gateway could not be reached (502), it was not slow (504).
+    Read from aiohttp's own error in the cause chain, the one package of the chain we declare.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        read_timeout = isinstance(cause, aiohttp.SocketTimeoutError)
+        if isinstance(cause, aiohttp.ClientConnectionError) and not read_timeout:
+            return cause
+        if isinstance(cause, aiohttp.ClientError):
+            return None
+        cause = cause.__cause__
+    return None
 
 
 def _content_of(body: bytes) -> str:

@@ -1,6 +1,6 @@
 """How long the composed stack takes to come up, service by service, and what a health probe costs.
 
-The figures behind the HEALTHCHECK timings in docker/*.Dockerfile (start period, interval,
+The figures behind the HEALTHCHECK timings in docker/Dockerfile (start period, interval,
 timeout). No Docker engine runs here, so each service runs as the image and compose configure
 it, as a process on loopback (tests/docker/composed.py), in depends_on order; "healthy after" is
 from process start until the image's own HEALTHCHECK command first passes (probes every 50 ms).
@@ -21,7 +21,14 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from tests.docker.composed import Running, composed, container_env, start, start_order
+from tests.docker.composed import (
+    Running,
+    composed,
+    container_env,
+    pull_model_as_the_image_build_does,
+    start,
+    start_order,
+)
 from tests.docker.project import COMPOSE_FILE, ROOT
 from tests.support.nats import running_nats_server
 
@@ -65,13 +72,7 @@ async def one_round(work: Path, models: Path) -> tuple[dict[str, float], float, 
 async def run(rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="compose-startup-") as folder:
         work = Path(folder)
-        fetch = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "docker" / "fetch_model.py"),
-            str(work / "models"),
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        assert await fetch.wait() == 0
+        await pull_model_as_the_image_build_does(work / "models")  # offline: the bundled model
         per_service: dict[str, list[float]] = {}
         totals: list[float] = []
         probes: list[float] = []

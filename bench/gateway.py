@@ -11,7 +11,10 @@ LiteLLM's proxy, measured on the same upstream the same way, is printed beside i
 installed in a throwaway venv (never the project's): `python3 -m venv /tmp/litellm-venv &&
 /tmp/litellm-venv/bin/pip install 'litellm[proxy]'`; LITELLM_BIN names another `litellm` binary.
 
-Options: --requests=N (measured pairs per scenario, default 2000), --warmup=N (default 200).
+Options: --requests=N (measured pairs per scenario, default 2000), --warmup=N (default 200),
+--access=1 (the gateway with four CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT=1000/second, the
+highest allowed, which this client does not reach; it sends the last key: what the key check and
+the limiter cost per request, the limiter at its largest history); --access=keys: the keys only.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ from tests.support.asgi import read_body
 
 ROOT = Path(__file__).resolve().parents[1]
 _LITELLM_KEY = "sk-bench-master-key-not-secret"  # loopback only, thrown away
+# --access=1: the key is the last of four, so every one is compared (as they always are).
+_ACCESS_KEYS = [
+    "bench-key-a-0123456789",
+    "bench-key-b-0123456789",
+    "bench-key-c-0123456789",
+    "bench-key-d-0123",
+]
+_ACCESS_ENV = {"CODEREVIEW_API_KEYS": ",".join(_ACCESS_KEYS), "CODEREVIEW_RATE_LIMIT": "1000/second"}
 LITELLM = Path(os.environ.get("LITELLM_BIN", "/tmp/litellm-venv/bin/litellm"))  # noqa: S108 - a throwaway venv
 MODEL = "instant-model"
 _COMPLETION = json.dumps(
@@ -171,7 +182,9 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: int, gateway_pid: int) -> None:
+async def _measure(
+    gateway_url: str, upstream_url: str, requests: int, warmup: int, gateway_pid: int, headers: dict[str, str]
+) -> None:
     chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
     streamed = json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -179,7 +192,8 @@ async def _measure(gateway_url: str, upstream_url: str, requests: int, warmup: i
     review = json.dumps({"function_code": "def add(a, b): return a + b"}).encode()
     # The same keep-alive client measures both paths, so its own cost cancels out.
     client = aiohttp.ClientSession()
-    post = _poster(client)
+    # The key goes to both sides (the upstream ignores it), so sending it costs the same on each.
+    post = _poster(client, headers)
 
     chat_path = "/v1/chat/completions"
     scenarios = [
@@ -262,6 +276,11 @@ def main(argv: list[str]) -> None:
     )
     requests = int(options.get("requests", 2000))
     warmup = int(options.get("warmup", 200))
+    access = options.get("access", "0") in ("1", "keys")
+    access_env = (
+        {**_ACCESS_ENV, "CODEREVIEW_RATE_LIMIT": ""} if options.get("access") == "keys" else _ACCESS_ENV
+    )
+    headers = {"authorization": f"Bearer {_ACCESS_KEYS[-1]}"} if access else {}
     cpu = platform.processor() or platform.machine()
     load = os.getloadavg()[0]
     print(
@@ -298,15 +317,17 @@ def main(argv: list[str]) -> None:
                 "LOCAL_LLM_SSH_HOST": "",
                 "NATS_URL": "",
                 "LOG_LEVEL": "WARNING",
+                **(access_env if access else {"CODEREVIEW_API_KEYS": "", "CODEREVIEW_RATE_LIMIT": ""}),
             },
             gateway_url + "/health",
             stack,
         )
         print(
-            f"{requests} measured requests per path and scenario after {warmup} warm-up, alternating",
+            f"{requests} measured requests per path and scenario after {warmup} warm-up, alternating"
+            + (f", the gateway with {' and '.join(k for k, v in access_env.items() if v)}" if access else ""),
             flush=True,
         )
-        asyncio.run(_measure(gateway_url, upstream_url, requests, warmup, gateway_pid))
+        asyncio.run(_measure(gateway_url, upstream_url, requests, warmup, gateway_pid, headers))
         _litellm(upstream_url, requests, warmup)
 
 

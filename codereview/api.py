@@ -24,7 +24,9 @@ CONNECT_TIMEOUT_S = 5.0
 class Service:
     """One service's HTTP API: `name` and `setting` (the option that moves it) go into every error."""
 
-    def __init__(self, name: str, base_url: str, setting: str, *, timeout_s: float) -> None:
+    def __init__(
+        self, name: str, base_url: str, setting: str, *, timeout_s: float, api_key: str | None = None
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.setting = setting
@@ -34,6 +36,7 @@ class Service:
             timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
             # The CLI talks to the services it is given, not to whatever the environment proxies.
             trust_env=False,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         )
 
     async def close(self) -> None:
@@ -105,6 +108,13 @@ class Service:
         details: dict[str, Any] = {"status": status}
         if isinstance(extra, dict) and isinstance(extra.get("did_you_mean"), list):
             details["did_you_mean"] = [str(name) for name in extra["did_you_mean"]]
+        if status == httpx.codes.UNAUTHORIZED:
+            # The service's own message says a key is wanted; ours says how to give one.
+            return self._error(
+                f"{status}: {detail}; give the key with CODEREVIEW_API_KEY (or --api-key)",
+                ExitCode.USAGE,
+                **details,
+            )
         if status == httpx.codes.NOT_FOUND:
             code = ExitCode.NOT_FOUND
         elif status in (httpx.codes.BAD_REQUEST, httpx.codes.UNPROCESSABLE_ENTITY):
@@ -140,10 +150,9 @@ def _strings(service: Service, answer: dict[str, Any], key: str) -> list[str]:
 class Analyzer(Service):
     """The analyzer's endpoints."""
 
-    def __init__(self, base_url: str, *, timeout_s: float) -> None:
-        super().__init__(
-            "analyzer", base_url, "--analyzer-url / CODEREVIEW_ANALYZER_URL", timeout_s=timeout_s
-        )
+    def __init__(self, base_url: str, *, timeout_s: float, api_key: str | None = None) -> None:
+        setting = "--analyzer-url / CODEREVIEW_ANALYZER_URL"
+        super().__init__("analyzer", base_url, setting, timeout_s=timeout_s, api_key=api_key)
 
     async def start(self, repo_url: str) -> str:
         answer = await self.call("POST", "/analyze/start", body={"repo_url": repo_url})
@@ -179,9 +188,9 @@ class Analyzer(Service):
 class Gateway(Service):
     """The gateway's review of code sent as it is."""
 
-    def __init__(self, base_url: str, *, timeout_s: float) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float, api_key: str | None = None) -> None:
         setting = "--gateway-url / CODEREVIEW_GATEWAY_URL"
-        super().__init__("gateway", base_url, setting, timeout_s=timeout_s)
+        super().__init__("gateway", base_url, setting, timeout_s=timeout_s, api_key=api_key)
 
     async def analyze(self, function_code: str) -> list[str]:
         answer = await self.call("POST", "/analyze", body={"function_code": function_code})

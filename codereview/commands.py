@@ -48,6 +48,16 @@ NatsUrl = Annotated[
     str,
     typer.Option("--nats-url", envvar="NATS_URL", help="NATS, for job events (optional for review)."),
 ]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="CODEREVIEW_API_KEY",
+        help="Sent as `Authorization: Bearer` to services that require a key (their CODEREVIEW_API_KEYS); "
+        "prefer the variable: a command line is visible to other users.",
+        show_default=False,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts (errors too).")]
 Timeout = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds to wait for one answer (a review included).")
@@ -80,6 +90,7 @@ def review(
     repo_url: Annotated[str, typer.Argument(help="https://github.com/owner/repo (or /tree/<ref>).")],
     function_name: Annotated[str, typer.Argument(help="Dotted name: pkg.module.func, module.Class.method.")],
     analyzer_url: AnalyzerUrl = DEFAULT_ANALYZER_URL,
+    api_key: ApiKey = None,
     nats_url: NatsUrl = DEFAULT_NATS_URL,
     wait: Annotated[
         float, typer.Option("--wait", min=0.1, help="Seconds to wait for the repository to be fetched.")
@@ -90,7 +101,17 @@ def review(
 ) -> None:
     """Fetch a repository and review one of its functions; prints the suggestions as a numbered list."""
     _run(
-        _review(repo_url, function_name, analyzer_url, nats_url, wait, timeout, fail_on_suggestions, as_json),
+        _review(
+            repo_url,
+            function_name,
+            analyzer_url,
+            api_key,
+            nats_url,
+            wait,
+            timeout,
+            fail_on_suggestions,
+            as_json,
+        ),
         as_json=as_json,
     )
 
@@ -99,13 +120,14 @@ async def _review(
     repo_url: str,
     function_name: str,
     analyzer_url: str,
+    api_key: str | None,
     nats_url: str,
     wait: float,
     timeout_s: float,
     fail_on_suggestions: bool,
     as_json: bool,
 ) -> ExitCode:
-    async with Analyzer(analyzer_url, timeout_s=timeout_s) as analyzer:
+    async with Analyzer(analyzer_url, timeout_s=timeout_s, api_key=api_key) as analyzer:
         job_id = await analyzer.start(repo_url)
         with output.job_progress(f"fetching {repo_url}", enabled=not as_json) as bar:
             record, with_events = await wait_for_job(
@@ -160,12 +182,13 @@ def functions(
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="Every page, not only the first.")] = False,
     analyzer_url: AnalyzerUrl = DEFAULT_ANALYZER_URL,
+    api_key: ApiKey = None,
     timeout: Timeout = 60.0,
     as_json: Json = False,
 ) -> None:
     """List the function names a job's repository offers for review, with file and line."""
     _run(
-        _functions(job_id, pattern, prefix, limit, cursor, every, analyzer_url, timeout, as_json),
+        _functions(job_id, pattern, prefix, limit, cursor, every, analyzer_url, api_key, timeout, as_json),
         as_json=as_json,
     )
 
@@ -178,6 +201,7 @@ async def _functions(
     cursor: str | None,
     every: bool,
     analyzer_url: str,
+    api_key: str | None,
     timeout_s: float,
     as_json: bool,
 ) -> ExitCode:
@@ -187,7 +211,7 @@ async def _functions(
     if prefix:
         params["prefix"] = prefix
     listed: list[dict[str, Any]] = []
-    async with Analyzer(analyzer_url, timeout_s=timeout_s) as analyzer:
+    async with Analyzer(analyzer_url, timeout_s=timeout_s, api_key=api_key) as analyzer:
         while True:
             if cursor:
                 params["cursor"] = cursor
@@ -223,16 +247,22 @@ async def _functions(
 def code(
     target: Annotated[str, typer.Argument(help="path/to/file.py, or path/to/file.py:func (Class.method).")],
     gateway_url: GatewayUrl = DEFAULT_GATEWAY_URL,
+    api_key: ApiKey = None,
     timeout: Timeout = 300.0,
     fail_on_suggestions: FailOnSuggestions = False,
     as_json: Json = False,
 ) -> None:
     """Review a local file's functions through the gateway (no GitHub, no analyzer)."""
-    _run(_code(target, gateway_url, timeout, fail_on_suggestions, as_json), as_json=as_json)
+    _run(_code(target, gateway_url, api_key, timeout, fail_on_suggestions, as_json), as_json=as_json)
 
 
 async def _code(
-    target: str, gateway_url: str, timeout_s: float, fail_on_suggestions: bool, as_json: bool
+    target: str,
+    gateway_url: str,
+    api_key: str | None,
+    timeout_s: float,
+    fail_on_suggestions: bool,
+    as_json: bool,
 ) -> ExitCode:
     path, name = local.split_target(target)
     text = local.read_source(path)
@@ -240,7 +270,7 @@ async def _code(
     if not chosen:
         raise CliError(f"no functions in {path}", ExitCode.NOT_FOUND)
     reviewed: list[tuple[local.LocalFunction, list[str]]] = []
-    async with Gateway(gateway_url, timeout_s=timeout_s) as gateway:
+    async with Gateway(gateway_url, timeout_s=timeout_s, api_key=api_key) as gateway:
         with output.count_progress(f"reviewing {path}", len(chosen), enabled=not as_json) as step:
             for function in chosen:
                 try:

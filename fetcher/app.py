@@ -26,6 +26,7 @@ from pydantic import WithJsonSchema
 from fetcher.archive import INFLATE_ENGINE
 from fetcher.github import GitHubClient, GitHubConfig
 from fetcher.logs import setup_logging
+from fetcher.metrics import broker_middleware, metrics_app
 from fetcher.settings import Settings
 from fetcher.worker import Fetcher, JobSlots
 from jobs_contract import (
@@ -107,7 +108,10 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
     # job with its id, so those go to DEBUG.
     broker = NatsBroker(
-        nats_servers(settings.nats_url), logger=logging.getLogger("fetcher.broker"), log_level=logging.DEBUG
+        nats_servers(settings.nats_url),
+        logger=logging.getLogger("fetcher.broker"),
+        log_level=logging.DEBUG,
+        middlewares=[broker_middleware()] if settings.metrics_enabled else (),
     )
 
     @broker.subscriber(
@@ -214,7 +218,10 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     return AsgiFastStream(
         broker,
         logger=logging.getLogger("fetcher.app"),
-        asgi_routes=[("/health", health)],
+        asgi_routes=[
+            ("/health", health),
+            *([("/metrics", metrics_app())] if settings.metrics_enabled else []),
+        ],
         lifespan=lifespan,
         after_startup=[ready],
         on_shutdown=[stop_jobs],

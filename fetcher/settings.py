@@ -24,6 +24,8 @@ class Settings(StorageSettings):
     # GET /health (200 when consuming) on this port; 0 turns the HTTP side off.
     fetcher_host: str = "127.0.0.1"
     fetcher_health_port: int = Field(default=8003, ge=0, le=65535)
+    # GET /metrics (Prometheus) on the health port, and the counting behind it; off: neither.
+    metrics_enabled: bool = True
 
     # Limits: a repository past any of them fails its job with a reason naming the variable.
     fetcher_max_download_bytes: int = Field(default=500 * MIB, gt=0)

@@ -34,6 +34,7 @@ from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
 from fetcher.errors import DownloadTimeoutError, FetchError, InvalidRequestError, StorageFullError
 from fetcher.github import GitHubClient
 from fetcher.jobs import Job, JobFinished
+from fetcher.metrics import DOWNLOADED_BYTES, STORED_BYTES, record_delivery
 from fetcher.settings import Settings
 from jobs_contract import (
     FETCH_STREAM,
@@ -118,13 +119,16 @@ class Fetcher:
             log.error("rejected a fetch request: %s", error)
             await self._fail_undecodable(body, str(error))
             await _quietly(delivery.reject())
+            record_delivery("invalid", 0.0)
             return Outcome(None, "invalid", str(error))
 
+        started = time.monotonic()
         async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
             if attempt > self.settings.fetcher_max_deliveries:
                 outcome = await self._give_up(request, attempt - 1)
             else:
                 outcome = await self._handle(request, attempt, last)
+        record_delivery(outcome.action, time.monotonic() - started)
         if outcome.action == "retry":
             delay = min(self.settings.fetcher_ack_wait_s, self.settings.fetcher_retry_backoff_s * 2**attempt)
             if outcome.nats_trouble:
@@ -270,6 +274,8 @@ class Fetcher:
         files = len(contents.files)
         size = contents.file_bytes
         stored_before = await self._stored_counts(key) is not None
+        DOWNLOADED_BYTES.inc(received)
+        STORED_BYTES.inc(size)
         if not stored_before:
             await job.progress(progress=_DOWNLOAD_SHARE, bytes=received)
             await self._store(

@@ -27,7 +27,7 @@ def main() -> int:
         secret.get_secret_value()
         for secret in (settings.openai_api_key, settings.deepseek_api_key, settings.local_llm_api_key)
         if secret is not None
-    ]
+    ] + settings.api_keys
     setup_logging(settings.log_level, secrets)
     uvicorn.run(
         create_app(settings),

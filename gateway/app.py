@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
+from gateway.access import ApiKeys, access_middleware
 from gateway.cache import MemoryCache, NatsCache, ReviewCache
 from gateway.checks import RuffChecker
 from gateway.errors import (
@@ -22,6 +23,7 @@ from gateway.errors import (
     handle_validation_error,
 )
 from gateway.logs import request_id_middleware
+from gateway.metrics import MetricsController, http_metrics
 from gateway.review import Reviewer, ReviewLimits
 from gateway.routes import ROUTES
 from gateway.settings import Settings
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, MetricsController] if settings.metrics_enabled else ROUTES,
         lifespan=[lifespan],
         # One dependency per handler: Litestar resolves two or more at one level in an anyio task
         # group, a task each, which cost ~0.1 ms of the gateway's 1 ms budget per passthrough call.
@@ -89,7 +91,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UnicodeDecodeError: handle_undecodable_body,
             Exception: handle_exception,
         },
-        middleware=[request_id_middleware],
+        # The request id first, so that a 401 or 429 carries one too; metrics count refusals.
+        middleware=[
+            request_id_middleware,
+            *([http_metrics()] if settings.metrics_enabled else []),
+            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+        ],
         openapi_config=OpenAPIConfig(title="codereview gateway", version="1.0.0"),
         # The gateway logs through its own logger (logs.py); Litestar must not reconfigure the root one.
         logging_config=None,

@@ -11,7 +11,12 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    SerializationException,
+    TooManyRequestsException,
+    ValidationException,
+)
 
 log = logging.getLogger("gateway.errors")
 
@@ -31,6 +36,7 @@ class GatewayError(Exception):
 
     status_code = 500
     error_type = "gateway_error"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, provider: str | None = None) -> None:
         super().__init__(message)
@@ -40,6 +46,14 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """The settings cannot work (raised at startup, never during a request)."""
+
+
+class AuthenticationError(GatewayError):
+    """CODEREVIEW_API_KEYS is set and the request carries none of its keys."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 (never mutated)
 
 
 class InvalidInputError(GatewayError):
@@ -64,10 +78,29 @@ class UpstreamTimeoutError(UpstreamError):
 
 
 def error_response(
-    status_code: int, message: str, error_type: str, provider: str | None = None
+    status_code: int,
+    message: str,
+    error_type: str,
+    provider: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
     body = ErrorBody(error=ErrorDetail(message=message, type=error_type, provider=provider))
-    return Response(msgspec.json.encode(body), status_code=status_code, media_type="application/json")
+    return Response(
+        msgspec.json.encode(body), status_code=status_code, media_type="application/json", headers=headers
+    )
+
+
+def rate_limited_response(exc: TooManyRequestsException) -> Response[bytes]:
+    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After.
+
+    The limiter itself sends only the RateLimit-* draft headers; Retry-After (RFC 9110) is what
+    HTTP clients, the openai package among them, wait on.
+    """
+    headers = dict(exc.headers or {})
+    retry_after = max(1, int(headers.get("RateLimit-Reset", "1")))
+    headers["Retry-After"] = str(retry_after)
+    message = f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {retry_after} s"
+    return error_response(429, message, "rate_limit_error", headers=headers)
 
 
 def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
@@ -95,7 +128,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, GatewayError):
         if exc.status_code >= 500:
             log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
-        return error_response(exc.status_code, exc.message, exc.error_type, exc.provider)
+        return error_response(exc.status_code, exc.message, exc.error_type, exc.provider, exc.headers)
+    if isinstance(exc, TooManyRequestsException):
+        return rate_limited_response(exc)
     if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
         return error_response(400, f"request body is not valid JSON: {exc.detail}", "invalid_request_error")
     if isinstance(exc, HTTPException):

@@ -13,6 +13,7 @@ import msgspec
 from gateway.cache import CachedReview, ReviewCache, review_key
 from gateway.checks import ChecksFailedError, RuffChecker
 from gateway.errors import InvalidInputError, UpstreamError, UpstreamTimeoutError
+from gateway.metrics import record_review, record_tokens
 from gateway.prompt import asks_the_model, response_format, review_messages
 from gateway.suggestions import Suggestion, merge, model_suggestions, parse_model_output
 from gateway.upstream import Provider, Upstream
@@ -107,7 +108,13 @@ class Reviewer:
             self._inflight[code] = task
             task.add_done_callback(lambda done: self._finished(code, done))
         # Shielded: a caller that goes away does not cancel the review the others wait for.
-        return await asyncio.shield(task)
+        try:
+            review = await asyncio.shield(task)
+        except UpstreamError as exc:
+            record_review(exc.provider or "none", "failed", cached=False)
+            raise
+        record_review(review.provider, "ok" if review.degraded is None else "degraded", cached=review.cached)
+        return review
 
     def _finished(self, code: str, task: asyncio.Task[Review]) -> None:
         self._inflight.pop(code, None)
@@ -177,6 +184,10 @@ class Reviewer:
                     provider=provider.name,
                 ) from exc
             usage = _add(usage, completion.usage)
+            if completion.usage is not None:
+                record_tokens(
+                    provider.name, completion.usage.prompt_tokens, completion.usage.completion_tokens
+                )
             content = completion.choices[0].message.content if completion.choices else None
             parsed = parse_model_output(content)
             if parsed is not None:

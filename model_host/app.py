@@ -28,6 +28,7 @@ from model_host.errors import (
     unexpected_error_handler,
 )
 from model_host.host import ModelHost, new_request_id
+from model_host.metrics import MetricsController, http_metrics
 from model_host.schemas import ChatCompletion, Health, ModelCard, ModelList
 from model_host.settings import Settings
 
@@ -155,7 +156,13 @@ def create_app(
         return host
 
     return Litestar(
-        route_handlers=[health, list_models, chat_completions],
+        route_handlers=[
+            health,
+            list_models,
+            chat_completions,
+            *([MetricsController] if settings.metrics_enabled else []),
+        ],
+        middleware=[http_metrics()] if settings.metrics_enabled else [],
         lifespan=[lifespan],
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
         exception_handlers={

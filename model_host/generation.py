@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import msgspec
 
 from model_host.engines import Engine, Sampling
+from model_host.metrics import record_generation
 
 logger = logging.getLogger("model_host.generation")
 
@@ -63,6 +65,7 @@ def generate(engine: Engine, job: Job, cancelled: threading.Event) -> Iterator[s
     held = ""  # text that may still turn out to start a stop string
     count = 0
     reason: Literal["stop", "length", "cancelled"] = "stop"
+    started = time.perf_counter()
     tokens = engine.token_stream(job.prompt_tokens, job.sampling, job.grammar)
     try:
         for token in tokens:
@@ -91,6 +94,7 @@ def generate(engine: Engine, job: Job, cancelled: threading.Event) -> Iterator[s
                 break
     finally:
         tokens.close()
+        record_generation(len(job.prompt_tokens), count, time.perf_counter() - started)
     if reason == "cancelled":
         logger.info("generation cancelled after %d token(s): its client went away", count)
     held += pending.decode("utf-8", errors="replace")

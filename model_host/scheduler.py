@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from typing import TypeVar
 from model_host.engines import Engine
 from model_host.errors import GenerationFailedError, QueueFullError
 from model_host.generation import Finish, Job, generate
+from model_host.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
 T = TypeVar("T")
 
@@ -77,10 +79,14 @@ class GenerationSlot:
         """Wait for this request's turn (FIFO); QueueFullError if too many wait already."""
         self.check_room()
         self._waiting += 1
+        QUEUE_DEPTH.inc()
+        arrived = time.perf_counter()
         try:
             await self._lock.acquire()
         finally:
             self._waiting -= 1
+            QUEUE_DEPTH.dec()
+        QUEUE_WAIT.observe(time.perf_counter() - arrived)
         try:
             yield
         finally:

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # A Jinja2 chat template overriding the one in the model file (GGML files have none: then ChatML).
     model_chat_template: str | None = None
     model_log_level: str = "INFO"
+    # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
+    metrics_enabled: bool = True
 
     @field_validator("model")
     @classmethod

@@ -137,6 +137,19 @@ class SnapshotIndex:
         """How many Python files the index holds."""
         return len(self._files)
 
+    def source_files(self) -> list[SourceFile]:
+        """The Python files (`.py` and `.pyi`) the index holds, with their module names, in no set order."""
+        return list(self._files.values())
+
+    def definitions(self, path: str) -> Mapping[str, list[Span]]:
+        """The definitions of the file at `path`: dotted name inside the module -> spans in source order.
+
+        Parses the file on first use (cached, as for lookups). Empty for a file that does not
+        parse. Raises KeyError for a path that is not one of `source_files()`.
+        """
+        parsed = self._parse(self._files[path].path)
+        return parsed.definitions if isinstance(parsed, Parsed) else {}
+
     def unparsed(self) -> dict[str, bytes]:
         """The Python files no lookup has parsed yet: what `parse_files` would warm."""
         return {path: self._data[path] for path in self._files if path not in self._parsed}

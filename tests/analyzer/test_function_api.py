@@ -23,8 +23,9 @@ import pytest
 from nats.js.kv import KeyValue
 
 from analyzer.analysis import Analysis
-from analyzer.app import create_app
+from analyzer.app import JOBS, create_app
 from analyzer.errors import JobNotReady
+from analyzer.jobs import JobStore
 from analyzer.locate import MAX_NAME_CHARS
 from analyzer.settings import Settings
 from jobs_contract import REPOS_BUCKET, JobStatus
@@ -511,7 +512,7 @@ async def test_waiters_on_one_job_share_one_watch(
         ready = await put_ready_job(stores, FILES)
         await put_job(stores, msgspec.structs.replace(ready, status=JobStatus.FETCHING, snapshot=None))
         async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
-            jobs = app.state.services.jobs
+            jobs: JobStore = app.state[JOBS]
             pending = [
                 asyncio.create_task(
                     client.post("/analyze/function", json={"job_id": ready.job_id, "function_name": name})
@@ -534,7 +535,7 @@ async def test_a_waiter_that_gives_up_leaves_the_others_waiting(nats_url: str, g
         ready = await put_ready_job(stores, FILES)
         await put_job(stores, msgspec.structs.replace(ready, status=JobStatus.QUEUED, snapshot=None))
         async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
-            jobs = app.state.services.jobs
+            jobs: JobStore = app.state[JOBS]
             patient = asyncio.create_task(analyze(client, ready.job_id, "calc.add"))
             while ready.job_id not in jobs._watches:
                 await asyncio.sleep(0.02)

@@ -170,8 +170,11 @@ async def test_request_id_is_echoed_or_made(nats_url: str) -> None:
     async with AsyncTestClient(create_app(settings(nats_url))) as client:
         given = await client.get("/health", headers={"x-request-id": "abc-123"})
         made = await client.get("/health")
+        # The gateway would replace these, and the review could no longer be followed by one id.
+        odd = [await client.get("/health", headers={"x-request-id": v}) for v in ("a b", "x;y", "z" * 65)]
     assert given.headers["x-request-id"] == "abc-123"
     assert len(made.headers["x-request-id"]) == 16
+    assert [len(r.headers["x-request-id"]) for r in odd] == [16, 16, 16]
 
 
 def test_settings_refuse_an_unknown_log_level() -> None:

@@ -684,3 +684,38 @@ def test_tables_parsed_in_another_process_are_adopted_and_used() -> None:
 def test_adopt_refuses_what_parse_files_did_not_make() -> None:
     with pytest.raises(TypeError, match="parse_files"):
         index({"m.py": ADD}).adopt({"m.py": "def add(): ..."})  # type: ignore[dict-item]
+
+
+# -- what the function listing reads ------------------------------------------------------------
+
+
+def test_source_files_and_definitions_are_what_lookups_see() -> None:
+    snapshot = index(
+        {
+            "src/pkg/shapes.py": src("""
+                class Shape:
+                    def area(self):
+                        return 0
+
+                def make():
+                    return Shape()
+            """),
+            "src/pkg/shapes.pyi": b"def make() -> object: ...\n",
+            "py2.py": b"def old():\n    print 'x'\n",
+            "README.md": b"x",
+        }
+    )
+    files = {f.path: f for f in snapshot.source_files()}
+    assert set(files) == {"src/pkg/shapes.py", "src/pkg/shapes.pyi", "py2.py"}
+    assert files["src/pkg/shapes.py"].display_module == ("pkg", "shapes")
+    definitions = snapshot.definitions("src/pkg/shapes.py")
+    assert {name: spans[0].start_line for name, spans in definitions.items()} == {
+        "Shape": 1,
+        "Shape.area": 2,
+        "make": 5,
+    }
+    # The listing's parse is the lookups' parse: nothing is left for the warm-up to do there.
+    assert "src/pkg/shapes.py" not in snapshot.unparsed()
+    assert snapshot.definitions("py2.py") == {}
+    with pytest.raises(KeyError):
+        snapshot.definitions("README.md")

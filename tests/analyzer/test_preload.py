@@ -12,8 +12,9 @@ import nats
 import pytest
 
 from analyzer import snapshots
-from analyzer.app import Services, create_app
+from analyzer.app import SNAPSHOTS, create_app
 from analyzer.settings import Settings
+from analyzer.snapshots import SnapshotCache
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
@@ -41,8 +42,7 @@ async def test_a_completed_job_is_preloaded(
     publisher = await nats.connect(nats_url)
     try:
         async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-            services: Services = app.state.services
-            cache = services.analysis.snapshots
+            cache: SnapshotCache = app.state[SNAPSHOTS]
             assert key not in cache
             # Garbage on the subject is ignored; the next event still counts.
             await publisher.publish(event_subject(job.job_id, EVENT_COMPLETED), b"not an event")

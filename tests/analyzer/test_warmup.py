@@ -17,10 +17,10 @@ import nats
 import pytest
 
 from analyzer import locate, warmup
-from analyzer.app import Services, create_app
+from analyzer.app import SNAPSHOTS, WARMER, create_app
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.settings import Settings
-from analyzer.snapshots import LoadedSnapshot
+from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer, chunks
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, Snapshot, event_subject
 from tests.analyzer.helpers import analyze
@@ -100,11 +100,11 @@ async def test_a_loaded_snapshot_is_warmed_and_later_lookups_parse_nothing(
         job = await put_ready_job(stores, FILES)
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-        services: Services = app.state.services
-        assert services.warmer is not None
+        cache: SnapshotCache = app.state[SNAPSHOTS]
+        assert app.state[WARMER] is not None
         assert multiprocessing.active_children() == []  # spawned lazily: nothing loaded yet
         assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        loaded = await services.analysis.snapshots.get(job.snapshot)
+        loaded = await cache.get(job.snapshot)
         await until(warmed(loaded))
         # The warm-up's worker runs at a lower priority than the server (the lookups' do not).
         assert len(warm_up_workers()) == 1
@@ -131,10 +131,10 @@ async def test_warm_index_off_parses_only_on_demand(
         job = await put_ready_job(stores, FILES)
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-        services: Services = app.state.services
-        assert services.warmer is None
+        cache: SnapshotCache = app.state[SNAPSHOTS]
+        assert app.state[WARMER] is None
         assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        loaded = await services.analysis.snapshots.get(job.snapshot)
+        loaded = await cache.get(job.snapshot)
         await asyncio.sleep(0.5)  # a warm-up, if there were one, would have started meanwhile
         assert "pkg/mod7.py" in loaded.index.unparsed()
         assert "pkg/mod7.py" not in parsed
@@ -189,16 +189,16 @@ async def test_eviction_during_warm_up_breaks_nothing(nats_url: str, gateway: Fa
     assert first.snapshot is not None
     assert second.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-        services: Services = app.state.services
+        cache: SnapshotCache = app.state[SNAPSHOTS]
         assert (await analyze(client, first.job_id, "pkg.mod0.f1")).status_code == 200
         # The second snapshot pushes the first out of the one-entry cache, warming or not.
         assert (await analyze(client, second.job_id, "pkg.mod1.f1")).status_code == 200
-        assert first.snapshot not in services.analysis.snapshots
-        loaded = await services.analysis.snapshots.get(second.snapshot)
+        assert first.snapshot not in cache
+        loaded = await cache.get(second.snapshot)
         await until(warmed(loaded))
         # The evicted one loads again on demand, and is warmed again.
         assert (await analyze(client, first.job_id, "pkg.mod9.f2")).status_code == 200
-        reloaded = await services.analysis.snapshots.get(first.snapshot)
+        reloaded = await cache.get(first.snapshot)
         await until(warmed(reloaded))
     assert multiprocessing.active_children() == []
 
@@ -227,9 +227,9 @@ async def test_shutting_down_mid_warm_up_leaves_no_worker(
         job = await put_ready_job(stores, FILES)
     assert job.snapshot is not None
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-        services: Services = app.state.services
+        cache: SnapshotCache = app.state[SNAPSHOTS]
         assert (await analyze(client, job.job_id, "pkg.mod0.f1")).status_code == 200
-        loaded = await services.analysis.snapshots.get(job.snapshot)
+        loaded = await cache.get(job.snapshot)
         await until(lambda: bool(warm_up_workers()))  # the warm-up starts after its delay
         assert loaded.index.unparsed()  # the server stops while the worker parses
     assert multiprocessing.active_children() == []
@@ -289,12 +289,12 @@ async def test_a_preloaded_snapshot_is_warmed_before_any_review(
     publisher = await nats.connect(nats_url)
     try:
         async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-            services: Services = app.state.services
+            cache: SnapshotCache = app.state[SNAPSHOTS]
             event = JobEvent(job_id=job.job_id, event=EVENT_COMPLETED, status=JobStatus.READY, at=time.time())
             await publisher.publish(event_subject(job.job_id, EVENT_COMPLETED), msgspec.json.encode(event))
             key = job.snapshot
-            await until(lambda: key in services.analysis.snapshots)  # preloaded
-            loaded = await services.analysis.snapshots.get(key)
+            await until(lambda: key in cache)  # preloaded
+            loaded = await cache.get(key)
             await until(warmed(loaded))  # every file, none asked for yet
             assert (await analyze(client, job.job_id, "pkg.mod4.f4")).status_code == 200
             assert parsed == []

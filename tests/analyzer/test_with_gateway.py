@@ -104,3 +104,61 @@ async def test_the_real_gateway_sees_no_syntax_error_in_a_cut_or_a_method(
     assert (
         "@functools.cache\ndef size(self):\n    raise NotImplementedError()  # pragma: no cover" in prompts[1]
     )
+
+
+async def test_keys_on_both_and_one_request_id_from_the_client_to_the_provider(
+    nats_url: str, gateway: FakeGateway, service_logs: Path
+) -> None:
+    openai = gateway
+    openai.suggestions = ["Name the magic number."]
+    gateway_key = "gw-key-for-the-analyzer-0123"
+    env = {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test-analyzer",
+        "OPENAI_BASE_URL": openai.base_url,
+        "LLM_MAX_RETRIES": "0",
+        "LOG_LEVEL": "DEBUG",
+        "CODEREVIEW_API_KEYS": f"some-other-key-4567,{gateway_key}",
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, {"stats.py": f"{SOURCE}\n"})
+    body = {"job_id": job.job_id, "function_name": "stats.mean"}
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as real_gateway:
+        keyed = Settings(
+            nats_url=nats_url,
+            gateway_url=f"{real_gateway.url}/v1",
+            gateway_retries=0,
+            gateway_api_key=gateway_key,
+            codereview_api_keys="analyzer-key-89ab",
+        )
+        async with (
+            serving(create_app(keyed)) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as client,
+        ):
+            refused = await client.post("/analyze/function", json=body)
+            reviewed = await client.post(
+                "/analyze/function",
+                json=body,
+                headers={"Authorization": "Bearer analyzer-key-89ab", "X-Request-ID": "review-77"},
+            )
+        # An analyzer that does not hold one of the gateway's keys gets a 502 that says why.
+        unkeyed = Settings(nats_url=nats_url, gateway_url=f"{real_gateway.url}/v1", gateway_retries=0)
+        async with (
+            serving(create_app(unkeyed)) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as client,
+        ):
+            turned_away = await client.post("/analyze/function", json=body)
+        log = real_gateway.log()
+    assert refused.status_code == 401
+    assert reviewed.status_code == 200, reviewed.text
+    assert list(reviewed.json()) == ["suggestions"]
+    assert "Name the magic number." in reviewed.json()["suggestions"]
+    assert reviewed.headers["x-request-id"] == "review-77"
+    [sent] = openai.requests
+    assert sent.headers["x-request-id"] == "review-77"
+    # The caller's key stays with the gateway: the provider gets the provider's key.
+    assert sent.headers["authorization"] == "Bearer sk-test-analyzer"
+    assert "[review-77]" in log
+    assert gateway_key not in log
+    assert turned_away.status_code == 502
+    assert "the gateway answered HTTP 401" in turned_away.json()["detail"]

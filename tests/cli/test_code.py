@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import run_cli
+from tests.cli.conftest import BLANK, run_cli
 from tests.support.fake_llm import FakeLLM, error_reply
+from tests.support.servers import service_process
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +87,39 @@ async def test_a_failing_provider_and_code_over_the_gateways_limit(
     too_big = await run_cli("code", str(huge), "--gateway-url", gateway)
     assert too_big.code == 2
     assert "422" in too_big.stderr
+
+
+async def test_a_gateway_with_keys_wants_one_and_takes_it_from_the_variable_or_the_option(
+    tmp_path: Path, llm: FakeLLM, service_logs: Path
+) -> None:
+    path = tmp_path / "box.py"
+    path.write_text(SOURCE)
+    env = {
+        **BLANK,
+        "LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY": "sk-test-cli",
+        "OPENAI_BASE_URL": llm.url + "/v1",
+        "LLM_MAX_RETRIES": "0",
+        "CODEREVIEW_API_KEYS": "cli-key-0123",
+    }
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as gateway:
+        without = await run_cli("code", f"{path}:add", "--gateway-url", gateway.url)
+        wrong = await run_cli("code", f"{path}:add", "--gateway-url", gateway.url, "--api-key", "cli-key")
+        from_variable = await run_cli(
+            "code", f"{path}:add", "--gateway-url", gateway.url, env={"CODEREVIEW_API_KEY": "cli-key-0123"}
+        )
+        from_option = await run_cli(
+            "code", f"{path}:add", "--gateway-url", gateway.url, "--api-key", "cli-key-0123"
+        )
+    for refused in (without, wrong):
+        assert refused.code == 2
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith(f"codereview: gateway at {gateway.url}: 401: ")
+        assert "give the key with CODEREVIEW_API_KEY (or --api-key)" in line
+    assert "cli-key" not in wrong.stderr
+    assert from_variable.code == 0, from_variable.stderr
+    assert from_option.code == 0, from_option.stderr
+    # Only a right call reached the provider (the second from the gateway's cache), with the
+    # provider's key, not the caller's.
+    assert len(sent_code(llm)) == 1
+    assert {r.headers["authorization"] for r in llm.sent("/chat/completions")} == {"Bearer sk-test-cli"}

@@ -7,8 +7,12 @@ import json
 import httpx
 import pytest
 
+from analyzer.app import create_app
+from analyzer.settings import Settings
+from tests.analyzer.stores import job_stores, put_ready_job
 from tests.cli.conftest import Result, Stack, run_cli
 from tests.support.ports import free_port
+from tests.support.servers import serving
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -169,3 +173,23 @@ async def test_failed_job_bad_url_and_a_stack_that_is_not_there(stack: Stack) ->
         f"codereview: analyzer at {nobody}: cannot connect (All connection attempts failed); "
         "is the stack running (python3 dev.py up)? Or point --analyzer-url / CODEREVIEW_ANALYZER_URL at it"
     )
+
+
+async def test_an_analyzer_with_keys_wants_one_and_the_cli_sends_it(nats_url: str) -> None:
+    # The analyzer in this process (the CLI a process of its own), with a job already fetched.
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, {"src/demo/__init__.py": "def version():\n    return '1.0'\n"})
+    settings = Settings(
+        nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", codereview_api_keys="cli-key-0123"
+    )
+    async with serving(create_app(settings)) as url:
+        without = await run_cli("functions", job.job_id, "--analyzer-url", url)
+        listed = await run_cli(
+            "functions", job.job_id, "--analyzer-url", url, env={"CODEREVIEW_API_KEY": "cli-key-0123"}
+        )
+    assert without.code == 2
+    [line] = without.stderr.strip().splitlines()
+    assert line.startswith(f"codereview: analyzer at {url}: 401: this analyzer requires an API key")
+    assert line.endswith("give the key with CODEREVIEW_API_KEY (or --api-key)")
+    assert listed.code == 0, listed.stderr
+    assert [row.split() for row in listed.stdout.splitlines()] == [["demo.version", "src/demo/__init__.py:1"]]

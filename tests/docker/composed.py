@@ -5,7 +5,10 @@ gets the environment its image sets plus what docker-compose.yml gives it, and n
 .env, no variables from this shell, a working folder without code); it starts in compose's
 dependency order once what it depends on passes the image's own HEALTHCHECK command. Only what
 must differ on a shared machine is rewritten: service host names become 127.0.0.1, ports become
-free ones, `nats:4222` becomes the given nats-server, /models becomes a local folder.
+free ones, `nats:4222` becomes the given nats-server, /models becomes a local folder, and the
+model hub is a closed port on loopback: the image's build-time `catalogue pull` and model_host's
+start-up pull fail at once, as on a machine without internet, and model_host serves the bundled
+model (no test or benchmark downloads half a gigabyte).
 Used by tests/docker/test_compose_on_loopback.py and bench/compose_startup.py.
 """
 
@@ -24,10 +27,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.docker.dockerfile import Stage
-from tests.docker.project import ROOT, RUNTIME_ENV, SERVICES, compose, dockerfile, environment, interpolate
+from tests.docker.project import ROOT, RUNTIME_ENV, SERVICES, compose, environment, interpolate, service_image
 from tests.support.ports import free_port
 
 START_TIMEOUT_S = 180.0
+# Nothing listens on port 9 (discard) here: every connection is refused at once.
+OFFLINE_MODEL_HUB = "http://127.0.0.1:9"
 
 
 def composed(*files: Path) -> dict[str, dict[str, Any]]:
@@ -74,7 +79,7 @@ class Running:
 
 
 def image(name: str) -> Stage:
-    return dockerfile(f"docker/{name}.Dockerfile").final
+    return service_image(name).final
 
 
 def container_env(
@@ -105,9 +110,34 @@ def container_env(
             env[key] = nats_url
         elif url.hostname in running:
             env[key] = urlunsplit(url._replace(netloc=f"127.0.0.1:{running[url.hostname].port}"))
-    if "MODEL_PATH" in env:
-        env["MODEL_PATH"] = str(models / Path(env["MODEL_PATH"]).relative_to("/models"))
+    for key, value in env.items():  # MODEL_CACHE_DIR, or a MODEL_PATH set in compose
+        if value == "/models" or value.startswith("/models/"):
+            env[key] = str(models / Path(value).relative_to("/models"))
+    if name == "model_host":
+        env["MODEL_HUB_URL"] = OFFLINE_MODEL_HUB
     return env, port
+
+
+async def pull_model_as_the_image_build_does(models: Path) -> int:
+    """The model stage's `python -m model_host.catalogue pull "$MODEL" --cache-dir /models || true`.
+
+    Offline (OFFLINE_MODEL_HUB), as a build without internet: returns the exit code, which the
+    build ignores; model_host then falls back to the bundled model.
+    """
+    default = image("model_host").effective_env()["MODEL"]
+    pull = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "model_host.catalogue",
+        "pull",
+        default,
+        "--cache-dir",
+        str(models),
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "MODEL_HUB_URL": OFFLINE_MODEL_HUB},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await pull.wait()
 
 
 async def healthcheck_passes(name: str, service: Running) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,19 @@ class Stage:
             return self.healthcheck
         return self.parent.effective_healthcheck() if self.parent else None
 
+    def lineage(self) -> list[Stage]:
+        """This stage and the stages it builds on, the first (built on an image) first."""
+        return [*self.parent.lineage(), self] if self.parent else [self]
+
+    def effective_exposed(self) -> list[str]:
+        return [port for stage in self.lineage() for port in stage.exposed]
+
+    def effective_runs(self) -> list[str]:
+        return [run for stage in self.lineage() for run in stage.runs]
+
+    def effective_copies(self) -> list[Copy]:
+        return [copy for stage in self.lineage() for copy in stage.copies]
+
     def root(self) -> Stage:
         """The stage whose base is an image (not another stage) that this one builds on."""
         return self.parent.root() if self.parent else self
@@ -206,8 +220,13 @@ def _split_flags(words: list[str], line: int) -> tuple[dict[str, str], list[str]
     return flags, rest
 
 
-def parse(path: Path) -> Dockerfile:
-    """Read `path`; raise DockerfileError on anything this reader does not understand."""
+def parse(path: Path, build_args: Mapping[str, str] | None = None) -> Dockerfile:
+    """Read `path` as `docker build --build-arg` would with `build_args`.
+
+    A build argument replaces the default of the ARG that declares it, globally or in a stage.
+    Raise DockerfileError on anything this reader does not understand.
+    """
+    given = dict(build_args or {})
     directives, lines = logical_lines(path.read_text())
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
@@ -221,7 +240,8 @@ def parse(path: Path) -> Dockerfile:
             raise DockerfileError(f"{path.name}:{line}: heredocs are not supported by this reader")
         if keyword == "ARG" and not stages:
             name, _, default = rest.partition("=")
-            global_args[name.strip()] = substitute(_unquote(default), global_args)
+            name = name.strip()
+            global_args[name] = given.get(name, substitute(_unquote(default), global_args))
             continue
         if keyword == "FROM":
             _, words = _split_flags(rest.split(), line)
@@ -243,7 +263,9 @@ def parse(path: Path) -> Dockerfile:
         if keyword == "ARG":
             name, eq, default = rest.partition("=")
             name = name.strip()
-            if eq:
+            if name in given:
+                stage.args[name] = given[name]
+            elif eq:
                 stage.args[name] = substitute(_unquote(default), variables)
             else:  # `ARG NAME` in a stage re-imports the global default
                 stage.args[name] = global_args.get(name, "")

@@ -44,11 +44,13 @@ class ServiceFacts:
 
 # compose service name -> facts. The port of each is read from its Settings, not written here.
 SERVICES: dict[str, ServiceFacts] = {
-    "model_host": ServiceFacts("model_host", "model_host_port", "model_host_host", ("main", "model")),
-    "gateway": ServiceFacts("gateway", "gateway_port", "gateway_host", ("main",)),
-    "fetcher": ServiceFacts("fetcher", "fetcher_health_port", "fetcher_host", ("main",)),
-    "analyzer": ServiceFacts("analyzer", "analyzer_port", "analyzer_host", ("main",)),
+    "model_host": ServiceFacts("model_host", "model_host_port", "model_host_host", ("main", "model_host")),
+    "gateway": ServiceFacts("gateway", "gateway_port", "gateway_host", ("main", "gateway")),
+    "fetcher": ServiceFacts("fetcher", "fetcher_health_port", "fetcher_host", ("main", "fetcher")),
+    "analyzer": ServiceFacts("analyzer", "analyzer_port", "analyzer_host", ("main", "analyzer")),
 }
+# The one Dockerfile of every service; the build argument SERVICE picks the image.
+DOCKERFILE = "docker/Dockerfile"
 NATS_CLIENT_PORT = 4222
 
 # Variables an image may set that are for Python, pip, poetry or the build, not for a service.
@@ -59,6 +61,7 @@ BUILD_ENV = {
     "POETRY_NO_INTERACTION",
     "POETRY_VIRTUALENVS_CREATE",
     "POETRY_CACHE_DIR",
+    "REQUESTS_CA_BUNDLE",
 }
 SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
 
@@ -110,9 +113,36 @@ def interpolate(value: str, env: dict[str, str] | None = None) -> str:
     return _INTERPOLATION.sub(replace, value)
 
 
+def dockerfile(relative: str, **build_args: str) -> Dockerfile:
+    return _parsed(relative, tuple(sorted(build_args.items())))
+
+
 @cache
-def dockerfile(relative: str) -> Dockerfile:
-    return parse(ROOT / relative)
+def _parsed(relative: str, build_args: tuple[tuple[str, str], ...]) -> Dockerfile:
+    return parse(ROOT / relative, dict(build_args))
+
+
+def image(service: str) -> Dockerfile:
+    """The Dockerfile as `docker build --build-arg SERVICE=<service>` reads it."""
+    return dockerfile(DOCKERFILE, SERVICE=service)
+
+
+def service_image(name: str, shell: dict[str, str] | None = None) -> Dockerfile:
+    """The Dockerfile as compose builds service `name`: its `build` file and arguments, `shell` set.
+
+    An argument listed without a value is passed only when the shell sets it, as compose does.
+    """
+    build = compose_services()[name]["build"]
+    assert isinstance(build, dict), f"{name}: `build` must name a context and a dockerfile"
+    shell = shell or {}
+    args: dict[str, str] = {}
+    for key, value in (build.get("args") or {}).items():
+        if value is None:
+            if key in shell:
+                args[str(key)] = shell[key]
+        else:
+            args[str(key)] = interpolate(str(value), shell)
+    return dockerfile(str(Path(build.get("context", ".")) / build["dockerfile"]), **args)
 
 
 def settings_class(package: str) -> type[BaseSettings]:
@@ -186,9 +216,13 @@ def normalize(name: str) -> str:
 
 @cache
 def lock_groups() -> dict[str, frozenset[str]]:
-    """Locked distribution (normalized name) -> the dependency groups it is installed for."""
+    """Locked distribution -> the dependency groups it is installed for (names normalized, as poetry
+    writes group names: `model_host` is locked as `model-host`)."""
     lock = tomllib.loads((ROOT / "poetry.lock").read_text())
-    return {normalize(item["name"]): frozenset(item.get("groups", ["main"])) for item in lock["package"]}
+    return {
+        normalize(item["name"]): frozenset(normalize(group) for group in item.get("groups", ["main"]))
+        for item in lock["package"]
+    }
 
 
 @cache

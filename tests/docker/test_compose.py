@@ -8,7 +8,6 @@ fails here instead of in someone's `docker compose up`.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ import pytest
 
 from tests.docker.project import (
     COMPOSE_FILE,
+    DOCKERFILE,
     NATS_CLIENT_PORT,
     ROOT,
     SECRET_WORDS,
@@ -26,7 +26,9 @@ from tests.docker.project import (
     container_port,
     dockerfile,
     environment,
+    image,
     interpolate,
+    service_image,
     settings_variables,
 )
 
@@ -39,14 +41,20 @@ def service(name: str) -> dict[str, Any]:
     return services[name]
 
 
-def dockerfile_of(name: str) -> str:
+@pytest.mark.parametrize("name", BUILT)
+def test_each_service_is_built_from_the_one_dockerfile_with_its_name(name: str) -> None:
     build = service(name)["build"]
-    assert isinstance(build, dict), f"{name}: `build` must name a context and a dockerfile"
-    return str(Path(build.get("context", ".")) / build["dockerfile"])
+    assert build["dockerfile"] == DOCKERFILE
+    assert build["args"]["SERVICE"] == name
+    assert service_image(name).final.parent is image(name).final.parent
 
 
 def test_compose_runs_nats_and_the_four_services() -> None:
-    assert set(compose_services()) == {"nats", *SERVICES}
+    # Services under a profile (monitoring) start only when it is asked for.
+    assert {name for name, spec in compose_services().items() if not spec.get("profiles")} == {
+        "nats",
+        *SERVICES,
+    }
 
 
 def test_nats_is_the_official_image_with_jetstream_on_a_volume() -> None:
@@ -102,7 +110,7 @@ def test_build_context_and_dockerfile_exist(name: str) -> None:
 def test_command_is_the_real_entry_point(name: str) -> None:
     package = SERVICES[name].package
     spec = service(name)
-    image = dockerfile(dockerfile_of(name)).final
+    image = service_image(name).final
     command = spec.get("command", image.effective_cmd())
     assert "entrypoint" not in spec, "nothing wraps the command"
     assert image.effective_entrypoint() is None, "nothing wraps the command"
@@ -126,8 +134,8 @@ def test_ports_agree_with_the_settings_and_the_image(name: str) -> None:
     set_port = env.get(facts.port_field.upper())
     if set_port is not None:
         assert int(set_port) == port, f"{facts.port_field.upper()} differs from the settings' {port}"
-    image = dockerfile(dockerfile_of(name)).final
-    assert image.exposed == [str(port)]
+    image = service_image(name).final
+    assert image.effective_exposed() == [str(port)]
     assert image.effective_env()[facts.port_field.upper()] == str(port)
     for mapping in service(name).get("ports", []):
         target = str(mapping).rsplit(":", 1)[-1]
@@ -188,8 +196,7 @@ def test_nothing_starts_before_what_it_needs_is_healthy() -> None:
         for target, condition in (spec.get("depends_on") or {}).items():
             assert condition["condition"] == "service_healthy", f"{name} -> {target}"
             has_check = "healthcheck" in services[target] or (
-                target in SERVICES
-                and dockerfile(dockerfile_of(target)).final.effective_healthcheck() is not None
+                target in SERVICES and service_image(target).final.effective_healthcheck() is not None
             )
             assert has_check, f"{name} waits for {target} to be healthy, but {target} has no health check"
 
@@ -224,13 +231,20 @@ def test_the_keys_the_readme_promises_reach_the_gateway() -> None:
     assert "GITHUB_TOKEN" in environment(service("fetcher"))
 
 
-def test_model_host_build_arguments_are_the_ones_its_dockerfile_takes() -> None:
-    build = service("model_host")["build"]
-    image = dockerfile(build["dockerfile"])
-    declared = set(image.global_args) | {name for stage in image.stages for name in stage.args}
+@pytest.mark.parametrize("name", BUILT)
+def test_build_arguments_are_the_ones_the_dockerfile_takes(name: str) -> None:
+    build = service(name)["build"]
+    built = dockerfile(build["dockerfile"])
+    declared = set(built.global_args) | {arg for stage in built.stages for arg in stage.args}
     assert set(build.get("args") or {}) <= declared
-    for value in (build.get("args") or {}).values():
-        assert interpolate(str(value)) == "", "the bundled model by default: every model argument empty"
+
+
+def test_the_model_is_the_dockerfiles_default_unless_the_shell_names_one() -> None:
+    assert service("model_host")["build"]["args"]["MODEL"] is None, "no second default in compose"
+    default = dockerfile(DOCKERFILE).global_args["MODEL"]
+    assert service_image("model_host").final.effective_env()["MODEL"] == default
+    chosen = service_image("model_host", {"MODEL": "smollm2-135m"}).final.effective_env()
+    assert chosen["MODEL"] == "smollm2-135m"
 
 
 def test_the_override_leaves_model_host_out_and_nothing_else() -> None:

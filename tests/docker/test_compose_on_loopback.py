@@ -3,10 +3,11 @@
 No Docker engine runs here, so this is the closest thing to `docker compose up`: each service
 gets the environment its image sets plus what docker-compose.yml gives it, and nothing else (no
 .env, no variables from this shell); it starts in compose's dependency order once what it
-depends on passes the image's own HEALTHCHECK command; model_host serves the model that
-fetch_model.py put in place as the image build does. Only what must differ on a shared machine
-is rewritten: service host names become 127.0.0.1, ports become free ones, `nats:4222` becomes a
-fresh nats-server, /models becomes a temporary folder.
+depends on passes the image's own HEALTHCHECK command; model_host's image pulls its catalogue
+model at build time, which here is a build without internet: model_host serves the bundled
+model. Only what must differ on a shared machine is rewritten: service host names become
+127.0.0.1, ports become free ones, `nats:4222` becomes a fresh nats-server, /models becomes a
+temporary folder, the model hub a closed port.
 
 The shell is the README's `LLM_PROVIDER=openai OPENAI_API_KEY=... docker compose up`, with
 OPENAI_BASE_URL at a recording fake OpenAI: a review then goes fake GitHub -> fetcher ->
@@ -18,10 +19,7 @@ docker/without-model-host.yml, where the stack comes up without it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -29,8 +27,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.docker.composed import Running, composed, container_env, start, start_order
-from tests.docker.project import COMPOSE_FILE, ROOT, WITHOUT_MODEL_HOST
+from tests.docker.composed import (
+    Running,
+    composed,
+    container_env,
+    pull_model_as_the_image_build_does,
+    start,
+    start_order,
+)
+from tests.docker.project import COMPOSE_FILE, WITHOUT_MODEL_HOST
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM, review_reply
 from tests.support.servers import serving
@@ -65,10 +70,8 @@ async def test_the_composed_stack_comes_up_healthy_and_reviews_a_function(
     tmp_path: Path,
 ) -> None:
     models = tmp_path / "models"
-    fetch = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "docker" / "fetch_model.py"), str(models), env={"PATH": os.environ["PATH"]}
-    )
-    assert await fetch.wait() == 0
+    # Offline, as a build without internet: the pull fails with one line, the build goes on.
+    assert await pull_model_as_the_image_build_does(models) == 1
     workdir = tmp_path / "app"
     workdir.mkdir()
     # The user's shell: `LLM_PROVIDER=openai OPENAI_API_KEY=... docker compose up`, with OpenAI and

@@ -47,7 +47,7 @@ def test_our_dockerignore_keeps_secrets_and_local_state_out() -> None:
         "tests/conftest.py",
         "analyzer/__pycache__/app.cpython-311.pyc",
         "docker-compose.yml",
-        "docker/analyzer.Dockerfile",
+        "docker/Dockerfile",
         "README.md",
     ):
         assert is_excluded(path, patterns), f"{path} would be sent to the builder"
@@ -72,7 +72,7 @@ def test_the_build_context_is_small() -> None:
             "analyzer",
         }
     )
-    assert outside == ["docker/fetch_model.py", "docker/healthcheck.py"]
+    assert outside == ["docker/healthcheck.py"]
 
 
 def test_context_matches_folders_files_and_globs() -> None:
@@ -121,6 +121,30 @@ def test_dockerfile_reader_joins_lines_and_substitutes(tmp_path: Path) -> None:
         {"interval": "5s", "retries": "3"},
         ["/bin/sh", "-c", "python -c 'print(1)'"],
     )
+
+
+def test_build_arguments_replace_the_defaults_of_the_args_that_declare_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ARG BASE=python:3.11-slim\n"
+        "ARG SERVICE\n"
+        "ARG MODEL=small\n"
+        "FROM ${BASE} AS one\n"
+        "ARG SERVICE\n"
+        "ARG MODEL\n"
+        "ARG LOCAL=x\n"
+        "RUN echo ${SERVICE} ${MODEL} ${LOCAL}\n"
+        "FROM ${BASE} AS two\n"
+        "FROM ${SERVICE}\n",
+    )
+    plain = parse(path)
+    assert plain.stages[0].runs == ["echo  small x"]
+    assert plain.final.base == ""
+    built = parse(path, {"SERVICE": "two", "MODEL": "big", "LOCAL": "y", "UNDECLARED": "z"})
+    assert built.global_args == {"BASE": "python:3.11-slim", "SERVICE": "two", "MODEL": "big"}
+    assert built.stages[0].runs == ["echo two big y"]
+    assert built.final.parent is built.stage("two")
+    assert [stage.name for stage in built.final.lineage()] == ["two", None]
 
 
 def test_stage_args_do_not_leak_into_the_next_stage(tmp_path: Path) -> None:

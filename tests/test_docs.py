@@ -1,0 +1,101 @@
+"""docs/*.md must name the settings the code reads, as tests/test_readme.py keeps the README true.
+
+Two checks: each service's page documents every setting of that service's Settings in its table,
+and no page (README included) names a setting-like variable that nothing reads, such as a
+misspelt `ANALYZE_WAIT_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+
+import jobs_contract
+from codereview.commands import app as cli_app
+from devstack.runner import StackSettings
+from tests.docker.project import DOCKERFILE, compose_services, dockerfile, settings_variables
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+SERVICES = ["analyzer", "gateway", "fetcher", "model_host"]
+# Variable names of ours start like this; other upper-case words in backticks (HTTP headers,
+# constants in docs/lookup.md) do not.
+OURS = re.compile(
+    r"`((?:ANALYZE|GATEWAY_|FETCHER_|MODEL_|LLM_|REVIEW_|NATS_|OPENAI_|DEEPSEEK_|LOCAL_LLM_|GITHUB_|CODEREVIEW_|LOG_)"
+    r"[A-Z0-9_]*)`"
+)
+
+
+def settings_table(text: str) -> set[str]:
+    """Variables in the first column of the tables whose header's first column is `variable`."""
+    found: set[str] = set()
+    in_table = False
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        first = line.split("|")[1].strip()
+        if first.lower() == "variable":
+            in_table = True
+        elif in_table:
+            found.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", first))
+    return found
+
+
+def known_variables() -> set[str]:
+    """Every variable something reads: the services' and the stack's settings, compose, the images."""
+    known = {name.upper() for name in StackSettings.model_fields}
+    for package in SERVICES:
+        known |= set(settings_variables(package))
+    for service in compose_services().values():
+        for value in service.get("ports", []):
+            known.update(re.findall(r"\$\{([A-Z_]+)", str(value)))
+    built = dockerfile(DOCKERFILE)
+    known |= set(built.global_args) | {arg for stage in built.stages for arg in stage.args}
+    known |= cli_variables()
+    # NATS names spelt like variables (the fetch stream CODEREVIEW_FETCH): the contract's, not settings.
+    known |= {
+        value for name, value in vars(jobs_contract).items() if name.isupper() and isinstance(value, str)
+    }
+    return known
+
+
+def cli_variables() -> set[str]:
+    """The environment variables the `codereview` command line reads (its options' defaults)."""
+    found: set[str] = set()
+    group = typer.main.get_command(cli_app)
+    for command in [group, *getattr(group, "commands", {}).values()]:
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                found.add(envvar)
+            elif envvar:
+                found.update(envvar)
+    return found
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_every_setting_of_a_service_is_in_its_page_table(package: str) -> None:
+    page = ROOT / "docs" / f"{package}.md"
+    documented = settings_table(page.read_text())
+    assert documented, f"{page.name} has no settings table (a header whose first column is `variable`)"
+    missing = sorted(set(settings_variables(package)) - documented)
+    assert not missing, f"{page.name} does not document {missing}"
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *DOCS], ids=lambda path: path.name)
+def test_every_variable_a_page_names_is_read_by_something(page: Path) -> None:
+    unknown = sorted(set(OURS.findall(page.read_text())) - known_variables())
+    assert not unknown, f"{page.name} names {unknown}, which no settings class, compose file or image reads"
+
+
+def test_the_name_check_would_catch_a_misspelt_variable() -> None:
+    assert OURS.findall("waits `ANALYZE_WAIT_TIMEOUT_S`, then `Retry-After`, `MAX_NAME_LENGTH`") == [
+        "ANALYZE_WAIT_TIMEOUT_S"
+    ]
+    assert "ANALYZE_WAIT_TIMEOUT_S" not in known_variables()
+    assert {"CODEREVIEW_ANALYZER_URL", "NATS_URL"} <= cli_variables()
+    assert "ANALYZER_WAIT_TIMEOUT_S" in known_variables()
