@@ -44,6 +44,19 @@ async def gateway_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
         yield client
 
 
+async def streamed_chat(settings: Settings) -> tuple[int, bytes]:
+    """A streamed `gpt-4o` chat completion through a gateway with `settings`: its status and whole body."""
+    async with (
+        gateway_client(settings) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        ) as response,
+    ):
+        return response.status_code, b"".join([chunk async for chunk in response.aiter_bytes()])
+
+
 async def _served_fake() -> AsyncIterator[FakeLLM]:
     fake = FakeLLM()
     async with serving(fake) as url:

@@ -9,7 +9,14 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import ADD, gateway_client, local_settings, make_settings, openai_settings
+from tests.gateway.conftest import (
+    ADD,
+    gateway_client,
+    local_settings,
+    make_settings,
+    openai_settings,
+    streamed_chat,
+)
 from tests.gateway.raw_http import raw_server, read_request
 from tests.support.clients import openai_client
 from tests.support.fake_llm import FakeLLM, Reply, completion, error_reply, review_reply, stream_reply
@@ -343,16 +350,8 @@ async def test_a_passthrough_stream_that_breaks_ends_with_an_error_event() -> No
         settings = make_settings(
             llm_provider="openai", openai_api_key="sk-x", openai_base_url=f"http://127.0.0.1:{port}/v1"
         )
-        async with (
-            gateway_client(settings) as client,
-            client.stream(
-                "POST",
-                "/v1/chat/completions",
-                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-            ) as response,
-        ):
-            body = b"".join([chunk async for chunk in response.aiter_bytes()])
-    assert response.status_code == 200
+        status, body = await streamed_chat(settings)
+    assert status == 200
     events = [e for e in body.decode().split("\n\n") if e]
     assert events[0] == 'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}'
     error = json.loads(events[-1].removeprefix("data: "))

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.errors import UpstreamError, UpstreamTimeoutError
 from gateway.upstream import Provider, Upstream, build_providers
-from tests.gateway.conftest import ADD, gateway_client, make_settings
+from tests.gateway.conftest import ADD, gateway_client, make_settings, streamed_chat
 from tests.gateway.raw_http import Handler, raw_server, read_request
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -315,16 +315,8 @@ async def test_a_trickling_stream_ends_with_an_error_event_at_the_total_timeout(
     handler = trickling(head, b'data: {"choices": []}\n\n' * 10, every=0.05)
     async with raw_server(handler) as (port, _):
         settings = raw_settings(port, llm_read_timeout=5, llm_total_timeout=0.5)
-        async with (
-            gateway_client(settings) as client,
-            client.stream(
-                "POST",
-                "/v1/chat/completions",
-                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-            ) as response,
-        ):
-            body = b"".join([chunk async for chunk in response.aiter_bytes()])
-    assert response.status_code == 200
+        status, body = await streamed_chat(settings)
+    assert status == 200
     # The error is an event of its own, even when the deadline fell in the middle of one.
     assert json.loads(body.rsplit(b"\n\ndata: ", 1)[1])["error"] == {
         "message": "openai did not finish its answer within 0.5s (LLM_TOTAL_TIMEOUT)",
@@ -374,16 +366,8 @@ async def test_an_answer_over_the_size_cap_is_a_502(announce: bool) -> None:
 async def test_a_stream_over_the_size_cap_ends_with_an_error_event() -> None:
     async with raw_server(huge(False, 64 * 1024 * 1024)) as (port, _):
         settings = raw_settings(port, llm_max_response_bytes=1024 * 1024)
-        async with (
-            gateway_client(settings) as client,
-            client.stream(
-                "POST",
-                "/v1/chat/completions",
-                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-            ) as response,
-        ):
-            body = b"".join([chunk async for chunk in response.aiter_bytes()])
-    assert response.status_code == 200
+        status, body = await streamed_chat(settings)
+    assert status == 200
     assert len(body) < 2 * 1024 * 1024
     error = json.loads(body.rsplit(b"data: ", 1)[1])
     assert error["error"]["message"] == (
