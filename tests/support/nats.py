@@ -11,6 +11,7 @@ from pathlib import Path
 
 from devstack.runner import nats_server_binary
 from tests.support.ports import free_port
+from tests.support.servers import stop_process
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -40,9 +41,4 @@ def running_nats_server(store_dir: Path) -> Iterator[str]:
         _wait_for_port(port, process)
         yield f"nats://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

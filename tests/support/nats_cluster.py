@@ -17,6 +17,7 @@ from nats.js.api import StreamConfig
 from devstack.runner import nats_server_binary
 from tests.support.nats import _wait_for_port
 from tests.support.ports import free_port
+from tests.support.servers import stop_process
 
 
 @dataclass
@@ -86,13 +87,8 @@ class NatsCluster:
 
     def stop(self, index: int) -> None:
         process = self.nodes[index].process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process)
         self.nodes[index].process = None
 
 

@@ -18,6 +18,19 @@ import uvicorn
 
 from tests.support.ports import bound_socket, free_port
 
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -79,13 +92,7 @@ class ServiceProcess:
         raise RuntimeError(f"{self.package} not healthy within {timeout}s:\n{self.log()[-4000:]}")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=15)
         self._log.close()
         return self.process.returncode
 
