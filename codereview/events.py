@@ -19,12 +19,11 @@ from nats.aio.msg import Msg
 
 from codereview.api import Analyzer
 from codereview.errors import CliError, ExitCode
-from jobs_contract import EVENTS_PREFIX, JobEvent, JobRecord, JobStatus
+from jobs_contract import EVENTS_PREFIX, TERMINAL, JobEvent, JobRecord, JobStatus
 
 NATS_CONNECT_TIMEOUT_S = 2.0
 # With events flowing, the record is read again this often only in case an event was missed.
 RECHECK_WITH_EVENTS_S = 2.0
-FINISHED = (JobStatus.READY, JobStatus.FAILED)
 # Characters that would make a job id match other subjects than its own.
 _SUBJECT_SPECIALS = frozenset(".*> \t\r\n")
 
@@ -103,7 +102,7 @@ async def wait_for_job(
         while True:
             record = await analyzer.job(job_id)
             on_update(record.status, record.progress, record.files)
-            if record.status in FINISHED:
+            if record.status in TERMINAL:
                 return record, nc is not None
             left = deadline - time.monotonic()
             if left <= 0:
@@ -119,7 +118,7 @@ async def wait_for_job(
                     while True:
                         event = await events.get()
                         on_update(event.status, event.progress, event.files)
-                        if event.status in FINISHED:
+                        if event.status in TERMINAL:
                             break  # the record, read at once, is the final word
             except TimeoutError:
                 pass

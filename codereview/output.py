@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from codereview.errors import CliError
-from jobs_contract import JobStatus
+from jobs_contract import TERMINAL, JobStatus
 
 
 def stdout() -> Console:
@@ -58,7 +58,7 @@ class JobProgress:
         self._task = progress.add_task(label, total=100, status="queued", files=0)
 
     def update(self, status: JobStatus, fraction: float, files: int) -> None:
-        done = 100 if status in (JobStatus.READY, JobStatus.FAILED) else max(0.0, min(fraction, 1.0)) * 100
+        done = 100 if status in TERMINAL else max(0.0, min(fraction, 1.0)) * 100
         self._progress.update(self._task, completed=done, status=str(status), files=files)
 
 
