@@ -9,10 +9,8 @@ from jobs_contract.jetstream import (
     FETCH_DUPLICATE_WINDOW_S,
     JetStreamSetupError,
     JobStores,
-    SnapshotGone,
     ensure_jetstream,
     fetch_stream_config,
-    load_snapshot,
 )
 from jobs_contract.messages import (
     EVENT_COMPLETED,
@@ -78,7 +76,6 @@ __all__ = [
     "Ref",
     "Repo",
     "Snapshot",
-    "SnapshotGone",
     "StorageSettings",
     "decode_fetch_request",
     "decode_job_record",
@@ -89,6 +86,5 @@ __all__ = [
     "event_subject",
     "fetch_stream_config",
     "is_job_id",
-    "load_snapshot",
     "snapshot_key",
 ]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, ObjectNotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, BadRequestError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -26,8 +26,6 @@ from jobs_contract.messages import (
     FETCH_SUBJECT,
     JOBS_BUCKET,
     REPOS_BUCKET,
-    Snapshot,
-    decode_snapshot,
 )
 from jobs_contract.settings import StorageSettings
 
@@ -53,17 +51,6 @@ class JetStreamSetupError(RuntimeError):
 class JobStores:
     kv: KeyValue
     repos: ObjectStore
-
-
-class SnapshotGone(LookupError):  # noqa: N818 - a state, like KeyError
-    """The snapshot a ready job names is no longer stored (REPOS_MAX_AGE_S passed, or it was deleted).
-
-    The job's files are gone, not broken: answer "gone" (HTTP 410) or fetch the repository again.
-    """
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        super().__init__(f"the snapshot {key} is no longer stored (REPOS_MAX_AGE_S); start a new job")
 
 
 def fetch_stream_config(replicas: int = 1) -> StreamConfig:
@@ -202,13 +189,3 @@ def _describe(
         for field, value in values.items()
         if only is None or field in only
     )
-
-
-async def load_snapshot(repos: ObjectStore, key: str) -> Snapshot:
-    """The stored snapshot `key`. Raises SnapshotGone when it is no longer stored (expired or
-    deleted), msgspec.DecodeError when the object is not a snapshot, nats errors on NATS trouble."""
-    try:
-        result = await repos.get(key)
-    except ObjectNotFoundError as error:
-        raise SnapshotGone(key) from error
-    return decode_snapshot(result.data or b"")

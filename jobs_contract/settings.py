@@ -24,7 +24,7 @@ class StorageSettings(BaseSettings):
     # are refused (JetStream discards new writes, never someone's record) until old ones age out.
     jobs_max_bytes: int = Field(default=256 * MIB, gt=0)
     # A snapshot (the Python files of one commit) older than this is dropped; a job still
-    # pointing at it finds it gone (see jobs_contract.load_snapshot).
+    # pointing at it is answered 410 by the analyzer (start a new job).
     repos_max_age_s: float = Field(default=7 * DAY_S, gt=0)
     # When full, storing a new snapshot fails its job with a reason naming REPOS_MAX_BYTES.
     repos_max_bytes: int = Field(default=4096 * MIB, gt=0)
