@@ -106,7 +106,7 @@ def ensure_project() -> None:
     say("installing the project into .venv/ (the first time compiles llama.cpp: a few minutes)")
     # Every group: each service's own, the CLI, the local stack and the dev tools (images take
     # only main and their service's group).
-    run([str(poetry), "sync", "--all-groups"], env)
+    run([str(poetry), "sync", "--all-groups", "--all-extras"], env)
     STAMP.write_text(digest)
 
 

@@ -6,6 +6,8 @@ Typer's CliRunner runs the app in this process; nothing here talks to a service 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,14 @@ def test_an_event_is_one_line() -> None:
     clock, rest = describe(event).split("  ", 1)
     assert len(clock) == len("00:00:00")
     assert rest == "j1  failed     failed     50%  3 files  octo/gone: it does not exist, or it is private"
+
+
+def test_without_the_cli_extra_the_script_says_how_to_install_it() -> None:
+    # A plain `pip install codereview` (as in the images) lacks typer: one line, no traceback.
+    code = "import sys; sys.modules['typer'] = None; from codereview.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == ExitCode.USAGE
+    assert "pip install 'codereview[cli]'" in done.stderr
+    assert "Traceback" not in done.stderr
