@@ -219,10 +219,19 @@ def lock_groups() -> dict[str, frozenset[str]]:
     """Locked distribution -> the dependency groups it is installed for (names normalized, as poetry
     writes group names: `model_host` is locked as `model-host`)."""
     lock = tomllib.loads((ROOT / "poetry.lock").read_text())
-    return {
-        normalize(item["name"]): frozenset(normalize(group) for group in item.get("groups", ["main"]))
-        for item in lock["package"]
-    }
+    return {normalize(item["name"]): _groups(item) for item in lock["package"]}
+
+
+def _groups(item: dict[str, Any]) -> frozenset[str]:
+    """A package's groups; one installed only with an extra (`markers = 'extra == "cli"'`) is in
+    `extra-cli` instead of its group, since `poetry sync --only main,<service>` leaves it out."""
+    markers = item.get("markers", {})
+    groups = set()
+    for group in item.get("groups", ["main"]):
+        marker = markers if isinstance(markers, str) else markers.get(group, "")
+        extra = re.search(r'extra == "([^"]+)"', marker)
+        groups.add(f"extra-{extra.group(1)}" if extra else normalize(group))
+    return frozenset(groups)
 
 
 @cache
