@@ -293,3 +293,32 @@ def docker_compose_binary() -> str | None:
         if "version v2." in version:
             return str(candidate)
     return None
+
+
+_UNINSTALL = re.compile(
+    r'if \[ "(?P<service>[a-z_]+)" (?P<op>!?=) (?P<other>[a-z_]+) \]; then '
+    r"/opt/poetry/bin/pip --python /opt/venv/bin/python uninstall --yes --quiet (?P<names>[^&;]+)"
+)
+
+
+def pruned(service: str) -> tuple[str, ...]:
+    """Distributions the builder uninstalls from the service's venv: each `if [ "$SERVICE" = ... ];
+    then pip uninstall NAMES` of docker/Dockerfile whose test holds for this service."""
+    (run,) = [run for run in image(service).stage("builder").runs if " uninstall " in run]
+    steps = list(_UNINSTALL.finditer(run))
+    assert len(steps) == run.count(" uninstall "), f"an uninstall this reader does not know: {run}"
+    names: list[str] = []
+    for step in steps:
+        if (step.group("service") == step.group("other")) is (step.group("op") == "="):
+            names += step.group("names").split()
+    return tuple(normalize(name) for name in names)
+
+
+def modules_of(distributions: tuple[str, ...]) -> frozenset[str]:
+    """The top-level modules the installed `distributions` provide."""
+    wanted = {normalize(name) for name in distributions}
+    return frozenset(
+        module
+        for module, dists in distributions_of_module().items()
+        if wanted & {normalize(dist) for dist in dists}
+    )
