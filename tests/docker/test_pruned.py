@@ -106,6 +106,26 @@ def test_no_first_party_code_in_the_image_imports_a_pruned_library(name: str) ->
         assert not imports_of(package) & gone, f"{package} imports {sorted(imports_of(package) & gone)}"
 
 
+@pytest.mark.parametrize("name", PRUNING)
+def test_no_first_party_code_in_the_image_formats_tracebacks_with_rich(name: str) -> None:
+    # structlog imports rich only if it can; without it these names are still there, and fail
+    # (NameError) when the first exception is logged. Litestar's StructLoggingConfig uses one on
+    # a TTY.
+    rich_only = {
+        "RichTracebackFormatter",
+        "rich_traceback",
+        "rich_monochrome_traceback",
+        "StructLoggingConfig",
+    }
+    for package in first_party_of(name):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                used = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+                if isinstance(node, ast.alias):
+                    used = node.name
+                assert used not in rich_only, f"{path.relative_to(ROOT)} uses {used}, which needs rich"
+
+
 def test_no_service_asks_litestar_for_openapi_examples() -> None:
     # Litestar imports polyfactory (and so faker) only for OpenAPIConfig(create_examples=True)
     # or a route's generate_examples.
