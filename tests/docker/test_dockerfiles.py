@@ -355,6 +355,22 @@ def test_the_shared_libraries_are_stripped_of_symbols(name: str) -> None:
     assert "binutils" in image(name).stage("builder").runs[0]
 
 
+def test_docs_list_every_build_argument_with_its_default() -> None:
+    declared: dict[str, str] = {}
+    for match in re.finditer(r"^ARG ([A-Z_]+)(?:=(.*))?$", (ROOT / DOCKERFILE).read_text(), re.MULTILINE):
+        name, default = match.group(1), (match.group(2) or "").strip('"')
+        declared[name] = declared.get(name) or default  # a later bare `ARG NAME` re-imports it
+    docs = (ROOT / "docs" / "docker.md").read_text()
+    table = docs[docs.index("| build argument | default | meaning |") :].split("\n\n")[0]
+    rows = {
+        row.group(1): row.group(2)
+        for row in re.finditer(r"^\| `([A-Z_]+)` \| ([^|]+) \|", table, re.MULTILINE)
+    }
+    assert sorted(rows) == sorted(declared), "docs/docker.md's build-argument table"
+    for name, default in declared.items():
+        assert rows[name].strip() == (f"`{default}`" if default else "– (required)"), name
+
+
 def test_model_host_caches_the_catalogue_model_and_serves_it_by_name() -> None:
     built = image("model_host")
     default = dockerfile(DOCKERFILE).global_args["MODEL"]
