@@ -27,12 +27,13 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from analyzer.access import ApiKeys, access_middleware
 from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
+    Unauthorized,
     analyzer_error_handler,
     rate_limited_handler,
+    refusal_handler,
     require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
@@ -50,6 +51,7 @@ from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
+from servicekit.access import access_middleware
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
 
@@ -251,7 +253,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_id_middleware,
             *([http_metrics()] if settings.metrics_enabled else []),
-            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+            *access_middleware(
+                settings, service="analyzer", unauthorized=Unauthorized, answer=refusal_handler
+            ),
         ],
         before_request=require_utf8_body,
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO

@@ -12,10 +12,10 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
-from gateway.access import ApiKeys, access_middleware
 from gateway.cache import MemoryCache, NatsCache, ReviewCache
 from gateway.checks import RuffChecker
 from gateway.errors import (
+    AuthenticationError,
     ConfigError,
     GatewayError,
     handle_exception,
@@ -29,6 +29,7 @@ from gateway.routes import ROUTES
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
+from servicekit.access import access_middleware
 
 log = logging.getLogger("gateway.app")
 
@@ -95,7 +96,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_id_middleware,
             *([http_metrics()] if settings.metrics_enabled else []),
-            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+            *access_middleware(
+                settings, service="gateway", unauthorized=AuthenticationError, answer=handle_exception
+            ),
         ],
         openapi_config=OpenAPIConfig(title="codereview gateway", version="1.0.0"),
         # The gateway logs through its own logger (logs.py); Litestar must not reconfigure the root one.

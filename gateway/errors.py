@@ -18,6 +18,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from servicekit.access import retry_after
+
 log = logging.getLogger("gateway.errors")
 
 
@@ -91,15 +93,9 @@ def error_response(
 
 
 def rate_limited_response(exc: TooManyRequestsException) -> Response[bytes]:
-    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After.
-
-    The limiter itself sends only the RateLimit-* draft headers; Retry-After (RFC 9110) is what
-    HTTP clients, the openai package among them, wait on.
-    """
-    headers = dict(exc.headers or {})
-    retry_after = max(1, int(headers.get("RateLimit-Reset", "1")))
-    headers["Retry-After"] = str(retry_after)
-    message = f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {retry_after} s"
+    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After."""
+    seconds, headers = retry_after(exc)
+    message = f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {seconds} s"
     return error_response(429, message, "rate_limit_error", headers=headers)
 
 

@@ -1,15 +1,14 @@
 """CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT on the analyzer, against a real nats-server.
 
 Without them the routes are open and unlimited: every other test of the analyzer runs that way.
+The keys and the limit's form are tested once for both services in tests/servicekit/test_access.py.
 """
 
 from __future__ import annotations
 
-import pydantic
 import pytest
 from litestar.testing import AsyncTestClient
 
-from analyzer.access import ApiKeys
 from analyzer.app import create_app
 from analyzer.settings import Settings
 
@@ -106,33 +105,3 @@ async def test_a_rate_limit_without_keys_counts_per_address(nats_url: str) -> No
     async with AsyncTestClient(create_app(settings(nats_url, codereview_rate_limit="1/second"))) as client:
         statuses = [(await client.get("/analyze/jobs/nosuchjob")).status_code for _ in range(2)]
     assert statuses == [404, 429]
-
-
-@pytest.mark.parametrize(
-    "value", ["60", "60/minutes", "0/minute", "1001/second", "-1/hour", "sixty/minute", "60/minute/2"]
-)
-def test_a_malformed_rate_limit_is_refused_at_start(value: str) -> None:
-    with pytest.raises(
-        pydantic.ValidationError,
-        match=r"must look like 60/minute \(second\|minute\|hour\|day, 1 to 1000 requests\)",
-    ):
-        Settings(codereview_rate_limit=value)
-
-
-def test_settings_read_the_limit_and_keys_and_never_show_the_keys() -> None:
-    configured = Settings(codereview_api_keys=" a-key-1 ,, b-key-2 ", codereview_rate_limit=" 60 / minute ")
-    assert configured.api_keys == ["a-key-1", "b-key-2"]
-    assert configured.rate_limit == ("minute", 60)
-    assert "a-key-1" not in repr(configured)
-    assert "a-key-1" not in str(configured.model_dump())
-    assert Settings().rate_limit is None
-    assert Settings().api_keys == []
-
-
-def test_api_keys_match_only_a_whole_bearer_key() -> None:
-    keys = ApiKeys(["k-one", "k-two"])
-    assert keys.match("Bearer k-two") == 1
-    assert keys.match("  bearer   k-one ") == 0
-    for header in (None, "", "Bearer", "Bearer k-on", "Bearer k-one2", "Token k-one", "k-one"):
-        assert keys.match(header) is None
-    assert not ApiKeys([])
