@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
@@ -154,10 +154,42 @@ def model_host_error_handler(request: Request[Any, Any, Any], exc: ModelHostErro
     return _response(exc.status_code, exc.body(), exc.headers())
 
 
+def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """A JSON body that is not a request this route accepts: 400, naming the field as `param`.
+
+    Litestar decodes the body as the handler's `data` argument, so msgspec's path to the field
+    starts `$.data`: the field's own path is what is left.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, msgspec.ValidationError):
+        reason = str(cause).replace("`$.data.", "`$.").replace(" - at `$.data`", "")
+        if reason == "Object missing required field `data`":
+            error = InvalidRequestError("the request body is empty: send a chat completion request")
+            return model_host_error_handler(request, error)
+        param = reason.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in reason else None
+    else:
+        items = exc.extra if isinstance(exc.extra, list) else []
+        reason = "; ".join(str(item.get("message", item)) for item in items if isinstance(item, dict))
+        reason, param = reason or str(exc.detail), None
+    return model_host_error_handler(
+        request, InvalidRequestError(f"invalid request body: {reason}", param=param)
+    )
+
+
+def undecodable_body_handler(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
+    """Invalid UTF-8 inside a JSON string: msgspec raises this, not a DecodeError; Litestar passes it on."""
+    error = InvalidRequestError(f"the request body is not valid UTF-8 ({exc.reason})")
+    return model_host_error_handler(request, error)
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    """Litestar's own errors (unknown route, wrong method, ...) in OpenAI's shape too."""
+    """Litestar's own errors (unknown route, wrong method, a body not JSON...) in OpenAI's shape too."""
+    error: ModelHostError
     if exc.status_code == HTTP_404_NOT_FOUND:
-        error: ModelHostError = RouteNotFoundError(f"no route {request.method} {request.url.path}")
+        error = RouteNotFoundError(f"no route {request.method} {request.url.path}")
+        return model_host_error_handler(request, error)
+    if isinstance(exc.__cause__, SerializationException):
+        error = InvalidRequestError(f"the request body is not valid JSON: {exc.__cause__}")
         return model_host_error_handler(request, error)
     error_type = (
         "invalid_request_error" if exc.status_code < HTTP_500_INTERNAL_SERVER_ERROR else "server_error"
