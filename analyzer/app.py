@@ -83,6 +83,8 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
 # The names under which the lifespan keeps what it opened in the app's state. The objects need the
 # NATS connection to be built, so they cannot be made in `create_app` and handed to `Provide`
 # directly as the gateway's are; handlers get each one through `Provide`, never from the state.
+# (Litestar's own SQLAlchemy plugin does the same: its lifespan puts the engine in `app.state`
+# under a named key, and its `Provide(provide_engine)` reads `state[key]`.)
 NATS = "nc"
 JOBS = "jobs"
 SNAPSHOTS = "snapshots"
