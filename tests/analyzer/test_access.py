@@ -44,7 +44,7 @@ async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(nats_url
     assert "first-key" not in wrong.text
 
 
-async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(nats_url: str) -> None:
+async def test_any_of_the_keys_is_let_in_and_health_metrics_and_schema_need_none(nats_url: str) -> None:
     app = create_app(settings(nats_url, codereview_api_keys="first-key-0123,second-key-4567"))
     async with AsyncTestClient(app) as client:
         started = await client.post(
@@ -55,11 +55,13 @@ async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(nats_ur
         )
         health = await client.get("/health")
         schema = await client.get("/schema/openapi.json")
+        metrics = await client.get("/metrics")
     assert started.status_code == 200, started.text
     assert list(started.json()) == ["job_id"]
     assert job.status_code == 200
     assert health.status_code == 200
     assert schema.status_code == 200
+    assert metrics.status_code == 200
 
 
 async def test_a_rate_limit_answers_429_with_retry_after_per_client(nats_url: str) -> None:

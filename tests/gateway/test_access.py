@@ -35,7 +35,7 @@ async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(local_fa
     assert local_fake.requests == []
 
 
-async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(local_fake: FakeLLM) -> None:
+async def test_any_of_the_keys_is_let_in_and_health_metrics_and_schema_need_none(local_fake: FakeLLM) -> None:
     async with gateway_client(local_settings(local_fake, codereview_api_keys=KEYS)) as client:
         reviewed = await client.post(
             "/analyze", json={"function_code": ADD}, headers={"Authorization": "Bearer gw-key-two-4567"}
@@ -43,9 +43,11 @@ async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(local_f
         health = await client.get("/health")
         ready = await client.get("/health/ready")
         schema = await client.get("/schema/openapi.json")
+        metrics = await client.get("/metrics")
     assert reviewed.status_code == 200, reviewed.text
     assert list(reviewed.json()) == ["suggestions"]
     assert (health.status_code, ready.status_code, schema.status_code) == (200, 200, 200)
+    assert metrics.status_code == 200
     # The caller's key is the gateway's business: the provider never sees it.
     assert all("gw-key" not in str(r.headers) for r in local_fake.requests)
 
