@@ -19,6 +19,7 @@ from litestar.exceptions import (
 )
 
 from servicekit.access import retry_after
+from servicekit.bodies import body_problem
 
 log = logging.getLogger("gateway.errors")
 
@@ -101,17 +102,10 @@ def rate_limited_response(exc: TooManyRequestsException) -> Response[bytes]:
 
 def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     """A typed body that does not fit: 422 naming the field as msgspec found it (400 when there is none)."""
-    cause = exc.__cause__
-    if isinstance(cause, msgspec.ValidationError):
-        # Litestar decodes the body as the handler's `data` argument: its path is ours without `.data`.
-        reason = str(cause).replace("`$.data.", "`$.").replace(" - at `$.data`", "")
-        if reason == "Object missing required field `data`":
-            return error_response(400, "request body is empty: send a JSON object", "invalid_request_error")
-    else:
-        items = exc.extra if isinstance(exc.extra, list) else []
-        reason = "; ".join(str(item.get("message", item)) for item in items if isinstance(item, dict))
-        reason = reason or str(exc.detail)
-    return error_response(422, f"invalid request body: {reason}", "invalid_request_error")
+    problem = body_problem(exc)
+    if problem.empty:
+        return error_response(400, "request body is empty: send a JSON object", "invalid_request_error")
+    return error_response(422, f"invalid request body: {problem.reason}", "invalid_request_error")
 
 
 def handle_undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:

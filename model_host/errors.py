@@ -20,6 +20,8 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from servicekit.bodies import body_problem
+
 logger = logging.getLogger("model_host.errors")
 
 
@@ -155,25 +157,13 @@ def model_host_error_handler(request: Request[Any, Any, Any], exc: ModelHostErro
 
 
 def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    """A JSON body that is not a request this route accepts: 400, naming the field as `param`.
-
-    Litestar decodes the body as the handler's `data` argument, so msgspec's path to the field
-    starts `$.data`: the field's own path is what is left.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, msgspec.ValidationError):
-        reason = str(cause).replace("`$.data.", "`$.").replace(" - at `$.data`", "")
-        if reason == "Object missing required field `data`":
-            error = InvalidRequestError("the request body is empty: send a chat completion request")
-            return model_host_error_handler(request, error)
-        param = reason.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in reason else None
+    """A JSON body that is not a request this route accepts: 400, naming the field as `param`."""
+    problem = body_problem(exc)
+    if problem.empty:
+        error = InvalidRequestError("the request body is empty: send a chat completion request")
     else:
-        items = exc.extra if isinstance(exc.extra, list) else []
-        reason = "; ".join(str(item.get("message", item)) for item in items if isinstance(item, dict))
-        reason, param = reason or str(exc.detail), None
-    return model_host_error_handler(
-        request, InvalidRequestError(f"invalid request body: {reason}", param=param)
-    )
+        error = InvalidRequestError(f"invalid request body: {problem.reason}", param=problem.path)
+    return model_host_error_handler(request, error)
 
 
 def undecodable_body_handler(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
