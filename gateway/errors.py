@@ -24,6 +24,12 @@ from servicekit.bodies import body_problem
 log = logging.getLogger("gateway.errors")
 
 
+# What decoding bytes that are not the JSON expected raises: msgspec raises UnicodeDecodeError, not
+# a DecodeError, for invalid UTF-8 inside a JSON string. Catch both wherever provider (or cache)
+# bytes are decoded, or handle_undecodable_body would answer the caller 400 for the provider's bytes.
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
+
+
 class ErrorDetail(msgspec.Struct, kw_only=True, frozen=True):
     message: str
     type: str
