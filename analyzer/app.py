@@ -32,9 +32,9 @@ from analyzer.errors import (
     AnalyzerError,
     Unauthorized,
     analyzer_error_handler,
+    malformed_body,
     rate_limited_handler,
     refusal_handler,
-    require_utf8_body,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -52,6 +52,7 @@ from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
 from servicekit.access import access_middleware
+from servicekit.bodies import require_utf8_body
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
 
@@ -259,7 +260,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 settings, service="analyzer", unauthorized=Unauthorized, answer=refusal_handler
             ),
         ],
-        before_request=require_utf8_body,
+        before_request=require_utf8_body(malformed_body),
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
         logging_config=None,

@@ -201,20 +201,9 @@ def validation_error_handler(
     )
 
 
-async def require_utf8_body(request: Request[Any, Any, Any]) -> None:
-    """Before every handler: a body that is not UTF-8 is 400 (MalformedBody).
-
-    msgspec raises UnicodeDecodeError, not a DecodeError, for invalid UTF-8 inside a JSON string,
-    and Litestar turns only the latter into a 400: without this, such a body would be a 500. The
-    body read here is the one the handler decodes (Litestar keeps it), so it is read once.
-    """
-    body = await request.body()
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedBody(
-            f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason}), so it is not JSON"
-        ) from None
+def malformed_body(exc: UnicodeDecodeError) -> MalformedBody:
+    """servicekit.bodies.require_utf8_body's refusal, in the analyzer's words."""
+    return MalformedBody(f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason}), so it is not JSON")
 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

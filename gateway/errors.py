@@ -26,7 +26,7 @@ log = logging.getLogger("gateway.errors")
 
 # What decoding bytes that are not the JSON expected raises: msgspec raises UnicodeDecodeError, not
 # a DecodeError, for invalid UTF-8 inside a JSON string. Catch both wherever provider (or cache)
-# bytes are decoded, or handle_undecodable_body would answer the caller 400 for the provider's bytes.
+# bytes are decoded: the provider's bad bytes are its 502 (or a cache miss), never a 500.
 UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 
@@ -63,6 +63,13 @@ class AuthenticationError(GatewayError):
     status_code = 401
     error_type = "authentication_error"
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 (never mutated)
+
+
+class MalformedBodyError(GatewayError):
+    """The body is not UTF-8, so it cannot be JSON."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
 
 
 class InvalidInputError(GatewayError):
@@ -114,9 +121,9 @@ def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationExce
     return error_response(422, f"invalid request body: {problem.reason}", "invalid_request_error")
 
 
-def handle_undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
-    """Bytes that are not UTF-8 cannot be JSON: 400 (msgspec raises this, not a DecodeError)."""
-    return error_response(400, f"request body is not valid UTF-8: {exc.reason}", "invalid_request_error")
+def malformed_body(exc: UnicodeDecodeError) -> MalformedBodyError:
+    """servicekit.bodies.require_utf8_body's refusal, in the gateway's words."""
+    return MalformedBodyError(f"request body is not valid UTF-8: {exc.reason}")
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

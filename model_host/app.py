@@ -24,8 +24,8 @@ from model_host.engines import Engine, load_engine
 from model_host.errors import (
     ModelHostError,
     http_exception_handler,
+    malformed_body,
     model_host_error_handler,
-    undecodable_body_handler,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -33,6 +33,7 @@ from model_host.host import ModelHost, new_request_id
 from model_host.metrics import MetricsController, http_metrics
 from model_host.schemas import ChatCompletion, ChatCompletionRequest, Health, ModelCard, ModelList
 from model_host.settings import Settings
+from servicekit.bodies import require_utf8_body
 
 
 class ClientDisconnectedError(ModelHostError):
@@ -169,10 +170,10 @@ def create_app(
         middleware=[http_metrics()] if settings.metrics_enabled else [],
         lifespan=[lifespan],
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
+        before_request=require_utf8_body(malformed_body),
         exception_handlers={
             ModelHostError: model_host_error_handler,
             ValidationException: validation_error_handler,
-            UnicodeDecodeError: undecodable_body_handler,
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,
         },

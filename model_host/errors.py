@@ -166,10 +166,9 @@ def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationExc
     return model_host_error_handler(request, error)
 
 
-def undecodable_body_handler(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
-    """Invalid UTF-8 inside a JSON string: msgspec raises this, not a DecodeError; Litestar passes it on."""
-    error = InvalidRequestError(f"the request body is not valid UTF-8 ({exc.reason})")
-    return model_host_error_handler(request, error)
+def malformed_body(exc: UnicodeDecodeError) -> InvalidRequestError:
+    """servicekit.bodies.require_utf8_body's refusal, in model_host's words."""
+    return InvalidRequestError(f"the request body is not valid UTF-8 ({exc.reason})")
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -224,10 +224,10 @@ async def test_numbers_sent_as_strings_are_read_as_numbers_as_litestar_reads_eve
             b'{"model":"tiny","messages":[{"role":"user","content":"\xff\xfe"}]}',
             "not valid UTF-8 (invalid start byte)",
         ),
-        (b'{"model":"tiny\xc3","messages":[]}', "not valid UTF-8 (unexpected end of data)"),
+        (b'{"model":"tiny\xc3","messages":[]}', "not valid UTF-8 (invalid continuation byte)"),
         (b'{"model":"tiny","messages":[{"role":"user","content":"\\udc00"}]}', "invalid utf-16 surrogate"),
         (b'{"model":"tiny","messages":[{"role":"user","content":"a\\ud800b"}]}', "not valid JSON"),
-        ('{"model":"tiny","messages":[]}'.encode("utf-16"), "not valid JSON"),
+        ('{"model":"tiny","messages":[]}'.encode("utf-16"), "not valid UTF-8 (invalid start byte)"),
     ],
     ids=["invalid-utf8", "truncated-utf8", "lone-low-surrogate", "lone-high-surrogate", "utf16"],
 )
