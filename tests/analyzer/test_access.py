@@ -10,20 +10,17 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from analyzer.app import create_app
-from analyzer.settings import Settings
+from tests.analyzer.helpers import settings_without_gateway
 
 pytestmark = pytest.mark.nats
 
 START = {"repo_url": "https://github.com/octo/hello"}
 
 
-def settings(nats_url: str, **access: str) -> Settings:
-    # The gateway is not used by these routes: an address where nothing listens.
-    return Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", **access)  # type: ignore[arg-type]
-
-
 async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(nats_url: str) -> None:
-    app = create_app(settings(nats_url, codereview_api_keys="first-key-0123, second-key-4567"))
+    app = create_app(
+        settings_without_gateway(nats_url, codereview_api_keys="first-key-0123, second-key-4567")
+    )
     async with AsyncTestClient(app) as client:
         missing = await client.post("/analyze/start", json=START)
         wrong = await client.post(
@@ -45,7 +42,7 @@ async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(nats_url
 
 
 async def test_any_of_the_keys_is_let_in_and_health_metrics_and_schema_need_none(nats_url: str) -> None:
-    app = create_app(settings(nats_url, codereview_api_keys="first-key-0123,second-key-4567"))
+    app = create_app(settings_without_gateway(nats_url, codereview_api_keys="first-key-0123,second-key-4567"))
     async with AsyncTestClient(app) as client:
         started = await client.post(
             "/analyze/start", json=START, headers={"Authorization": "Bearer second-key-4567"}
@@ -66,7 +63,7 @@ async def test_any_of_the_keys_is_let_in_and_health_metrics_and_schema_need_none
 
 async def test_a_rate_limit_answers_429_with_retry_after_per_client(nats_url: str) -> None:
     app = create_app(
-        settings(
+        settings_without_gateway(
             nats_url, codereview_api_keys="first-key-0123,second-key-4567", codereview_rate_limit="2/minute"
         )
     )
@@ -89,7 +86,11 @@ async def test_a_rate_limit_answers_429_with_retry_after_per_client(nats_url: st
 
 
 async def test_wrong_keys_count_against_the_sender_so_guessing_is_limited(nats_url: str) -> None:
-    app = create_app(settings(nats_url, codereview_api_keys="first-key-0123", codereview_rate_limit="2/hour"))
+    app = create_app(
+        settings_without_gateway(
+            nats_url, codereview_api_keys="first-key-0123", codereview_rate_limit="2/hour"
+        )
+    )
     async with AsyncTestClient(app) as client:
         guesses = [
             (await client.get("/analyze/jobs/x", headers={"Authorization": f"Bearer guess-{n}"})).status_code
@@ -104,6 +105,8 @@ async def test_wrong_keys_count_against_the_sender_so_guessing_is_limited(nats_u
 
 
 async def test_a_rate_limit_without_keys_counts_per_address(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url, codereview_rate_limit="1/second"))) as client:
+    async with AsyncTestClient(
+        create_app(settings_without_gateway(nats_url, codereview_rate_limit="1/second"))
+    ) as client:
         statuses = [(await client.get("/analyze/jobs/nosuchjob")).status_code for _ in range(2)]
     assert statuses == [404, 429]
