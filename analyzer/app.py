@@ -27,13 +27,14 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from analyzer.access import ApiKeys, access_middleware
 from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
+    Unauthorized,
     analyzer_error_handler,
+    malformed_body,
     rate_limited_handler,
-    require_utf8_body,
+    refusal_handler,
     unexpected_error_handler,
     validation_error_handler,
 )
@@ -50,6 +51,8 @@ from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
+from servicekit.access import access_middleware
+from servicekit.bodies import require_utf8_body
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
 
@@ -81,6 +84,8 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
 # The names under which the lifespan keeps what it opened in the app's state. The objects need the
 # NATS connection to be built, so they cannot be made in `create_app` and handed to `Provide`
 # directly as the gateway's are; handlers get each one through `Provide`, never from the state.
+# (Litestar's own SQLAlchemy plugin does the same: its lifespan puts the engine in `app.state`
+# under a named key, and its `Provide(provide_engine)` reads `state[key]`.)
 NATS = "nc"
 JOBS = "jobs"
 SNAPSHOTS = "snapshots"
@@ -251,9 +256,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_id_middleware,
             *([http_metrics()] if settings.metrics_enabled else []),
-            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+            *access_middleware(
+                settings, service="analyzer", unauthorized=Unauthorized, answer=refusal_handler
+            ),
         ],
-        before_request=require_utf8_body,
+        before_request=require_utf8_body(malformed_body),
         # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
         logging_config=None,

@@ -25,7 +25,7 @@ import msgspec
 import stamina
 from multidict import CIMultiDictProxy
 
-from gateway.errors import ConfigError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import UNDECODABLE, ConfigError, UpstreamError, UpstreamTimeoutError
 from gateway.logs import request_id
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
@@ -268,7 +268,7 @@ class Upstream:
         response = await self.request(provider, "GET", "models")
         try:
             models = msgspec.json.decode(response.content, type=_ModelList)
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             raise UpstreamError(
                 f"{provider.name}: /models answered HTTP {response.status_code} without a model list",
                 provider=provider.name,
