@@ -6,14 +6,16 @@ import re
 from typing import Literal, cast
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.settings import LogSettings
 
 RateUnit = Literal["second", "minute", "hour", "day"]
 MAX_RATE_LIMIT = 1000
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*")
 
 
-class Settings(BaseSettings):
+class Settings(LogSettings):
     """Field names are the environment variable names in lower case (ANALYZER_PORT -> analyzer_port)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -64,18 +66,8 @@ class Settings(BaseSettings):
     # (per address without one) in each analyzer process; over it, 429 with Retry-After. Empty: no limit.
     codereview_rate_limit: str = ""
 
-    # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
-    log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
-        return level
 
     @field_validator("codereview_rate_limit")
     @classmethod

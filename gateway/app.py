@@ -22,13 +22,13 @@ from gateway.errors import (
     handle_undecodable_body,
     handle_validation_error,
 )
-from gateway.logs import request_id_middleware
 from gateway.metrics import MetricsController, http_metrics
 from gateway.review import Reviewer, ReviewLimits
 from gateway.routes import ROUTES
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
+from servicekit.request_id import request_id_middleware
 
 log = logging.getLogger("gateway.app")
 
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
         ],
         openapi_config=OpenAPIConfig(title="codereview gateway", version="1.0.0"),
-        # The gateway logs through its own logger (logs.py); Litestar must not reconfigure the root one.
+        # servicekit.logs is the one logging setup; Litestar must not reconfigure the root logger.
         logging_config=None,
         debug=False,
     )

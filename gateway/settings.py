@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.settings import LogSettings
 
 ProviderName = Literal["openai", "deepseek", "local"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
@@ -16,7 +18,7 @@ MAX_RATE_LIMIT = 1000
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*")
 
 
-class Settings(BaseSettings):
+class Settings(LogSettings):
     """Gateway settings; each field reads the environment variable of the same name in upper case.
 
     Raises `pydantic.ValidationError` when a value is malformed, when `LLM_PROVIDER` or `LLM_FALLBACK`
@@ -28,7 +30,6 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8001, ge=0, le=65535)
-    log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
 

@@ -27,10 +27,11 @@ from model_host.errors import (
     model_host_error_handler,
     unexpected_error_handler,
 )
-from model_host.host import ModelHost, new_request_id
+from model_host.host import ModelHost, new_completion_id
 from model_host.metrics import MetricsController, http_metrics
 from model_host.schemas import ChatCompletion, Health, ModelCard, ModelList
 from model_host.settings import Settings
+from servicekit.request_id import request_id_middleware
 
 
 class ClientDisconnectedError(ModelHostError):
@@ -102,7 +103,7 @@ async def chat_completions(
     request: Request[Any, Any, State], host: NamedDependency[ModelHost]
 ) -> ChatCompletion | EventStream:
     """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
-    completion_id = new_request_id()
+    completion_id = new_completion_id()
     body = decode_request(await request.body())
     if body.stream:
         return EventStream(
@@ -162,7 +163,7 @@ def create_app(
             chat_completions,
             *([MetricsController] if settings.metrics_enabled else []),
         ],
-        middleware=[http_metrics()] if settings.metrics_enabled else [],
+        middleware=[request_id_middleware, *([http_metrics()] if settings.metrics_enabled else [])],
         lifespan=[lifespan],
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
         exception_handlers={
@@ -171,5 +172,5 @@ def create_app(
             Exception: unexpected_error_handler,
         },
         openapi_config=OpenAPIConfig(title="codereview model_host", version="0.1.0", path="/schema"),
-        logging_config=None,  # model_host.logs is the one logging setup; Litestar would reset the root logger
+        logging_config=None,  # servicekit.logs is the one logging setup; Litestar would reset the root logger
     )
