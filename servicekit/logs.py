@@ -100,6 +100,16 @@ def _json_line(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     return json.dumps(event_dict, default=str, ensure_ascii=False)
 
 
+def _stamp() -> list[Processor]:
+    """What every event gets before rendering, whichever API logged it."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+    ]
+
+
 def formatter(service: str, fmt: LogFormat, secrets: Iterable[str] = ()) -> logging.Formatter:
     """The formatter that renders every record of `service` as `fmt`, with `secrets` masked."""
     masker = _Masker(secrets)
@@ -108,13 +118,7 @@ def formatter(service: str, fmt: LogFormat, secrets: Iterable[str] = ()) -> logg
         # After rendering: what a value's str() or repr() let through is caught here.
         return masker.mask(line) if isinstance(line, str) else str(line)
 
-    pre_chain: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.ExtraAdder(allow=("job_id", "request_id")),
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-    ]
+    pre_chain: list[Processor] = [*_stamp(), structlog.stdlib.ExtraAdder(allow=("job_id", "request_id"))]
     processors: list[Processor] = [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         structlog.processors.format_exc_info,
@@ -151,6 +155,17 @@ def setup_logging(
         library.setLevel(logging.NOTSET)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # Libraries that log through structlog (stamina's retry hook) reach the same handler.
+    structlog.configure(
+        processors=[
+            *_stamp(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
 
 
 def bind_job_id(job_id: str) -> None:
