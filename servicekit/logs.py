@@ -33,8 +33,9 @@ MASK = "***"
 MIN_SECRET_CHARS = 4
 # Libraries that attach their own handlers: theirs go, so each record is rendered once, by ours.
 LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar", "faststream", "nats")
-# Chatty at INFO and never about our work: request lines of HTTP clients, llama.cpp's load log.
-QUIET_LOGGERS = ("httpx", "httpcore", "llama-cpp-python")
+# Chatty at INFO and never about our work: request lines of HTTP clients (httpx2 is the openai
+# package's: a line for every gateway call), llama.cpp's load log.
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "llama-cpp-python")
 
 _FIXED = ("timestamp", "level", "logger", "service", "request_id")
 
@@ -131,6 +132,12 @@ def formatter(service: str, fmt: LogFormat, secrets: Iterable[str] = ()) -> logg
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=pre_chain, processors=processors)
 
 
+def _stdlib_logger(*args: Any) -> logging.Logger:
+    """The stdlib logger `structlog.get_logger(name)` writes to. Not structlog's LoggerFactory: that
+    one sets a logger class for the whole process, whose caller lookup costs every record time."""
+    return logging.getLogger(args[0] if args and isinstance(args[0], str) else None)
+
+
 def setup_logging(
     service: str, level: str = "INFO", fmt: LogFormat = "text", secrets: Iterable[str] = ()
 ) -> None:
@@ -162,7 +169,7 @@ def setup_logging(
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=_stdlib_logger,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
