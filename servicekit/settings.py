@@ -25,7 +25,8 @@ class LogSettings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _known_level(cls, value: object) -> str:
-        level = str(value).strip().upper()
+        # `LOG_LEVEL=` in .env or compose means "not set", as for the other settings.
+        level = str(value).strip().upper() or "INFO"
         if level not in LEVELS:
             raise ValueError(f"LOG_LEVEL must be {', '.join(LEVELS[:-1])} or {LEVELS[-1]}, not {value!r}")
         return level
@@ -33,7 +34,7 @@ class LogSettings(BaseSettings):
     @field_validator("log_format", mode="before")
     @classmethod
     def _known_format(cls, value: object) -> str:
-        form = str(value).strip().lower()
+        form = str(value).strip().lower() or "text"
         if form not in ("text", "json"):
             raise ValueError(f"LOG_FORMAT must be text or json, not {value!r}")
         return form

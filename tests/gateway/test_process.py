@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from tests.gateway.conftest import ADD
 from tests.support.fake_llm import FakeLLM, error_reply
+from tests.support.logs import TEXT_LINE
 from tests.support.servers import ROOT, service_process
 
 CLEAN_ENV = {
@@ -91,6 +93,10 @@ async def test_the_service_serves_and_its_logs_never_hold_the_key(
     if log_format == "json":
         events = [json.loads(line) for line in log.splitlines()]
         assert any(e["logger"] == "gateway.review" and e["request_id"] for e in events)
+    else:
+        # One readable line an event (nothing here logs a traceback).
+        assert all(TEXT_LINE.match(line) for line in log.splitlines()), log
+        assert re.search(r" WARNING gateway\.review \[request=[0-9a-f]{16}\] review via openai failed", log)
 
 
 def test_an_unreachable_nats_stops_the_start_with_a_message_naming_it(tmp_path: Path) -> None:

@@ -16,12 +16,9 @@ from pydantic import SecretStr, ValidationError
 
 from servicekit.logs import LIBRARY_LOGGERS, QUIET_LOGGERS, bind_job_id, setup_logging
 from servicekit.settings import LogFormat, LogSettings
+from tests.support.logs import TEXT_LINE
 from tests.support.servers import ROOT
 
-TEXT_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+ "
-    r"\[request=\S+( job=\S+)?\] "
-)
 SECRET = "sk-proj-0123456789abcdef"
 
 
@@ -168,6 +165,8 @@ def test_library_handlers_go_and_a_second_setup_replaces_the_first(
 def test_log_settings_refuse_unknown_values_naming_the_variable() -> None:
     assert LogSettings(log_level=" debug ", log_format="JSON").log_level == "DEBUG"
     assert LogSettings(log_format=" Json ").log_format == "json"
+    # Empty, as `LOG_LEVEL=` in a .env or compose file: not set.
+    assert (LogSettings(log_level="").log_level, LogSettings(log_format=" ").log_format) == ("INFO", "text")
     with pytest.raises(
         ValidationError, match="LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not 'loud'"
     ):
