@@ -4,8 +4,9 @@ The services log through the standard library (`logging.getLogger(__name__)`), a
 Litestar, FastStream, nats-py and llama-cpp-python do; one root handler renders every record
 through structlog's ProcessorFormatter, so a line looks the same whoever wrote it:
 
-- `text` (the default): `2026-11-30T05:33:00.123456Z INFO gateway.review [request=ab12 job=-] message`
-  plus `key=value` for any other bound value, and a traceback on the lines below when there is one;
+- `text` (the default): `2026-11-30T05:33:00.123456Z INFO analyzer.app [request=ab12 job=53b0] message`
+  (`job=` only where one is bound) plus `key=value` for any other bound value, and a traceback
+  on the lines below when there is one;
 - `json`: one object a line with the keys `timestamp` (ISO-8601, UTC), `level`, `logger`,
   `service`, `request_id` (null outside a request), `job_id` (only where bound), `event`, then
   any other bound value and `exception` (the traceback's text) where there is one.
@@ -36,9 +37,6 @@ LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar", "fa
 # Chatty at INFO and never about our work: request lines of HTTP clients (httpx2 is the openai
 # package's: a line for every gateway call), llama.cpp's load log.
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "llama-cpp-python")
-
-_FIXED = ("timestamp", "level", "logger", "service", "request_id")
-
 
 class _Masker:
     """Replaces every secret in every string value, then in the rendered line."""
