@@ -38,6 +38,7 @@ LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar", "fa
 # package's: a line for every gateway call), llama.cpp's load log.
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "llama-cpp-python")
 
+
 class _Masker:
     """Replaces every secret in every string value, then in the rendered line."""
 
