@@ -1,6 +1,6 @@
 """`python -m model_host`: read the settings, check the model file, serve until stopped.
 
-MODEL names a catalogue model: one not downloaded yet is downloaded first (progress on stderr);
+MODEL names a catalogue model: one not downloaded yet is downloaded first (ten progress lines in the log);
 if that fails, one warning line says why and the bundled model is served instead.
 
 Exits non-zero, with a message that names the path and the reason, when MODEL_PATH is missing
@@ -17,6 +17,7 @@ import uvicorn
 
 from model_host.app import create_app
 from model_host.catalogue import pull_or_fall_back
+from model_host.download import LoggedProgress
 from model_host.engines import check_model_file
 from model_host.errors import ModelFileError
 from model_host.settings import Settings
@@ -37,6 +38,7 @@ def main() -> int:
             settings.model_cache_dir,
             hub_url=settings.model_hub_url,
             deadline_s=settings.model_download_timeout_s,
+            progress=LoggedProgress(),
         )
     try:
         check_model_file(settings.resolved_model_path(), settings.model_engine)
