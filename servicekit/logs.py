@@ -159,6 +159,8 @@ def setup_logging(
         library.handlers.clear()
         library.propagate = True
         library.setLevel(logging.NOTSET)
+    # Python's warnings too, as records of `py.warnings`, not loose lines on stderr.
+    logging.captureWarnings(True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # Libraries that log through structlog (stamina's retry hook) reach the same handler.

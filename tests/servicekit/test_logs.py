@@ -7,6 +7,7 @@ import logging
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def restored_logging() -> Iterator[None]:
         logger.handlers[:], logger.propagate = handlers, propagate
         logger.setLevel(level)
     structlog.reset_defaults()
+    logging.captureWarnings(False)
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -160,6 +162,17 @@ def test_library_handlers_go_and_a_second_setup_replaces_the_first(
     assert len(output) == 1  # one handler, ours, renders it once
     assert json.loads(output[0])["logger"] == "uvicorn.error"
     assert uvicorn_error.handlers == []
+
+
+def test_python_warnings_are_log_lines_too(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("fetcher", "INFO", "json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("an old API", DeprecationWarning, stacklevel=1)
+
+    (event,) = (json.loads(line) for line in lines(capsys))
+    assert (event["logger"], event["level"]) == ("py.warnings", "WARNING")
+    assert "DeprecationWarning: an old API" in event["event"]
 
 
 def test_log_settings_refuse_unknown_values_naming_the_variable() -> None:
