@@ -146,6 +146,7 @@ def setup_logging(
     LIBRARY_LOGGERS lose their own handlers and propagate to ours; call it before anything
     else logs, and give uvicorn `log_config=None` so it does not configure its loggers again.
     """
+    level = level.upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(service, fmt, secrets))
     handler._servicekit = True  # type: ignore[attr-defined]
