@@ -40,7 +40,6 @@ from analyzer.errors import (
 )
 from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
-from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.metrics import MetricsController, http_metrics
 from analyzer.nats_client import connect_nats
 from analyzer.parsing import ParseBudget, ParserPool
@@ -53,6 +52,8 @@ from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
 from servicekit.access import access_middleware
 from servicekit.bodies import require_utf8_body
+from servicekit.logs import bind_job_id
+from servicekit.request_id import current_request_id, request_id_middleware
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
 
@@ -112,14 +113,14 @@ async def start_job(data: JSONBody[StartRequest], jobs: NamedDependency[JobStore
     """Queue a fetch of the repository; answers at once, before any download."""
     target = parse_repo_url(data.repo_url)
     record = await jobs.start(target)
-    job_id_var.set(record.job_id)
+    bind_job_id(record.job_id)
     return StartResponse(job_id=record.job_id)
 
 
 @get("/analyze/jobs/{job_id:str}")
 async def get_job(job_id: FromPath[str], jobs: NamedDependency[JobStore]) -> JobRecord:
     """The job as the `jobs` KV bucket holds it: status, repo, ref, commit sha, counts, error, timestamps."""
-    job_id_var.set(check_job_id(job_id))
+    bind_job_id(check_job_id(job_id))
     return await jobs.get(job_id)
 
 
@@ -142,7 +143,7 @@ async def analyze_function(
     data: JSONBody[FunctionRequest], analysis: NamedDependency[Analysis]
 ) -> FunctionResponse:
     """Review one function of the job's repository; waits for a job that is still being fetched."""
-    suggestions = await analysis.review(data.job_id, data.function_name, request_id=request_id_var.get())
+    suggestions = await analysis.review(data.job_id, data.function_name, request_id=current_request_id())
     return FunctionResponse(suggestions=suggestions)
 
 
@@ -161,7 +162,6 @@ def health(nc: NamedDependency[NatsClient]) -> Response[Health]:
 def create_app(settings: Settings | None = None) -> Litestar:
     """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
     settings = settings or Settings()
-    setup_logging(settings.log_level)
 
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
@@ -261,7 +261,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         before_request=require_utf8_body(malformed_body),
-        # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
+        # Logging is set up by servicekit.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
         logging_config=None,
         exception_handlers={

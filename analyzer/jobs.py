@@ -31,6 +31,7 @@ from jobs_contract import (
     encode_json,
     is_job_id,
 )
+from servicekit.request_id import current_request_id
 
 logger = logging.getLogger("analyzer.jobs")
 
@@ -82,7 +83,12 @@ class JobStore:
             updated_at=now,
         )
         request = FetchRequest(
-            job_id=record.job_id, owner=target.owner, repo=target.repo, ref=target.ref, requested_at=now
+            job_id=record.job_id,
+            owner=target.owner,
+            repo=target.repo,
+            ref=target.ref,
+            requested_at=now,
+            request_id=current_request_id(),
         )
         try:
             await self._kv.create(record.job_id, encode_json(record))

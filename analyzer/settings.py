@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.access import AccessSettings
+from servicekit.settings import LogSettings
 
 
-class Settings(AccessSettings):
+class Settings(AccessSettings, LogSettings):
     """Field names are the environment variable names in lower case (ANALYZER_PORT -> analyzer_port).
 
-    CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT come from servicekit.access, as in the gateway.
+    CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT come from servicekit.access, LOG_LEVEL and
+    LOG_FORMAT from servicekit.settings, as in every service.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -55,15 +57,5 @@ class Settings(AccessSettings):
     analyzer_parse_cpu_s: int = Field(default=10, ge=1)
     analyzer_parse_memory_bytes: int = Field(default=2_000_000_000, ge=200_000_000)
 
-    # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
-    log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
-        return level

@@ -25,7 +25,6 @@ from pydantic import WithJsonSchema
 
 from fetcher.archive import INFLATE_ENGINE
 from fetcher.github import GitHubClient, GitHubConfig
-from fetcher.logs import setup_logging
 from fetcher.metrics import broker_middleware, metrics_app
 from fetcher.settings import Settings
 from fetcher.worker import Fetcher, JobSlots
@@ -42,6 +41,7 @@ from jobs_contract import (
     ensure_jetstream,
 )
 from jobs_contract.settings import nats_servers
+from servicekit.logs import setup_logging
 
 log = logging.getLogger("fetcher")
 
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     """Build the fetcher app: broker, subscribers, lifespan (JetStream set-up, GitHub client)."""
     settings = settings or Settings()
     if configure_logging:
-        setup_logging(settings.log_level)
+        setup_logging("fetcher", settings.log_level, settings.log_format, settings.secret_values())
     # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
     # job with its id, so those go to DEBUG.
     broker = NatsBroker(
@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         await js.add_consumer(FETCH_STREAM, consumer_config(settings))
         github_config = GitHubConfig(
             api_url=settings.github_api_url,
-            token=settings.github_token,
+            token=settings.github_token.get_secret_value() if settings.github_token else None,
             timeout_s=settings.fetcher_http_timeout_s,
             retries=settings.fetcher_http_retries,
             backoff_s=settings.fetcher_retry_backoff_s,

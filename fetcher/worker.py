@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+import structlog
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.api import ObjectMeta
@@ -137,6 +138,8 @@ class Fetcher:
             record_delivery("invalid", 0.0)
             return Outcome(None, "invalid", str(error))
 
+        # This delivery's own task (JobSlots): every line it logs from here on names the job.
+        structlog.contextvars.bind_contextvars(job_id=request.job_id, request_id=request.request_id)
         started = time.monotonic()
         async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
             if attempt > self.settings.fetcher_max_deliveries:

@@ -22,7 +22,6 @@ from gateway.errors import (
     handle_validation_error,
     malformed_body,
 )
-from gateway.logs import request_id_middleware
 from gateway.metrics import MetricsController, http_metrics
 from gateway.review import Reviewer, ReviewLimits
 from gateway.routes import ROUTES
@@ -31,6 +30,7 @@ from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
 from servicekit.access import access_middleware
 from servicekit.bodies import require_utf8_body
+from servicekit.request_id import request_id_middleware
 
 log = logging.getLogger("gateway.app")
 
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         openapi_config=OpenAPIConfig(title="codereview gateway", version="1.0.0"),
-        # The gateway logs through its own logger (logs.py); Litestar must not reconfigure the root one.
+        # servicekit.logs is the one logging setup; Litestar must not reconfigure the root logger.
         logging_config=None,
         debug=False,
     )

@@ -9,12 +9,13 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.access import AccessSettings
+from servicekit.settings import LogSettings
 
 ProviderName = Literal["openai", "deepseek", "local"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
 
 
-class Settings(AccessSettings):
+class Settings(AccessSettings, LogSettings):
     """Gateway settings; each field reads the environment variable of the same name in upper case.
 
     Raises `pydantic.ValidationError` when a value is malformed, when `LLM_PROVIDER` or `LLM_FALLBACK`
@@ -27,7 +28,6 @@ class Settings(AccessSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8001, ge=0, le=65535)
-    log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
 

@@ -26,9 +26,9 @@ import stamina
 from multidict import CIMultiDictProxy
 
 from gateway.errors import UNDECODABLE, ConfigError, UpstreamError, UpstreamTimeoutError
-from gateway.logs import request_id
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
+from servicekit.request_id import current_request_id
 
 log = logging.getLogger("gateway.upstream")
 
@@ -340,8 +340,8 @@ class Upstream:
             raise RuntimeError("Upstream.open() was not awaited")
         session = self._session
         headers = provider.headers()
-        rid = request_id.get()
-        if rid != "-":
+        rid = current_request_id()
+        if rid is not None:
             headers["x-request-id"] = rid  # the provider's logs can be matched with ours
         if body is not None:
             headers["content-type"] = "application/json"

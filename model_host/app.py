@@ -29,11 +29,12 @@ from model_host.errors import (
     unexpected_error_handler,
     validation_error_handler,
 )
-from model_host.host import ModelHost, new_request_id
+from model_host.host import ModelHost, new_completion_id
 from model_host.metrics import MetricsController, http_metrics
 from model_host.schemas import ChatCompletion, ChatCompletionRequest, Health, ModelCard, ModelList
 from model_host.settings import Settings
 from servicekit.bodies import require_utf8_body
+from servicekit.request_id import request_id_middleware
 
 
 class ClientDisconnectedError(ModelHostError):
@@ -108,7 +109,7 @@ async def chat_completions(
     data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, State], host: NamedDependency[ModelHost]
 ) -> ChatCompletion | EventStream:
     """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
-    completion_id = new_request_id()
+    completion_id = new_completion_id()
     if data.stream:
         return EventStream(
             host.stream(data, completion_id),
@@ -167,7 +168,7 @@ def create_app(
             chat_completions,
             *([MetricsController] if settings.metrics_enabled else []),
         ],
-        middleware=[http_metrics()] if settings.metrics_enabled else [],
+        middleware=[request_id_middleware, *([http_metrics()] if settings.metrics_enabled else [])],
         lifespan=[lifespan],
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
         before_request=require_utf8_body(malformed_body),
@@ -178,5 +179,5 @@ def create_app(
             Exception: unexpected_error_handler,
         },
         openapi_config=OpenAPIConfig(title="codereview model_host", version="0.1.0", path="/schema"),
-        logging_config=None,  # model_host.logs is the one logging setup; Litestar would reset the root logger
+        logging_config=None,  # servicekit.logs is the one logging setup; Litestar would reset the root logger
     )

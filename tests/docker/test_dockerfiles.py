@@ -30,6 +30,7 @@ from tests.docker.project import (
     dockerfile,
     image,
     imports_of,
+    imports_reached_from,
     lock_groups,
     normalize,
     settings_variables,
@@ -202,8 +203,7 @@ def test_every_library_the_service_imports_is_locked_in_a_group_the_image_instal
     facts = SERVICES[name]
     groups = {normalize(group) for group in facts.groups}
     locked = lock_groups()
-    packages = {facts.package} | (imports_of(facts.package) & set(FIRST_PARTY))
-    modules = set().union(*(imports_of(package) for package in packages)) - set(FIRST_PARTY)
+    modules = imports_reached_from(facts.package) - set(FIRST_PARTY)
     third_party = sorted(module for module in modules if module not in sys.stdlib_module_names)
     assert third_party, "the import scan found nothing: it is broken"
     missing = []
