@@ -16,7 +16,8 @@ Options: --names=N (distinct function names, default 500), --requests=N (through
 analyzer's default; 0 sets ANALYZER_WARM_INDEX=false).
 
 --heavy=1 runs only this instead: the heaviest lookups (a 9 MB one-line list, a 1.9 MB one just
-under ANALYZER_PARSE_MAX_BYTES, an 8.6 MB file of 300k defs asked for a name it lacks) while `/health`
+under ANALYZER_PARSE_MAX_BYTES, a 6.6 MB file of 300k defs asked for two names it lacks, one unlike
+and one like its own: `defs.f1234567` makes the suggestions compare it with most of them) while `/health`
 and warm lookups of another job are timed, against the same when idle (--samples=N each, default
 300), and the analyzer's peak resident memory.
 
@@ -286,7 +287,7 @@ async def _heavy(options: dict[str, int]) -> None:
                     idle_lookup = [await _post(client, other.job_id, "calc.add") for _ in range(samples)]
                     print(f"idle: /health {_summary(idle_health)}")
                     print(f"idle: warm lookup of another job {_summary(idle_lookup)}")
-                    for name in ("nine.big", "under.big", "defs.nothing_like_this"):
+                    for name in ("nine.big", "under.big", "defs.nothing_like_this", "defs.f1234567"):
                         body = {"job_id": heavy.job_id, "function_name": name}
                         started = time.perf_counter()
                         task = asyncio.create_task(client.post("/analyze/function", json=body))
