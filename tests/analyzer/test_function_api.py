@@ -364,6 +364,39 @@ async def test_the_searches_of_the_whole_text_run_in_a_worker_not_the_server(
 
 
 @pytest.mark.slow
+async def test_a_search_of_the_text_over_its_budget_is_422_or_a_404_without_close_names(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # A non-ASCII name is looked up in the index of every name: for 1.5M defs, seconds of CPU in
+    # the search worker, over a budget of one (the suggestions of a 404 need that index too).
+    many = "".join(f"def f{i}(x):\n    return x\n" for i in range(1_500_000))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, {**FILES, "defs.py": many})
+    budget = settings(
+        nats_url, gateway, analyzer_parse_cpu_s=1, analyzer_warm_index=False, analyzer_preload=False
+    )
+    async with analyzer(budget) as client:
+        over = await analyze(client, job.job_id, "naïve")
+        missing = await analyze(client, job.job_id, "defs.f12345678")
+        fine = [await analyze(client, job.job_id, name) for name in ("calc.add", "add", "Box.size")]
+        health = await client.get("/health")
+    assert over.status_code == 422
+    assert over.json() == {
+        "status_code": 422,
+        "detail": (
+            f"function_name 'naïve' cannot be looked for in {job.snapshot}: looking for 'naïve' in the "
+            f"text of {job.snapshot} takes more than the budget of 1 s of CPU (ANALYZER_PARSE_CPU_S) "
+            "or 2000000000 bytes of memory (ANALYZER_PARSE_MEMORY_BYTES)"
+        ),
+        "extra": {"function_name": "naïve"},
+    }
+    assert missing.status_code == 404
+    assert missing.json()["extra"]["did_you_mean"] == []
+    assert [r.status_code for r in fine] == [200, 200, 200]
+    assert health.status_code == 200
+
+
+@pytest.mark.slow
 async def test_a_file_over_a_parse_budget_is_its_own_422_and_blocks_no_other_request(
     nats_url: str, gateway: FakeGateway
 ) -> None:
