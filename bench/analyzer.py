@@ -16,7 +16,7 @@ Options: --names=N (distinct function names, default 500), --requests=N (through
 analyzer's default; 0 sets ANALYZER_WARM_INDEX=false).
 
 --heavy=1 runs only this instead: the heaviest lookups (a 9 MB one-line list, a 1.9 MB one just
-under ANALYZER_PARSE_MAX_BYTES, a 6.6 MB file of 300k defs asked for two names it lacks, one unlike
+under ANALYZER_PARSE_MAX_BYTES, an 8.6 MB file of 300k defs asked for two names it lacks, one unlike
 and one like its own: `defs.f1234567` makes the suggestions compare it with most of them) while `/health`
 and warm lookups of another job are timed, against the same when idle (--samples=N each, default
 300), and the analyzer's peak resident memory.
@@ -257,6 +257,12 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _worker_processes(pid: int) -> list[int]:
+    """The multiprocessing workers a process spawned (Linux /proc), not its resource tracker."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
 async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
     started = time.perf_counter()
     response = await client.get(path)
@@ -267,7 +273,7 @@ async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
 async def _heavy(options: dict[str, int]) -> None:
     one_line = b"def big():\n    pass\n\n\nX = [" + b"1, " * 3_000_000 + b"]\n"  # 9 MB
     under_budget = b"def big():\n    pass\n\n\nX = [" + b"1, " * 630_000 + b"]\n"  # 1.9 MB
-    many_defs = b"".join(b"def f%d(x):\n    return x\n" % i for i in range(300_000))  # 6.6 MB
+    many_defs = b"".join(b"def f%d(x):\n    return x\n" % i for i in range(300_000))  # 8.6 MB
     heavy_files = {"nine.py": one_line, "under.py": under_budget, "defs.py": many_defs, **_SMALL}
     print(
         "heavy files: nine.py 9.0 MB one-line list, under.py 1.9 MB one-line list, "
@@ -306,6 +312,11 @@ async def _heavy(options: dict[str, int]) -> None:
                             print(f"  meanwhile: /health {_summary(health)}")
                             print(f"  meanwhile: warm lookup of another job {_summary(lookups)}")
                     print(f"analyzer peak resident memory: {_peak_rss_mb(analyzer.process.pid):.0f} MB")
+                    workers = _worker_processes(analyzer.process.pid)
+                    print(
+                        f"its {len(workers)} worker processes' peak resident memory: "
+                        + ", ".join(f"{_peak_rss_mb(pid):.0f} MB" for pid in workers)
+                    )
 
 
 _SMALL = {"calc.py": b"def add(a, b):\n    return a + b\n"}
