@@ -9,9 +9,9 @@ address space capped at `ANALYZER_PARSE_MEMORY_BYTES`), and only names and paths
 
 The worker keeps each snapshot's files and name index, built once, for the snapshots the
 analyzer has cached recently (at most as many entries and bytes as the snapshot cache): the
-files cross to it once per snapshot, with the first search that needs them (about 30 ms of
-pickling for the 31 MB stdlib, measured by `bench analyzer --heavy=1`). One worker: the searches
-of all snapshots take turns in it, and none of them takes the server's CPU time.
+files cross to it once per snapshot, with the first search that needs them, in pickles of about
+1 MB (the pickling holds the GIL: the 31 MB stdlib in one piece took 27-50 ms here). One worker:
+the searches of all snapshots take turns in it, and none of them takes the server's GIL.
 
 A search that breaks the worker (over the CPU budget, or it died) is tried once more in a fresh
 one, alone; one over the memory budget too, after the worker dropped what it kept. If it fails
