@@ -258,9 +258,17 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _worker_processes(pid: int) -> list[int]:
-    """The multiprocessing workers a process spawned (Linux /proc), not its resource tracker."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    """The multiprocessing workers a process spawned, from any of its threads (Linux /proc lists
+    a child under the thread that started it), not its resource tracker."""
+    children = [
+        c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
+    ]
     return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _niceness(pid: int) -> str:
+    """`nice N` (the warm-up's worker runs at a lower priority than the lookups' and the search's)."""
+    return f"nice {Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[16]}"
 
 
 async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
@@ -315,7 +323,7 @@ async def _heavy(options: dict[str, int]) -> None:
                     workers = _worker_processes(analyzer.process.pid)
                     print(
                         f"its {len(workers)} worker processes' peak resident memory: "
-                        + ", ".join(f"{_peak_rss_mb(pid):.0f} MB" for pid in workers)
+                        + ", ".join(f"{_peak_rss_mb(pid):.0f} MB ({_niceness(pid)})" for pid in workers)
                     )
 
 
