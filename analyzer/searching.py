@@ -3,15 +3,16 @@
 Which files may define a name, and a 404's close names, take CPU in proportion to the snapshot:
 the index of a file of 300k defs took most of a second, and suggestions compare the name with
 every name of about its length. Run in a lookup's thread, that held the GIL, and other jobs'
-lookups waited for it (p50 57.6 ms against 4.2 ms idle). So a `SearchPool` runs them in one
-worker process, with the budget of a parse (`ANALYZER_PARSE_CPU_S` for each search, the worker's
+lookups waited for it (p50 57.6 ms against 4.2 ms idle). So a `SearchPool` runs them in worker
+processes, with the budget of a parse (`ANALYZER_PARSE_CPU_S` for each search, a worker's
 address space capped at `ANALYZER_PARSE_MEMORY_BYTES`), and only names and paths come back.
 
-The worker keeps each snapshot's files and name index, built once, for the snapshots the
-analyzer has cached recently (at most as many entries and bytes as the snapshot cache): the
-files cross to it once per snapshot, with the first search that needs them, in pickles of about
-1 MB (the pickling holds the GIL: the 31 MB stdlib in one piece took 27-50 ms here). One worker:
-the searches of all snapshots take turns in it, and none of them takes the server's GIL.
+A worker keeps each snapshot's files and name index, built once, for the snapshots it was sent
+recently (at most as many entries and bytes as the snapshot cache): the files cross to it with
+the first search that needs them there, in pickles of about 1 MB (the pickling holds the GIL: the
+31 MB stdlib in one piece took 27-50 ms here). Two workers: a search goes to an idle one, one
+that keeps its snapshot if there is one, so that the searches of other snapshots do not wait
+behind one that takes seconds; a snapshot searched by both at once is kept by both.
 
 A search that breaks the worker (over the CPU budget, or it died) is tried once more in a fresh
 one, alone; one over the memory budget too, after the worker dropped what it kept. If it fails
@@ -119,54 +120,120 @@ def search_in_worker(
         raise
 
 
-class SearchPool(WorkerPool):
-    """One worker process that searches the text of the snapshots it is given (`for_snapshot`)."""
+# How many search workers: a search that takes seconds (a 404 over 300k names) holds one, and the
+# searches of other snapshots go to the other, so that they do not wait behind it.
+SEARCH_WORKERS = 2
 
-    def __init__(self, budget: ParseBudget, *, max_entries: int, max_bytes: int) -> None:
+# What `_Lane.search` answers instead of a result: try again (the worker had evicted the snapshot),
+# or it failed (counts towards SearchFailed).
+_AGAIN, _FAILED = object(), object()
+
+
+class _Lane(WorkerPool):
+    """One search worker, and how many searches are in flight in it (the analyzer's own count)."""
+
+    def __init__(self, number: int, budget: ParseBudget, max_entries: int, max_bytes: int) -> None:
         super().__init__(
             budget.memory_bytes, initializer=_start_search_worker, initargs=(max_entries, max_bytes)
         )
-        self.budget = budget
+        self.number = number
+        self.busy = 0
 
     def start(self) -> None:
-        """Spawn the worker now, not on the first search (which would wait for it); nothing once closed."""
         try:
             pool, _ = self._executor()
             pool.submit(int)
         except RuntimeError:  # closed (BrokenProcessPool is one too: the next search replaces it)
             return
 
+    def holds(self, search: SnapshotSearch) -> bool:
+        """Whether this worker was sent the snapshot's files (it may have evicted them since)."""
+        return search.sent.get(self.number) == self.generation
+
+    def search(self, search: SnapshotSearch, ask: Callable[[Search], object], budget: ParseBudget) -> object:
+        """The answer of `ask` in this worker, `_AGAIN` or `_FAILED`."""
+        pool, generation = self._executor()
+        load: tuple[str, int] | None = None
+        try:
+            # In order (the worker takes the calls in turn): the files before the search that
+            # keeps them, and that before the searches that count on them.
+            with search.lock:
+                if search.sent.get(self.number) != generation:
+                    for files in chunks(search.files, SEND_BYTES):
+                        pool.submit(receive, search.key, files)
+                    load = (search.repo, len(search.files))
+                future = pool.submit(search_in_worker, search.key, load, budget, ask)
+                search.sent[self.number] = generation
+            return future.result()
+        except NotKeptError:
+            search.sent.pop(self.number, None)
+            # Evicted from the worker: send it again. Sent, and still not all there: the worker
+            # ran out of memory receiving it.
+            return _AGAIN if load is None else _FAILED
+        except BrokenProcessPool:  # on submit too: the pool may be known broken already
+            self._discard(pool)
+        except MemoryError:
+            search.sent.pop(self.number, None)
+        return _FAILED
+
+
+class SearchPool:
+    """Worker processes that search the text of the snapshots they are given (`for_snapshot`).
+
+    A search goes to an idle worker, one that keeps its snapshot if there is one (else the files
+    are sent to it); when none is idle, to the least busy. Safe to share between threads.
+    """
+
+    def __init__(
+        self, budget: ParseBudget, *, max_entries: int, max_bytes: int, workers: int = SEARCH_WORKERS
+    ) -> None:
+        self.budget = budget
+        self._lanes = [_Lane(number, budget, max_entries, max_bytes) for number in range(workers)]
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Spawn the workers now, not on the first searches (which would wait for them); nothing
+        once closed."""
+        for lane in self._lanes:
+            lane.start()
+
+    def close(self) -> None:
+        """Stop the workers (a search under way is abandoned: its caller gets BrokenProcessPool)."""
+        for lane in self._lanes:
+            lane.close()
+
+    def busy(self) -> list[int]:
+        """How many searches are in flight in each worker."""
+        with self._lock:
+            return [lane.busy for lane in self._lanes]
+
     def for_snapshot(self, key: str, files: Mapping[str, bytes], repo: str) -> SnapshotSearch:
-        """The `Search` of one snapshot's files (a `SnapshotIndex` takes it), through this worker."""
+        """The `Search` of one snapshot's files (a `SnapshotIndex` takes it), through these workers."""
         return SnapshotSearch(self, key, files, repo)
 
+    def _take(self, search: SnapshotSearch) -> _Lane:
+        with self._lock:
+            idle = [lane for lane in self._lanes if lane.busy == 0] or self._lanes
+            holding = [lane for lane in idle if lane.holds(search)]
+            lane = min(holding or idle, key=lambda lane: lane.busy)
+            lane.busy += 1
+            return lane
+
     def call(self, search: SnapshotSearch, ask: Callable[[Search], object], what: str) -> object:
-        """The answer of one search in the worker; blocks the caller (a lookup's thread). Raises
+        """The answer of one search in a worker; blocks the caller (a lookup's thread). Raises
         SearchFailed when it breaks two workers or runs out of memory twice."""
         failures = 0
         while True:
-            pool, generation = self._executor()
-            load: tuple[str, int] | None = None
+            lane = self._take(search)
             try:
-                # In order (one worker takes the calls in turn): the files before the search that
-                # keeps them, and that before the searches that count on them.
-                with search.lock:
-                    if search.sent_to != generation:
-                        for files in chunks(search.files, SEND_BYTES):
-                            pool.submit(receive, search.key, files)
-                        load = (search.repo, len(search.files))
-                    future = pool.submit(search_in_worker, search.key, load, self.budget, ask)
-                    search.sent_to = generation
-                return future.result()
-            except NotKeptError:
-                search.sent_to = 0
-                if load is None:
-                    continue  # evicted from the worker: send it again
-                # Sent, and still not all there: the worker ran out of memory receiving it.
-            except BrokenProcessPool:
-                self._discard(pool)
-            except MemoryError:
-                search.sent_to = 0
+                answer = lane.search(search, ask, self.budget)
+            finally:
+                with self._lock:
+                    lane.busy -= 1
+            if answer is _AGAIN:
+                continue
+            if answer is not _FAILED:
+                return answer
             failures += 1
             if failures == 2:
                 raise SearchFailed(
@@ -177,7 +244,7 @@ class SearchPool(WorkerPool):
 
 
 class SnapshotSearch:
-    """`analyzer.locate.text.Search` of one snapshot, answered by a `SearchPool`'s worker."""
+    """`analyzer.locate.text.Search` of one snapshot, answered by a `SearchPool`'s workers."""
 
     def __init__(self, pool: SearchPool, key: str, files: Mapping[str, bytes], repo: str) -> None:
         self.pool = pool
@@ -185,8 +252,8 @@ class SnapshotSearch:
         self.files = files
         self.repo = repo
         self.lock = threading.Lock()
-        # The pool generation whose worker was sent the files (0: none).
-        self.sent_to = 0
+        # Search worker -> the generation of its pool that was sent the files.
+        self.sent: dict[int, int] = {}
 
     def holders(self, name: str, within: tuple[str, ...] | None) -> frozenset[str]:
         what = f"looking for {shown(name)}"

@@ -6,6 +6,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -133,6 +135,33 @@ def test_a_search_over_the_cpu_budget_fails_with_the_settings_to_raise(
         # What needs no such search still works, in a fresh worker.
         assert snapshot.find("calc.add").path == "calc.py"
         assert snapshot.find("add").path == "calc.py"
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+def test_a_long_search_holds_up_no_search_of_another_snapshot() -> None:
+    budget = ParseBudget(max_bytes=2_000_000, cpu_s=60, memory_bytes=3_000_000_000)
+    pool = SearchPool(budget, max_entries=8, max_bytes=200_000_000)
+    try:
+        heavy = through(pool, {"defs.py": _many_defs(1_500_000)}, "octo/heavy@1")
+        light = through(pool, FILES, "octo/light@1")
+        assert light.find("add").path == "pkg/calc.py"  # the light snapshot is in a worker already
+        # Seconds in a worker: the index of 1.5M names, for a non-ASCII name.
+        long_search = threading.Thread(target=lambda: suggestions(heavy, "naïve"))
+        long_search.start()
+        try:
+            while pool.busy() == [0, 0]:
+                time.sleep(0.01)  # until the long search is in a worker
+            (taken,) = [number for number, busy in enumerate(pool.busy()) if busy]
+            # Searches of the other snapshot go to the idle worker (sent there if need be).
+            answers = [suggestions(light, "pkg.calc.ad")[0], light.find("size").path]
+            assert long_search.is_alive()
+            assert pool.busy()[taken] == 1
+        finally:
+            long_search.join()
+        assert answers == ["pkg.calc.add", "pkg/calc.py"]
     finally:
         pool.close()
     assert multiprocessing.active_children() == []
