@@ -11,7 +11,13 @@ import time
 import tokenize
 
 from analyzer import locate
-from analyzer.errors import FunctionNotFound, InvalidFunctionName, SnapshotUnavailable, SourceDoesNotParse
+from analyzer.errors import (
+    FunctionNotFound,
+    InvalidFunctionName,
+    SearchOverBudget,
+    SnapshotUnavailable,
+    SourceDoesNotParse,
+)
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.locate import MAX_NAME_CHARS
 from analyzer.review import Reviewer
@@ -63,6 +69,11 @@ def find_function(loaded: LoadedSnapshot, name: str) -> locate.FoundFunction:
         ) from exc
     except locate.UnparsableSource as exc:
         raise SourceDoesNotParse(str(exc), function_name=name, path=exc.path) from exc
+    except locate.SearchFailed as exc:
+        raise SearchOverBudget(
+            f"function_name {name!r} cannot be looked for in {where}: {exc}",
+            function_name=name,
+        ) from exc
 
 
 def truncate_source(source: str, max_chars: int) -> tuple[str, bool]:

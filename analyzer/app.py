@@ -46,9 +46,10 @@ from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import Reviewer
+from analyzer.searching import SearchPool
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
-from analyzer.warmup import IndexWarmer
+from analyzer.warmup import WARM_DELAY_S, IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
 from servicekit.access import access_middleware
 from servicekit.bodies import require_utf8_body
@@ -172,6 +173,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         budget = ParseBudget.of(settings)
         # Two workers: a lookup whose file takes its whole budget does not hold up the others'.
         parser = ParserPool(budget, workers=2)
+        # The searches of a snapshot's whole text (which files may define a name, a 404's close
+        # names), in a worker that keeps what it built: as many snapshots as the cache.
+        searcher = SearchPool(
+            budget,
+            max_entries=settings.analyzer_snapshot_cache_entries,
+            max_bytes=settings.analyzer_snapshot_cache_bytes,
+        )
         warmer = IndexWarmer(budget) if settings.analyzer_warm_index else None
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
@@ -185,6 +193,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         def on_loaded(loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
             # Called on loads, which only happen once the app serves: `functions` is bound by then.
+            # The search worker is spawned once a snapshot is there to search, after the request
+            # that loaded it is answered (as the warm-up's): a first 404 then does not wait for it.
+            asyncio.get_running_loop().call_later(WARM_DELAY_S, searcher.start)
             if warmer is None:
                 functions.prepare(loaded, still_cached)
                 return
@@ -203,6 +214,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 timeout_s=settings.nats_timeout_s,
                 on_loaded=on_loaded,
                 parse=parser.parse,
+                search=searcher.for_snapshot,
             )
             functions = FunctionLister(jobs, snapshots)
             analysis = Analysis(
@@ -233,6 +245,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await warmer.close()
             await functions.close()
             await asyncio.to_thread(parser.close)
+            await asyncio.to_thread(searcher.close)
             await gateway.close()
             try:
                 await nc.drain()

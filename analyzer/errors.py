@@ -87,6 +87,10 @@ class SourceDoesNotParse(BadInput):
     """The file the function would be in is not valid Python 3; waiting will not change that."""
 
 
+class SearchOverBudget(BadInput):
+    """Searching the repository's text for the name takes more than a parse's budget; so would a retry."""
+
+
 # -- not found (404) -------------------------------------------------------------------------
 
 

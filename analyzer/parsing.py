@@ -21,8 +21,8 @@ import multiprocessing
 import os
 import resource
 import threading
-from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -70,7 +70,7 @@ class ParseBudget:
         )
 
 
-def _start_worker(memory_bytes: int, niceness: int) -> None:
+def start_worker(memory_bytes: int, niceness: int) -> None:
     """Worker initializer: cap the address space, and step back behind the server if asked."""
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
@@ -81,69 +81,97 @@ def _start_worker(memory_bytes: int, niceness: int) -> None:
             os.nice(niceness)
 
 
+@contextlib.contextmanager
+def cpu_budget(cpu_s: int) -> Iterator[None]:
+    """In a worker: at most `cpu_s` more seconds of CPU for this block (`RLIMIT_CPU`: the kernel
+    ends the process with SIGXCPU past it), never more than an enclosing block left; the limit
+    before it is put back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    limit = math.ceil(usage.ru_utime + usage.ru_stime) + cpu_s
+    for bound in (soft, hard):
+        if bound != resource.RLIM_INFINITY:
+            limit = min(limit, bound)
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
 def parse_within_budget(files: Mapping[str, bytes], budget: ParseBudget) -> dict[str, ParsedFile]:
     """In a worker: the tables of the Python files of `files`, each parse within `budget`.
 
     A file over the CPU budget ends this process (SIGXCPU); the caller sees a broken pool.
     """
     tables: dict[str, ParsedFile] = {}
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     for path, data in files.items():
         if not path.endswith((".py", ".pyi")):
             continue
         if len(data) > budget.max_bytes:
             tables[path] = budget.too_big(len(data))
             continue
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        limit = math.ceil(usage.ru_utime + usage.ru_stime) + budget.cpu_s
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
-        try:
+        with cpu_budget(budget.cpu_s):
             table = parse_file(data, path)
-        finally:
-            resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
         if isinstance(table, Unparsable) and table.error == MemoryError.__name__:
             table = budget.out_of_memory()
         tables[path] = table
     return tables
 
 
-class ParserPool:
-    """Worker processes (spawned on first use) that parse files within a `ParseBudget`.
+def chunks(files: Mapping[str, bytes], max_bytes: int) -> list[dict[str, bytes]]:
+    """`files` cut into groups of about `max_bytes` (a larger file is a group of its own)."""
+    groups: list[dict[str, bytes]] = []
+    current: dict[str, bytes] = {}
+    size = 0
+    for path, data in files.items():
+        if current and size + len(data) > max_bytes:
+            groups.append(current)
+            current, size = {}, 0
+        current[path] = data
+        size += len(data)
+    if current:
+        groups.append(current)
+    return groups
 
-    `parse` blocks its caller (a lookup's thread); `parse_files` is for the event loop. Safe to
-    share between threads.
-    """
 
-    def __init__(self, budget: ParseBudget, *, workers: int = 1, niceness: int = 0) -> None:
-        self.budget = budget
+class WorkerPool:
+    """Worker processes, spawned on first use, whose address space is capped at `memory_bytes`;
+    a broken pool is forgotten and the next call spawns a fresh one. Safe to share between threads."""
+
+    def __init__(
+        self,
+        memory_bytes: int,
+        *,
+        workers: int = 1,
+        initializer: Callable[..., None] = start_worker,
+        initargs: tuple[object, ...] = (0,),
+    ) -> None:
+        self._memory_bytes = memory_bytes
         self._workers = workers
-        self._niceness = niceness
+        self._initializer = initializer
+        self._initargs = initargs
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        # How many pools were spawned: a worker's state lives as long as its pool.
+        self.generation = 0
         self._closed = False
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _executor(self) -> tuple[ProcessPoolExecutor, int]:
         with self._lock:
             if self._closed:
-                raise RuntimeError("the parser pool is closed")
+                raise RuntimeError("the worker pool is closed")
             if self._pool is None:
                 # spawn, not fork: the server has threads (NATS, lookups), and a forked copy of its
                 # snapshot cache is not what a worker needs.
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_worker,
-                    initargs=(self.budget.memory_bytes, self._niceness),
+                    initializer=self._initializer,
+                    initargs=(self._memory_bytes, *self._initargs),
                 )
-            return self._pool
-
-    def _submit(
-        self, files: Mapping[str, bytes]
-    ) -> tuple[ProcessPoolExecutor, Future[dict[str, ParsedFile]]]:
-        pool = self._executor()
-        return pool, pool.submit(parse_within_budget, dict(files), self.budget)
+                self.generation += 1
+            return self._pool, self.generation
 
     def _discard(self, broken: ProcessPoolExecutor) -> None:
         """Forget a broken pool (the next submit spawns a fresh one), unless that happened already."""
@@ -152,23 +180,43 @@ class ParserPool:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
 
+    def close(self) -> None:
+        """Stop the workers (a call under way is abandoned: its caller gets BrokenProcessPool)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ParserPool(WorkerPool):
+    """Worker processes (spawned on first use) that parse files within a `ParseBudget`.
+
+    `parse` blocks its caller (a lookup's thread); `parse_files` is for the event loop. Safe to
+    share between threads.
+    """
+
+    def __init__(self, budget: ParseBudget, *, workers: int = 1, niceness: int = 0) -> None:
+        super().__init__(budget.memory_bytes, workers=workers, initargs=(niceness,))
+        self.budget = budget
+
     def parse(self, data: bytes, path: str) -> ParsedFile:
         """The table of one file; blocks until a worker has parsed it (or it is set aside)."""
         if len(data) > self.budget.max_bytes:
             return self.budget.too_big(len(data))
         for _ in range(2):
-            pool, future = self._submit({path: data})
+            pool, _ = self._executor()
             try:
-                return future.result()[path]
-            except BrokenProcessPool:
+                return pool.submit(parse_within_budget, {path: data}, self.budget).result()[path]
+            except BrokenProcessPool:  # on submit too: the pool may be known broken already
                 self._discard(pool)
         return self.budget.too_costly()
 
     async def parse_files(self, files: Mapping[str, bytes]) -> dict[str, ParsedFile]:
         """The tables of the Python files of `files`, parsed together in one worker task."""
-        pool, future = self._submit(files)
+        pool, _ = self._executor()
         try:
-            return await asyncio.wrap_future(future)
+            return await asyncio.wrap_future(pool.submit(parse_within_budget, dict(files), self.budget))
         except BrokenProcessPool:
             self._discard(pool)
         # One of them broke the worker: each on its own, so that only that one is blamed.
@@ -177,11 +225,3 @@ class ParserPool:
             if path.endswith((".py", ".pyi")):
                 tables[path] = await asyncio.to_thread(self.parse, data, path)
         return tables
-
-    def close(self) -> None:
-        """Stop the workers (a parse under way is abandoned: its caller gets BrokenProcessPool)."""
-        with self._lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -25,9 +25,13 @@ from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DIGEST_TYPE, OBJ_S
 
 from analyzer.errors import NatsUnavailable, SnapshotExpired, SnapshotUnavailable
 from analyzer.locate import ParsedFile, SnapshotIndex
+from analyzer.locate.text import Search
 from jobs_contract import REPOS_BUCKET, Snapshot, decode_snapshot
 
 logger = logging.getLogger("analyzer.snapshots")
+
+# The `Search` of a snapshot's text: (key, files, repo) -> it (analyzer.searching).
+SearchFactory = Callable[[str, Mapping[str, bytes], str], Search]
 
 # 64 chunks of 128 KiB: 8 MiB a round trip.
 _CHUNKS_PER_FETCH = 64
@@ -83,7 +87,11 @@ async def read_object(
 
 
 def _check_decode_and_index(
-    key: str, data: bytes, digest: str | None, parse: Callable[[bytes, str], ParsedFile] | None = None
+    key: str,
+    data: bytes,
+    digest: str | None,
+    parse: Callable[[bytes, str], ParsedFile] | None = None,
+    search: SearchFactory | None = None,
 ) -> tuple[Snapshot, SnapshotIndex]:
     if digest is not None:
         expected = digest[len(OBJ_DIGEST_TYPE) :] if digest.upper().startswith(OBJ_DIGEST_TYPE) else digest
@@ -100,7 +108,8 @@ def _check_decode_and_index(
             f"the stored files of {key} are unreadable ({exc}); start a new job for this repository",
             snapshot=key,
         ) from exc
-    return snapshot, SnapshotIndex(snapshot.files, snapshot.repo, parse)
+    text = None if search is None else search(key, snapshot.files, snapshot.repo)
+    return snapshot, SnapshotIndex(snapshot.files, snapshot.repo, parse, text)
 
 
 class SnapshotCache:
@@ -109,7 +118,8 @@ class SnapshotCache:
     At most `max_entries` entries and `max_bytes` stored bytes are kept (the most recently used
     entry always stays, however large). `on_loaded(loaded, still_cached)` is called once a new
     entry is in the cache (the index warm-up hooks in here); `still_cached()` says whether that
-    entry is still there. The indexes parse their files with `parse` (see `SnapshotIndex`).
+    entry is still there. The indexes parse their files with `parse` and search their text with
+    what `search` makes (see `SnapshotIndex`).
     """
 
     def __init__(
@@ -123,8 +133,10 @@ class SnapshotCache:
         timeout_s: float = 10.0,
         on_loaded: Callable[[LoadedSnapshot, Callable[[], bool]], None] | None = None,
         parse: Callable[[bytes, str], ParsedFile] | None = None,
+        search: SearchFactory | None = None,
     ) -> None:
         self._parse = parse
+        self._search = search
         self._js = js
         self._repos = repos
         self._bucket = bucket
@@ -190,7 +202,9 @@ class SnapshotCache:
         fetched = time.perf_counter()
         # Checking, decoding and indexing a large repository takes a while: off the event loop,
         # so other requests keep being answered meanwhile.
-        snapshot, index = await asyncio.to_thread(_check_decode_and_index, key, data, digest, self._parse)
+        snapshot, index = await asyncio.to_thread(
+            _check_decode_and_index, key, data, digest, self._parse, self._search
+        )
         logger.info(
             "snapshot %s loaded: %d files, %d bytes, fetch %.0f ms, check+decode+index %.0f ms",
             key,

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from analyzer.parsing import ParseBudget, ParserPool
+from analyzer.parsing import ParseBudget, ParserPool, chunks
 from analyzer.snapshots import LoadedSnapshot
 
 logger = logging.getLogger("analyzer.warmup")
@@ -33,22 +33,6 @@ CHUNK_BYTES = 256 * 1024
 WARM_DELAY_S = 1.0
 # How much lower the worker's priority is than the server's (os.nice increment).
 WORKER_NICENESS = 10
-
-
-def chunks(files: dict[str, bytes], max_bytes: int) -> list[dict[str, bytes]]:
-    """`files` cut into groups of about `max_bytes` (a larger file is a group of its own)."""
-    groups: list[dict[str, bytes]] = []
-    current: dict[str, bytes] = {}
-    size = 0
-    for path, data in files.items():
-        if current and size + len(data) > max_bytes:
-            groups.append(current)
-            current, size = {}, 0
-        current[path] = data
-        size += len(data)
-    if current:
-        groups.append(current)
-    return groups
 
 
 class IndexWarmer:

@@ -16,9 +16,11 @@ Options: --names=N (distinct function names, default 500), --requests=N (through
 analyzer's default; 0 sets ANALYZER_WARM_INDEX=false).
 
 --heavy=1 runs only this instead: the heaviest lookups (a 9 MB one-line list, a 1.9 MB one just
-under ANALYZER_PARSE_MAX_BYTES, an 8.6 MB file of 300k defs asked for a name it lacks) while `/health`
-and warm lookups of another job are timed, against the same when idle (--samples=N each, default
-300), and the analyzer's peak resident memory.
+under ANALYZER_PARSE_MAX_BYTES, an 8.6 MB file of 300k defs asked for two names it lacks, one unlike
+and one like its own: `defs.f1234567` makes the suggestions compare it with most of them) while `/health`
+and warm lookups of another job are timed, and 404s of another job (names never asked: each needs
+a search of that job's text), against the same when idle (--samples=N each, default 300), and the
+peak resident memory of the analyzer and of its worker processes.
 
 --transport=1 runs only this instead: the analyzer's gateway client (`Reviewer`) against an instant
 upstream (bench.gateway's, in its own process), with the `openai` package's default httpx
@@ -39,8 +41,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -256,6 +260,56 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+async def _missing(client: httpx.AsyncClient, job_id: str, number: int) -> float:
+    """A name never asked before, that the job lacks: its 404 searches the job's whole text."""
+    started = time.perf_counter()
+    response = await client.post(
+        "/analyze/function", json={"job_id": job_id, "function_name": f"adder{number}"}
+    )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 404:
+        raise RuntimeError(f"adder{number}: HTTP {response.status_code} {response.text[:300]}")
+    return elapsed
+
+
+async def _health_and_lookups(
+    client: httpx.AsyncClient, job_id: str, samples: int
+) -> tuple[list[float], list[float]]:
+    """`samples` times: /health, then a warm lookup of `job_id`."""
+    health: list[float] = []
+    lookups: list[float] = []
+    for _ in range(samples):
+        health.append(await _timed_get(client, "/health"))
+        lookups.append(await _post(client, job_id, "calc.add"))
+    return health, lookups
+
+
+async def _missing_until(
+    done: asyncio.Task[Any],
+    client: httpx.AsyncClient,
+    job_id: str,
+    numbers: Iterator[int],
+    took: list[float],
+) -> None:
+    """404s of `job_id` (names never asked) one after another, until `done` is."""
+    while not done.done():
+        took.append(await _missing(client, job_id, next(numbers)))
+
+
+def _worker_processes(pid: int) -> list[int]:
+    """The multiprocessing workers a process spawned, from any of its threads (Linux /proc lists
+    a child under the thread that started it), not its resource tracker."""
+    children = [
+        c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
+    ]
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _niceness(pid: int) -> str:
+    """`nice N` (the warm-up's worker runs at a lower priority than the lookups' and the search's)."""
+    return f"nice {Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[16]}"
+
+
 async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
     started = time.perf_counter()
     response = await client.get(path)
@@ -266,7 +320,7 @@ async def _timed_get(client: httpx.AsyncClient, path: str) -> float:
 async def _heavy(options: dict[str, int]) -> None:
     one_line = b"def big():\n    pass\n\n\nX = [" + b"1, " * 3_000_000 + b"]\n"  # 9 MB
     under_budget = b"def big():\n    pass\n\n\nX = [" + b"1, " * 630_000 + b"]\n"  # 1.9 MB
-    many_defs = b"".join(b"def f%d(x):\n    return x\n" % i for i in range(300_000))  # 6.6 MB
+    many_defs = b"".join(b"def f%d(x):\n    return x\n" % i for i in range(300_000))  # 8.6 MB
     heavy_files = {"nine.py": one_line, "under.py": under_budget, "defs.py": many_defs, **_SMALL}
     print(
         "heavy files: nine.py 9.0 MB one-line list, under.py 1.9 MB one-line list, "
@@ -282,19 +336,30 @@ async def _heavy(options: dict[str, int]) -> None:
                     other = await put_ready_job(stores, _SMALL)
                     heavy = await put_ready_job(stores, heavy_files)
                     await _post(client, other.job_id, "calc.add")
-                    idle_health = [await _timed_get(client, "/health") for _ in range(samples)]
-                    idle_lookup = [await _post(client, other.job_id, "calc.add") for _ in range(samples)]
+                    # The same three series as while a heavy lookup runs, the 404s beside the others.
+                    asked = iter(range(10**9))
+                    idle_task = asyncio.create_task(_health_and_lookups(client, other.job_id, samples))
+                    idle_missing: list[float] = []
+                    await _missing_until(idle_task, client, other.job_id, asked, idle_missing)
+                    idle_health, idle_lookup = await idle_task
                     print(f"idle: /health {_summary(idle_health)}")
                     print(f"idle: warm lookup of another job {_summary(idle_lookup)}")
-                    for name in ("nine.big", "under.big", "defs.nothing_like_this"):
+                    print(f"idle: a 404 of another job (a name never asked) {_summary(idle_missing)}")
+                    for name in ("nine.big", "under.big", "defs.nothing_like_this", "defs.f1234567"):
                         body = {"job_id": heavy.job_id, "function_name": name}
                         started = time.perf_counter()
                         task = asyncio.create_task(client.post("/analyze/function", json=body))
                         health: list[float] = []
                         lookups: list[float] = []
+                        missing: list[float] = []
+                        # Beside the other two, not between them: one that waits must not hold them up.
+                        sampler = asyncio.create_task(
+                            _missing_until(task, client, other.job_id, asked, missing)
+                        )
                         while not task.done():
                             health.append(await _timed_get(client, "/health"))
                             lookups.append(await _post(client, other.job_id, "calc.add"))
+                        await sampler
                         response = await task
                         took = time.perf_counter() - started
                         print(
@@ -304,7 +369,13 @@ async def _heavy(options: dict[str, int]) -> None:
                         if health:
                             print(f"  meanwhile: /health {_summary(health)}")
                             print(f"  meanwhile: warm lookup of another job {_summary(lookups)}")
+                            print(f"  meanwhile: a 404 of another job {_summary(missing)}")
                     print(f"analyzer peak resident memory: {_peak_rss_mb(analyzer.process.pid):.0f} MB")
+                    workers = _worker_processes(analyzer.process.pid)
+                    print(
+                        f"its {len(workers)} worker processes' peak resident memory: "
+                        + ", ".join(f"{_peak_rss_mb(pid):.0f} MB ({_niceness(pid)})" for pid in workers)
+                    )
 
 
 _SMALL = {"calc.py": b"def add(a, b):\n    return a + b\n"}

@@ -38,6 +38,10 @@ class NameNotFound(LookupFailed, LookupError):
         super().__init__(message)
 
 
+class SearchFailed(LookupFailed):
+    """The snapshot's text could not be searched for the name within the budget of a search."""
+
+
 class UnparsableSource(LookupFailed):
     """The file that holds the name cannot be read as Python (Python 2, a syntax error, bad bytes)."""
 

@@ -9,18 +9,16 @@ module, direct suffix, re-export by a suffix module; so `pkg.run` re-exported by
 `pkg/__init__.py` beats a `vendor/pkg.py` that defines `run`.
 
 Building a `SnapshotIndex` only splits paths; a file is decoded and parsed the first time a
-lookup needs it, once, and only the positions of its definitions are kept.
+lookup needs it, once, and only the positions of its definitions are kept. What needs the whole
+text of the snapshot is asked of a `Search` (analyzer.locate.text).
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from analyzer.locate import suggest
 from analyzer.locate.errors import NameNotFound, UnparsableSource
 from analyzer.locate.files import (
     EXACT,
@@ -42,28 +40,16 @@ from analyzer.locate.tables import (
     ParsedFile,
     Span,
     Unparsable,
-    collector_paused,
     parse_file,
     star_exports,
 )
-from analyzer.sources import LINE_END, SourceDecodeError, decode_source
+from analyzer.locate.text import LocalSearch, Search
+from analyzer.sources import LINE_END, decode_source
 
 # How many imports a name may go through (a re-export of a re-export...) before the walk gives up.
 MAX_REEXPORT_HOPS = 10
 # How many (file, name) steps one walk through imports may take in all: star imports fan out.
 _MAX_REEXPORT_STEPS = 64
-# `def name` / `class name` anywhere in the bytes: a cheap, over-inclusive filter that says which
-# files may define a name (parsing decides). Two plain patterns beat one alternation: each keeps
-# the literal prefix the regex engine scans for.
-_DEF_NAMES = re.compile(rb"def[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
-_CLASS_NAMES = re.compile(rb"class[ \t]+([A-Za-z_\x80-\xff][\w\x80-\xff]*)")
-_TEXT_NAMES = re.compile(r"(?:def|class)[ \t]+([^\W\d]\w*)")
-# Names looked up by scanning the bytes before the index of every name is built instead.
-_SCANS_BEFORE_INDEX = 4
-# Bytes one regex call scans at most (cut at a line end): a call holds the GIL throughout, so a
-# scan of a huge file in a lookup's thread is cut into pieces, and the event loop gets its turn
-# between them.
-_SCAN_PIECE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +82,10 @@ class SnapshotIndex:
     repository's name (`owner/name` or `name`), used for the "folder named like the repository"
     source root. Building is cheap; files are parsed on first use and cached, by `parse`
     (`parse_file` in this process by default; a server passes one that parses in a worker
-    process, within a budget). Safe to share between threads (the caches only ever gain entries).
+    process, within a budget). What needs the whole snapshot's text (which files may define a
+    name, a 404's close names) is asked of `search` (`LocalSearch`, in this process, by default;
+    a server passes one that works in a worker process). Safe to share between threads (the
+    caches only ever gain entries).
     """
 
     def __init__(
@@ -104,12 +93,12 @@ class SnapshotIndex:
         files: Mapping[str, bytes],
         repo: str = "",
         parse: Callable[[bytes, str], ParsedFile] | None = None,
+        search: Search | None = None,
     ) -> None:
         self._data = files
         self._parse_file = parse or parse_file
-        self._lock = threading.Lock()
+        self._search = search or LocalSearch(self, files)
         self._parsed: dict[str, Parsed | Unparsable] = {}
-        self._names: dict[str, set[str]] | None = None
         self._holder_cache: dict[str, frozenset[str]] = {}
         self._by_module: dict[tuple[str, ...], list[SourceFile]] = {}
         self._by_root_module: dict[tuple[str, ...], list[SourceFile]] = {}
@@ -136,6 +125,15 @@ class SnapshotIndex:
     def __len__(self) -> int:
         """How many Python files the index holds."""
         return len(self._files)
+
+    @property
+    def search(self) -> Search:
+        """What answers the questions about the whole snapshot's text."""
+        return self._search
+
+    def python_paths(self) -> Iterable[str]:
+        """The paths of the Python files the index holds."""
+        return self._files.keys()
 
     def source_files(self) -> list[SourceFile]:
         """The Python files (`.py` and `.pyi`) the index holds, with their module names, in no set order."""
@@ -201,7 +199,7 @@ class SnapshotIndex:
             raise UnparsableSource(shown, *broken)
         if walk.broken is not None:
             raise UnparsableSource(shown, *walk.broken)
-        raise NameNotFound(shown, suggest.suggest(self, parts))
+        raise NameNotFound(shown, self._search.suggest(parts))
 
     def _find_directly(
         self, parts: list[str], tier: int, shown: str
@@ -216,13 +214,21 @@ class SnapshotIndex:
         for candidate in self._candidates(parts, tier):
             path = candidate.file.path
             if needle is not None and needle not in self._data[path]:
+                if candidate.tier == SUFFIX:
+                    continue
+                # The name spells out this module: unless its bytes are not text at all (then
+                # they say nothing of what it defines, and it is that file's 422), it is not here.
+                parsed = self._parse(path)
+                if isinstance(parsed, Unparsable) and parsed.undecodable:
+                    raise UnparsableSource(shown, path, parsed.error)
                 continue
             parsed = self._parse(path)
             if isinstance(parsed, Unparsable):
-                # Blame a broken file only if its text looks like it defines the name. When the
-                # name spells out its module, that file is the one meant: say it does not parse.
-                # A suffix names no file, so a match in a file that parses wins over it.
-                if self._holders(last, within=(path,)):
+                # Blame a broken file only if its text looks like it defines the name (or is not
+                # text at all). When the name spells out its module, that file is the one meant:
+                # say it does not parse. A suffix names no file, so a match in a file that parses
+                # wins over it.
+                if (parsed.undecodable and candidate.tier < SUFFIX) or self._holders(last, within=(path,)):
                     if candidate.tier < SUFFIX:
                         raise UnparsableSource(shown, path, parsed.error)
                     broken = broken or (path, parsed.error)
@@ -285,8 +291,12 @@ class SnapshotIndex:
         parsed = self._parse(file.path)
         if isinstance(parsed, Unparsable):
             # Reached through an import of the name: this is the file meant, if it looks like it
-            # defines the name.
-            if hops > 0 and walk.broken is None and self._holders(names[-1], within=(file.path,)):
+            # defines the name, or is not text at all (then nothing can be said of what it defines).
+            if (
+                hops > 0
+                and walk.broken is None
+                and (parsed.undecodable or self._holders(names[-1], within=(file.path,)))
+            ):
                 walk.broken = (file.path, parsed.error, walk.via)
             return None
         qualname = ".".join(names)
@@ -427,83 +437,15 @@ class SnapshotIndex:
         return parsed
 
     def _holders(self, name: str, within: Iterable[str] | None = None) -> frozenset[str]:
-        """The files (of `within`, or all) whose text has `def name` or `class name`.
-
-        An over-inclusive filter: parsing decides whether a definition is real. The first few
-        names are each found by one scan of the bytes (tens of ms on the stdlib, so a first lookup
-        stays fast); after that the index of every name is built once (about 100 ms).
-        """
-        if within is None and (cached := self._holder_cache.get(name)) is not None:
-            return cached
-        scan = within is not None or len(self._holder_cache) < _SCANS_BEFORE_INDEX
-        if self._names is not None or not name.isascii() or not scan:
-            found = frozenset(self._name_index().get(name, ()))
-            if within is not None:
-                found = found.intersection(within)
-        else:
-            needle = name.encode("ascii")
-            tail = re.escape(needle) + rb"(?![\w\x80-\xff])"
-            # Two patterns, each with a literal prefix the regex engine can skip ahead to.
-            patterns = (re.compile(rb"def[ \t]+" + tail), re.compile(rb"class[ \t]+" + tail))
-            found = frozenset(
-                path
-                for path in (self._files if within is None else within)
-                if needle in (data := self._data[path])
-                and any(p.search(piece) for piece in _pieces(data) for p in patterns)
-            )
-        if within is None:
+        """The files (of `within`, or all) whose text has `def name` or `class name`; answers for
+        all files are kept (a few names per lookup, and the same ones again)."""
+        if within is not None:
+            return self._search.holders(name, tuple(within))
+        found = self._holder_cache.get(name)
+        if found is None:
+            found = self._search.holders(name, None)
             self._holder_cache[name] = found
         return found
-
-    def _name_index(self) -> dict[str, set[str]]:
-        """Every `def`/`class` name that appears in the text -> the files it appears in."""
-        names = self._names
-        if names is not None:
-            return names
-        with self._lock:
-            if self._names is not None:
-                return self._names
-            names = {}
-            with collector_paused():
-                for path in self._files:
-                    for name in self._scan_names(path):
-                        holders = names.get(name)
-                        if holders is None:
-                            names[name] = {path}
-                        else:
-                            holders.add(path)
-            self._names = names
-        return names
-
-    def _scan_names(self, path: str) -> set[str]:
-        data = self._data[path]
-        raw: set[bytes] = set()
-        for piece in _pieces(data):
-            raw.update(_DEF_NAMES.findall(piece))
-            raw.update(_CLASS_NAMES.findall(piece))
-        if all(item.isascii() for item in raw):
-            return {item.decode("ascii") for item in raw}
-        # Non-ASCII names: read them from the decoded text, whatever the file's encoding.
-        try:
-            text = decode_source(data)
-        except SourceDecodeError:
-            text = data.decode("utf-8", errors="replace")
-        return {normalize(name) for name in _TEXT_NAMES.findall(text)}
-
-
-def _pieces(data: bytes) -> Iterator[bytes | memoryview]:
-    """`data` in pieces of about `_SCAN_PIECE` bytes, each ending at a line end (a `def name`
-    never spans one): no copies, and no piece at all for a small file."""
-    if len(data) <= _SCAN_PIECE:
-        yield data
-        return
-    view = memoryview(data)
-    start = 0
-    while start < len(data):
-        end = data.find(b"\n", start + _SCAN_PIECE)
-        end = len(data) if end < 0 else end + 1
-        yield view[start:end]
-        start = end
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ The search parses at most a few files, so a typo stays cheap on a large reposito
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from analyzer.locate.files import SourceFile
@@ -52,8 +52,9 @@ def _reexported_names(index: SnapshotIndex, file: SourceFile, parsed: Parsed, wa
     return names
 
 
-def suggest(index: SnapshotIndex, parts: list[str]) -> list[str]:
-    """Up to five dotted names that exist and look most like the one asked for.
+def suggest(index: SnapshotIndex, parts: list[str], names: Mapping[str, Iterable[str]]) -> list[str]:
+    """Up to five dotted names that exist and look most like the one asked for; `names` is every
+    `def`/`class` name of the snapshot's text -> the files it appears in (`LocalSearch.names`).
 
     Parses at most a few files: the modules the name's prefix points to (a typo in the
     function's name), and the files defining names close to its last part whose module looks
@@ -81,7 +82,6 @@ def suggest(index: SnapshotIndex, parts: list[str]) -> list[str]:
                 pool.update(reexported)
                 public_names.update((defining, public) for public, defining in reexported.items())
 
-    names = index._name_index()
     last = parts[-1]
     # A ratio of at least 0.75 needs lengths within 0.6x to 1.67x of each other: checking that
     # first spares difflib most of the vocabulary.

@@ -49,6 +49,9 @@ class Parsed:
 @dataclass(frozen=True, slots=True)
 class Unparsable:
     error: str
+    # The bytes are not text at all (unknown codec, a codec that is not a text encoding, bad bytes):
+    # nothing can be said of what the file defines, not even from its bytes.
+    undecodable: bool = False
 
 
 # What parsing one file leaves: the positions of its definitions, or why it does not parse.
@@ -100,7 +103,7 @@ def parse_file(data: bytes, path: str) -> ParsedFile:
     try:
         text = decode_source(data)
     except SourceDecodeError as error:
-        return Unparsable(str(error))
+        return Unparsable(str(error), undecodable=True)
     # A big module's tree is hundreds of thousands of objects, freed by reference counting as
     # soon as its definitions are read (an AST has no cycles).
     with collector_paused():

@@ -11,6 +11,7 @@ fake gateway (or a job update) in the test's loop could not answer while a reque
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,10 +27,11 @@ from analyzer.analysis import Analysis
 from analyzer.app import JOBS, create_app
 from analyzer.errors import JobNotReady
 from analyzer.jobs import JobStore
-from analyzer.locate import MAX_NAME_CHARS
+from analyzer.locate import MAX_NAME_CHARS, NameNotFound
+from analyzer.locate.text import LocalSearch
 from analyzer.settings import Settings
 from jobs_contract import REPOS_BUCKET, JobStatus
-from tests.analyzer.helpers import analyze
+from tests.analyzer.helpers import analyze, index
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway
 from tests.support.servers import serving
@@ -281,6 +283,117 @@ async def test_a_file_whose_codec_is_not_a_text_encoding_is_its_own_422(
     assert by_suffix.status_code == 422
     assert [r.status_code for r in others] == [200, 200, 200, 200]
     assert missing.status_code == 404
+
+
+async def test_a_name_in_a_module_that_does_not_decode_is_that_files_422(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # All of it rot13, cookie aside: its bytes show no `def hello`, whatever it defines.
+    rot = "# coding: rot13\n" + codecs.encode("def hello():\n    return 1\n", "rot13")
+    files = {
+        **FILES,
+        "rot.py": rot,
+        # What a weaker tier would find instead: a file of another module that defines `hello`.
+        "vendor/rot.py": "def hello():\n    return 2\n",
+        # And an import that leads there.
+        "pkg/__init__.py": "from rot import hello\n",
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, files)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        answers = [
+            await analyze(client, job.job_id, name) for name in ("rot.hello", "rot.missing", "pkg.hello")
+        ]
+        by_suffix = await analyze(client, job.job_id, "hello")
+        fine = await analyze(client, job.job_id, "calc.add")
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["extra"]["path"] == "rot.py"
+        assert "rot.py does not parse" in answer.json()["detail"]
+        assert "'rot13' cannot decode it" in answer.json()["detail"]
+    assert "(which pkg/__init__.py imports from there)" in answers[2].json()["detail"]
+    # A name that names no module is not that file's: the one file that shows it wins.
+    assert by_suffix.status_code == 200
+    assert fine.status_code == 200
+    assert [r.messages[0]["content"] for r in gateway.requests] == [
+        "def hello():\n    return 2",
+        "def add(a, b):\n    # adds\n    return a + b",
+    ]
+
+
+async def test_the_searches_of_the_whole_text_run_in_a_worker_not_the_server(
+    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In the server's own process the text of a snapshot is never searched: every search (which
+    # files may define a name, a 404's close names) happens in the search worker.
+    with pytest.raises(NameNotFound) as in_process:
+        index(FILES).find("calc.ad")
+    expected = in_process.value.suggestions
+    assert "calc.add" in expected
+    searched: list[str] = []
+
+    def recorded(name: str) -> Any:
+        def search(self: LocalSearch, *args: Any) -> Any:
+            searched.append(name)
+            raise AssertionError(f"LocalSearch.{name} ran in the server")
+
+        return search
+
+    for name in ("holders", "suggest", "names"):
+        monkeypatch.setattr(LocalSearch, name, recorded(name))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        missing = await analyze(client, job.job_id, "calc.ad")
+        by_suffix = [await analyze(client, job.job_id, name) for name in ("add", "Box.size", "tools.fetch")]
+        unparsable = await analyze(client, job.job_id, "old")
+        nothing_close = await analyze(client, job.job_id, "zzz.qqq")
+    assert searched == []
+    assert missing.status_code == 404
+    # The same close names as the search in this process gives.
+    assert missing.json()["extra"]["did_you_mean"] == expected
+    assert (
+        missing.json()["detail"]
+        == f"no function 'calc.ad' in {job.snapshot}; close names: {', '.join(expected)}"
+    )
+    assert [r.status_code for r in by_suffix] == [200, 200, 200]
+    assert unparsable.status_code == 422
+    assert "broken.py does not parse" in unparsable.json()["detail"]
+    assert nothing_close.status_code == 404
+    assert nothing_close.json()["extra"]["did_you_mean"] == []
+
+
+@pytest.mark.slow
+async def test_a_search_of_the_text_over_its_budget_is_422_or_a_404_without_close_names(
+    nats_url: str, gateway: FakeGateway
+) -> None:
+    # A non-ASCII name is looked up in the index of every name: for 1.5M defs, seconds of CPU in
+    # the search worker, over a budget of one (the suggestions of a 404 need that index too).
+    many = "".join(f"def f{i}(x):\n    return x\n" for i in range(1_500_000))
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, {**FILES, "defs.py": many})
+    budget = settings(
+        nats_url, gateway, analyzer_parse_cpu_s=1, analyzer_warm_index=False, analyzer_preload=False
+    )
+    async with analyzer(budget) as client:
+        over = await analyze(client, job.job_id, "naïve")
+        missing = await analyze(client, job.job_id, "defs.f12345678")
+        fine = [await analyze(client, job.job_id, name) for name in ("calc.add", "add", "Box.size")]
+        health = await client.get("/health")
+    assert over.status_code == 422
+    assert over.json() == {
+        "status_code": 422,
+        "detail": (
+            f"function_name 'naïve' cannot be looked for in {job.snapshot}: looking for 'naïve' in the "
+            f"text of {job.snapshot} takes more than the budget of 1 s of CPU (ANALYZER_PARSE_CPU_S) "
+            "or 2000000000 bytes of memory (ANALYZER_PARSE_MEMORY_BYTES)"
+        ),
+        "extra": {"function_name": "naïve"},
+    }
+    assert missing.status_code == 404
+    assert missing.json()["extra"]["did_you_mean"] == []
+    assert [r.status_code for r in fine] == [200, 200, 200]
+    assert health.status_code == 200
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gc
 import multiprocessing
 import random
@@ -496,6 +497,47 @@ def test_a_codec_that_is_not_a_text_encoding_breaks_only_its_own_file(codec: str
     # The warm-up's parse of the whole snapshot does not stop at that file either.
     tables = parse_files(files)
     assert set(tables) == {"odd.py", "calc.py"}
+
+
+def test_a_module_whose_file_does_not_decode_is_that_files_error_whatever_the_name() -> None:
+    # All of it rot13 (cookie aside), or bad bytes for its encoding: its bytes say nothing of
+    # what it defines, so a name that spells out its module is that file's, found or not.
+    rot = b"# coding: rot13\n" + codecs.encode("def hello():\n    return 1\n", "rot13").encode()
+    files = {
+        "rot.py": rot,
+        "latin.py": "def caf\u00e9():\n    return '\u00e9'\n".encode("latin-1"),
+        "vendor/rot.py": _def("hello"),
+        "vendor/latin.py": _def("other"),
+        "pkg/__init__.py": b"from rot import hello\n",
+    }
+    snapshot = index(files)
+    for name, path in [
+        ("rot.hello", "rot.py"),
+        ("rot.missing", "rot.py"),
+        ("pkg.hello", "rot.py"),
+        ("latin.other", "latin.py"),
+    ]:
+        with pytest.raises(UnparsableSource) as caught:
+            snapshot.find(name)
+        assert caught.value.path == path, name
+    assert "'rot13' cannot decode it" in caught_error(snapshot, "rot.hello")
+    assert "encoding" in caught_error(snapshot, "latin.other")
+    assert caught_via(snapshot, "pkg.hello") == "pkg/__init__.py"
+    # A name that spells out no module is not that file's: the file that shows it wins.
+    assert snapshot.find("hello").path == "vendor/rot.py"
+    assert snapshot.find("other").path == "vendor/latin.py"
+
+
+def caught_error(snapshot: SnapshotIndex, name: str) -> str:
+    with pytest.raises(UnparsableSource) as caught:
+        snapshot.find(name)
+    return caught.value.error
+
+
+def caught_via(snapshot: SnapshotIndex, name: str) -> str | None:
+    with pytest.raises(UnparsableSource) as caught:
+        snapshot.find(name)
+    return caught.value.via
 
 
 def test_null_bytes_do_not_parse() -> None:

@@ -18,10 +18,10 @@ import pytest
 
 from analyzer import locate, warmup
 from analyzer.app import SNAPSHOTS, WARMER, create_app
-from analyzer.parsing import ParseBudget, ParserPool
+from analyzer.parsing import ParseBudget, ParserPool, chunks
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
-from analyzer.warmup import IndexWarmer, chunks
+from analyzer.warmup import IndexWarmer
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, Snapshot, event_subject
 from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
