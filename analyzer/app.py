@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,7 +42,6 @@ from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.metrics import MetricsController, http_metrics
-from analyzer.nats_client import connect_nats
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
@@ -50,6 +50,7 @@ from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
+from servicekit.nats_connect import connect_nats, when_jetstream_ready
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
 
@@ -75,6 +76,8 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
     status: str
     nats: str
 
+
+NATS_LOG = logging.getLogger("analyzer.nats")
 
 # -- what the handlers use, opened in the lifespan ------------------------------------------------
 
@@ -161,7 +164,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
         nc = await connect_nats(
-            settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
+            settings.nats_url,
+            name="codereview-analyzer",
+            timeout_s=settings.nats_timeout_s,
+            start_wait_s=settings.nats_start_wait_s,
+            log=NATS_LOG,
         )
         preloader: Preloader | None = None
         budget = ParseBudget.of(settings)
@@ -188,7 +195,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         try:
             js = nc.jetstream(timeout=settings.nats_timeout_s)
-            stores = await ensure_jetstream(js)
+            stores = await when_jetstream_ready(
+                lambda: ensure_jetstream(js),
+                url=settings.nats_url,
+                start_wait_s=settings.nats_start_wait_s,
+                log=NATS_LOG,
+            )
             jobs = JobStore(js, stores.kv, ready_cache_s=settings.analyzer_ready_cache_s)
             snapshots = SnapshotCache(
                 js,

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from gateway.app import create_app
 from gateway.logs import setup_logging
 from gateway.settings import Settings
+from servicekit.serving import StoppableServer, run
 
 
 def main() -> int:
@@ -29,13 +30,15 @@ def main() -> int:
         if secret is not None
     ] + settings.api_keys
     setup_logging(settings.log_level, secrets)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
+    run(StoppableServer(config))
     return 0
 
 

@@ -9,6 +9,8 @@ from typing import Literal, cast, get_args
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
+
 ProviderName = Literal["openai", "deepseek", "local"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
 RateUnit = Literal["second", "minute", "hour", "day"]
@@ -86,6 +88,11 @@ class Settings(BaseSettings):
     review_cache_size: int = Field(default=4096, ge=0)
     review_cache_bucket: str = "gateway_reviews"
     nats_url: str | None = None
+    # With NATS_URL: how long to keep trying to reach NATS (and its JetStream) at start-up before
+    # refusing to start; once connected, reconnects never stop (cache calls meanwhile are misses).
+    nats_start_wait_s: float = Field(default=30.0, ge=0)
+    # On SIGTERM: how long requests in flight may take to finish before they are cut.
+    shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
     # Copies of the review cache bucket on a NATS cluster (3 survives the loss of one node).
     nats_replicas: int = Field(default=1, ge=1, le=5)
 
