@@ -15,6 +15,7 @@ from typing import Protocol
 
 import msgspec
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
@@ -202,5 +203,8 @@ class NatsCache:
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.drain()
+            try:
+                await self._connection.drain()
+            except NatsError:  # reconnecting (NATS is away) or closed: nothing left to flush
+                await self._connection.close()
             self._connection = self._kv = None
