@@ -16,12 +16,14 @@ import sys
 import pydantic
 import uvicorn
 
-from model_host.app import create_app
+from model_host.app import HOST_KEY, create_app
 from model_host.catalogue import pull_or_fall_back
 from model_host.engines import check_model_file
 from model_host.errors import ModelFileError
+from model_host.host import ModelHost
 from model_host.logs import setup_logging
 from model_host.settings import Settings
+from servicekit.serving import StoppableServer, run
 
 logger = logging.getLogger("model_host")
 
@@ -58,10 +60,20 @@ def main() -> int:
 
     app = create_app(settings, on_load_failure=on_load_failure)
     config = uvicorn.Config(
-        app, host=settings.model_host_host, port=settings.model_host_port, log_level="warning", lifespan="on"
+        app,
+        host=settings.model_host_host,
+        port=settings.model_host_port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
-    server = uvicorn.Server(config)
-    server.run()
+    host: ModelHost = app.state[HOST_KEY]
+    server = StoppableServer(config, on_stop=[host.stop_taking_work])
+    try:
+        run(server)
+    except SystemExit:
+        if not failures:
+            raise
     if failures:
         logger.error("cannot serve: %s", failures[0])
         return 1

@@ -126,6 +126,11 @@ async def chat_completions(
     return work.result()
 
 
+# Where the app's state keeps its ModelHost, for `python -m model_host`'s stop signal (handlers
+# get it through Provide).
+HOST_KEY = "model_host"
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -164,6 +169,7 @@ def create_app(
         ],
         middleware=[http_metrics()] if settings.metrics_enabled else [],
         lifespan=[lifespan],
+        state=State({HOST_KEY: host}),
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
         exception_handlers={
             ModelHostError: model_host_error_handler,
