@@ -156,6 +156,14 @@ def health(nc: NamedDependency[NatsClient]) -> Response[Health]:
 # -- the app -------------------------------------------------------------------------------------
 
 
+def stop_waiting(app: Litestar) -> None:
+    """On SIGTERM (`python -m analyzer`): requests waiting for a job get 503 at once; the rest
+    finish within SHUTDOWN_TIMEOUT_S."""
+    jobs: JobStore | None = app.state.get(JOBS)
+    if jobs is not None:  # None: the lifespan has not opened it yet
+        jobs.stop_waiting()
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
     settings = settings or Settings()
