@@ -113,6 +113,9 @@ class GenerationSlot:
         """The lock, in FIFO order; ShuttingDownError instead if the slot is shut meanwhile."""
         if not self._lock.locked():
             await self._lock.acquire()
+            if self._shut.is_set():  # shut while this request took the free lock
+                self._lock.release()
+                self._refuse_when_shut()
             return
         acquiring = asyncio.ensure_future(self._lock.acquire())
         shut = asyncio.ensure_future(self._shut.wait())

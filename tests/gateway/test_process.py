@@ -112,5 +112,5 @@ def test_an_unreachable_nats_stops_the_start_with_a_message_naming_it(tmp_path: 
         "(NATS_START_WAIT_S)"
     ) in result.stderr
     # It kept trying meanwhile, one line per attempt, not nats-py's default traceback each time.
-    assert result.stderr.count("gateway.cache [-] NATS at nats://127.0.0.1:9: ") >= 2
+    assert result.stderr.count("NATS at nats://127.0.0.1:9: ") >= 2
     assert "nats: encountered error" not in result.stderr
