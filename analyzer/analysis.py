@@ -14,10 +14,10 @@ from analyzer import locate
 from analyzer.errors import FunctionNotFound, InvalidFunctionName, SnapshotUnavailable, SourceDoesNotParse
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.locate import MAX_NAME_CHARS
-from analyzer.logs import job_id_var
 from analyzer.review import Reviewer
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.sources import LINE_END
+from servicekit.logs import bind_job_id
 
 logger = logging.getLogger("analyzer.analysis")
 
@@ -182,7 +182,7 @@ class Analysis:
         not ready or failed (409), a file that does not parse (422), NATS trouble (503).
         """
         name = check_function_name(function_name)
-        job_id_var.set(check_job_id(job_id))  # checked first: a huge id must not reach the logs
+        bind_job_id(check_job_id(job_id))  # checked first: a huge id must not reach the logs
         record = await self.jobs.wait_ready(job_id, self.wait_timeout_s)
         if record.snapshot is None:
             raise SnapshotUnavailable(

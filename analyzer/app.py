@@ -28,19 +28,19 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from analyzer.access import ApiKeys, access_middleware
 from analyzer.analysis import Analysis
 from analyzer.errors import (
     AnalyzerError,
+    Unauthorized,
     analyzer_error_handler,
+    malformed_body,
     rate_limited_handler,
-    require_utf8_body,
+    refusal_handler,
     unexpected_error_handler,
     validation_error_handler,
 )
 from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
-from analyzer.logs import job_id_var, request_id_middleware, request_id_var, setup_logging
 from analyzer.metrics import MetricsController, http_metrics
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
@@ -50,7 +50,11 @@ from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
+from servicekit.access import access_middleware
+from servicekit.bodies import require_utf8_body
+from servicekit.logs import bind_job_id
 from servicekit.nats_connect import connect_nats, when_jetstream_ready
+from servicekit.request_id import current_request_id, request_id_middleware
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
 
@@ -84,6 +88,8 @@ NATS_LOG = logging.getLogger("analyzer.nats")
 # The names under which the lifespan keeps what it opened in the app's state. The objects need the
 # NATS connection to be built, so they cannot be made in `create_app` and handed to `Provide`
 # directly as the gateway's are; handlers get each one through `Provide`, never from the state.
+# (Litestar's own SQLAlchemy plugin does the same: its lifespan puts the engine in `app.state`
+# under a named key, and its `Provide(provide_engine)` reads `state[key]`.)
 NATS = "nc"
 JOBS = "jobs"
 SNAPSHOTS = "snapshots"
@@ -110,14 +116,14 @@ async def start_job(data: JSONBody[StartRequest], jobs: NamedDependency[JobStore
     """Queue a fetch of the repository; answers at once, before any download."""
     target = parse_repo_url(data.repo_url)
     record = await jobs.start(target)
-    job_id_var.set(record.job_id)
+    bind_job_id(record.job_id)
     return StartResponse(job_id=record.job_id)
 
 
 @get("/analyze/jobs/{job_id:str}")
 async def get_job(job_id: FromPath[str], jobs: NamedDependency[JobStore]) -> JobRecord:
     """The job as the `jobs` KV bucket holds it: status, repo, ref, commit sha, counts, error, timestamps."""
-    job_id_var.set(check_job_id(job_id))
+    bind_job_id(check_job_id(job_id))
     return await jobs.get(job_id)
 
 
@@ -140,7 +146,7 @@ async def analyze_function(
     data: JSONBody[FunctionRequest], analysis: NamedDependency[Analysis]
 ) -> FunctionResponse:
     """Review one function of the job's repository; waits for a job that is still being fetched."""
-    suggestions = await analysis.review(data.job_id, data.function_name, request_id=request_id_var.get())
+    suggestions = await analysis.review(data.job_id, data.function_name, request_id=current_request_id())
     return FunctionResponse(suggestions=suggestions)
 
 
@@ -167,7 +173,6 @@ def stop_waiting(app: Litestar) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
     settings = settings or Settings()
-    setup_logging(settings.log_level)
 
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
@@ -271,10 +276,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_id_middleware,
             *([http_metrics()] if settings.metrics_enabled else []),
-            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+            *access_middleware(
+                settings, service="analyzer", unauthorized=Unauthorized, answer=refusal_handler
+            ),
         ],
-        before_request=require_utf8_body,
-        # Logging is set up by analyzer.logs; Litestar's default would add a root handler at INFO
+        before_request=require_utf8_body(malformed_body),
+        # Logging is set up by servicekit.logs; Litestar's default would add a root handler at INFO
         # that logs every gateway request of the openai package's HTTP client, a cost per request.
         logging_config=None,
         exception_handlers={

@@ -10,7 +10,7 @@ usual shape: `{"status_code": N, "detail": "...", "extra": {...}}` (`extra` only
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from litestar import Request, Response
 from litestar.exceptions import TooManyRequestsException, ValidationException
@@ -27,6 +27,8 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
     HTTP_504_GATEWAY_TIMEOUT,
 )
+
+from servicekit.access import retry_after
 
 logger = logging.getLogger("analyzer.errors")
 
@@ -170,24 +172,25 @@ def analyzer_error_handler(request: Request[Any, Any, Any], exc: AnalyzerError) 
 def rate_limited_handler(
     request: Request[Any, Any, Any], exc: TooManyRequestsException
 ) -> Response[dict[str, Any]]:
-    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After.
-
-    The limiter itself sends only the RateLimit-* draft headers; Retry-After (RFC 9110) is what
-    HTTP clients, the openai package among them, wait on.
-    """
-    headers = dict(exc.headers or {})
-    retry_after = max(1, int(headers.get("RateLimit-Reset", "1")))
-    headers["Retry-After"] = str(retry_after)
+    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After."""
+    seconds, headers = retry_after(exc)
     logger.info("%s %s -> 429: rate limit", request.method, request.url.path)
     return Response(
         _body(
             HTTP_429_TOO_MANY_REQUESTS,
-            f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {retry_after} s",
+            f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {seconds} s",
             None,
         ),
         status_code=HTTP_429_TOO_MANY_REQUESTS,
         headers=headers,
     )
+
+
+def refusal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """servicekit.access's refusals in the analyzer's bodies: Unauthorized (401) or the rate limit's 429."""
+    if isinstance(exc, TooManyRequestsException):
+        return rate_limited_handler(request, exc)
+    return analyzer_error_handler(request, cast(Unauthorized, exc))
 
 
 def validation_error_handler(
@@ -204,20 +207,9 @@ def validation_error_handler(
     )
 
 
-async def require_utf8_body(request: Request[Any, Any, Any]) -> None:
-    """Before every handler: a body that is not UTF-8 is 400 (MalformedBody).
-
-    msgspec raises UnicodeDecodeError, not a DecodeError, for invalid UTF-8 inside a JSON string,
-    and Litestar turns only the latter into a 400: without this, such a body would be a 500. The
-    body read here is the one the handler decodes (Litestar keeps it), so it is read once.
-    """
-    body = await request.body()
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedBody(
-            f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason}), so it is not JSON"
-        ) from None
+def malformed_body(exc: UnicodeDecodeError) -> MalformedBody:
+    """servicekit.bodies.require_utf8_body's refusal, in the analyzer's words."""
+    return MalformedBody(f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason}), so it is not JSON")
 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -27,8 +27,8 @@ from analyzer.errors import BadInput, SnapshotUnavailable
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.locate import MAX_NAME_CHARS, LookupFailed, SnapshotIndex
 from analyzer.locate.files import SourceFile
-from analyzer.logs import job_id_var
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
+from servicekit.logs import bind_job_id
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -221,7 +221,7 @@ class FunctionLister:
         Raises InvalidJobId / InvalidListing (422), JobNotFound (404), JobNotReady / JobFailed (409,
         at once: a listing does not wait for the fetch), SnapshotUnavailable (409), NatsUnavailable (503).
         """
-        job_id_var.set(check_job_id(job_id))
+        bind_job_id(check_job_id(job_id))
         query = Query.checked(prefix, contains, limit, cursor)
         record = await self.jobs.wait_ready(job_id, 0)
         if record.snapshot is None:

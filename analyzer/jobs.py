@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 
 import msgspec
 import nats.errors
@@ -32,6 +31,7 @@ from jobs_contract import (
     encode_json,
     is_job_id,
 )
+from servicekit.request_id import current_request_id
 
 logger = logging.getLogger("analyzer.jobs")
 
@@ -54,15 +54,11 @@ class JobStore:
         js: JetStreamContext,
         kv: KeyValue,
         *,
-        clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         ready_cache_s: float = 0.0,
         ready_cache_entries: int = 10_000,
     ) -> None:
         self._js = js
         self._kv = kv
-        self._clock = clock
-        self._new_id = new_id
         # Ready records never change (a job is fetched once; a new fetch is a new job), so reviews
         # may reuse one for a few seconds instead of asking NATS each time: a cache, not state.
         self._ready_cache_s = ready_cache_s
@@ -82,9 +78,9 @@ class JobStore:
         Raises NatsUnavailable (503) if NATS does not take the record or the request; a job whose
         request could not be queued is marked failed, so it never waits forever.
         """
-        now = self._clock()
+        now = time.time()
         record = JobRecord(
-            job_id=self._new_id(),
+            job_id=uuid.uuid4().hex,
             status=JobStatus.QUEUED,
             owner=target.owner,
             repo=target.repo,
@@ -93,7 +89,12 @@ class JobStore:
             updated_at=now,
         )
         request = FetchRequest(
-            job_id=record.job_id, owner=target.owner, repo=target.repo, ref=target.ref, requested_at=now
+            job_id=record.job_id,
+            owner=target.owner,
+            repo=target.repo,
+            ref=target.ref,
+            requested_at=now,
+            request_id=current_request_id(),
         )
         try:
             await self._kv.create(record.job_id, encode_json(record))
@@ -118,7 +119,7 @@ class JobStore:
             record,
             status=JobStatus.FAILED,
             error=f"the fetch request could not be queued: {exc!r}",
-            updated_at=self._clock(),
+            updated_at=time.time(),
         )
         try:
             await self._kv.put(record.job_id, encode_json(failed))

@@ -18,9 +18,9 @@ from nats.aio.subscription import Subscription
 
 from analyzer.errors import AnalyzerError
 from analyzer.jobs import JobStore
-from analyzer.logs import job_id_var
 from analyzer.snapshots import SnapshotCache
 from jobs_contract import EVENT_COMPLETED, EVENTS_PREFIX, JobEvent, JobStatus
+from servicekit.logs import bind_job_id
 
 logger = logging.getLogger("analyzer.preload")
 
@@ -64,7 +64,7 @@ class Preloader:
         task.add_done_callback(self._tasks.discard)
 
     async def _preload(self, job_id: str) -> None:
-        job_id_var.set(job_id)  # this task's own context: its log lines name the job
+        bind_job_id(job_id)  # this task's own context: its log lines name the job
         try:
             record = await self._jobs.get(job_id)
             if record.status != JobStatus.READY or record.snapshot is None:

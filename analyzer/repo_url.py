@@ -14,6 +14,7 @@ import re
 import msgspec
 
 from analyzer.errors import InvalidRepoUrl
+from jobs_contract import OWNER_PATTERN, REF_MAX_CHARS, REPO_PATTERN
 
 ACCEPTED_FORMS = (
     "https://github.com/OWNER/REPO, optionally with http://, www., a .git suffix, "
@@ -24,12 +25,13 @@ MAX_URL_CHARS = 2048
 # Scheme and host only; everything after the host must start with "/" (so "github.com.evil.com",
 # "github.com:443" and "github.com@evil.com" all fail here).
 _PREFIX = re.compile(r"(?i:https?://(?:www\.)?github\.com)(?P<path>/.*)?", re.DOTALL)
-# GitHub logins: letters, digits and single inner hyphens, at most 39 characters.
-_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
-_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# Owner and repository names are the contract's (GitHub's own rules), as the fetcher checks them.
+_OWNER = re.compile(OWNER_PATTERN)
+_REPO = re.compile(REPO_PATTERN)
 # Characters a ref may use here: git allows more, but none of the rest appear in real branch/tag names
 # that a URL carries unescaped, and each one is a way to smuggle something into the fetcher's URL.
-_REF = re.compile(r"[A-Za-z0-9._/+-]{1,250}")
+# The length is the contract's.
+_REF = re.compile(rf"[A-Za-z0-9._/+-]{{1,{REF_MAX_CHARS}}}")
 # First path segments that are GitHub pages, never accounts (github.com/orgs/x is not a repository).
 _RESERVED_OWNERS = frozenset(
     {
@@ -119,7 +121,7 @@ def parse_repo_url(repo_url: str) -> RepoTarget:
         raise _refuse(repo_url, f"{owner!r} is not a GitHub user or organisation name")
     if repo.lower().endswith(".git") and len(repo) > len(".git"):
         repo = repo[: -len(".git")]
-    if not _REPO.fullmatch(repo) or repo in {".", ".."}:
+    if not _REPO.fullmatch(repo):
         raise _refuse(repo_url, f"{repo!r} is not a GitHub repository name")
     if not rest:
         return RepoTarget(owner=owner, repo=repo)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import re
-from typing import Literal, cast
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from servicekit.access import AccessSettings
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
-
-RateUnit = Literal["second", "minute", "hour", "day"]
-MAX_RATE_LIMIT = 1000
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*")
+from servicekit.settings import LogSettings
 
 
-class Settings(BaseSettings):
-    """Field names are the environment variable names in lower case (ANALYZER_PORT -> analyzer_port)."""
+class Settings(AccessSettings, LogSettings):
+    """Field names are the environment variable names in lower case (ANALYZER_PORT -> analyzer_port).
+
+    CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT come from servicekit.access, LOG_LEVEL and
+    LOG_FORMAT from servicekit.settings, as in every service.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -62,46 +61,5 @@ class Settings(BaseSettings):
     analyzer_parse_cpu_s: int = Field(default=10, ge=1)
     analyzer_parse_memory_bytes: int = Field(default=2_000_000_000, ge=200_000_000)
 
-    # Comma-separated API keys: when any is set, every route but /health* and /schema* needs
-    # `Authorization: Bearer <one of them>` (401 otherwise). Empty: no keys, open as the seed API is.
-    codereview_api_keys: SecretStr = SecretStr("")
-    # Requests a client may make, "N/second|minute|hour|day" (e.g. "60/minute"), counted per API key
-    # (per address without one) in each analyzer process; over it, 429 with Retry-After. Empty: no limit.
-    codereview_rate_limit: str = ""
-
-    # LOG_LEVEL, as the gateway and the fetcher read it: one line in a shared .env sets them all.
-    log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        level = value.strip().upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
-        return level
-
-    @field_validator("codereview_rate_limit")
-    @classmethod
-    def _rate_limit_form(cls, value: str) -> str:
-        match = _RATE.fullmatch(value)
-        # Litestar's limiter keeps a timestamp per request in the window and re-encodes them all on
-        # every request: the cap bounds that memory and time per client (bench gateway --access=1).
-        if value.strip() and (match is None or not 1 <= int(match[1]) <= MAX_RATE_LIMIT):
-            raise ValueError(
-                f"CODEREVIEW_RATE_LIMIT must look like 60/minute (second|minute|hour|day, "
-                f"1 to {MAX_RATE_LIMIT} requests), not {value!r}"
-            )
-        return value
-
-    @property
-    def api_keys(self) -> list[str]:
-        """The keys of CODEREVIEW_API_KEYS, blanks dropped."""
-        return [key.strip() for key in self.codereview_api_keys.get_secret_value().split(",") if key.strip()]
-
-    @property
-    def rate_limit(self) -> tuple[RateUnit, int] | None:
-        """CODEREVIEW_RATE_LIMIT as Litestar's RateLimitConfig takes it: (unit, requests); None when off."""
-        match = _RATE.fullmatch(self.codereview_rate_limit)
-        return None if match is None else (cast(RateUnit, match[2]), int(match[1]))

@@ -15,6 +15,8 @@ Options: --requests=N (measured pairs per scenario, default 2000), --warmup=N (d
 --access=1 (the gateway with four CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT=1000/second, the
 highest allowed, which this client does not reach; it sends the last key: what the key check and
 the limiter cost per request, the limiter at its largest history); --access=keys: the keys only.
+The gateway logs at WARNING (nothing per request) unless LOG_LEVEL is set: `LOG_LEVEL=INFO
+LOG_FORMAT=json` measures what two log lines per `/analyze` cost in that format.
 """
 
 from __future__ import annotations
@@ -316,7 +318,8 @@ def main(argv: list[str]) -> None:
                 "LOCAL_LLM_MODEL": MODEL,
                 "LOCAL_LLM_SSH_HOST": "",
                 "NATS_URL": "",
-                "LOG_LEVEL": "WARNING",
+                # LOG_LEVEL=INFO (and LOG_FORMAT=text|json) from the environment: what logging costs.
+                "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
                 **(access_env if access else {"CODEREVIEW_API_KEYS": "", "CODEREVIEW_RATE_LIMIT": ""}),
             },
             gateway_url + "/health",

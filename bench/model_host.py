@@ -94,7 +94,7 @@ def _free_port() -> int:
 
 def _start_server(env_overrides: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = {**os.environ, "MODEL_HOST_PORT": str(port), "MODEL_LOG_LEVEL": "WARNING", **env_overrides}
+    env = {**os.environ, "MODEL_HOST_PORT": str(port), "LOG_LEVEL": "WARNING", **env_overrides}
     server = subprocess.Popen([sys.executable, "-m", "model_host"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -257,7 +257,7 @@ def main(argv: list[str]) -> None:
             model_host = stack.enter_context(
                 service_process(
                     "model_host",
-                    {"MODEL_LOG_LEVEL": "WARNING"},
+                    {"LOG_LEVEL": "WARNING"},
                     Path(logs),
                     port_variable="MODEL_HOST_PORT",
                     timeout=300,

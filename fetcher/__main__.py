@@ -17,6 +17,7 @@ import uvicorn
 from fetcher.app import asyncapi_document, create_app
 from fetcher.settings import Settings
 from servicekit.serving import StoppableServer, run
+from servicekit.settings import load_settings
 
 USAGE = "usage: python -m fetcher [asyncapi [FILE]]"
 
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> int:
     if argv:
         print(USAGE, file=sys.stderr)
         return 2
-    settings = Settings()
+    settings = load_settings(Settings, "fetcher")
     if settings.fetcher_health_port == 0:
         asyncio.run(_run_without_http(settings))
         return 0
@@ -57,7 +58,10 @@ def main(argv: list[str]) -> int:
         host=settings.fetcher_host,
         port=settings.fetcher_health_port,
         lifespan="on",
-        log_level="warning",
+        # servicekit.logs renders uvicorn's lines too; its access log is off (docs/operations.md#logs).
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     run(StoppableServer(config))

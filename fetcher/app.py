@@ -28,7 +28,6 @@ from pydantic import WithJsonSchema
 
 from fetcher.archive import INFLATE_ENGINE
 from fetcher.github import GitHubClient, GitHubConfig
-from fetcher.logs import setup_logging
 from fetcher.metrics import broker_middleware, metrics_app
 from fetcher.settings import Settings
 from fetcher.worker import Fetcher, JobSlots
@@ -45,6 +44,7 @@ from jobs_contract import (
     JobStores,
     ensure_jetstream,
 )
+from servicekit.logs import setup_logging
 from servicekit.nats_connect import connect_options, unreachable, when_jetstream_ready
 
 log = logging.getLogger("fetcher")
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     """Build the fetcher app: broker, subscribers, lifespan (JetStream set-up, GitHub client)."""
     settings = settings or Settings()
     if configure_logging:
-        setup_logging(settings.log_level)
+        setup_logging("fetcher", settings.log_level, settings.log_format, settings.secret_values())
     # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
     # job with its id, so those go to DEBUG.
     connect, on_connected = connect_options(
@@ -205,7 +205,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         )
         github_config = GitHubConfig(
             api_url=settings.github_api_url,
-            token=settings.github_token,
+            token=settings.github_token.get_secret_value() if settings.github_token else None,
             timeout_s=settings.fetcher_http_timeout_s,
             retries=settings.fetcher_http_retries,
             backoff_s=settings.fetcher_retry_backoff_s,

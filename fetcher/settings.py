@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from jobs_contract.settings import MIB, StorageSettings
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
+from servicekit.settings import LogSettings
 
 
-class Settings(StorageSettings):
+class Settings(StorageSettings, LogSettings):
     """Field names are the environment variables in lower case (`nats_url` reads NATS_URL).
 
-    The storage limits of the buckets (JOBS_MAX_AGE_S, ...) come from the contract's StorageSettings.
+    The storage limits of the buckets (JOBS_MAX_AGE_S, ...) come from the contract's StorageSettings,
+    LOG_LEVEL and LOG_FORMAT from servicekit's LogSettings.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -25,8 +27,8 @@ class Settings(StorageSettings):
     # once (redelivered to another fetcher); this bounds the whole stop.
     shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
     github_api_url: str = "https://api.github.com"
-    # Sent only to the host of GITHUB_API_URL, never to codeload or anywhere else; never logged.
-    github_token: str | None = None
+    # Sent only to the host of GITHUB_API_URL, never to codeload or anywhere else; masked in logs.
+    github_token: SecretStr | None = None
 
     # GET /health (200 when consuming) on this port; 0 turns the HTTP side off.
     fetcher_host: str = "127.0.0.1"
@@ -62,5 +64,3 @@ class Settings(StorageSettings):
 
     # Job progress goes to KV and the progress subject at most this often.
     fetcher_progress_interval_s: float = Field(default=0.5, ge=0)
-
-    log_level: str = "INFO"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+import structlog
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.api import ObjectMeta
@@ -91,6 +92,21 @@ class Outcome:
     nats_trouble: bool = False
 
 
+def redelivery_delay(settings: Settings, attempt: int, *, nats_trouble: bool = False) -> float:
+    """Seconds JetStream waits before it delivers again a request whose delivery `attempt` failed.
+
+    The one policy for this kind of retry: 2 x FETCHER_RETRY_BACKOFF_S after the first delivery,
+    doubled after each, at most FETCHER_ACK_WAIT_S. Not stamina's (the GitHub client's policy in
+    fetcher.github): stamina retries inside one call, while this wait happens in NATS between
+    deliveries, which may go to another fetcher, and the nak's delay is the only handle on it.
+    """
+    if nats_trouble:
+        # A NATS cluster electing a new leader after losing a node answers nothing for seconds;
+        # quick retries would spend every delivery inside that gap.
+        return settings.fetcher_ack_wait_s
+    return min(settings.fetcher_ack_wait_s, settings.fetcher_retry_backoff_s * 2.0**attempt)
+
+
 def decode_request(body: bytes) -> FetchRequest:
     """Decode and check a FetchRequest against the contract; raises InvalidRequestError saying why not."""
     try:
@@ -128,6 +144,8 @@ class Fetcher:
             record_delivery("invalid", 0.0)
             return Outcome(None, "invalid", str(error))
 
+        # This delivery's own task (JobSlots): every line it logs from here on names the job.
+        structlog.contextvars.bind_contextvars(job_id=request.job_id, request_id=request.request_id)
         started = time.monotonic()
         try:
             async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
@@ -142,11 +160,7 @@ class Fetcher:
             raise
         record_delivery(outcome.action, time.monotonic() - started)
         if outcome.action == "retry":
-            delay = min(self.settings.fetcher_ack_wait_s, self.settings.fetcher_retry_backoff_s * 2**attempt)
-            if outcome.nats_trouble:
-                # A NATS cluster electing a new leader after losing a node answers nothing for
-                # seconds; quick retries would spend every delivery inside that gap.
-                delay = self.settings.fetcher_ack_wait_s
+            delay = redelivery_delay(self.settings, attempt, nats_trouble=outcome.nats_trouble)
             await _quietly(delivery.nack(delay=delay))
         else:
             await _quietly(delivery.ack())

@@ -1,39 +1,28 @@
-"""`python -m gateway`: read the settings, refuse to start on bad ones, serve with uvicorn."""
+"""`python -m gateway`: read the settings, refuse to start on bad ones, serve with uvicorn until SIGTERM."""
 
 from __future__ import annotations
 
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
 from gateway.app import create_app
-from gateway.logs import setup_logging
 from gateway.settings import Settings
+from servicekit.logs import setup_logging
 from servicekit.serving import StoppableServer, run
+from servicekit.settings import load_settings
 
 
 def main() -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        # Only locations and messages: pydantic's own text would echo the input, keys included.
-        lines = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]).upper()
-            lines.append(f"  {where + ': ' if where else ''}{error['msg']}")
-        print("gateway: invalid configuration, not starting:\n" + "\n".join(lines), file=sys.stderr)
-        return 2
-    secrets = [
-        secret.get_secret_value()
-        for secret in (settings.openai_api_key, settings.deepseek_api_key, settings.local_llm_api_key)
-        if secret is not None
-    ] + settings.api_keys
-    setup_logging(settings.log_level, secrets)
+    settings = load_settings(Settings, "gateway")
+    # Every key it holds is masked as *** in every line: providers' keys and CODEREVIEW_API_KEYS.
+    setup_logging("gateway", settings.log_level, settings.log_format, settings.secret_values())
     config = uvicorn.Config(
         create_app(settings),
         host=settings.gateway_host,
         port=settings.gateway_port,
+        # servicekit.logs renders uvicorn's lines too; its access log is off (docs/operations.md#logs).
+        log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,

@@ -12,23 +12,25 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
-from gateway.access import ApiKeys, access_middleware
 from gateway.cache import MemoryCache, NatsCache, ReviewCache
 from gateway.checks import RuffChecker
 from gateway.errors import (
+    AuthenticationError,
     ConfigError,
     GatewayError,
     handle_exception,
-    handle_undecodable_body,
     handle_validation_error,
+    malformed_body,
 )
-from gateway.logs import request_id_middleware
 from gateway.metrics import MetricsController, http_metrics
 from gateway.review import Reviewer, ReviewLimits
 from gateway.routes import ROUTES
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
+from servicekit.access import access_middleware
+from servicekit.bodies import require_utf8_body
+from servicekit.request_id import request_id_middleware
 
 log = logging.getLogger("gateway.app")
 
@@ -89,20 +91,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # One dependency per handler: Litestar resolves two or more at one level in an anyio task
         # group, a task each, which cost ~0.1 ms of the gateway's 1 ms budget per passthrough call.
         dependencies={"upstream": _provide(upstream), "reviewer": _provide(reviewer)},
+        before_request=require_utf8_body(malformed_body),
         exception_handlers={
             GatewayError: handle_exception,
             ValidationException: handle_validation_error,
-            UnicodeDecodeError: handle_undecodable_body,
             Exception: handle_exception,
         },
         # The request id first, so that a 401 or 429 carries one too; metrics count refusals.
         middleware=[
             request_id_middleware,
             *([http_metrics()] if settings.metrics_enabled else []),
-            *access_middleware(ApiKeys(settings.api_keys), settings.rate_limit),
+            *access_middleware(
+                settings, service="gateway", unauthorized=AuthenticationError, answer=handle_exception
+            ),
         ],
         openapi_config=OpenAPIConfig(title="codereview gateway", version="1.0.0"),
-        # The gateway logs through its own logger (logs.py); Litestar must not reconfigure the root one.
+        # servicekit.logs is the one logging setup; Litestar must not reconfigure the root logger.
         logging_config=None,
         debug=False,
     )

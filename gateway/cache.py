@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-from gateway.errors import ConfigError
+from gateway.errors import UNDECODABLE, ConfigError
 from gateway.prompt import PROMPT_VERSION
 from servicekit.nats_connect import NatsUnreachable, connect_nats, when_jetstream_ready
 
@@ -190,7 +190,7 @@ class NatsCache:
             return None
         try:
             return _DECODER.decode(entry.value)
-        except msgspec.DecodeError:
+        except UNDECODABLE:
             return None
 
     async def put(self, key: str, review: CachedReview) -> None:

@@ -18,7 +18,16 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from servicekit.access import retry_after
+from servicekit.bodies import body_problem
+
 log = logging.getLogger("gateway.errors")
+
+
+# What decoding bytes that are not the JSON expected raises: msgspec raises UnicodeDecodeError, not
+# a DecodeError, for invalid UTF-8 inside a JSON string. Catch both wherever provider (or cache)
+# bytes are decoded: the provider's bad bytes are its 502 (or a cache miss), never a 500.
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True, frozen=True):
@@ -56,6 +65,13 @@ class AuthenticationError(GatewayError):
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 (never mutated)
 
 
+class MalformedBodyError(GatewayError):
+    """The body is not UTF-8, so it cannot be JSON."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
 class InvalidInputError(GatewayError):
     """The body is JSON but not what the route accepts (wrong type, empty code, too large...)."""
 
@@ -91,36 +107,23 @@ def error_response(
 
 
 def rate_limited_response(exc: TooManyRequestsException) -> Response[bytes]:
-    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After.
-
-    The limiter itself sends only the RateLimit-* draft headers; Retry-After (RFC 9110) is what
-    HTTP clients, the openai package among them, wait on.
-    """
-    headers = dict(exc.headers or {})
-    retry_after = max(1, int(headers.get("RateLimit-Reset", "1")))
-    headers["Retry-After"] = str(retry_after)
-    message = f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {retry_after} s"
+    """Litestar's rate limiter (CODEREVIEW_RATE_LIMIT) refused the request: 429 with Retry-After."""
+    seconds, headers = retry_after(exc)
+    message = f"too many requests (CODEREVIEW_RATE_LIMIT): retry after {seconds} s"
     return error_response(429, message, "rate_limit_error", headers=headers)
 
 
 def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     """A typed body that does not fit: 422 naming the field as msgspec found it (400 when there is none)."""
-    cause = exc.__cause__
-    if isinstance(cause, msgspec.ValidationError):
-        # Litestar decodes the body as the handler's `data` argument: its path is ours without `.data`.
-        reason = str(cause).replace("`$.data.", "`$.").replace(" - at `$.data`", "")
-        if reason == "Object missing required field `data`":
-            return error_response(400, "request body is empty: send a JSON object", "invalid_request_error")
-    else:
-        items = exc.extra if isinstance(exc.extra, list) else []
-        reason = "; ".join(str(item.get("message", item)) for item in items if isinstance(item, dict))
-        reason = reason or str(exc.detail)
-    return error_response(422, f"invalid request body: {reason}", "invalid_request_error")
+    problem = body_problem(exc)
+    if problem.empty:
+        return error_response(400, "request body is empty: send a JSON object", "invalid_request_error")
+    return error_response(422, f"invalid request body: {problem.reason}", "invalid_request_error")
 
 
-def handle_undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[bytes]:
-    """Bytes that are not UTF-8 cannot be JSON: 400 (msgspec raises this, not a DecodeError)."""
-    return error_response(400, f"request body is not valid UTF-8: {exc.reason}", "invalid_request_error")
+def malformed_body(exc: UnicodeDecodeError) -> MalformedBodyError:
+    """servicekit.bodies.require_utf8_body's refusal, in the gateway's words."""
+    return MalformedBodyError(f"request body is not valid UTF-8: {exc.reason}")
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -12,7 +12,7 @@ import msgspec
 
 from gateway.cache import CachedReview, ReviewCache, review_key
 from gateway.checks import ChecksFailedError, RuffChecker
-from gateway.errors import InvalidInputError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import UNDECODABLE, InvalidInputError, UpstreamError, UpstreamTimeoutError
 from gateway.metrics import record_review, record_tokens
 from gateway.prompt import asks_the_model, response_format, review_messages
 from gateway.suggestions import Suggestion, merge, model_suggestions, parse_model_output
@@ -178,7 +178,7 @@ class Reviewer:
                 )
             try:
                 completion = _COMPLETION.decode(response.content)
-            except msgspec.DecodeError as exc:
+            except UNDECODABLE as exc:
                 raise UpstreamError(
                     f"{provider.name} answered something that is not a chat completion",
                     provider=provider.name,

@@ -15,7 +15,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from gateway.errors import InvalidInputError, UpstreamError
+from gateway.errors import UNDECODABLE, InvalidInputError, UpstreamError
 from gateway.review import Review, Reviewer
 from gateway.schemas import (
     CODE_REVIEW_MODEL,
@@ -82,7 +82,7 @@ async def models(upstream: NamedDependency[Upstream]) -> ModelList:
         )
     try:
         listed = UPSTREAM_MODELS.decode(response.content).data
-    except msgspec.DecodeError as exc:
+    except UNDECODABLE as exc:
         raise UpstreamError(
             f"{provider.name} /models answered no model list", provider=provider.name
         ) from exc

@@ -2,44 +2,35 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from servicekit.access import AccessSettings
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
+from servicekit.settings import LogSettings
 
 ProviderName = Literal["openai", "deepseek", "local"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
-RateUnit = Literal["second", "minute", "hour", "day"]
-MAX_RATE_LIMIT = 1000
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*")
 
 
-class Settings(BaseSettings):
+class Settings(AccessSettings, LogSettings):
     """Gateway settings; each field reads the environment variable of the same name in upper case.
 
     Raises `pydantic.ValidationError` when a value is malformed, when `LLM_PROVIDER` or `LLM_FALLBACK`
     names an unknown provider, or when a provider in the chain needs an API key that is missing
-    (the message names the variable).
+    (the message names the variable). CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT come from
+    servicekit.access, as in the analyzer.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8001, ge=0, le=65535)
-    log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
-
-    # Comma-separated API keys: when any is set, every route but /health* and /schema* needs
-    # `Authorization: Bearer <one of them>` (401 otherwise). Empty: no keys, open as the seed API is.
-    codereview_api_keys: SecretStr = SecretStr("")
-    # Requests a client may make, "N/second|minute|hour|day" (e.g. "600/minute"), counted per API key
-    # (per address without one) in each gateway process; over it, 429 with Retry-After. Empty: no limit.
-    codereview_rate_limit: str = ""
 
     llm_provider: ProviderName = "local"
     # Comma-separated providers tried in order when the chosen one fails for good, e.g. "local".
@@ -104,19 +95,6 @@ class Settings(BaseSettings):
             return cls.model_fields[info.field_name].default
         return value
 
-    @field_validator("codereview_rate_limit")
-    @classmethod
-    def _rate_limit_form(cls, value: str) -> str:
-        match = _RATE.fullmatch(value)
-        # Litestar's limiter keeps a timestamp per request in the window and re-encodes them all on
-        # every request: the cap bounds that memory and time per client (bench gateway --access=1).
-        if value.strip() and (match is None or not 1 <= int(match[1]) <= MAX_RATE_LIMIT):
-            raise ValueError(
-                f"CODEREVIEW_RATE_LIMIT must look like 60/minute (second|minute|hour|day, "
-                f"1 to {MAX_RATE_LIMIT} requests), not {value!r}"
-            )
-        return value
-
     @model_validator(mode="after")
     def _chain_is_usable(self) -> Settings:
         for name in self.provider_chain:
@@ -129,17 +107,6 @@ class Settings(BaseSettings):
             if name == "deepseek" and not _has(self.deepseek_api_key):
                 raise ValueError(f"provider {name!r} is in the chain but DEEPSEEK_API_KEY is not set")
         return self
-
-    @property
-    def api_keys(self) -> list[str]:
-        """The keys of CODEREVIEW_API_KEYS, blanks dropped."""
-        return [key.strip() for key in self.codereview_api_keys.get_secret_value().split(",") if key.strip()]
-
-    @property
-    def rate_limit(self) -> tuple[RateUnit, int] | None:
-        """CODEREVIEW_RATE_LIMIT as Litestar's RateLimitConfig takes it: (unit, requests); None when off."""
-        match = _RATE.fullmatch(self.codereview_rate_limit)
-        return None if match is None else (cast(RateUnit, match[2]), int(match[1]))
 
     @property
     def provider_chain(self) -> list[str]:

@@ -25,10 +25,10 @@ import msgspec
 import stamina
 from multidict import CIMultiDictProxy
 
-from gateway.errors import ConfigError, UpstreamError, UpstreamTimeoutError
-from gateway.logs import request_id
+from gateway.errors import UNDECODABLE, ConfigError, UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
+from servicekit.request_id import current_request_id
 
 log = logging.getLogger("gateway.upstream")
 
@@ -268,7 +268,7 @@ class Upstream:
         response = await self.request(provider, "GET", "models")
         try:
             models = msgspec.json.decode(response.content, type=_ModelList)
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             raise UpstreamError(
                 f"{provider.name}: /models answered HTTP {response.status_code} without a model list",
                 provider=provider.name,
@@ -340,8 +340,8 @@ class Upstream:
             raise RuntimeError("Upstream.open() was not awaited")
         session = self._session
         headers = provider.headers()
-        rid = request_id.get()
-        if rid != "-":
+        rid = current_request_id()
+        if rid is not None:
             headers["x-request-id"] = rid  # the provider's logs can be matched with ours
         if body is not None:
             headers["content-type"] = "application/json"

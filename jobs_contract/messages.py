@@ -8,6 +8,8 @@ from typing import Annotated
 
 import msgspec
 
+from servicekit.request_id import REQUEST_ID_PATTERN
+
 # A JetStream work-queue stream holds fetch requests until one fetcher acknowledges each.
 FETCH_STREAM = "CODEREVIEW_FETCH"
 FETCH_SUBJECT = "codereview.fetch.requests"
@@ -71,6 +73,9 @@ class FetchRequest(msgspec.Struct, kw_only=True, frozen=True):
     repo: Repo
     ref: Ref | None = None
     requested_at: float
+    # The analyzer request that started the job, so the fetcher's lines name it too (absent from
+    # requests of older analyzers).
+    request_id: Annotated[str, msgspec.Meta(pattern=REQUEST_ID_PATTERN)] | None = None
 
 
 class JobRecord(msgspec.Struct, kw_only=True):

@@ -1,6 +1,6 @@
 """`python -m model_host`: read the settings, check the model file, serve until stopped.
 
-MODEL names a catalogue model: one not downloaded yet is downloaded first (progress on stderr);
+MODEL names a catalogue model: one not downloaded yet is downloaded first (ten progress lines in the log);
 if that fails, one warning line says why and the bundled model is served instead.
 
 Exits non-zero, with a message that names the path and the reason, when MODEL_PATH is missing
@@ -13,28 +13,25 @@ from __future__ import annotations
 import logging
 import sys
 
-import pydantic
 import uvicorn
 
 from model_host.app import HOST_KEY, create_app
 from model_host.catalogue import pull_or_fall_back
+from model_host.download import LoggedProgress
 from model_host.engines import check_model_file
 from model_host.errors import ModelFileError
 from model_host.host import ModelHost
-from model_host.logs import setup_logging
 from model_host.settings import Settings
+from servicekit.logs import setup_logging
 from servicekit.serving import StoppableServer, run
+from servicekit.settings import load_settings
 
 logger = logging.getLogger("model_host")
 
 
 def main() -> int:
-    try:
-        settings = Settings()
-    except pydantic.ValidationError as exc:
-        print(f"model_host: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.model_log_level)
+    settings = load_settings(Settings, "model_host")
+    setup_logging("model_host", settings.log_level, settings.log_format, settings.secret_values())
     if settings.model_path is None:
         # Before the server starts, so the served model (and its id) is known from the first request;
         # nothing to do for the bundled model or one in the cache.
@@ -43,6 +40,7 @@ def main() -> int:
             settings.model_cache_dir,
             hub_url=settings.model_hub_url,
             deadline_s=settings.model_download_timeout_s,
+            progress=LoggedProgress(),
         )
     try:
         check_model_file(settings.resolved_model_path(), settings.model_engine)
@@ -63,8 +61,11 @@ def main() -> int:
         app,
         host=settings.model_host_host,
         port=settings.model_host_port,
-        log_level="warning",
         lifespan="on",
+        # servicekit.logs renders uvicorn's lines too; its access log is off (docs/operations.md#logs).
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     host: ModelHost = app.state[HOST_KEY]

@@ -12,25 +12,29 @@ from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.datastructures import Cookie, State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import MediaType
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import JSONBody
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import TypeEncodersMap
 
-from model_host.chat import decode_request
 from model_host.engines import Engine, load_engine
 from model_host.errors import (
     ModelHostError,
     http_exception_handler,
+    malformed_body,
     model_host_error_handler,
     unexpected_error_handler,
+    validation_error_handler,
 )
-from model_host.host import ModelHost, new_request_id
+from model_host.host import ModelHost, new_completion_id
 from model_host.metrics import MetricsController, http_metrics
-from model_host.schemas import ChatCompletion, Health, ModelCard, ModelList
+from model_host.schemas import ChatCompletion, ChatCompletionRequest, Health, ModelCard, ModelList
 from model_host.settings import Settings
+from servicekit.bodies import require_utf8_body
+from servicekit.request_id import request_id_middleware
 
 
 class ClientDisconnectedError(ModelHostError):
@@ -48,6 +52,9 @@ class EventStream(Stream):
     litestar/handlers/http_handlers/_utils.py), and Stream lets it win over its own, though its
     docstring promises the opposite. No return annotation changes that: this handler's media type
     is JSON, for the non-streamed answers, and `media_type="text/event-stream"` would mislabel those.
+    Litestar's own ServerSentEvent inherits the same `to_asgi_response`. Checked again on 2.25.0
+    with a plain Stream: tests/model_host/test_app.py::test_a_stream_is_openai_chunks_then_done
+    then gets `application/json`.
     """
 
     def to_asgi_response(
@@ -99,20 +106,19 @@ def list_models(host: NamedDependency[ModelHost]) -> ModelList:
 
 @post("/v1/chat/completions", status_code=HTTP_200_OK)
 async def chat_completions(
-    request: Request[Any, Any, State], host: NamedDependency[ModelHost]
+    data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, State], host: NamedDependency[ModelHost]
 ) -> ChatCompletion | EventStream:
     """OpenAI chat completions, whole or streamed (server-sent events ending with `data: [DONE]`)."""
-    completion_id = new_request_id()
-    body = decode_request(await request.body())
-    if body.stream:
+    completion_id = new_completion_id()
+    if data.stream:
         return EventStream(
-            host.stream(body, completion_id),
+            host.stream(data, completion_id),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
     # Litestar does not watch for disconnects outside streams: do it, so a client that gives up
     # also gives up its place in the queue, or stops its generation.
-    work = asyncio.ensure_future(host.complete(body, completion_id))
+    work = asyncio.ensure_future(host.complete(data, completion_id))
     gone = asyncio.ensure_future(_until_disconnect(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -167,15 +173,17 @@ def create_app(
             chat_completions,
             *([MetricsController] if settings.metrics_enabled else []),
         ],
-        middleware=[http_metrics()] if settings.metrics_enabled else [],
+        middleware=[request_id_middleware, *([http_metrics()] if settings.metrics_enabled else [])],
         lifespan=[lifespan],
         state=State({HOST_KEY: host}),
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
+        before_request=require_utf8_body(malformed_body),
         exception_handlers={
             ModelHostError: model_host_error_handler,
+            ValidationException: validation_error_handler,
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,
         },
         openapi_config=OpenAPIConfig(title="codereview model_host", version="0.1.0", path="/schema"),
-        logging_config=None,  # model_host.logs is the one logging setup; Litestar would reset the root logger
+        logging_config=None,  # servicekit.logs is the one logging setup; Litestar would reset the root logger
     )

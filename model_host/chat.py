@@ -1,6 +1,7 @@
 """From an OpenAI chat completion request to a `Job` the engine can run, or a clear 400.
 
-Everything that can be refused is refused here, before the request queues: unknown roles,
+The body's shape is checked by Litestar (the handler's typed `data`, errors.validation_error_handler);
+everything else that can be refused is refused here, before the request queues: unknown roles,
 non-text content, prompts longer than the context, max_tokens beyond it, response formats the
 engine cannot enforce.
 """
@@ -11,7 +12,6 @@ import json
 from typing import Any
 
 import jinja2
-import msgspec
 
 from model_host.engines import Engine, Sampling
 from model_host.errors import (
@@ -24,20 +24,6 @@ from model_host.generation import Job
 from model_host.schemas import ChatCompletionRequest, Message, ResponseFormat
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-
-
-def decode_request(body: bytes) -> ChatCompletionRequest:
-    """Parse and type-check the body; InvalidRequestError says what is wrong and where."""
-    try:
-        return msgspec.json.decode(body, type=ChatCompletionRequest)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        param = message.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in message else None
-        raise InvalidRequestError(f"invalid request body: {message}", param=param) from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from exc
-    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a string
-        raise InvalidRequestError(f"the request body is not valid UTF-8 ({exc.reason})") from exc
 
 
 def _content(message: Message, index: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -68,11 +69,23 @@ class PlainProgress:
         if tenth == self._tenth:
             return
         self._tenth = tenth
-        print(
-            f"downloading {self._name}: {tenth * 10}% ({self._done / 1e6:.1f} of {self._total / 1e6:.1f} MB)",
-            file=self._stream,
-            flush=True,
+        self._say(
+            f"downloading {self._name}: {tenth * 10}% ({self._done / 1e6:.1f} of {self._total / 1e6:.1f} MB)"
         )
+
+    def _say(self, line: str) -> None:
+        print(line, file=self._stream, flush=True)
+
+
+class LoggedProgress(PlainProgress):
+    """The same ten lines as log records: what `python -m model_host` uses, so that a download at
+    start is in the one log format (LOG_FORMAT=json included) and not loose lines on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def _say(self, line: str) -> None:
+        logging.getLogger("model_host.download").info("%s", line)
 
 
 class RichProgress:

@@ -12,13 +12,15 @@ from typing import Any, ClassVar
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+
+from servicekit.bodies import body_problem
 
 logger = logging.getLogger("model_host.errors")
 
@@ -160,10 +162,29 @@ def model_host_error_handler(request: Request[Any, Any, Any], exc: ModelHostErro
     return _response(exc.status_code, exc.body(), exc.headers())
 
 
+def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """A JSON body that is not a request this route accepts: 400, naming the field as `param`."""
+    problem = body_problem(exc)
+    if problem.empty:
+        error = InvalidRequestError("the request body is empty: send a chat completion request")
+    else:
+        error = InvalidRequestError(f"invalid request body: {problem.reason}", param=problem.path)
+    return model_host_error_handler(request, error)
+
+
+def malformed_body(exc: UnicodeDecodeError) -> InvalidRequestError:
+    """servicekit.bodies.require_utf8_body's refusal, in model_host's words."""
+    return InvalidRequestError(f"the request body is not valid UTF-8 ({exc.reason})")
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    """Litestar's own errors (unknown route, wrong method, ...) in OpenAI's shape too."""
+    """Litestar's own errors (unknown route, wrong method, a body not JSON...) in OpenAI's shape too."""
+    error: ModelHostError
     if exc.status_code == HTTP_404_NOT_FOUND:
-        error: ModelHostError = RouteNotFoundError(f"no route {request.method} {request.url.path}")
+        error = RouteNotFoundError(f"no route {request.method} {request.url.path}")
+        return model_host_error_handler(request, error)
+    if isinstance(exc.__cause__, SerializationException):
+        error = InvalidRequestError(f"the request body is not valid JSON: {exc.__cause__}")
         return model_host_error_handler(request, error)
     error_type = (
         "invalid_request_error" if exc.status_code < HTTP_500_INTERNAL_SERVER_ERROR else "server_error"

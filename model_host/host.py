@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import msgspec
+import structlog
 
 from model_host.chat import prepare_job
 from model_host.engines import Engine, load_engine
 from model_host.errors import ModelFailedError, ModelHostError, ModelLoadingError
 from model_host.generation import Finish, Job
-from model_host.logs import request_id
 from model_host.scheduler import GenerationSlot
 from model_host.schemas import (
     AssistantMessage,
@@ -35,10 +35,11 @@ logger = logging.getLogger("model_host.host")
 State = Literal["loading", "ok", "failed"]
 
 
-def new_request_id() -> str:
-    """A fresh completion id, also set as the request id of this context's log lines."""
+def new_completion_id() -> str:
+    """A fresh completion id, also bound as `completion_id` on this context's log lines (beside the
+    request id, which is the caller's)."""
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    request_id.set(completion_id)
+    structlog.contextvars.bind_contextvars(completion_id=completion_id)
     return completion_id
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from model_host.catalogue import BUNDLED_MODEL, BUNDLED_MODEL_FILE, CATALOGUE, bundled_model_path, cached_path
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
+from servicekit.settings import LogSettings
 
 __all__ = ["BUNDLED_MODEL_FILE", "Engine", "Settings", "bundled_model_path"]
 
@@ -23,8 +24,8 @@ def default_cache_dir() -> Path:
     return Path(base) / "codereview" / "models"
 
 
-class Settings(BaseSettings):
-    """Everything model_host reads from the environment."""
+class Settings(LogSettings):
+    """Everything model_host reads from the environment (LOG_LEVEL and LOG_FORMAT as every service does)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
 
@@ -64,7 +65,6 @@ class Settings(BaseSettings):
     model_type: str = "gpt2"
     # A Jinja2 chat template overriding the one in the model file (GGML files have none: then ChatML).
     model_chat_template: str | None = None
-    model_log_level: str = "INFO"
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
 

@@ -6,12 +6,19 @@ import sysconfig
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from analyzer.locate import SnapshotIndex
+from analyzer.settings import Settings
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def settings_without_gateway(nats_url: str, **values: Any) -> Settings:
+    """Analyzer settings for routes that never call the gateway: its URL is where nothing listens."""
+    return Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", **values)
 
 
 def src(text: str) -> bytes:

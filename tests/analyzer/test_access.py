@@ -1,30 +1,26 @@
 """CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT on the analyzer, against a real nats-server.
 
 Without them the routes are open and unlimited: every other test of the analyzer runs that way.
+The keys and the limit's form are tested once for both services in tests/servicekit/test_access.py.
 """
 
 from __future__ import annotations
 
-import pydantic
 import pytest
 from litestar.testing import AsyncTestClient
 
-from analyzer.access import ApiKeys
 from analyzer.app import create_app
-from analyzer.settings import Settings
+from tests.analyzer.helpers import settings_without_gateway
 
 pytestmark = pytest.mark.nats
 
 START = {"repo_url": "https://github.com/octo/hello"}
 
 
-def settings(nats_url: str, **access: str) -> Settings:
-    # The gateway is not used by these routes: an address where nothing listens.
-    return Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", **access)  # type: ignore[arg-type]
-
-
 async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(nats_url: str) -> None:
-    app = create_app(settings(nats_url, codereview_api_keys="first-key-0123, second-key-4567"))
+    app = create_app(
+        settings_without_gateway(nats_url, codereview_api_keys="first-key-0123, second-key-4567")
+    )
     async with AsyncTestClient(app) as client:
         missing = await client.post("/analyze/start", json=START)
         wrong = await client.post(
@@ -45,8 +41,8 @@ async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(nats_url
     assert "first-key" not in wrong.text
 
 
-async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(nats_url: str) -> None:
-    app = create_app(settings(nats_url, codereview_api_keys="first-key-0123,second-key-4567"))
+async def test_any_of_the_keys_is_let_in_and_health_metrics_and_schema_need_none(nats_url: str) -> None:
+    app = create_app(settings_without_gateway(nats_url, codereview_api_keys="first-key-0123,second-key-4567"))
     async with AsyncTestClient(app) as client:
         started = await client.post(
             "/analyze/start", json=START, headers={"Authorization": "Bearer second-key-4567"}
@@ -56,16 +52,18 @@ async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(nats_ur
         )
         health = await client.get("/health")
         schema = await client.get("/schema/openapi.json")
+        metrics = await client.get("/metrics")
     assert started.status_code == 200, started.text
     assert list(started.json()) == ["job_id"]
     assert job.status_code == 200
     assert health.status_code == 200
     assert schema.status_code == 200
+    assert metrics.status_code == 200
 
 
 async def test_a_rate_limit_answers_429_with_retry_after_per_client(nats_url: str) -> None:
     app = create_app(
-        settings(
+        settings_without_gateway(
             nats_url, codereview_api_keys="first-key-0123,second-key-4567", codereview_rate_limit="2/minute"
         )
     )
@@ -88,7 +86,11 @@ async def test_a_rate_limit_answers_429_with_retry_after_per_client(nats_url: st
 
 
 async def test_wrong_keys_count_against_the_sender_so_guessing_is_limited(nats_url: str) -> None:
-    app = create_app(settings(nats_url, codereview_api_keys="first-key-0123", codereview_rate_limit="2/hour"))
+    app = create_app(
+        settings_without_gateway(
+            nats_url, codereview_api_keys="first-key-0123", codereview_rate_limit="2/hour"
+        )
+    )
     async with AsyncTestClient(app) as client:
         guesses = [
             (await client.get("/analyze/jobs/x", headers={"Authorization": f"Bearer guess-{n}"})).status_code
@@ -103,36 +105,8 @@ async def test_wrong_keys_count_against_the_sender_so_guessing_is_limited(nats_u
 
 
 async def test_a_rate_limit_without_keys_counts_per_address(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url, codereview_rate_limit="1/second"))) as client:
+    async with AsyncTestClient(
+        create_app(settings_without_gateway(nats_url, codereview_rate_limit="1/second"))
+    ) as client:
         statuses = [(await client.get("/analyze/jobs/nosuchjob")).status_code for _ in range(2)]
     assert statuses == [404, 429]
-
-
-@pytest.mark.parametrize(
-    "value", ["60", "60/minutes", "0/minute", "1001/second", "-1/hour", "sixty/minute", "60/minute/2"]
-)
-def test_a_malformed_rate_limit_is_refused_at_start(value: str) -> None:
-    with pytest.raises(
-        pydantic.ValidationError,
-        match=r"must look like 60/minute \(second\|minute\|hour\|day, 1 to 1000 requests\)",
-    ):
-        Settings(codereview_rate_limit=value)
-
-
-def test_settings_read_the_limit_and_keys_and_never_show_the_keys() -> None:
-    configured = Settings(codereview_api_keys=" a-key-1 ,, b-key-2 ", codereview_rate_limit=" 60 / minute ")
-    assert configured.api_keys == ["a-key-1", "b-key-2"]
-    assert configured.rate_limit == ("minute", 60)
-    assert "a-key-1" not in repr(configured)
-    assert "a-key-1" not in str(configured.model_dump())
-    assert Settings().rate_limit is None
-    assert Settings().api_keys == []
-
-
-def test_api_keys_match_only_a_whole_bearer_key() -> None:
-    keys = ApiKeys(["k-one", "k-two"])
-    assert keys.match("Bearer k-two") == 1
-    assert keys.match("  bearer   k-one ") == 0
-    for header in (None, "", "Bearer", "Bearer k-on", "Bearer k-one2", "Token k-one", "k-one"):
-        assert keys.match(header) is None
-    assert not ApiKeys([])

@@ -11,14 +11,10 @@ from analyzer.app import create_app
 from analyzer.repo_url import ACCEPTED_FORMS
 from analyzer.settings import Settings
 from jobs_contract import FETCH_STREAM, FETCH_SUBJECT, FetchRequest, JobRecord, JobStatus
+from tests.analyzer.helpers import settings_without_gateway
 from tests.analyzer.stores import job_record, job_stores, put_job
 
 pytestmark = pytest.mark.nats
-
-
-def settings(nats_url: str) -> Settings:
-    # The gateway is not used by these routes: an address where nothing listens.
-    return Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1")
 
 
 async def fetch_requests(nats_url: str) -> list[tuple[dict[str, str], FetchRequest]]:
@@ -42,7 +38,7 @@ async def fetch_requests(nats_url: str) -> list[tuple[dict[str, str], FetchReque
 
 
 async def test_start_answers_a_job_id_and_queues_one_fetch_request(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         response = await client.post(
             "/analyze/start", json={"repo_url": "https://github.com/Octo/Hello.git/tree/feature/x"}
         )
@@ -71,7 +67,7 @@ async def test_start_answers_a_job_id_and_queues_one_fetch_request(nats_url: str
 
 
 async def test_each_start_is_a_new_job(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         ids = [
             (await client.post("/analyze/start", json={"repo_url": "https://github.com/octo/hello"})).json()[
                 "job_id"
@@ -88,7 +84,7 @@ async def test_each_start_is_a_new_job(nats_url: str) -> None:
     "url", ["https://gitlab.com/octo/hello", "https://github.com@evil.example/o/r", "https://github.com/octo"]
 )
 async def test_a_bad_repo_url_is_422_and_queues_nothing(nats_url: str, url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         response = await client.post("/analyze/start", json={"repo_url": url})
     assert response.status_code == 422
     body = response.json()
@@ -119,7 +115,7 @@ async def test_a_malformed_start_body_is_refused(
     nats_url: str, body: bytes, status: int, detail: str
 ) -> None:
     """JSON with missing or mistyped fields is 422 (as FastAPI answers); a body that is not JSON is 400."""
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         response = await client.post(
             "/analyze/start", content=body, headers={"content-type": "application/json"}
         )
@@ -133,14 +129,14 @@ async def test_get_job_shows_what_the_fetcher_wrote(nats_url: str) -> None:
     async with job_stores(nats_url) as stores:
         record = job_record(JobStatus.FAILED, error="GitHub answered 404: octo/gone is missing or private")
         await put_job(stores, record)
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         response = await client.get(f"/analyze/jobs/{record.job_id}")
     assert response.status_code == 200
     assert msgspec.convert(response.json(), JobRecord) == record
 
 
 async def test_unknown_and_malformed_job_ids(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         unknown = await client.get("/analyze/jobs/0123456789abcdef")
         assert unknown.status_code == 404
         assert unknown.json() == {
@@ -154,7 +150,7 @@ async def test_unknown_and_malformed_job_ids(nats_url: str) -> None:
 
 
 async def test_health_and_json_errors_for_unknown_routes(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         health = await client.get("/health")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "nats": "connected"}
@@ -167,7 +163,7 @@ async def test_health_and_json_errors_for_unknown_routes(nats_url: str) -> None:
 
 
 async def test_request_id_is_echoed_or_made(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         given = await client.get("/health", headers={"x-request-id": "abc-123"})
         made = await client.get("/health")
         # The gateway would replace these, and the review could no longer be followed by one id.
@@ -184,7 +180,7 @@ def test_settings_refuse_an_unknown_log_level() -> None:
 
 
 async def test_the_openapi_document_lists_the_routes(nats_url: str) -> None:
-    async with AsyncTestClient(create_app(settings(nats_url))) as client:
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
         response = await client.get("/schema/openapi.json")
     assert response.status_code == 200
     assert set(response.json()["paths"]) == {

@@ -7,8 +7,8 @@ import nats
 import pytest
 
 from analyzer.app import create_app
-from analyzer.settings import Settings
 from jobs_contract import FETCH_STREAM
+from tests.analyzer.helpers import settings_without_gateway
 from tests.support.metrics import sample, scrape
 from tests.support.servers import serving
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.nats
 
 async def test_a_started_job_is_counted_and_routes_are_labelled_by_template(nats_url: str) -> None:
     # The gateway is not used by these routes: an address where nothing listens.
-    app = create_app(Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1"))
+    app = create_app(settings_without_gateway(nats_url))
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         before = await scrape(client)
         started = await client.post("/analyze/start", json={"repo_url": "https://github.com/octo/hello"})
@@ -41,13 +41,13 @@ async def test_a_started_job_is_counted_and_routes_are_labelled_by_template(nats
 
 
 async def test_metrics_off_serves_no_metrics_page(nats_url: str) -> None:
-    app = create_app(Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", metrics_enabled=False))
+    app = create_app(settings_without_gateway(nats_url, metrics_enabled=False))
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         assert (await client.get("/metrics")).status_code == 404
 
 
 async def test_a_job_whose_fetch_request_cannot_be_queued_is_counted_failed(nats_url: str) -> None:
-    app = create_app(Settings(nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1"))
+    app = create_app(settings_without_gateway(nats_url))
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         before = await scrape(client)
         # The work queue disappears under the running analyzer: the job record is written, the

@@ -65,4 +65,4 @@ def test_the_service_gives_up_at_start_when_nats_is_unreachable(tmp_path: Path) 
     assert f"NATS at {nats_url} could not be reached within 1 s" in service.log()
     # One line per failed attempt, not nats-py's default traceback each time.
     assert "nats: encountered error" not in service.log()
-    assert f"WARNING analyzer.nats [request=- job=-] NATS at {nats_url}: " in service.log()
+    assert f"WARNING analyzer.nats [request=-] NATS at {nats_url}: " in service.log()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import httpx
 import msgspec
 import nats
 import pytest
 
-from analyzer import snapshots
 from analyzer.app import SNAPSHOTS, create_app
 from analyzer.settings import Settings
 from analyzer.snapshots import SnapshotCache
@@ -23,17 +21,7 @@ from tests.support.servers import serving
 pytestmark = pytest.mark.nats
 
 
-async def test_a_completed_job_is_preloaded(
-    nats_url: str, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    loads: list[str] = []
-    real = snapshots.read_object
-
-    async def counting(js: Any, store: Any, bucket: str, name: str, timeout_s: float) -> Any:
-        loads.append(name)
-        return await real(js, store, bucket, name, timeout_s)
-
-    monkeypatch.setattr(snapshots, "read_object", counting)
+async def test_a_completed_job_is_preloaded(nats_url: str, gateway: FakeGateway, loads: list[str]) -> None:
     app = create_app(Settings(nats_url=nats_url, gateway_url=gateway.base_url))
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, {"calc.py": "def add(a, b):\n    return a + b\n"})

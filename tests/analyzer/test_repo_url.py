@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from analyzer.errors import InvalidRepoUrl
 from analyzer.repo_url import ACCEPTED_FORMS, RepoTarget, parse_repo_url
+from jobs_contract import REF_MAX_CHARS, FetchRequest, decode_fetch_request
 
 
 @pytest.mark.parametrize(
@@ -118,3 +120,26 @@ def test_a_huge_url_is_not_echoed_whole() -> None:
     with pytest.raises(InvalidRepoUrl) as caught:
         parse_repo_url(url)
     assert len(caught.value.detail) < 700
+
+
+def test_what_the_analyzer_accepts_the_fetcher_accepts_too() -> None:
+    # One rule for names and ref length: jobs_contract's, which the fetch request struct enforces.
+    longest = "r" * REF_MAX_CHARS
+    for url in (
+        f"https://github.com/octo/hello/tree/{longest}",
+        "https://github.com/a-b-c/x.y_z-1",
+        f"https://github.com/{'o' * 39}/{'r' * 100}",
+    ):
+        target = parse_repo_url(url)
+        request = FetchRequest(
+            job_id="j1", owner=target.owner, repo=target.repo, ref=target.ref, requested_at=1.0
+        )
+        assert decode_fetch_request(msgspec.json.encode(request)) == request
+    for url in (
+        f"https://github.com/octo/hello/tree/{longest}r",
+        f"https://github.com/{'o' * 40}/hello",
+        f"https://github.com/octo/{'r' * 101}",
+        "https://github.com/octo/..",
+    ):
+        with pytest.raises(InvalidRepoUrl):
+            parse_repo_url(url)

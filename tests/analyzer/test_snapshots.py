@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import nats
 import pytest
@@ -27,20 +26,6 @@ async def nats_side(nats_url: str) -> AsyncIterator[tuple[JetStreamContext, JobS
         yield js, await ensure_jetstream(js)
     finally:
         await client.close()
-
-
-@pytest.fixture
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The object names the cache reads from NATS, in order."""
-    names: list[str] = []
-    real = snapshots.read_object
-
-    async def counting(js: Any, store: Any, bucket: str, name: str, timeout_s: float) -> Any:
-        names.append(name)
-        return await real(js, store, bucket, name, timeout_s)
-
-    monkeypatch.setattr(snapshots, "read_object", counting)
-    return names
 
 
 async def store(stores: JobStores, repo: str, files: dict[str, bytes]) -> str:

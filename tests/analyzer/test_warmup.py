@@ -27,6 +27,7 @@ from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
 from tests.support.servers import serving
+from tests.support.waiting import until
 
 
 def _module(number: int) -> str:
@@ -56,14 +57,6 @@ def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(ParserPool, "parse", counting)
     return parsed
-
-
-async def until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Until `condition()` holds (the warm-up runs in the background; nothing to await on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def warmed(loaded: LoadedSnapshot) -> Callable[[], bool]:

@@ -158,7 +158,7 @@ async def test_keys_on_both_and_one_request_id_from_the_client_to_the_provider(
     assert sent.headers["x-request-id"] == "review-77"
     # The caller's key stays with the gateway: the provider gets the provider's key.
     assert sent.headers["authorization"] == "Bearer sk-test-analyzer"
-    assert "[review-77]" in log
+    assert "[request=review-77]" in log
     assert gateway_key not in log
     assert turned_away.status_code == 502
     assert "the gateway answered HTTP 401" in turned_away.json()["detail"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_github import FakeGitHub
-from tests.support.fake_llm import FakeLLM
-from tests.support.servers import ROOT, service_process, serving
+from tests.support.fake_llm import FakeLLM, served_fake_llm
+from tests.support.servers import ROOT, service_process
 
 # What a person's shell may hold that would point the CLI (or a service) somewhere else.
 _LEAKY = ("CODEREVIEW_", "NATS_URL", "LLM_", "OPENAI_", "DEEPSEEK_", "LOCAL_LLM_", "GATEWAY_", "ANALYZER_")
@@ -73,9 +73,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float 
 @pytest.fixture
 async def llm() -> AsyncIterator[FakeLLM]:
     """The gateway's provider: a fake OpenAI on loopback, recording what the gateway sends."""
-    fake = FakeLLM()
-    async with serving(fake) as url:
-        fake.url = url
+    async with served_fake_llm() as fake:
         yield fake
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from analyzer.app import create_app
-from analyzer.settings import Settings
+from tests.analyzer.helpers import settings_without_gateway
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.cli.conftest import Result, Stack, run_cli
 from tests.support.ports import free_port
@@ -179,9 +179,7 @@ async def test_an_analyzer_with_keys_wants_one_and_the_cli_sends_it(nats_url: st
     # The analyzer in this process (the CLI a process of its own), with a job already fetched.
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, {"src/demo/__init__.py": "def version():\n    return '1.0'\n"})
-    settings = Settings(
-        nats_url=nats_url, gateway_url="http://127.0.0.1:9/v1", codereview_api_keys="cli-key-0123"
-    )
+    settings = settings_without_gateway(nats_url, codereview_api_keys="cli-key-0123")
     async with serving(create_app(settings)) as url:
         without = await run_cli("functions", job.job_id, "--analyzer-url", url)
         listed = await run_cli(

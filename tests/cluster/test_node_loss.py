@@ -24,10 +24,10 @@ import pytest
 
 from jobs_contract import JOBS_BUCKET, TERMINAL
 from tests.support.fake_github import FakeGitHub
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, served_fake_llm
 from tests.support.nats_cluster import NatsCluster
 from tests.support.ports import free_port
-from tests.support.servers import ServiceProcess, serving
+from tests.support.servers import ServiceProcess
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -60,9 +60,7 @@ class Outcome:
 
 @pytest.fixture
 async def fake_llm() -> AsyncIterator[FakeLLM]:
-    fake = FakeLLM()
-    async with serving(fake) as url:
-        fake.url = url
+    async with served_fake_llm() as fake:
         yield fake
 
 

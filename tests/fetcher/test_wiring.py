@@ -10,7 +10,7 @@ from faststream.nats.subscriber.usecases import CoreSubscriber, PullStreamSubscr
 
 from fetcher.app import ADVISORY_QUEUE, FETCHER_KEY, MAX_DELIVERIES_ADVISORY, SLOTS_KEY, create_app
 from fetcher.settings import Settings
-from fetcher.worker import Delivery, JobSlots, Outcome
+from fetcher.worker import Delivery, JobSlots, Outcome, redelivery_delay
 from jobs_contract import FETCH_DURABLE, FETCH_STREAM, FETCH_SUBJECT, FetchRequest
 
 
@@ -45,3 +45,12 @@ async def test_fetch_requests_reach_the_pull_subscriber_as_raw_bytes() -> None:
     assert (requests.stream.name, requests.config.durable_name) == (FETCH_STREAM, FETCH_DURABLE)
     assert (requests.config.ack_wait, requests.config.max_deliver) == (12.0, 5)
     assert (advisories.subject.template, advisories.queue) == (MAX_DELIVERIES_ADVISORY, ADVISORY_QUEUE)
+
+
+def test_a_failed_delivery_comes_back_after_a_doubling_delay_at_most_the_ack_wait() -> None:
+    settings = Settings.model_construct(fetcher_ack_wait_s=5.0, fetcher_retry_backoff_s=0.5)
+    assert [redelivery_delay(settings, attempt) for attempt in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    # NATS itself in trouble (a cluster electing a leader): wait the longest at once.
+    assert redelivery_delay(settings, 1, nats_trouble=True) == 5.0
+    off = Settings.model_construct(fetcher_ack_wait_s=5.0, fetcher_retry_backoff_s=0.0)
+    assert redelivery_delay(off, 3) == 0.0

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.support.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM, served_fake_llm
 from tests.support.servers import serving
 
 ADD = "def add(a, b): return a + b"
@@ -57,31 +57,24 @@ async def streamed_chat(settings: Settings) -> tuple[int, bytes]:
         return response.status_code, b"".join([chunk async for chunk in response.aiter_bytes()])
 
 
-async def _served_fake() -> AsyncIterator[FakeLLM]:
-    fake = FakeLLM()
-    async with serving(fake) as url:
-        fake.url = url
-        yield fake
-
-
 @pytest.fixture
 async def openai_fake() -> AsyncIterator[FakeLLM]:
     """A fake OpenAI; point OPENAI_BASE_URL at `openai_fake.url + "/v1"`."""
-    async for fake in _served_fake():
+    async with served_fake_llm() as fake:
         yield fake
 
 
 @pytest.fixture
 async def deepseek_fake() -> AsyncIterator[FakeLLM]:
     """A fake DeepSeek (its base URL has no /v1: DEEPSEEK_BASE_URL = `deepseek_fake.url`)."""
-    async for fake in _served_fake():
+    async with served_fake_llm() as fake:
         yield fake
 
 
 @pytest.fixture
 async def local_fake() -> AsyncIterator[FakeLLM]:
     """A fake model_host; LOCAL_LLM_BASE_URL = `local_fake.url + "/v1"`."""
-    async for fake in _served_fake():
+    async with served_fake_llm() as fake:
         # A size that is asked (prompt.asks_the_model): the bundled 135M model is not.
         fake.models = ["qwen2.5-1.5b-instruct"]
         yield fake

@@ -1,15 +1,12 @@
 """CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT on the gateway, served over real HTTP.
 
 Without them the routes are open and unlimited: every other test of the gateway runs that way.
+The keys and the limit's form are tested once for both services in tests/servicekit/test_access.py.
 """
 
 from __future__ import annotations
 
-import pydantic
-import pytest
-
-from gateway.access import ApiKeys
-from tests.gateway.conftest import ADD, gateway_client, local_settings, make_settings
+from tests.gateway.conftest import ADD, gateway_client, local_settings
 from tests.support.fake_llm import FakeLLM
 
 KEYS = "gw-key-one-0123,gw-key-two-4567"
@@ -38,7 +35,7 @@ async def test_keys_turn_away_a_request_without_one_or_with_a_wrong_one(local_fa
     assert local_fake.requests == []
 
 
-async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(local_fake: FakeLLM) -> None:
+async def test_any_of_the_keys_is_let_in_and_health_metrics_and_schema_need_none(local_fake: FakeLLM) -> None:
     async with gateway_client(local_settings(local_fake, codereview_api_keys=KEYS)) as client:
         reviewed = await client.post(
             "/analyze", json={"function_code": ADD}, headers={"Authorization": "Bearer gw-key-two-4567"}
@@ -46,9 +43,11 @@ async def test_any_of_the_keys_is_let_in_and_health_and_schema_need_none(local_f
         health = await client.get("/health")
         ready = await client.get("/health/ready")
         schema = await client.get("/schema/openapi.json")
+        metrics = await client.get("/metrics")
     assert reviewed.status_code == 200, reviewed.text
     assert list(reviewed.json()) == ["suggestions"]
     assert (health.status_code, ready.status_code, schema.status_code) == (200, 200, 200)
+    assert metrics.status_code == 200
     # The caller's key is the gateway's business: the provider never sees it.
     assert all("gw-key" not in str(r.headers) for r in local_fake.requests)
 
@@ -75,29 +74,3 @@ async def test_a_rate_limit_answers_429_with_retry_after_per_client(local_fake: 
     # Wrong keys count against the sender's address, so guessing is limited too.
     assert guesses == [401, 401, 429]
     assert health == [200, 200, 200]
-
-
-@pytest.mark.parametrize("value", ["60", "60/minutes", "0/minute", "1001/second", "sixty/minute"])
-def test_a_malformed_rate_limit_is_refused_at_start(value: str) -> None:
-    with pytest.raises(
-        pydantic.ValidationError,
-        match=r"must look like 60/minute \(second\|minute\|hour\|day, 1 to 1000 requests\)",
-    ):
-        make_settings(codereview_rate_limit=value)
-
-
-def test_settings_read_the_limit_and_keys_and_an_empty_value_means_off() -> None:
-    configured = make_settings(codereview_api_keys=" k-1 ,, k-2 ", codereview_rate_limit="600/minute")
-    assert configured.api_keys == ["k-1", "k-2"]
-    assert configured.rate_limit == ("minute", 600)
-    assert "k-1" not in repr(configured)
-    off = make_settings(codereview_api_keys="", codereview_rate_limit="")
-    assert off.api_keys == []
-    assert off.rate_limit is None
-
-
-def test_api_keys_match_only_a_whole_bearer_key() -> None:
-    keys = ApiKeys(["k-one", "k-two"])
-    assert keys.match("Bearer k-two") == 1
-    for header in (None, "", "Bearer", "Bearer k-on", "Bearer k-one2", "Token k-one", "k-one"):
-        assert keys.match(header) is None

@@ -84,7 +84,8 @@ async def test_a_body_that_is_not_json_is_a_400(local_fake: FakeLLM) -> None:
     ("body", "message"),
     [
         (b'{"function_code": "\xff\xfe"}', "request body is not valid UTF-8: invalid start byte"),
-        (b"\xff\xfe", "request body is not valid JSON: JSON is malformed: invalid character (byte 0)"),
+        # Not UTF-8 at all (a UTF-16 byte order mark): said so before JSON is tried.
+        (b"\xff\xfe", "request body is not valid UTF-8: invalid start byte"),
         (b'{"function_code": "\\ud800"}', "request body is not valid JSON: Input data was truncated"),
         (b"", "request body is empty: send a JSON object"),
     ],

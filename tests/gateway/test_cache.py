@@ -98,6 +98,27 @@ async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url
         await connection.close()
 
 
+async def test_an_unreadable_entry_in_nats_is_a_miss_not_an_error(local_fake: FakeLLM, nats_url: str) -> None:
+    bucket = f"reviews_{uuid.uuid4().hex[:8]}"
+    local_fake.script("/chat/completions", *[review_reply("Check b is a number.")] * 2)
+    settings = local_settings(local_fake, nats_url=nats_url, review_cache_bucket=bucket, review_cache_ttl=600)
+    async with gateway_client(settings) as client:
+        await client.post("/analyze", json={"function_code": ADD})
+        connection = await nats.connect(nats_url)
+        try:
+            kv = await connection.jetstream().key_value(bucket)
+            for key in await kv.keys():
+                # Invalid UTF-8 inside a JSON string: msgspec raises UnicodeDecodeError there.
+                await kv.put(key, b'{"suggestions": ["\xff"]}')
+        finally:
+            await connection.close()
+        again = await client.post("/analyze", json={"function_code": ADD})
+    assert again.status_code == 200, again.text
+    assert again.json()["suggestions"][0] == "Check b is a number."
+    # The model was asked again: the entry could not be read.
+    assert len(local_fake.sent("/chat/completions")) == 2
+
+
 async def test_the_same_function_asked_at_once_costs_one_model_call(local_fake: FakeLLM) -> None:
     local_fake.script(
         "/chat/completions", Reply(delay=0.5, body=review_reply("Reject booleans, they are ints.").body)

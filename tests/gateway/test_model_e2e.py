@@ -24,7 +24,7 @@ DOCSTRING = "Add a docstring to add: what it does, takes and returns."
 def model_host(service_logs: Path) -> Iterator[ServiceProcess]:
     with service_process(
         "model_host",
-        {"MODEL_LOG_LEVEL": "WARNING"},
+        {"LOG_LEVEL": "WARNING"},
         service_logs,
         port_variable="MODEL_HOST_PORT",
         timeout=300,

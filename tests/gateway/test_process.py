@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.logs import setup_logging
 from tests.gateway.conftest import ADD
 from tests.support.fake_llm import FakeLLM, error_reply
+from tests.support.logs import TEXT_LINE
 from tests.support.servers import ROOT, service_process
 
 CLEAN_ENV = {
@@ -60,8 +61,9 @@ def test_an_unknown_provider_stops_the_start(tmp_path: Path) -> None:
     assert "LLM_PROVIDER: Input should be 'openai', 'deepseek' or 'local'" in result.stderr
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_the_service_serves_and_its_logs_never_hold_the_key(
-    openai_fake: FakeLLM, service_logs: Path
+    openai_fake: FakeLLM, service_logs: Path, log_format: str
 ) -> None:
     key = "sk-proj-very-secret-0123456789"
     openai_fake.script("/chat/completions", error_reply(500, f"echoing your key {key}"))
@@ -72,6 +74,7 @@ async def test_the_service_serves_and_its_logs_never_hold_the_key(
         "OPENAI_BASE_URL": openai_fake.url + "/v1",
         "LLM_MAX_RETRIES": "0",
         "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": log_format,
     }
     with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as gateway:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
@@ -87,20 +90,13 @@ async def test_the_service_serves_and_its_logs_never_hold_the_key(
     log = gateway.log()
     assert "review via openai failed: openai failed: HTTP 500 (after 1 attempt)" in log
     assert key not in log
-
-
-def test_log_lines_mask_secrets_and_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
-    logger = logging.getLogger("gateway")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    try:
-        setup_logging("INFO", ["sk-abcdef", "x"])
-        logging.getLogger("gateway.test").info("calling with %s", "Bearer sk-abcdef")
-    finally:
-        logger.handlers[:], logger.level, logger.propagate = saved
-    line = capsys.readouterr().err
-    assert "calling with Bearer ***" in line
-    assert "sk-abcdef" not in line
-    assert " INFO gateway.test [-] " in line
+    if log_format == "json":
+        events = [json.loads(line) for line in log.splitlines()]
+        assert any(e["logger"] == "gateway.review" and e["request_id"] for e in events)
+    else:
+        # One readable line an event (nothing here logs a traceback).
+        assert all(TEXT_LINE.match(line) for line in log.splitlines()), log
+        assert re.search(r" WARNING gateway\.review \[request=[0-9a-f]{16}\] review via openai failed", log)
 
 
 def test_an_unreachable_nats_stops_the_start_with_a_message_naming_it(tmp_path: Path) -> None:

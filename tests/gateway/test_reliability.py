@@ -149,6 +149,31 @@ async def test_a_body_that_is_no_chat_completion_is_a_502(openai_fake: FakeLLM) 
     assert response.json()["error"]["message"] == "openai answered something that is not a chat completion"
 
 
+async def test_bytes_from_the_provider_that_are_not_utf_8_are_its_502_never_the_callers_400(
+    openai_fake: FakeLLM, local_fake: FakeLLM
+) -> None:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a JSON string.
+    broken = (
+        b'{"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": '
+        b'[{"index": 0, "message": {"role": "assistant", "content": "\xff"}, "finish_reason": "stop"}]}'
+    )
+    openai_fake.script("/chat/completions", Reply(body=broken))
+    openai_fake.script("/models", Reply(body=b'{"object": "list", "data": [{"id": "\xff"}]}'))
+    # The local host has no model configured: the gateway asks its /models which one it serves.
+    local_fake.script("/models", Reply(body=b'{"object": "list", "data": [{"id": "\xc3"}]}'))
+    async with gateway_client(openai_settings(openai_fake)) as client:
+        review = await client.post("/analyze", json={"function_code": ADD})
+        models = await client.get("/v1/models")
+    async with gateway_client(local_settings(local_fake)) as client:
+        local = await client.post("/analyze", json={"function_code": ADD})
+    assert review.status_code == 502, review.text
+    assert review.json()["error"]["message"] == "openai answered something that is not a chat completion"
+    assert models.status_code == 502, models.text
+    assert models.json()["error"]["message"] == "openai /models answered no model list"
+    assert local.status_code == 502, local.text
+    assert "local: /models answered HTTP 200 without a model list" in local.json()["error"]["message"]
+
+
 async def test_a_client_error_from_the_provider_is_a_502_on_review_and_passed_through_otherwise(
     openai_fake: FakeLLM,
 ) -> None:

@@ -159,6 +159,64 @@ async def test_bad_input_is_400_in_openais_shape() -> None:
     assert wrong_role.json()["error"]["param"] == "messages[0].role"
 
 
+def raw(**fields: Any) -> bytes:
+    return json.dumps(chat(**fields)).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        (b"{not json", None, "not valid JSON"),
+        (b"", None, "the request body is empty"),
+        (b"[]", None, "Expected `object`"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(),
+            None,
+            "missing required field `model`",
+        ),
+        (raw(messages=[]), "messages", "length >= 1"),
+        (raw(temperature=3), "temperature", "<= 2"),
+        (raw(top_p=0), "top_p", "> 0"),
+        (raw(max_tokens=0), "max_tokens", ">= 1"),
+        (raw(max_tokens=[1]), "max_tokens", "Expected `int | null`, got `array`"),
+        (raw(stop=["a", "b", "c", "d", "e"]), "stop", "length <= 4"),
+        (
+            raw(messages=[{"role": "user", "content": 5}]),
+            "messages[0].content",
+            "Expected `str | array | null`",
+        ),
+        (raw(tools=[]), None, "unknown field `tools`"),
+        (raw(response_format={"type": "xml"}), "response_format.type", "Invalid enum value 'xml'"),
+    ],
+)
+async def test_malformed_bodies_are_400_with_the_reason_and_where(
+    body: bytes, param: str | None, words: str
+) -> None:
+    async with AsyncTestClient(create_app(settings(), engine=ScriptedEngine())) as client:
+        response = await client.post(
+            "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_request")
+    assert words in error["message"]
+    assert error["param"] == param
+
+
+async def test_numbers_sent_as_strings_are_read_as_numbers_as_litestar_reads_every_body() -> None:
+    # Litestar converts a typed body in msgspec's lax mode (as for the gateway's and the analyzer's
+    # bodies): "1" is read as 1. OpenAI would refuse it; the value means the same either way.
+    async with AsyncTestClient(create_app(settings(), engine=ScriptedEngine())) as client:
+        lax = await client.post("/v1/chat/completions", json=chat(max_tokens="1", stream="false"))
+        schema = await client.get("/schema/openapi.json")
+    assert lax.status_code == 200, lax.text
+    assert lax.json()["usage"]["completion_tokens"] == 1
+    # The typed body also describes the route in the OpenAPI schema.
+    operation = schema.json()["paths"]["/v1/chat/completions"]["post"]
+    assert "ChatCompletionRequest" in json.dumps(operation["requestBody"])
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -166,10 +224,10 @@ async def test_bad_input_is_400_in_openais_shape() -> None:
             b'{"model":"tiny","messages":[{"role":"user","content":"\xff\xfe"}]}',
             "not valid UTF-8 (invalid start byte)",
         ),
-        (b'{"model":"tiny\xc3","messages":[]}', "not valid UTF-8 (unexpected end of data)"),
+        (b'{"model":"tiny\xc3","messages":[]}', "not valid UTF-8 (invalid continuation byte)"),
         (b'{"model":"tiny","messages":[{"role":"user","content":"\\udc00"}]}', "invalid utf-16 surrogate"),
         (b'{"model":"tiny","messages":[{"role":"user","content":"a\\ud800b"}]}', "not valid JSON"),
-        ('{"model":"tiny","messages":[]}'.encode("utf-16"), "not valid JSON"),
+        ('{"model":"tiny","messages":[]}'.encode("utf-16"), "not valid UTF-8 (invalid start byte)"),
     ],
     ids=["invalid-utf8", "truncated-utf8", "lone-low-surrogate", "lone-high-surrogate", "utf16"],
 )

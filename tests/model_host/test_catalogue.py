@@ -23,7 +23,7 @@ from litestar.testing import AsyncTestClient
 from model_host import catalogue
 from model_host.app import create_app
 from model_host.catalogue import CatalogueEntry, CatalogueError, pull, pull_or_fall_back
-from model_host.download import PlainProgress
+from model_host.download import LoggedProgress, PlainProgress
 from model_host.engines import LlamaCppEngine
 from model_host.settings import Settings, bundled_model_path
 from tests.support.asgi import run_lifespan
@@ -126,6 +126,17 @@ async def pull_in_thread(name: str, cache_dir: Path, url: str, deadline_s: float
         pull, name, cache_dir, hub_url=url, deadline_s=deadline_s, progress=PlainProgress(out)
     )
     return path, out.getvalue()
+
+
+async def test_the_service_reports_a_download_in_its_log_lines(
+    blob_server: tuple[FileServer, str, CatalogueEntry], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="model_host.download")
+    _server, url, _entry = blob_server
+    await asyncio.to_thread(pull, "tiny", tmp_path, hub_url=url, deadline_s=60.0, progress=LoggedProgress())
+    lines = [r.getMessage() for r in caplog.records if r.name == "model_host.download"]
+    assert lines[0] == "downloading tiny.gguf: 0% (0.0 of 3.1 MB)"
+    assert lines[-1] == "downloading tiny.gguf: 100% (3.1 of 3.1 MB)"
 
 
 async def pull_fails(name: str, cache_dir: Path, url: str, deadline_s: float = 60.0) -> str:

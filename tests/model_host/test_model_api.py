@@ -20,6 +20,7 @@ from model_host.engines import Engine
 from tests.model_host.conftest import CONTEXT, host_of, model_settings
 from tests.support.clients import openai_client
 from tests.support.servers import serving
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.model
 
@@ -27,13 +28,6 @@ STORY: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Write a very long story about a dragon."}
 ]
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for a state the test drives towards (not a timing assertion)."""
-    async with asyncio.timeout(120):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def test_models_lists_the_served_model(client: AsyncOpenAI, model_id: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from model_host.errors import QueueFullError, ShuttingDownError
 from model_host.scheduler import GenerationSlot
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -20,13 +21,6 @@ async def slot() -> AsyncIterator[GenerationSlot]:
         yield GenerationSlot(executor, queue_size=2, retry_after_s=3)
     finally:
         executor.shutdown(wait=True)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for `condition` (a state the test drives towards, not a timing assertion)."""
-    async with asyncio.timeout(30):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 def held_work(name: str, log: list[str], release: threading.Event) -> Callable[[threading.Event], str]:

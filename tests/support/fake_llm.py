@@ -1,9 +1,9 @@
 """A fake OpenAI-compatible provider (OpenAI, DeepSeek, a model host) on loopback that records requests.
 
-Serve it with `tests.support.servers.serving(fake)`; script answers per path suffix with
-`fake.script("chat/completions", Reply(...), ...)`; read what was sent in `fake.requests`.
-Unscripted requests get a model list (`.../models`) or a chat completion whose content is
-`fake.default_content`.
+Serve it with `served_fake_llm()` (or `tests.support.servers.serving(fake)`); script answers
+per path suffix with `fake.script("chat/completions", Reply(...), ...)`; read what was sent in
+`fake.requests`. Unscripted requests get a model list (`.../models`) or a chat completion whose
+content is `fake.default_content`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.asgi import read_body, run_lifespan
+from tests.support.servers import serving
 
 Scope = dict[str, Any]
 
@@ -151,3 +154,12 @@ class FakeLLM:
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({"type": "http.response.body", "body": reply.body})
+
+
+@asynccontextmanager
+async def served_fake_llm() -> AsyncIterator[FakeLLM]:
+    """A FakeLLM served on loopback, its `url` set to where."""
+    fake = FakeLLM()
+    async with serving(fake) as url:
+        fake.url = url
+        yield fake
