@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,7 +42,6 @@ from analyzer.errors import (
 from analyzer.functions import DEFAULT_LIMIT, FunctionLister, FunctionPage
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.metrics import MetricsController, http_metrics
-from analyzer.nats_client import connect_nats
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
@@ -54,6 +54,7 @@ from jobs_contract import JobRecord, ensure_jetstream
 from servicekit.access import access_middleware
 from servicekit.bodies import require_utf8_body
 from servicekit.logs import bind_job_id
+from servicekit.nats_connect import connect_nats, when_jetstream_ready
 from servicekit.request_id import current_request_id, request_id_middleware
 
 # -- bodies (the seed endpoints' shapes are a fixed contract: no keys added, renamed or dropped) -------
@@ -80,6 +81,8 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
     status: str
     nats: str
 
+
+NATS_LOG = logging.getLogger("analyzer.nats")
 
 # -- what the handlers use, opened in the lifespan ------------------------------------------------
 
@@ -160,6 +163,14 @@ def health(nc: NamedDependency[NatsClient]) -> Response[Health]:
 # -- the app -------------------------------------------------------------------------------------
 
 
+def stop_waiting(app: Litestar) -> None:
+    """On SIGTERM (`python -m analyzer`): requests waiting for a job get 503 at once; the rest
+    finish within SHUTDOWN_TIMEOUT_S."""
+    jobs: JobStore | None = app.state.get(JOBS)
+    if jobs is not None:  # None: the lifespan has not opened it yet
+        jobs.stop_waiting()
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
     settings = settings or Settings()
@@ -167,7 +178,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def connections(app: Litestar) -> AsyncIterator[None]:
         nc = await connect_nats(
-            settings.nats_url, timeout_s=settings.nats_timeout_s, start_wait_s=settings.nats_start_wait_s
+            settings.nats_url,
+            name="codereview-analyzer",
+            timeout_s=settings.nats_timeout_s,
+            start_wait_s=settings.nats_start_wait_s,
+            log=NATS_LOG,
         )
         preloader: Preloader | None = None
         budget = ParseBudget.of(settings)
@@ -204,7 +219,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
         try:
             js = nc.jetstream(timeout=settings.nats_timeout_s)
-            stores = await ensure_jetstream(js)
+            stores = await when_jetstream_ready(
+                lambda: ensure_jetstream(js),
+                url=settings.nats_url,
+                start_wait_s=settings.nats_start_wait_s,
+                log=NATS_LOG,
+            )
             jobs = JobStore(js, stores.kv, ready_cache_s=settings.analyzer_ready_cache_s)
             snapshots = SnapshotCache(
                 js,

@@ -149,6 +149,12 @@ class NatsUnavailable(AnalyzerError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
 
+class ShuttingDown(AnalyzerError):
+    """The analyzer is stopping (SIGTERM) and will not wait for a job any more: ask again."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+
 def _body(status_code: int, detail: str, extra: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
     body: dict[str, Any] = {"status_code": status_code, "detail": detail}
     if extra:

@@ -18,7 +18,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from analyzer.errors import InvalidJobId, JobFailed, JobNotFound, JobNotReady, NatsUnavailable
+from analyzer.errors import InvalidJobId, JobFailed, JobNotFound, JobNotReady, NatsUnavailable, ShuttingDown
 from analyzer.metrics import JOBS
 from analyzer.repo_url import RepoTarget
 from jobs_contract import (
@@ -65,6 +65,12 @@ class JobStore:
         self._ready_cache_entries = ready_cache_entries
         self._ready: OrderedDict[str, tuple[float, JobRecord]] = OrderedDict()
         self._watches: dict[str, _SharedWatch] = {}
+        self._stopping = asyncio.Event()
+
+    def stop_waiting(self) -> None:
+        """SIGTERM: requests waiting for a job (and any that would start waiting) are answered
+        503 at once, instead of holding the stop until their wait or the bound runs out."""
+        self._stopping.set()
 
     async def start(self, target: RepoTarget) -> JobRecord:
         """Create a queued job for `target` and queue its fetch request (message id = job id).
@@ -137,7 +143,8 @@ class JobStore:
         """The job's record once it is ready, waiting up to `wait_s` seconds while it is queued/fetching.
 
         Raises InvalidJobId (422), JobNotFound (404), JobFailed (409, with the job's reason),
-        JobNotReady (409, with the status it still had), NatsUnavailable (503).
+        JobNotReady (409, with the status it still had), NatsUnavailable (503), ShuttingDown
+        (503: the analyzer is stopping, and stopped waiting).
         """
         cached = self._ready.get(job_id)
         if cached is not None and time.monotonic() - cached[0] < self._ready_cache_s:
@@ -173,23 +180,42 @@ class JobStore:
         NATS, however many wait); it stops when the job ends or its last waiter leaves.
         """
         job_id = record.job_id
+        if self._stopping.is_set():
+            raise self._shutting_down(record)
         shared = self._watches.get(job_id)
         if shared is None:
             shared = _SharedWatch(record)
             shared.task = asyncio.create_task(self._run_watch(shared), name=f"watch job {job_id}")
             self._watches[job_id] = shared
         shared.waiters += 1
+        waiting = asyncio.ensure_future(asyncio.wait_for(asyncio.shield(shared.done), wait_s))
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            return await asyncio.wait_for(asyncio.shield(shared.done), wait_s)
-        except TimeoutError:
-            return shared.latest
+            await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                raise self._shutting_down(shared.latest)
+            try:
+                return waiting.result()
+            except TimeoutError:
+                return shared.latest
         finally:
+            stopping.cancel()
+            waiting.cancel()
             shared.waiters -= 1
             if shared.waiters == 0:
                 if self._watches.get(job_id) is shared:
                     del self._watches[job_id]
                 if shared.task is not None:
                     shared.task.cancel()
+
+    @staticmethod
+    def _shutting_down(record: JobRecord) -> ShuttingDown:
+        return ShuttingDown(
+            f"the analyzer is shutting down: job {record.job_id} is still {record.status}; "
+            "ask again (another analyzer, or this one once restarted, answers)",
+            job_id=record.job_id,
+            status=str(record.status),
+        )
 
     async def _run_watch(self, shared: _SharedWatch) -> None:
         job_id = shared.latest.job_id

@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.access import AccessSettings
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
 
@@ -23,8 +24,11 @@ class Settings(AccessSettings, LogSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     # Seconds to wait for NATS at start-up and for each request to it.
     nats_timeout_s: float = Field(default=5.0, gt=0)
-    # How long to keep trying to reach NATS at start-up before giving up (reconnects later never stop).
+    # How long to keep trying to reach NATS (and its JetStream) at start-up before giving up
+    # (reconnects later never stop).
     nats_start_wait_s: float = Field(default=30.0, ge=0)
+    # On SIGTERM: how long requests in flight may take to finish before they are cut.
+    shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
 
     # Base URL of the gateway's OpenAI-compatible API, and the virtual model that applies its review prompt.
     gateway_url: str = "http://127.0.0.1:8001/v1"

@@ -25,7 +25,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import nats
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parent.parent
 COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m"]
@@ -52,6 +55,9 @@ class StackSettings(BaseSettings):
     stack_dir: Path = ROOT / ".stack"
     # How long one service may take to become healthy (model loading included).
     stack_start_timeout: float = 120.0
+    # The services' own stop bound (they read it too): Ctrl-C waits this long, and 10 s more,
+    # for each to stop by itself before killing it.
+    shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
 
 
 @dataclass
@@ -160,8 +166,22 @@ def python_service(name: str, port_variable: str, port: int, env: dict[str, str]
     )
 
 
+def local_nats_port(url: str) -> int:
+    """The port of the one nats-server the stack starts for NATS_URL; StackError saying why not."""
+    if "," in url:
+        raise StackError(
+            f"NATS_URL={url} lists several servers, but the local stack starts one nats-server "
+            "on 127.0.0.1 and gives its URL to every service: set NATS_URL to one URL such as "
+            "nats://127.0.0.1:4222 (a cluster runs with docker/cluster.yml, see docs/docker.md)"
+        )
+    try:
+        return urlsplit(url).port or 4222
+    except ValueError as error:
+        raise StackError(f"NATS_URL={url} is not a nats:// URL with a port: {error}") from error
+
+
 def plan(settings: StackSettings) -> list[Service]:
-    nats_port = urlsplit(settings.nats_url).port or 4222
+    nats_port = local_nats_port(settings.nats_url)
     common = {"NATS_URL": settings.nats_url, "PYTHONUNBUFFERED": "1"}
     services = [
         Service(
@@ -296,7 +316,7 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), 15)
+                await asyncio.wait_for(process.wait(), self.settings.shutdown_timeout_s + 10)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

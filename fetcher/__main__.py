@@ -16,6 +16,7 @@ import uvicorn
 
 from fetcher.app import asyncapi_document, create_app
 from fetcher.settings import Settings
+from servicekit.serving import StoppableServer, run
 from servicekit.settings import load_settings
 
 USAGE = "usage: python -m fetcher [asyncapi [FILE]]"
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
     if settings.fetcher_health_port == 0:
         asyncio.run(_run_without_http(settings))
         return 0
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.fetcher_host,
         port=settings.fetcher_health_port,
@@ -61,7 +62,9 @@ def main(argv: list[str]) -> int:
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
+    run(StoppableServer(config))
     return 0
 
 

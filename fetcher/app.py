@@ -7,6 +7,7 @@ work itself is the JetStream pull subscriber on FETCH_STREAM / FETCH_DURABLE.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,8 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.specification import AsyncAPI
+from nats.errors import ConnectionClosedError, ConnectionReconnectingError
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import WithJsonSchema
@@ -38,12 +41,16 @@ from jobs_contract import (
     FETCH_SUBJECT,
     FetchRequest,
     JobEvent,
+    JobStores,
     ensure_jetstream,
 )
-from jobs_contract.settings import nats_servers
 from servicekit.logs import setup_logging
+from servicekit.nats_connect import connect_options, unreachable, when_jetstream_ready
 
 log = logging.getLogger("fetcher")
+NATS_LOG = logging.getLogger("fetcher.nats")
+# Seconds for each attempt to connect to NATS.
+NATS_CONNECT_TIMEOUT_S = 5.0
 
 # The server publishes this when a request used up its deliveries without an ack.
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{FETCH_STREAM}.{FETCH_DURABLE}"
@@ -107,14 +114,24 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         setup_logging("fetcher", settings.log_level, settings.log_format, settings.secret_values())
     # FastStream's per-message "Received"/"Processed" lines carry no job id; the worker logs each
     # job with its id, so those go to DEBUG.
+    connect, on_connected = connect_options(
+        settings.nats_url,
+        name="codereview-fetcher",
+        timeout_s=NATS_CONNECT_TIMEOUT_S,
+        start_wait_s=settings.nats_start_wait_s,
+        log=NATS_LOG,
+    )
     broker = NatsBroker(
-        nats_servers(settings.nats_url),
+        **connect,
         logger=logging.getLogger("fetcher.broker"),
         log_level=logging.DEBUG,
         middlewares=[broker_middleware()] if settings.metrics_enabled else (),
+        # What stopping the subscriber waits for a handler call in flight: ours returns as soon
+        # as its job has a slot, and stop_jobs has handed every job back by then.
+        graceful_timeout=settings.shutdown_timeout_s,
     )
 
-    @broker.subscriber(
+    requests = broker.subscriber(
         FETCH_SUBJECT,
         stream=JStream(FETCH_STREAM, declare=False),
         durable=FETCH_DURABLE,
@@ -131,13 +148,17 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             "one FetchRequest per job, published by the analyzer with Nats-Msg-Id = job id."
         ),
     )
+
+    @requests
     async def fetch_requests(
         body: FetchRequestPayload,
         message: NatsMessage,
         fetcher: Annotated[Fetcher, Context(FETCHER_KEY)],
         slots: Annotated[JobSlots, Context(SLOTS_KEY)],
     ) -> None:
-        await slots.start(fetcher.handle(message.body, message, attempt=delivery_attempt(message)))
+        await slots.start(
+            fetcher.handle(message.body, message, attempt=delivery_attempt(message)), hand_back=message
+        )
 
     @broker.subscriber(
         MAX_DELIVERIES_ADVISORY, queue=ADVISORY_QUEUE, include_in_schema=False, decoder=_raw_body
@@ -166,11 +187,22 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        connection = await broker.connect()
+        try:
+            connection = await broker.connect()
+        except (OSError, TimeoutError, NatsError) as exc:
+            raise unreachable(settings.nats_url, settings.nats_start_wait_s, exc) from exc
+        on_connected(connection)
         js = connection.jetstream()
-        stores = await ensure_jetstream(js, settings)
-        # Create, or update to these settings, before the subscriber binds to it.
-        await js.add_consumer(FETCH_STREAM, consumer_config(settings))
+
+        async def set_up() -> JobStores:
+            stores = await ensure_jetstream(js, settings)
+            # Create, or update to these settings, before the subscriber binds to it.
+            await js.add_consumer(FETCH_STREAM, consumer_config(settings))
+            return stores
+
+        stores = await when_jetstream_ready(
+            set_up, url=settings.nats_url, start_wait_s=settings.nats_start_wait_s, log=NATS_LOG
+        )
         github_config = GitHubConfig(
             api_url=settings.github_api_url,
             token=settings.github_token.get_secret_value() if settings.github_token else None,
@@ -186,14 +218,27 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             broker.context.set_global(SLOTS_KEY, JobSlots(settings.fetcher_concurrency))
             try:
                 yield
+            except (ConnectionReconnectingError, ConnectionClosedError) as exc:
+                # Stopped while NATS was away: the broker could not drain. Nothing is lost (what
+                # was not acked comes back to another fetcher); stop reconnecting and exit.
+                log.warning("stopped while NATS at %s was unreachable (%s)", settings.nats_url, exc)
+                await connection.close()
             finally:
                 broker.context.reset_global(FETCHER_KEY)
                 broker.context.reset_global(SLOTS_KEY)
 
     async def stop_jobs() -> None:
-        # Before the broker closes: a job cut short is not acked, so JetStream redelivers it.
+        # Before the broker stops the subscriber and closes the connection: every running fetch
+        # is handed back (its job queued again, its request nacked for another fetcher at once),
+        # and a request pulled from now on is handed back without starting.
         slots: JobSlots | None = broker.context.get(SLOTS_KEY)
-        if slots is not None:
+        if slots is None:
+            return
+        async with asyncio.timeout(settings.shutdown_timeout_s):
+            slots.stop_intake()
+            # Stop pulling before anything is nacked, or a request handed back could come
+            # straight back to this fetcher's pending pull. (The broker stops it again: a no-op.)
+            await requests.stop()
             await slots.close()
 
     async def ready() -> None:

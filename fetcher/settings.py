@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from jobs_contract.settings import MIB, StorageSettings
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
 
@@ -19,6 +20,12 @@ class Settings(StorageSettings, LogSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # How long to keep trying to reach NATS (and its JetStream) at start-up before giving up;
+    # once connected, reconnects never stop.
+    nats_start_wait_s: float = Field(default=30.0, ge=0)
+    # On SIGTERM the fetcher stops pulling and hands its running fetches back to JetStream at
+    # once (redelivered to another fetcher); this bounds the whole stop.
+    shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
     github_api_url: str = "https://api.github.com"
     # Sent only to the host of GITHUB_API_URL, never to codeload or anywhere else; masked in logs.
     github_token: SecretStr | None = None

@@ -10,7 +10,10 @@
   The consumer allows FETCHER_MAX_DELIVERIES + 1 deliveries: the extra one comes only when the
   last attempt died, and it fetches nothing, it fails the job, so a job never stays "fetching"
   (whenever a fetcher next runs). Should even that delivery die, the server's max-deliveries
-  advisory reaches `Fetcher.abandoned`, which fails the job too.
+  advisory reaches `Fetcher.abandoned`, which fails the job too;
+- a fetcher that stops (SIGTERM): its running fetches are cancelled, each job goes back to
+  queued and its request is nacked without delay, so another fetcher takes it at once, not
+  after the ack wait, and nothing is marked failed for the stop (JobSlots.close).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from jobs_contract import (
     FETCH_STREAM,
     REPOS_BUCKET,
     FetchRequest,
+    JobStatus,
     JobStores,
     Snapshot,
     decode_fetch_request,
@@ -64,6 +68,8 @@ STORED_AT_HEADER = "Codereview-Stored-At"
 _STORE_FULL = 10077
 # The download is this share of the progress; storing the snapshot the rest.
 _DOWNLOAD_SHARE = 0.9
+# What putting a job back to queued may take when the fetcher stops.
+_REQUEUE_TIMEOUT_S = 5.0
 
 
 class Delivery(Protocol):
@@ -141,11 +147,17 @@ class Fetcher:
         # This delivery's own task (JobSlots): every line it logs from here on names the job.
         structlog.contextvars.bind_contextvars(job_id=request.job_id, request_id=request.request_id)
         started = time.monotonic()
-        async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
-            if attempt > self.settings.fetcher_max_deliveries:
-                outcome = await self._give_up(request, attempt - 1)
-            else:
-                outcome = await self._handle(request, attempt, last)
+        try:
+            async with _keep_alive(delivery, self.settings.fetcher_ack_wait_s):
+                if attempt > self.settings.fetcher_max_deliveries:
+                    outcome = await self._give_up(request, attempt - 1)
+                else:
+                    outcome = await self._handle(request, attempt, last)
+        except asyncio.CancelledError:
+            # The fetcher is stopping (JobSlots.close): hand the request back for another fetcher now.
+            record_delivery("retry", time.monotonic() - started)
+            await _quietly(delivery.nack())
+            raise
         record_delivery(outcome.action, time.monotonic() - started)
         if outcome.action == "retry":
             delay = redelivery_delay(self.settings, attempt, nats_trouble=outcome.nats_trouble)
@@ -172,6 +184,10 @@ class Fetcher:
                 extra=extra,
             )
             return await self._fetch(request, job)
+        except asyncio.CancelledError:
+            if job is not None:
+                await self._requeue(job)
+            raise
         except JobFinished as finished:
             log.info("job became %s meanwhile; stopped working on it", finished.record.status, extra=extra)
             return Outcome(request.job_id, "finished-before", str(finished.record.status))
@@ -191,6 +207,23 @@ class Fetcher:
             return await self._fail(
                 request, job, f"internal error in the fetcher: {type(error).__name__}: {error}"
             )
+
+    async def _requeue(self, job: Job) -> None:
+        """Put a job this fetcher stops working on back to queued (before its request is nacked,
+        so the next fetcher's writes come after this one)."""
+        extra = {"job_id": job.record.job_id}
+        if job.record.status != JobStatus.FETCHING:
+            return
+        try:
+            async with asyncio.timeout(_REQUEUE_TIMEOUT_S):
+                await job.update(status=JobStatus.QUEUED, progress=0.0, bytes=0)
+        except JobFinished:
+            return
+        except Exception as error:
+            # The record says fetching until the next fetcher writes it: only a display matter.
+            log.warning("could not put the job back to queued: %r", error, extra=extra)
+            return
+        log.info("fetcher stopping: the job is queued again for another fetcher", extra=extra)
 
     async def _fail(self, request: FetchRequest, job: Job | None, reason: str) -> Outcome:
         extra = {"job_id": request.job_id}
@@ -422,20 +455,45 @@ class JobSlots:
     def __init__(self, size: int) -> None:
         self._free = asyncio.Semaphore(size)
         self._tasks: dict[asyncio.Task[Outcome], Coroutine[Any, Any, Outcome]] = {}
+        self._closed = asyncio.Event()
 
-    async def start(self, job: Coroutine[Any, Any, Outcome]) -> None:
+    async def start(self, job: Coroutine[Any, Any, Outcome], hand_back: Delivery) -> None:
         """Start `job` in a free slot; return once another slot is free (so the caller pulls
-        the next request only when it can start at once)."""
+        the next request only when it can start at once), or once the slots close.
+
+        After `stop_intake`, `job` never runs and its request is nacked at once (`hand_back`).
+        """
         try:
-            await self._free.acquire()
+            if not self._closed.is_set():
+                await self._until_closed(self._free.acquire())
         except BaseException:
             job.close()
             raise
+        if self._closed.is_set():
+            job.close()
+            await _quietly(hand_back.nack())
+            return
         task = asyncio.create_task(self._run(job))
         self._tasks[task] = job
         task.add_done_callback(self._forget)
-        async with self._free:
-            pass
+        if await self._until_closed(self._free.acquire()):
+            self._free.release()
+
+    async def _until_closed(self, waiting: Coroutine[Any, Any, bool]) -> bool:
+        """Await `waiting` unless the slots close first (then False, and it is abandoned)."""
+        wait = asyncio.ensure_future(waiting)
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait((wait, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+        if wait.done() and not wait.cancelled():
+            if self._closed.is_set():
+                self._free.release()  # acquired just as the slots closed: give it back
+                return False
+            return wait.result()
+        wait.cancel()
+        return False
 
     async def _run(self, job: Coroutine[Any, Any, Outcome]) -> Outcome:
         try:
@@ -452,8 +510,13 @@ class JobSlots:
     def running(self) -> int:
         return len(self._tasks)
 
+    def stop_intake(self) -> None:
+        """Start nothing more: `start` hands requests back, and a caller waiting in it returns."""
+        self._closed.set()
+
     async def close(self) -> None:
-        """Cancel the running jobs and wait for them to stop."""
+        """Stop intake, cancel the running jobs (each hands its request back) and wait for them."""
+        self.stop_intake()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -1,4 +1,4 @@
-"""`python -m gateway`: read the settings, refuse to start on bad ones, serve with uvicorn."""
+"""`python -m gateway`: read the settings, refuse to start on bad ones, serve with uvicorn until SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.settings import Settings
 from servicekit.logs import setup_logging
+from servicekit.serving import StoppableServer, run
 from servicekit.settings import load_settings
 
 
@@ -16,7 +17,7 @@ def main() -> int:
     settings = load_settings(Settings, "gateway")
     # Every key it holds is masked as *** in every line: providers' keys and CODEREVIEW_API_KEYS.
     setup_logging("gateway", settings.log_level, settings.log_format, settings.secret_values())
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.gateway_host,
         port=settings.gateway_port,
@@ -24,7 +25,9 @@ def main() -> int:
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
+    run(StoppableServer(config))
     return 0
 
 

@@ -52,7 +52,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     cache: ReviewCache
     if settings.nats_url:
         cache = NatsCache(
-            settings.nats_url, settings.review_cache_bucket, settings.review_cache_ttl, settings.nats_replicas
+            settings.nats_url,
+            settings.review_cache_bucket,
+            settings.review_cache_ttl,
+            settings.nats_replicas,
+            start_wait_s=settings.nats_start_wait_s,
         )
     else:
         cache = MemoryCache(settings.review_cache_ttl, settings.review_cache_size)

@@ -14,17 +14,20 @@ from collections import OrderedDict
 from typing import Protocol
 
 import msgspec
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from gateway.errors import UNDECODABLE, ConfigError
 from gateway.prompt import PROMPT_VERSION
+from servicekit.nats_connect import NatsUnreachable, connect_nats, when_jetstream_ready
 
 log = logging.getLogger("gateway.cache")
+
+# Seconds for each attempt to connect to NATS.
+_CONNECT_TIMEOUT_S = 3.0
 
 
 class CachedReview(msgspec.Struct, kw_only=True, frozen=True):
@@ -114,57 +117,64 @@ async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: in
 class NatsCache:
     """Reviews in a JetStream KV bucket whose max age is the TTL."""
 
-    def __init__(self, url: str, bucket: str, ttl: float, replicas: int = 1) -> None:
+    def __init__(
+        self, url: str, bucket: str, ttl: float, replicas: int = 1, *, start_wait_s: float = 30.0
+    ) -> None:
         self.url = url
         self.bucket = bucket
         self.ttl = ttl
         self.replicas = replicas
+        self.start_wait_s = start_wait_s
         self._connection: NatsClient | None = None
         self._kv: KeyValue | None = None
 
     async def open(self) -> None:
-        """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS is unreachable.
+        """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS (or its
+        JetStream) does not answer within NATS_START_WAIT_S.
 
         `url` may list a cluster's servers, comma-separated (failover). The bucket gets `replicas`
         copies; an existing one with another TTL or replica count is changed to these, or, when
         NATS refuses (a single server cannot hold 3 replicas), used as it is with a warning.
         """
-        url, bucket, ttl, replicas = self.url, self.bucket, self.ttl, self.replicas
-
-        async def report(exc: Exception) -> None:
-            log.warning("NATS (review cache): %s", exc or type(exc).__name__)
-
+        url = self.url
         try:
-            # A few quick tries at start: a gateway whose NATS is not there says so and stops.
-            connection = await nats.connect(
-                [server.strip() for server in url.split(",") if server.strip()],
-                connect_timeout=3,
-                max_reconnect_attempts=2,
-                reconnect_time_wait=1,
-                error_cb=report,
-                name="gateway",
+            # The operator asked for a shared cache: a gateway whose NATS is not there yet waits
+            # for it like the other services, then says so and stops.
+            connection = await connect_nats(
+                url, name="gateway", timeout_s=_CONNECT_TIMEOUT_S, start_wait_s=self.start_wait_s, log=log
             )
-        except (OSError, TimeoutError, NatsError) as exc:
-            message = f"review cache: cannot connect to NATS at {url}: {exc or type(exc).__name__}"
-            raise ConfigError(message) from exc
-        # Once up, outages are waited out: reconnect forever (cache calls meanwhile count as misses).
-        connection.options["max_reconnect_attempts"] = -1
+        except NatsUnreachable as exc:
+            raise ConfigError(f"review cache: {exc}") from exc
+        try:
+            kv = await when_jetstream_ready(
+                lambda: self._bucket(connection), url=url, start_wait_s=self.start_wait_s, log=log
+            )
+        except (NatsUnreachable, ConfigError) as exc:
+            await connection.close()
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"review cache: {exc}") from exc
+        self._connection, self._kv = connection, kv
+
+    async def _bucket(self, connection: NatsClient) -> KeyValue:
+        bucket, ttl, replicas = self.bucket, self.ttl, self.replicas
         js = connection.jetstream()
         try:
-            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None, replicas=replicas)
+            return await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None, replicas=replicas)
         except APIError as exc:
+            # Not ready yet (no JetStream leader): when_jetstream_ready tries again.
+            if isinstance(exc, ServiceUnavailableError):
+                raise
             # Another configuration (10058), or one this NATS cannot hold (R3 on a single server,
             # which it says before looking for the bucket): an existing bucket is changed or used.
             try:
                 await _reconcile(js, bucket, ttl, replicas)
-                kv = await js.key_value(bucket)
+                return await js.key_value(bucket)
             except NotFoundError:
-                await connection.close()
                 raise ConfigError(
                     f"review cache: NATS refused the bucket {bucket} with NATS_REPLICAS={replicas}: "
                     f"{exc.description}"
                 ) from exc
-        self._connection, self._kv = connection, kv
 
     async def get(self, key: str) -> CachedReview | None:
         if self._kv is None:
@@ -193,5 +203,8 @@ class NatsCache:
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.drain()
+            try:
+                await self._connection.drain()
+            except NatsError:  # reconnecting (NATS is away) or closed: nothing left to flush
+                await self._connection.close()
             self._connection = self._kv = None

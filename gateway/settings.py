@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.access import AccessSettings
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
 ProviderName = Literal["openai", "deepseek", "local"]
@@ -78,6 +79,11 @@ class Settings(AccessSettings, LogSettings):
     review_cache_size: int = Field(default=4096, ge=0)
     review_cache_bucket: str = "gateway_reviews"
     nats_url: str | None = None
+    # With NATS_URL: how long to keep trying to reach NATS (and its JetStream) at start-up before
+    # refusing to start; once connected, reconnects never stop (cache calls meanwhile are misses).
+    nats_start_wait_s: float = Field(default=30.0, ge=0)
+    # On SIGTERM: how long requests in flight may take to finish before they are cut.
+    shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
     # Copies of the review cache bucket on a NATS cluster (3 survives the loss of one node).
     nats_replicas: int = Field(default=1, ge=1, le=5)
 

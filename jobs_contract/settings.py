@@ -32,8 +32,3 @@ class StorageSettings(BaseSettings):
     # Copies of the fetch stream, the `jobs` KV and the `repos` Object Store on a NATS cluster:
     # 3 survives the loss of one node. At most the number of nodes; 1 on a single server.
     nats_replicas: int = Field(default=1, ge=1, le=5)
-
-
-def nats_servers(url: str) -> list[str]:
-    """NATS_URL's servers: one URL, or several separated by commas (a cluster, for failover)."""
-    return [server.strip() for server in url.split(",") if server.strip()]

@@ -15,13 +15,15 @@ import sys
 
 import uvicorn
 
-from model_host.app import create_app
+from model_host.app import HOST_KEY, create_app
 from model_host.catalogue import pull_or_fall_back
 from model_host.download import LoggedProgress
 from model_host.engines import check_model_file
 from model_host.errors import ModelFileError
+from model_host.host import ModelHost
 from model_host.settings import Settings
 from servicekit.logs import setup_logging
+from servicekit.serving import StoppableServer, run
 from servicekit.settings import load_settings
 
 logger = logging.getLogger("model_host")
@@ -64,9 +66,15 @@ def main() -> int:
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
-    server = uvicorn.Server(config)
-    server.run()
+    host: ModelHost = app.state[HOST_KEY]
+    server = StoppableServer(config, on_stop=[host.stop_taking_work])
+    try:
+        run(server)
+    except SystemExit:
+        if not failures:
+            raise
     if failures:
         logger.error("cannot serve: %s", failures[0])
         return 1

@@ -132,6 +132,11 @@ async def chat_completions(
     return work.result()
 
 
+# Where the app's state keeps its ModelHost, for `python -m model_host`'s stop signal (handlers
+# get it through Provide).
+HOST_KEY = "model_host"
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -170,6 +175,7 @@ def create_app(
         ],
         middleware=[request_id_middleware, *([http_metrics()] if settings.metrics_enabled else [])],
         lifespan=[lifespan],
+        state=State({HOST_KEY: host}),
         dependencies={"host": Provide(provide_host, sync_to_thread=False)},
         before_request=require_utf8_body(malformed_body),
         exception_handlers={

@@ -120,6 +120,12 @@ class QueueFullError(UnavailableError):
     code = "queue_full"
 
 
+class ShuttingDownError(UnavailableError):
+    """The server is stopping (SIGTERM): it starts no more generations; another replica may."""
+
+    code = "shutting_down"
+
+
 class ModelFailedError(ModelHostError):
     """The model could not be loaded; the server is on its way out (python -m model_host exits non-zero)."""
 

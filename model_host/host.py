@@ -91,6 +91,13 @@ class ModelHost:
             time.perf_counter() - started,
         )
 
+    def stop_taking_work(self) -> None:
+        """SIGTERM: queued and later requests are answered 503 (the running one goes on)."""
+        logger.info(
+            "shutting down: no new generations; %d waiting request(s) answered 503", self.slot.waiting
+        )
+        self.slot.shut()
+
     def close(self) -> None:
         self.executor.shutdown(wait=True)
 

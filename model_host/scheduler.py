@@ -6,6 +6,10 @@ QueueFullError (503 + Retry-After) instead of queuing without bound. A waiting r
 cancelled (its client went away) simply leaves the queue; a running one sets the thread's
 `cancelled` flag, which the generation loop checks after every token, and keeps the slot until
 the thread has really stopped, so two generations never share the context.
+
+`shut()` (on SIGTERM) answers every waiting request, and any that arrives later, with
+ShuttingDownError (503) at once; the running generation goes on until uvicorn's graceful
+shutdown timeout cancels it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from model_host.engines import Engine
-from model_host.errors import GenerationFailedError, QueueFullError
+from model_host.errors import GenerationFailedError, QueueFullError, ShuttingDownError, UnavailableError
 from model_host.generation import Finish, Job, generate
 from model_host.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
@@ -55,6 +59,7 @@ class GenerationSlot:
         self.retry_after_s = retry_after_s
         self._lock = asyncio.Lock()
         self._waiting = 0
+        self._shut = asyncio.Event()
 
     @property
     def waiting(self) -> int:
@@ -65,8 +70,20 @@ class GenerationSlot:
     def busy(self) -> bool:
         return self._lock.locked()
 
+    def shut(self) -> None:
+        """Start no more generations: waiting and later requests get ShuttingDownError."""
+        self._shut.set()
+
+    def _refuse_when_shut(self) -> None:
+        if self._shut.is_set():
+            raise ShuttingDownError(
+                "the model host is shutting down; retry on another replica or after its restart",
+                retry_after_s=self.retry_after_s,
+            )
+
     def check_room(self) -> None:
-        """Raise QueueFullError if a request arriving now would be refused."""
+        """Raise ShuttingDownError when shut, QueueFullError if a request arriving now would be refused."""
+        self._refuse_when_shut()
         if self._lock.locked() and self._waiting >= self.queue_size:
             raise QueueFullError(
                 f"the model is busy and {self._waiting} request(s) already wait (MODEL_QUEUE_SIZE="
@@ -82,7 +99,7 @@ class GenerationSlot:
         QUEUE_DEPTH.inc()
         arrived = time.perf_counter()
         try:
-            await self._lock.acquire()
+            await self._acquire()
         finally:
             self._waiting -= 1
             QUEUE_DEPTH.dec()
@@ -90,6 +107,35 @@ class GenerationSlot:
         try:
             yield
         finally:
+            self._lock.release()
+
+    async def _acquire(self) -> None:
+        """The lock, in FIFO order; ShuttingDownError instead if the slot is shut meanwhile."""
+        if not self._lock.locked():
+            await self._lock.acquire()
+            if self._shut.is_set():  # shut while this request took the free lock
+                self._lock.release()
+                self._refuse_when_shut()
+            return
+        acquiring = asyncio.ensure_future(self._lock.acquire())
+        shut = asyncio.ensure_future(self._shut.wait())
+        try:
+            await asyncio.wait((acquiring, shut), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this request was cancelled (its client went away)
+            await self._abandon(acquiring)
+            raise
+        finally:
+            shut.cancel()
+        if self._shut.is_set():
+            await self._abandon(acquiring)
+            self._refuse_when_shut()
+
+    async def _abandon(self, acquiring: asyncio.Future[Any]) -> None:
+        """Leave the queue: stop waiting for the lock, or give it back if it just came."""
+        if not acquiring.done():
+            acquiring.cancel()
+            await asyncio.wait((acquiring,))
+        if not acquiring.cancelled():
             self._lock.release()
 
     async def run(self, work: Callable[[threading.Event], T]) -> T:
@@ -113,7 +159,7 @@ class GenerationSlot:
 
         try:
             return await self.run(work)
-        except (asyncio.CancelledError, QueueFullError):
+        except (asyncio.CancelledError, UnavailableError):  # queue full, shutting down: not the model's fault
             raise
         except Exception as exc:
             raise GenerationFailedError(

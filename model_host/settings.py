@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from model_host.catalogue import BUNDLED_MODEL, BUNDLED_MODEL_FILE, CATALOGUE, bundled_model_path, cached_path
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
 __all__ = ["BUNDLED_MODEL_FILE", "Engine", "Settings", "bundled_model_path"]
@@ -30,6 +31,9 @@ class Settings(LogSettings):
 
     model_host_host: str = "127.0.0.1"
     model_host_port: int = Field(default=8002, ge=1, le=65535)
+    # On SIGTERM: queued requests are answered 503 at once; the running generation may finish
+    # for this long, then it is cancelled.
+    shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
     # A name in model_host.catalogue: the bundled model, or one downloaded once into model_cache_dir.
     model: str = BUNDLED_MODEL
     model_cache_dir: Path = Field(default_factory=default_cache_dir)

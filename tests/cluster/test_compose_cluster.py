@@ -60,6 +60,9 @@ def test_the_services_use_every_node_with_three_replicas_and_wait_for_all(tmp_pa
         for node in NODES:
             assert spec["depends_on"][node]["condition"] == "service_healthy"
     assert config["services"]["fetcher"]["deploy"]["replicas"] == 2
+    # Every replica keeps the single stack's stop grace, over its SHUTDOWN_TIMEOUT_S.
+    for name in ("model_host", "gateway", "fetcher", "analyzer"):
+        assert config["services"][name]["stop_grace_period"] == "30s"
 
 
 def test_users_find_every_port_where_it_was(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ import nats
 import pytest
 from nats.js.api import StreamInfo
 
-from analyzer.nats_client import connect_nats
 from gateway.cache import CachedReview, NatsCache
 from gateway.errors import ConfigError
 from jobs_contract import FETCH_STREAM, JOBS_BUCKET, REPOS_BUCKET, JetStreamSetupError, ensure_jetstream
-from jobs_contract.settings import StorageSettings, nats_servers
+from jobs_contract.settings import StorageSettings
+from servicekit.nats_connect import connect_nats, nats_servers
 from tests.support.nats_cluster import NatsCluster
 from tests.support.ports import free_port
 from tests.support.servers import service_process
@@ -108,7 +108,9 @@ async def test_existing_buckets_are_changed_to_three_replicas_with_a_warning(
 
 async def test_the_first_reachable_server_of_the_list_is_used(nats_url: str) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
-    client = await connect_nats(f"{dead},{nats_url}", timeout_s=2, start_wait_s=5)
+    client = await connect_nats(
+        f"{dead},{nats_url}", name="test", timeout_s=2, start_wait_s=5, log=logging.getLogger("test")
+    )
     try:
         assert client.is_connected
         assert client.connected_url is not None

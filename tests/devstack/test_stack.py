@@ -37,6 +37,28 @@ def test_taken_port_is_named_with_its_variable(tmp_path: Path) -> None:
     assert "ANALYZER_PORT" in message
 
 
+def test_a_list_of_nats_servers_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    cluster = "nats://127.0.0.1:4222,nats://127.0.0.1:4223"
+    with pytest.raises(StackError) as caught:
+        Stack(StackSettings(nats_url=cluster, stack_dir=tmp_path))
+    message = str(caught.value)
+    assert f"NATS_URL={cluster} lists several servers" in message
+    assert "starts one nats-server" in message
+    # The stack's own command says so in one line, without a traceback.
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack"],
+        env={**os.environ, "NATS_URL": cluster, "STACK_DIR": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"[stack] NATS_URL={cluster} lists several servers" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("provider", "fallback", "expected"),
     [

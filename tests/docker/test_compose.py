@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from tests.docker.project import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -267,3 +268,12 @@ def test_what_env_example_offers_reaches_the_services_that_read_it() -> None:
             fixed = env[variable]
             if fixed is not None and "${" not in fixed:
                 assert variable.endswith(("_PORT", "_URL")), f"{name}: {variable} fixed to {fixed!r}"
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_compose_waits_longer_than_the_service_stops(name: str) -> None:
+    grace = service(name).get("stop_grace_period")
+    assert isinstance(grace, str), f"{name}: compose's default 10 s is below SHUTDOWN_TIMEOUT_S"
+    bound = int(environment(service(name)).get("SHUTDOWN_TIMEOUT_S") or DEFAULT_SHUTDOWN_TIMEOUT_S)
+    # The service's bound, then its lifespan's closing and the process exit.
+    assert int(grace.removesuffix("s")) >= bound + 5

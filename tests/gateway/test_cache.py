@@ -134,8 +134,12 @@ async def test_the_same_function_asked_at_once_costs_one_model_call(local_fake: 
 
 
 async def test_an_unreachable_nats_is_a_clear_startup_error() -> None:
-    with pytest.raises(ConfigError, match=r"review cache: cannot connect to NATS at nats://127\.0\.0\.1:9: "):
-        await NatsCache("nats://127.0.0.1:9", "reviews", 60).open()
+    with pytest.raises(
+        ConfigError,
+        match=r"review cache: NATS at nats://127\.0\.0\.1:9 could not be reached within 1 s "
+        r"\(NATS_START_WAIT_S\)",
+    ):
+        await NatsCache("nats://127.0.0.1:9", "reviews", 60, start_wait_s=1).open()
 
 
 async def test_a_review_without_the_models_words_is_answered_but_never_kept(local_fake: FakeLLM) -> None:

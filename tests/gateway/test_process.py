@@ -100,6 +100,13 @@ async def test_the_service_serves_and_its_logs_never_hold_the_key(
 
 
 def test_an_unreachable_nats_stops_the_start_with_a_message_naming_it(tmp_path: Path) -> None:
-    result = run_gateway({"LLM_PROVIDER": "local", "NATS_URL": "nats://127.0.0.1:9"}, tmp_path)
+    env = {"LLM_PROVIDER": "local", "NATS_URL": "nats://127.0.0.1:9", "NATS_START_WAIT_S": "2"}
+    result = run_gateway(env, tmp_path)
     assert result.returncode != 0
-    assert "cannot start: review cache: cannot connect to NATS at nats://127.0.0.1:9" in result.stderr
+    assert (
+        "cannot start: review cache: NATS at nats://127.0.0.1:9 could not be reached within 2 s "
+        "(NATS_START_WAIT_S)"
+    ) in result.stderr
+    # It kept trying meanwhile, one line per attempt, not nats-py's default traceback each time.
+    assert result.stderr.count("NATS at nats://127.0.0.1:9: ") >= 2
+    assert "nats: encountered error" not in result.stderr

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import io
 import logging
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -358,7 +357,7 @@ async def test_model_host_offline_falls_back_to_the_bundled_model(tmp_path: Path
     with service_process("model_host", env, service_logs, port_variable="MODEL_HOST_PORT") as service:
         async with httpx.AsyncClient(base_url=service.url) as http:
             health = (await http.get("/health")).json()
-        assert service.stop() in (0, -signal.SIGTERM)
+        assert service.stop() == 0
     assert health["model"] == "SmolLM2-135M-Instruct.Q4_1"
     warnings = [line for line in service.log().splitlines() if "serving the bundled" in line]
     assert len(warnings) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import struct
 import sys
 from pathlib import Path
@@ -102,8 +101,8 @@ async def test_it_serves_the_bundled_model_under_the_configured_name(service_log
             answer = await client.chat.completions.create(
                 model="smollm2", messages=[{"role": "user", "content": "Say hi."}], max_tokens=3
             )
-        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: the process ends by that signal.
-        assert service.stop() in (0, -signal.SIGTERM)
+        # A graceful stop on SIGTERM ends with 0 (servicekit.serving), not by the signal.
+        assert service.stop() == 0
     assert health == {"status": "ok", "model": "smollm2", "engine": "llama_cpp"}
     assert [model.id for model in models.data] == ["smollm2"]
     assert answer.usage is not None

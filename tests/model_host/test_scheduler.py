@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from model_host.errors import QueueFullError
+from model_host.errors import QueueFullError, ShuttingDownError
 from model_host.scheduler import GenerationSlot
 from tests.support.waiting import until
 
@@ -108,3 +108,25 @@ async def test_a_cancelled_generation_keeps_the_slot_until_its_thread_has_stoppe
     assert log.index("A exited") < log.index("B started")
     release_b.set()
     assert await follower == "B"
+
+
+async def test_shut_answers_the_queue_at_once_and_lets_the_running_one_finish(slot: GenerationSlot) -> None:
+    log: list[str] = []
+    release = threading.Event()
+    running = asyncio.create_task(slot.run(held_work("A", log, release)))
+    await until(lambda: slot.busy)
+    queued = [asyncio.create_task(slot.run(held_work(name, log, release))) for name in "BC"]
+    await until(lambda: slot.waiting == 2)
+    slot.shut()
+    for task in queued:  # answered while A still runs
+        with pytest.raises(ShuttingDownError) as refused:
+            await task
+        assert refused.value.status_code == 503
+        assert refused.value.headers() == {"Retry-After": "3"}
+    assert not running.done()
+    with pytest.raises(ShuttingDownError):  # and a request arriving now
+        await slot.run(held_work("D", log, release))
+    release.set()
+    assert await running == "A"
+    assert log == ["A started", "A done"]
+    assert not slot.busy

@@ -28,12 +28,17 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def running_nats_server(store_dir: Path) -> Iterator[str]:
-    """Start nats-server with JetStream and its own store folder; yield its nats:// URL."""
-    port = free_port()
+def running_nats_server(store_dir: Path, *, port: int | None = None, jetstream: bool = True) -> Iterator[str]:
+    """Start nats-server with JetStream (unless `jetstream` is False) and its own store folder, on
+    `port` (default: a free one); yield its nats:// URL."""
+    port = port or free_port()
     store_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)],
+        [
+            nats_server_binary(),
+            *(["-js"] if jetstream else []),
+            *("-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -91,6 +91,18 @@ class ServiceProcess:
             time.sleep(0.1)
         raise RuntimeError(f"{self.package} not healthy within {timeout}s:\n{self.log()[-4000:]}")
 
+    def terminate(self, within: float) -> int:
+        """SIGTERM; its exit status once it has exited by itself. AssertionError (and SIGKILL) if it
+        is still running after `within` seconds: the bound of a graceful stop, never a speed test."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            stop_process(self.process, timeout=0)
+            raise AssertionError(
+                f"{self.package} still running {within} s after SIGTERM:\n{self.log()[-4000:]}"
+            ) from None
+
     def stop(self) -> int:
         stop_process(self.process, timeout=15)
         self._log.close()
