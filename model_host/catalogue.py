@@ -123,6 +123,12 @@ def pull(
         )
     except DownloadError as exc:
         raise CatalogueError(f"MODEL={name}: {exc}") from exc
+    except OSError as exc:
+        # An image's /models belongs to root and its service user cannot write it: when the build
+        # could not download the model, the start must fall back, not die on the lock file.
+        raise CatalogueError(
+            f"MODEL={name}: cannot write the model cache {cache_dir} (MODEL_CACHE_DIR): {exc.strerror or exc}"
+        ) from exc
 
 
 def pull_or_fall_back(

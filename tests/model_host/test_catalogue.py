@@ -296,6 +296,26 @@ def test_offline_the_bundled_model_is_served_with_one_log_line(
     assert settings.resolved_model_path() == bundled_model_path()
 
 
+def test_a_model_cache_it_cannot_write_falls_back_with_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As in the image whose build was offline: /models is there but not the service user's. A
+    # regular file in the way fails the same way for root too (tests may run as root).
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with caplog.at_level(logging.INFO, logger="model_host"):
+        got = pull_or_fall_back(
+            "qwen3-0.6b", blocker / "models", hub_url=f"http://127.0.0.1:{free_port()}", deadline_s=10
+        )
+    assert got is None
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(
+        f"MODEL=qwen3-0.6b: cannot write the model cache {blocker / 'models'} (MODEL_CACHE_DIR): "
+    )
+    assert record.getMessage().endswith("; serving the bundled smollm2-135m instead")
+
+
 async def test_the_pull_command_prints_the_path_or_one_line(
     blob_server: tuple[FileServer, str, CatalogueEntry],
     tmp_path: Path,
