@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from analyzer.app import create_app, stop_waiting
 from analyzer.settings import Settings
 from servicekit.logs import setup_logging
-from servicekit.serving import StoppableServer, run
+from servicekit.serving import run, stoppable_server
 from servicekit.settings import load_settings
 
 
@@ -15,17 +13,15 @@ def main() -> None:
     settings = load_settings(Settings, "analyzer")
     setup_logging("analyzer", settings.log_level, settings.log_format, settings.secret_values())
     app = create_app(settings)
-    config = uvicorn.Config(
+    server = stoppable_server(
         app,
         host=settings.analyzer_host,
         port=settings.analyzer_port,
-        # servicekit.logs renders uvicorn's lines too; its access log is off (docs/operations.md#logs).
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        log_level=settings.log_level,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        on_stop=[lambda: stop_waiting(app)],
     )
-    run(StoppableServer(config, on_stop=[lambda: stop_waiting(app)]))
+    run(server)
 
 
 if __name__ == "__main__":

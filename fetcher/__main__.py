@@ -12,11 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from fetcher.app import asyncapi_document, create_app
 from fetcher.settings import Settings
-from servicekit.serving import StoppableServer, run
+from servicekit.serving import run, stoppable_server
 from servicekit.settings import load_settings
 
 USAGE = "usage: python -m fetcher [asyncapi [FILE]]"
@@ -53,18 +51,15 @@ def main(argv: list[str]) -> int:
     if settings.fetcher_health_port == 0:
         asyncio.run(_run_without_http(settings))
         return 0
-    config = uvicorn.Config(
+    server = stoppable_server(
         create_app(settings),
         host=settings.fetcher_host,
         port=settings.fetcher_health_port,
+        log_level=settings.log_level,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
         lifespan="on",
-        # servicekit.logs renders uvicorn's lines too; its access log is off (docs/operations.md#logs).
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
-    run(StoppableServer(config))
+    run(server)
     return 0
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
-
 from model_host.app import HOST_KEY, create_app
 from model_host.catalogue import pull_or_fall_back
 from model_host.download import LoggedProgress
@@ -23,7 +21,7 @@ from model_host.errors import ModelFileError
 from model_host.host import ModelHost
 from model_host.settings import Settings
 from servicekit.logs import setup_logging
-from servicekit.serving import StoppableServer, run
+from servicekit.serving import StoppableServer, run, stoppable_server
 from servicekit.settings import load_settings
 
 logger = logging.getLogger("model_host")
@@ -49,7 +47,7 @@ def main() -> int:
         return 2
 
     failures: list[BaseException] = []
-    server: uvicorn.Server | None = None
+    server: StoppableServer | None = None
 
     def on_load_failure(error: BaseException) -> None:
         failures.append(error)
@@ -57,19 +55,16 @@ def main() -> int:
             server.should_exit = True
 
     app = create_app(settings, on_load_failure=on_load_failure)
-    config = uvicorn.Config(
+    host: ModelHost = app.state[HOST_KEY]
+    server = stoppable_server(
         app,
         host=settings.model_host_host,
         port=settings.model_host_port,
+        log_level=settings.log_level,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        on_stop=[host.stop_taking_work],
         lifespan="on",
-        # servicekit.logs renders uvicorn's lines too; its access log is off (docs/operations.md#logs).
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
-    host: ModelHost = app.state[HOST_KEY]
-    server = StoppableServer(config, on_stop=[host.stop_taking_work])
     try:
         run(server)
     except SystemExit:

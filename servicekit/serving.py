@@ -17,6 +17,7 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any, Literal
 
 import uvicorn
 
@@ -45,6 +46,32 @@ class StoppableServer(uvicorn.Server):
             # callbacks to the loop rather than touch its state from here.
             for callback in self._on_stop:
                 self._loop.call_soon_threadsafe(callback)
+
+
+def stoppable_server(
+    app: Callable[..., Any],
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    shutdown_timeout_s: int,
+    on_stop: Sequence[Callable[[], None]] = (),
+    lifespan: Literal["auto", "on", "off"] = "auto",
+) -> StoppableServer:
+    """The server every service runs: uvicorn's own logging left to servicekit.logs (which renders
+    uvicorn's lines too), its access log off (docs/operations.md#logs), and requests in flight
+    given `shutdown_timeout_s` (SHUTDOWN_TIMEOUT_S) on a stop."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=shutdown_timeout_s,
+    )
+    return StoppableServer(config, on_stop)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
