@@ -12,7 +12,7 @@ import pytest
 from jobs_contract import JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
 from tests.support.fake_gateway import FakeGateway
-from tests.support.servers import service_process
+from tests.support.servers import refuses_new_connections, service_process
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -39,15 +39,7 @@ async def test_a_review_in_flight_is_answered_and_the_process_exits_0(
             while not gateway.requests:
                 await asyncio.sleep(0.02)
             stopped = asyncio.create_task(asyncio.to_thread(analyzer.terminate, SHUTDOWN_TIMEOUT_S + 10))
-            refused = False
-            for _ in range(100):
-                try:
-                    async with httpx.AsyncClient(base_url=analyzer.url, timeout=2) as fresh:
-                        await fresh.get("/health")
-                except httpx.TransportError:
-                    refused = True
-                    break
-                await asyncio.sleep(0.05)
+            refused = await refuses_new_connections(analyzer.url)
             response = await review
             code = await stopped
         log = analyzer.log()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.fake_llm import FakeLLM, review_reply
-from tests.support.servers import service_process
+from tests.support.servers import refuses_new_connections, service_process
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +38,7 @@ async def test_a_review_in_flight_is_answered_and_the_process_exits_0(
                 await asyncio.sleep(0.02)
             stopped = asyncio.create_task(asyncio.to_thread(gateway.terminate, SHUTDOWN_TIMEOUT_S + 10))
             # New connections are refused from the signal on (the in-flight one is still open).
-            refused = False
-            for _ in range(100):
-                try:
-                    async with httpx.AsyncClient(base_url=gateway.url, timeout=2) as fresh:
-                        await fresh.get("/health")
-                except httpx.TransportError:
-                    refused = True
-                    break
-                await asyncio.sleep(0.05)
+            refused = await refuses_new_connections(gateway.url)
             response = await review
             code = await stopped
         log = gateway.log()

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from tests.support.ports import bound_socket, free_port
@@ -53,6 +54,19 @@ async def serving(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+async def refuses_new_connections(url: str, tries: int = 100) -> bool:
+    """Whether a new connection to `url` is refused within `tries` attempts 0.05 s apart: a server
+    that got a stop signal closes its socket while requests in flight still run."""
+    for _ in range(tries):
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=2) as fresh:
+                await fresh.get("/health")
+        except httpx.TransportError:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 class ServiceProcess:
