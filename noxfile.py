@@ -33,6 +33,7 @@ def tool(name: str) -> str:
 
 PACKAGES = [
     "jobs_contract",
+    "review_contract",
     "servicekit",
     "model_host",
     "gateway",

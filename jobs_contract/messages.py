@@ -113,7 +113,7 @@ class JobEvent(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
-    """The Python files of one commit: path from the repository root -> raw bytes."""
+    """The Python files of one commit (path from the repository root -> raw bytes), and its lint configuration."""
 
     owner: str
     repo: str
@@ -121,6 +121,9 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     files: dict[str, bytes]
     # Members left out, with the reason (too large, unsafe path, ...): path -> reason.
     skipped: dict[str, str] = {}
+    # The repository's lint configuration files (pyproject.toml, ruff.toml, .ruff.toml), path ->
+    # raw bytes: kept apart from `files`, which holds only Python modules. Older snapshots have none.
+    configs: dict[str, bytes] = {}
 
 
 def event_subject(job_id: str, event: str) -> str:
