@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 
 from gateway.errors import UNDECODABLE, ConfigError
 from gateway.prompt import PROMPT_VERSION
+from review_contract import Finding, ReviewContext
 from servicekit.nats_connect import NatsUnreachable, connect_nats, when_jetstream_ready
 
 log = logging.getLogger("gateway.cache")
@@ -34,15 +35,16 @@ class CachedReview(msgspec.Struct, kw_only=True, frozen=True):
     suggestions: list[str]
     provider: str
     model: str
+    findings: list[Finding] = []
 
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(CachedReview)
 
 
-def review_key(code: str, provider: str, model: str, limit: int) -> str:
-    """A key over everything that changes a review; hex, so it is a valid NATS KV key."""
-    digest = hashlib.sha256(_ENCODER.encode([code, provider, model, PROMPT_VERSION, limit]))
+def review_key(code: str, provider: str, model: str, limit: int, context: ReviewContext | None = None) -> str:
+    """A key over everything that changes a review, its context included; hex: a valid NATS KV key."""
+    digest = hashlib.sha256(_ENCODER.encode([code, provider, model, PROMPT_VERSION, limit, context]))
     return digest.hexdigest()
 
 

@@ -1,11 +1,14 @@
-"""Deterministic checks: ruff, fed the function on standard input, mapped to short plain suggestions.
+"""Deterministic checks: ruff, fed the function (or its module) on standard input, mapped to short
+plain suggestions.
 
 A linter the Python world maintains finds the mechanical problems (missing hints and docstrings,
-mutable defaults, bare excepts, `print` left in...) so they appear whatever the model says.
+mutable defaults, bare excepts, `print` left in...) so they appear whatever the model says. Which
+rules judge, and how each is worded, is gateway/rules.py.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import importlib
@@ -18,8 +21,27 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gateway.rules import CONFIG, IGNORED, PREVIEW, SELECT, SYNTAX, TYPES, Rule, plain_message, rule_for
-from gateway.suggestions import Suggestion
+from gateway.rules import (
+    CONCERNS,
+    CONFIG,
+    CORE,
+    CORRECTNESS,
+    IGNORED,
+    PEDANTIC,
+    PREVIEW,
+    RUFF_DEFAULT,
+    SELECT,
+    SOFT_BUILTINS,
+    SYNTAX,
+    TYPES,
+    Rule,
+    concern_of,
+    plain_message,
+    rule_for,
+    selector_match,
+)
+from gateway.suggestions import Place, Suggestion
+from review_contract import LintSettings, ReviewContext
 
 log = logging.getLogger("gateway.checks")
 
@@ -59,8 +81,9 @@ _FINDINGS = msgspec.json.Decoder(list[_Finding])
 class _Group:
     rule: Rule
     template: str
+    code: str
     names: list[str] = field(default_factory=list)
-    count: int = 0
+    places: list[Place] = field(default_factory=list)
 
 
 def join_names(names: list[str]) -> str:
@@ -70,8 +93,25 @@ def join_names(names: list[str]) -> str:
     return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One ruff invocation: what it selects and ignores, its settings, and the file name it reports."""
+
+    select: tuple[str, ...]
+    ignore: tuple[str, ...]
+    config: tuple[str, ...]
+    filename: str = "function.py"
+
+
+_CUT_OUT = _Run(select=(SELECT, *PREVIEW), ignore=(*IGNORED, *PEDANTIC), config=CONFIG)
+# A function shaped like a method is checked inside this class, so the rules judge it as one
+# (no N807 on __init__, ARG002 rather than ARG001, D102 rather than D103).
+_WRAPPER = "class Reviewed:\n"
+_WRAPPER_INDENT = "    "
+
+
 class RuffChecker:
-    """Runs ruff on one function at a time, as a subprocess, without blocking the event loop."""
+    """Runs ruff as a subprocess, without blocking the event loop, on a function or its module."""
 
     def __init__(self, timeout: float = 15.0, concurrency: int | None = None) -> None:
         self.binary: str = importlib.import_module("ruff").find_ruff_bin()
@@ -79,12 +119,12 @@ class RuffChecker:
         # A burst of reviews must not fork a ruff per request at once: one per core is plenty.
         self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
 
-    async def findings(self, code: str) -> list[_Finding]:
+    async def findings(self, code: str, run: _Run = _CUT_OUT) -> list[_Finding]:
         """ruff's findings for `code`; raises ChecksFailedError (logged) if ruff itself fails."""
         async with self._slots:
-            return await self._run(code)
+            return await self._run(code, run)
 
-    async def _run(self, code: str) -> list[_Finding]:
+    async def _run(self, code: str, run: _Run) -> list[_Finding]:
         argv = [
             self.binary,
             "check",
@@ -97,12 +137,11 @@ class RuffChecker:
             "json",
             "--preview",
             "--select",
-            ",".join((SELECT, *PREVIEW)),
-            "--ignore",
-            ",".join(IGNORED),
-            *[arg for setting in CONFIG for arg in ("--config", setting)],
-            "--stdin-filename",
-            "function.py",
+            ",".join(run.select),
+            *(("--ignore", ",".join(run.ignore)) if run.ignore else ()),
+            *[arg for setting in run.config for arg in ("--config", setting)],
+            # One argument, so a repository's path can never be read as an option.
+            f"--stdin-filename={run.filename}",
             "-",
         ]
         process = await asyncio.create_subprocess_exec(
@@ -135,30 +174,166 @@ class RuffChecker:
             raise ChecksFailedError("ruff printed no JSON report") from None
 
     async def check(self, code: str) -> list[Suggestion]:
-        """Short suggestions for `code`, one per kind of problem, each tagged with priority and topic.
+        """Short suggestions for `code` cut out of its module, one per concern, most important first.
 
-        Raises ChecksFailedError when ruff itself fails.
+        A function shaped like a method (indented, or its first parameter `self`/`cls`) is
+        judged as a method. Raises ChecksFailedError when ruff itself fails.
         """
         source = textwrap.dedent(code)
+        if _method_shaped(code, source):
+            wrapped = _WRAPPER + textwrap.indent(source, _WRAPPER_INDENT, lambda _: True)
+            inside = [f for f in await self.findings(wrapped) if f.location.row > 1]
+            return suggestions_from([_unwrapped(f) for f in inside], source)
         return suggestions_from(await self.findings(source), source)
+
+    async def check_in_context(self, code: str, context: ReviewContext) -> list[Suggestion]:
+        """Suggestions for `code`, the lines `context.start_line`.. of `context.module`, judged there.
+
+        ruff reads the whole module (so its imports, globals, class and `noqa` comments count)
+        under the repository's configuration (`context.lint`; our default without one), and only
+        the findings on the function's lines are kept. Raises ChecksFailedError when ruff fails.
+        """
+        run = context_run(context)
+        try:
+            found = await self.findings(context.module, run)
+        except ChecksFailedError:
+            if context.lint is None:
+                raise
+            # Most often a selector this ruff does not know: the repository's style is then ours.
+            log.warning(
+                "ruff refused the configuration of %r; the default rules judge this function",
+                context.lint.source,
+            )
+            run = context_run(msgspec.structs.replace(context, lint=None))
+            found = await self.findings(context.module, run)
+        lines = context.module.splitlines()
+        indent = _indent_of(lines[context.start_line - 1] if context.start_line <= len(lines) else "")
+        last = context.start_line + len(code.splitlines()) - 1
+        kept = [
+            _shifted(f, context.start_line - 1, len(indent))
+            for f in found
+            if context.start_line <= f.location.row <= min(last, context.end_line)
+            and reported(f.code or "invalid-syntax", context.lint)
+        ]
+        return suggestions_from(kept, code)
+
+
+# The type checker's rules that ruff already says in context (F821 undefined names).
+_SAID_BY_RUFF = frozenset({"unresolved-reference"})
+
+
+def type_suggestions(code: str, context: ReviewContext) -> list[Suggestion]:
+    """The type checker's findings on the function's lines (`code` is those lines, perhaps cut),
+    one suggestion per distinct message, as bugs."""
+    if not context.types:
+        return []
+    lines = context.module.splitlines()
+    indent = _indent_of(lines[context.start_line - 1] if context.start_line <= len(lines) else "")
+    last = min(context.start_line + len(code.splitlines()) - 1, context.end_line)
+    out: list[Suggestion] = []
+    said: set[str] = set()
+    for finding in context.types:
+        if not context.start_line <= finding.line <= last or finding.rule in _SAID_BY_RUFF:
+            continue
+        text = plain_message(finding.message.splitlines()[0] if finding.message else finding.rule)
+        if text in said:
+            continue
+        said.add(text)
+        rule = f"ty/{finding.rule}"
+        place = Place(
+            rule=rule,
+            line=finding.line - context.start_line + 1,
+            column=max(1, finding.column - len(indent)),
+        )
+        out.append(Suggestion(text=text, priority=CORRECTNESS, topic=rule, places=(place,)))
+    return out
+
+
+def context_run(context: ReviewContext) -> _Run:
+    """The ruff run for a module: the repository's selection and the CORE rules, or our default."""
+    lint = context.lint
+    filename = context.path if context.path.endswith((".py", ".pyi")) else "module.py"
+    if lint is None:
+        return _Run(select=(SELECT, *PREVIEW), ignore=tuple(PEDANTIC), config=CONFIG, filename=filename)
+    select = (*(lint.select if lint.select is not None else RUFF_DEFAULT), *lint.extend_select, *CORE)
+    config = [
+        f"lint.pydocstyle.convention = {msgspec.json.encode(lint.docstring_convention or 'google').decode()}"
+    ]
+    if lint.line_length is not None:
+        config.append(f"line-length = {lint.line_length}")
+    # Ignores are applied afterwards (`reported`): ruff's own would also drop CORE rules by family.
+    return _Run(select=tuple(select), ignore=(), config=tuple(config), filename=filename)
+
+
+def reported(code: str, lint: LintSettings | None) -> bool:
+    """Whether a finding of rule `code` from a context run is said, by the repository's settings.
+
+    Without settings our default already chose. With them, as ruff decides: the most specific of
+    the repository's selectors wins, an ignore on a tie; a CORE rule the repository does not
+    select is said unless it ignores that exact rule.
+    """
+    if lint is None or code == "invalid-syntax":
+        return True
+    selected = selector_match(
+        code, [*(lint.select if lint.select is not None else RUFF_DEFAULT), *lint.extend_select]
+    )
+    ignored = selector_match(code, lint.ignore)
+    if selected >= 0:
+        return selected > ignored
+    return selector_match(code, CORE) >= 0 and code not in lint.ignore
+
+
+def _method_shaped(code: str, source: str) -> bool:
+    """Indented as in a class body, or a function whose first parameter is self or cls."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    defs = [node for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not defs or len(defs) != len(tree.body):
+        return False
+    if code[:1] in (" ", "\t"):
+        return True
+    arguments = defs[0].args
+    first = (arguments.posonlyargs + arguments.args)[:1]
+    return bool(first) and first[0].arg in _IMPLICIT
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _shifted(finding: _Finding, rows: int, columns: int) -> _Finding:
+    location = _Location(row=finding.location.row - rows, column=max(1, finding.location.column - columns))
+    return _Finding(code=finding.code, message=finding.message, location=location)
+
+
+def _unwrapped(finding: _Finding) -> _Finding:
+    return _shifted(finding, 1, len(_WRAPPER_INDENT))
 
 
 def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
     """Group ruff's findings by wording and word each group as one suggestion, most important first.
 
     A rule with its own wording names every place it points at; any other rule is worded by
-    ruff's message for its first finding, made plain.
+    ruff's message for its first finding, made plain. Rules that say one concern (CONCERNS) are
+    said once: the first of the concern's rules that found something. Each suggestion keeps the
+    places (rule, line, column in `source`) it stands for.
     """
     lines = source.splitlines()
     in_test = bool(_TEST_FUNCTION.search(source))
     params: list[str] = []
     returns: list[str] = []
+    hint_places: list[Place] = []
     groups: dict[str, _Group] = {}
     syntax: list[str] = []
+    syntax_places: list[Place] = []
     for finding in findings:
         code = finding.code or "invalid-syntax"
+        place = Place(rule=code, line=finding.location.row, column=finding.location.column)
         if code == "invalid-syntax":
             syntax.append(f"line {finding.location.row}: {finding.message.replace('`', '')}")
+            syntax_places.append(place)
             continue
         if code in _TEST_ONLY and in_test:
             continue
@@ -169,16 +344,20 @@ def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
         if code in {"ANN001", "ANN002", "ANN003"}:
             if name and name not in _IMPLICIT and name not in params:
                 params.append(name)
+                hint_places.append(place)
             continue
         if code.startswith("ANN2"):
             if name and name not in returns:
                 returns.append(name)
+                hint_places.append(place)
             continue
         if code.startswith("ANN") or (code.startswith("ARG") and name in _IMPLICIT):
             continue
+        if code in {"A001", "A002"} and name in SOFT_BUILTINS:
+            continue
         template = rule.template or plain_message(finding.message)
-        group = groups.setdefault(rule.template or code, _Group(rule, template))
-        group.count += 1
+        group = groups.setdefault(rule.template or code, _Group(rule, template, code))
+        group.places.append(place)
         if name and name not in group.names:
             group.names.append(name)
     out: list[Suggestion] = []
@@ -188,20 +367,39 @@ def suggestions_from(findings: list[_Finding], source: str) -> list[Suggestion]:
                 text=f"The code does not parse as Python ({syntax[0]}); fix the syntax first.",
                 priority=SYNTAX,
                 topic="syntax",
+                places=tuple(syntax_places),
             )
         )
     hints = _type_hint_text(params, returns)
     if hints:
-        out.append(Suggestion(text=hints, priority=TYPES, topic="types"))
-    for group in groups.values():
+        out.append(Suggestion(text=hints, priority=TYPES, topic="types", places=tuple(hint_places)))
+    for group in _one_per_concern(list(groups.values())):
         names = join_names(group.names)
         if "{names}" in group.template and not names:
             continue
         template = _PLURAL.sub(r"\1s {names}", group.template) if len(group.names) > 1 else group.template
         text = template.replace("{names}", names)
-        out.append(Suggestion(text=text, priority=group.rule.priority, topic=group.rule.topic))
+        out.append(
+            Suggestion(
+                text=text, priority=group.rule.priority, topic=group.rule.topic, places=tuple(group.places)
+            )
+        )
     out.sort(key=lambda s: s.priority)
     return out
+
+
+def _one_per_concern(groups: list[_Group]) -> list[_Group]:
+    """The groups, less those whose concern an earlier rule of CONCERNS already says."""
+    best: dict[str, _Group] = {}
+    for group in groups:
+        concern = concern_of(group.code)
+        if concern is None:
+            continue
+        order = CONCERNS[concern]
+        held = best.get(concern)
+        if held is None or order.index(group.code) < order.index(held.code):
+            best[concern] = group
+    return [g for g in groups if concern_of(g.code) is None or best[concern_of(g.code) or ""] is g]
 
 
 def _is_overload(lines: list[str], row: int) -> bool:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from gateway.cache import CachedReview, ReviewCache, review_key
-from gateway.checks import ChecksFailedError, RuffChecker
+from gateway.checks import ChecksFailedError, RuffChecker, type_suggestions
 from gateway.errors import UNDECODABLE, InvalidInputError, UpstreamError, UpstreamTimeoutError
+from gateway.findings import findings_of
 from gateway.metrics import record_review, record_tokens
 from gateway.prompt import asks_the_model, response_format, review_messages
-from gateway.suggestions import Suggestion, merge, model_suggestions, parse_model_output
+from gateway.suggestions import Suggestion, merged, model_suggestions, parse_model_output
 from gateway.upstream import Provider, Upstream
+from review_contract import Finding, ReviewContext
 
 log = logging.getLogger("gateway.review")
 
@@ -54,6 +57,8 @@ class Review:
     usage: Usage
     # Why the review is incomplete (never cached), e.g. "the model answered nothing usable"; None: complete.
     degraded: str | None = None
+    # Each finding as data (rule, line, severity, fingerprint): the checks' all, the model's kept.
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,22 @@ def validate_code(code: str, max_bytes: int) -> None:
         )
 
 
+def validate_context(context: ReviewContext) -> None:
+    """Raise InvalidInputError when the function's lines do not lie in the module sent."""
+    lines = context.module.count("\n") + 1
+    if not context.start_line <= context.end_line <= lines:
+        raise InvalidInputError(
+            f"review_context: lines {context.start_line}-{context.end_line} are not in the module's "
+            f"{lines} lines"
+        )
+
+
+def _request_key(code: str, context: ReviewContext | None) -> str:
+    if context is None:
+        return code
+    return code + "\0" + hashlib.sha256(msgspec.json.encode(context)).hexdigest()
+
+
 class Reviewer:
     """Reviews one function: ruff and the provider chain run at the same time, then merge."""
 
@@ -93,20 +114,24 @@ class Reviewer:
         self.limits = limits
         self._inflight: dict[str, asyncio.Task[Review]] = {}
 
-    async def review(self, code: str) -> Review:
-        """Review `code`.
+    async def review(self, code: str, context: ReviewContext | None = None) -> Review:
+        """Review `code`, in its module when `context` says where it stands in its repository.
 
-        Raises InvalidInputError for blank or oversized code; UpstreamError (502) or UpstreamTimeoutError
-        (504) naming the providers when every provider in the chain failed for good. A model that
-        answers nothing usable still yields the deterministic checks' suggestions.
-        The same code asked for again while its review runs waits for that review (one model call).
+        Raises InvalidInputError for blank or oversized code, or a context whose lines are not in
+        its module; UpstreamError (502) or UpstreamTimeoutError (504) naming the providers when
+        every provider in the chain failed for good. A model that answers nothing usable still
+        yields the deterministic checks' suggestions.
+        The same request asked for again while its review runs waits for that review (one model call).
         """
         validate_code(code, self.limits.max_code_bytes)
-        task = self._inflight.get(code)
+        if context is not None:
+            validate_context(context)
+        request = _request_key(code, context)
+        task = self._inflight.get(request)
         if task is None:
-            task = asyncio.create_task(self._review(code))
-            self._inflight[code] = task
-            task.add_done_callback(lambda done: self._finished(code, done))
+            task = asyncio.create_task(self._review(code, context))
+            self._inflight[request] = task
+            task.add_done_callback(lambda done: self._finished(request, done))
         # Shielded: a caller that goes away does not cancel the review the others wait for.
         try:
             review = await asyncio.shield(task)
@@ -116,12 +141,18 @@ class Reviewer:
         record_review(review.provider, "ok" if review.degraded is None else "degraded", cached=review.cached)
         return review
 
-    def _finished(self, code: str, task: asyncio.Task[Review]) -> None:
-        self._inflight.pop(code, None)
+    def _finished(self, request: str, task: asyncio.Task[Review]) -> None:
+        self._inflight.pop(request, None)
         if not task.cancelled():
             task.exception()  # retrieved, so a review nobody waits for any more is not reported as lost
 
-    async def _review(self, code: str) -> Review:
+    async def _checks(self, code: str, context: ReviewContext | None) -> list[Suggestion]:
+        if context is None:
+            return await self.checker.check(code)
+        found = await self.checker.check_in_context(code, context)
+        return sorted([*found, *type_suggestions(code, context)], key=lambda s: s.priority)
+
+    async def _review(self, code: str, context: ReviewContext | None) -> Review:
         checks: asyncio.Task[list[Suggestion]] | None = None
         failures: list[UpstreamError] = []
         try:
@@ -129,17 +160,21 @@ class Reviewer:
                 name = provider.name
                 try:
                     model = await self.upstream.model_for(provider)
-                    key = review_key(code, name, model, self.limits.max_suggestions)
+                    key = review_key(code, name, model, self.limits.max_suggestions, context)
                     hit = await self.cache.get(key)
                     if hit is not None:
                         log.info("review cache hit (%s, %s)", name, model)
-                        return Review(hit.suggestions, name, model, cached=True, usage=Usage())
+                        return Review(
+                            hit.suggestions, name, model, cached=True, usage=Usage(), findings=hit.findings
+                        )
                     if checks is None:
                         # ruff runs while the model thinks.
-                        checks = asyncio.create_task(self.checker.check(code))
+                        checks = asyncio.create_task(self._checks(code, context))
                     # A model too small to add anything is not asked (prompt.asks_the_model).
                     raw, usage = (
-                        await self._ask(provider, model, code) if asks_the_model(model) else ([], Usage())
+                        await self._ask(provider, model, code, context)
+                        if asks_the_model(model)
+                        else ([], Usage())
                     )
                 except UpstreamError as exc:
                     log.warning("review via %s failed: %s", name, exc.message)
@@ -150,13 +185,21 @@ class Reviewer:
                     found = await checks
                 except ChecksFailedError as exc:
                     found, degraded = [], f"no checks: {exc}"
-                suggestions = merge(found, model_suggestions(raw or [], code), self.limits.max_suggestions)
+                if context is not None and context.types is None and degraded is None:
+                    degraded = "no type check (it failed or did not finish in time)"
+                from_model = model_suggestions(raw or [], code)
+                kept = merged(found, from_model, self.limits.max_suggestions)
+                suggestions = [s.text for s in kept]
+                findings = findings_of(found, [s for s in kept if s in from_model], code, context)
                 # Only a complete review is kept: a degraded one would be served long after the cause is gone.
                 if degraded is None:
                     await self.cache.put(
-                        key, CachedReview(suggestions=suggestions, provider=name, model=model)
+                        key,
+                        CachedReview(suggestions=suggestions, provider=name, model=model, findings=findings),
                     )
-                return Review(suggestions, name, model, cached=False, usage=usage, degraded=degraded)
+                return Review(
+                    suggestions, name, model, cached=False, usage=usage, degraded=degraded, findings=findings
+                )
         finally:
             if checks is not None and not checks.done():
                 checks.cancel()
@@ -164,11 +207,13 @@ class Reviewer:
                     await checks
         raise _combined(failures)
 
-    async def _ask(self, provider: Provider, model: str, code: str) -> tuple[list[str] | None, Usage]:
+    async def _ask(
+        self, provider: Provider, model: str, code: str, context: ReviewContext | None
+    ) -> tuple[list[str] | None, Usage]:
         """The model's suggestions; one retry when the answer is empty or unreadable, then None."""
         usage = Usage()
         for attempt in (1, 2):
-            body = self._request_body(provider, model, code)
+            body = self._request_body(provider, model, code, context.uses if context else "")
             response = await self.upstream.request(provider, "POST", "chat/completions", body)
             if response.status_code != 200:
                 raise UpstreamError(
@@ -200,10 +245,10 @@ class Reviewer:
             )
         return None, usage
 
-    def _request_body(self, provider: Provider, model: str, code: str) -> bytes:
+    def _request_body(self, provider: Provider, model: str, code: str, uses: str) -> bytes:
         body: dict[str, Any] = {
             "model": model,
-            "messages": review_messages(code, self.limits.max_suggestions),
+            "messages": review_messages(code, self.limits.max_suggestions, uses=uses),
             "response_format": response_format(provider.structured, self.limits.max_suggestions),
             "temperature": self.limits.temperature,
         }

@@ -33,10 +33,10 @@ from gateway.schemas import (
     ModelCard,
     ModelList,
     Readiness,
-    ReviewContent,
 )
 from gateway.upstream import Provider, Upstream
 from gateway.upstream import Stream as UpstreamStream
+from review_contract import ReviewContent
 
 log = logging.getLogger("gateway.routes")
 
@@ -113,9 +113,11 @@ async def chat_completions(
     """
     chat = data
     if chat.model == CODE_REVIEW_MODEL:
-        review = await reviewer.review(_function_code(chat.messages))
+        review = await reviewer.review(_function_code(chat.messages), chat.review_context)
         _log_review(review)
-        content = _ENCODER.encode(ReviewContent(suggestions=review.suggestions)).decode()
+        content = _ENCODER.encode(
+            ReviewContent(suggestions=review.suggestions, findings=review.findings)
+        ).decode()
         if chat.stream:
             return Stream(_review_chunks(content), media_type="text/event-stream", headers=_SSE_HEADERS)
         return ChatCompletion(

@@ -1,15 +1,25 @@
 """Which ruff rules judge a function, how important each finding is, and how it is worded.
 
-A function reaches the gateway cut out of its module: its imports, the names it uses and the
-class or function around it are gone. So every rule family that judges one function on its own is
-on, and the few rules that then misfire are off (IGNORED says why for each). A finding with a
-wording here gets that sentence; any other gets ruff's own message, made plain (`plain_message`).
+Two ways a function is checked (gateway/checks.py):
+- In its module, when the analyzer sends the module (`review_context`): the repository's own
+  ruff configuration decides style; where it has none, `SELECT` (our default) applies. Findings
+  of bugs and security (`CORE`) are reported whatever the configuration selects, unless it
+  ignores that exact rule.
+- Cut out of its module (`POST /analyze`): `SELECT` less `IGNORED`, the rules that misfire on a
+  function whose imports, names and class are gone (IGNORED says why for each).
+
+Our default is what a senior reviewer would sign: bugs, security, error handling, async,
+resources and performance first; missing type hints and docstrings said once each; the rules in
+`PEDANTIC` are off (each with why). A finding with a wording here gets that sentence; any other
+gets ruff's own message, made plain (`plain_message`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from review_contract import Severity
 
 # Order of importance (lower first); the model's suggestions are placed between these tiers
 # (suggestions.py). Bugs and security first, then error handling, then hints, docs and style.
@@ -31,7 +41,19 @@ MINOR = 48
 SELECT = "A,ANN,ARG,ASYNC,B,BLE,C4,C90,D,DTZ,E7,ERA,F,FURB,LOG,N,PERF,PIE,PL,RET,RSE,RUF,S,SIM,T10,T20,TRY"
 # Preview rules, each picked by name (explicit-preview-rules): a defect they find is worth it.
 PREVIEW = ("B909", "PLW1514")
-# Rules that misfire on a function cut out of its module.
+# Bugs, security, resource and async pitfalls that hold in any codebase: reported in a repository
+# whatever its own selection, unless it ignores the exact rule (its `ignore = ["S307"]` is a
+# decision; a selection that omits "S" is usually only ruff's default). Opinionated members of
+# these families (assert, subprocess audits, zip(strict=)) are left to the repository's choice.
+CORE = (
+    *("F63", "F7", "F82", "PLE", "ASYNC2", "T10", "E722", "RUF006", "SIM115"),
+    *("S102", "S307", "S301", "S506", "S602", "S605", "S608", "S324", "S113", "S501", "S202", "S701"),
+    *("S313", "S314", "S315", "S316", "S317", "S318", "S319", "S320"),
+    *("B005", "B006", "B012", "B015", "B017", "B018", "B019", "B020", "B023", "B025", "B033", "B909"),
+)
+# What ruff itself selects when a configuration selects nothing.
+RUFF_DEFAULT = ("E4", "E7", "E9", "F")
+# Rules that misfire on a function cut out of its module. In its module they judge right again.
 IGNORED: dict[str, str] = {
     "F821": "names defined elsewhere in the module (imports, globals, other functions)",
     "F822": "__all__ names defined elsewhere in the module",
@@ -43,11 +65,134 @@ IGNORED: dict[str, str] = {
     "A005": "the module's file name is ours, not the project's",
     "RUF100": "noqa comments name the project's own rule set",
 }
+# True, but no senior reviewer would write it on working code: off in our default (a repository
+# that selects them gets them). Measured on the clean corpus of `bench review --clean`.
+PEDANTIC: dict[str, str] = {
+    **dict.fromkeys(
+        ("D2", "D3", "D4"), "docstring layout (blank lines, first-line form, punctuation, sections)"
+    ),
+    "D105": "docstrings of magic methods: their meaning is the protocol's",
+    "D107": "a docstring on __init__: the class's docstring says it",
+    "D417": "every argument described in the docstring: layout",
+    "ANN401": "typing.Any is a deliberate choice",
+    "ANN204": "the return type of special methods (__init__ -> None): the protocol's",
+    "TRY003": "long messages in the exception's raise: message style",
+    "TRY300": "moving a return into try's else: layout",
+    "EM": "exception messages in a variable first: message style",
+    "PLC0415": "imports inside functions: usually deliberate (lazy, optional, cyclic)",
+    "PLR0913": "too many arguments counts keyword-only ones: public APIs take many options",
+    "PLR2004": "magic values: comparisons with small literals are clear as they are",
+    "PLR6301": "a method that could be static: an interface decides",
+    "N806": "a capitalised local variable is usually a class (Cls = type(self))",
+    "N818": "exception names ending in Error: naming",
+    **dict.fromkeys(("ARG002", "ARG003", "ARG004"), "unused arguments of methods: the interface decides"),
+    "SIM108": "a conditional expression instead of if-else: taste",
+    "SIM103": "returning the condition directly: taste",
+    "RUF005": "unpacking instead of concatenation: taste",
+    "RUF007": "itertools.pairwise instead of zip: taste",
+    "RUF012": "ClassVar on mutable class attributes: typing pedantry",
+    "RUF036": "None at the end of a union: order",
+    "RUF022": "__all__ sorted: order",
+    "RUF023": "__slots__ sorted: order",
+    "ASYNC109": "a timeout parameter on an async function: an API choice",
+    "RSE102": "parentheses on a raised class: layout",
+    "PLC1802": "len() as a condition: taste",
+    "PLR1714": "merging comparisons: taste",
+    "PLR5501": "else-if collapsed to elif: layout",
+    "PLW0108": "a lambda that could be the function: taste",
+    "FURB118": "operator module instead of a lambda: taste",
+    "FURB140": "starmap instead of a comprehension: taste",
+    "C408": "dict() instead of a literal: taste",
+    "C416": "an unnecessary comprehension: taste",
+    "S310": "auditing URL schemes: every URL-opening library would be flagged",
+    "PIE790": "an unnecessary pass: layout",
+    "PIE796": "unique enum values: deliberate aliases",
+}
+# Builtins whose names are everyday vocabulary of APIs (`id`, `type`, `format`...): a name like
+# these shadows nothing a reader confuses, unlike `list`, `dict`, `str`, `len` or `open`.
+SOFT_BUILTINS = frozenset(
+    (
+        "id",
+        "type",
+        "format",
+        "input",
+        "filter",
+        "hash",
+        "help",
+        "vars",
+        "dir",
+        "object",
+        "property",
+        "compile",
+        "license",
+        "copyright",
+        "credits",
+        "exit",
+        "quit",
+        "iter",
+        "next",
+        "min",
+        "max",
+        "sum",
+        "all",
+        "any",
+        "callable",
+        "ascii",
+        "bin",
+        "oct",
+        "hex",
+        "round",
+        "pow",
+        "divmod",
+    )
+)
+# Rules that say one concern: in one review, only the first of each group is said.
+CONCERNS: dict[str, tuple[str, ...]] = {
+    "complexity": ("C901", "PLR0912", "PLR0915", "PLR0911"),
+    "arguments": ("PLR0917", "PLR0913"),
+    "undefined-name": ("F821", "ty/unresolved-reference"),
+    "possibly-undefined": ("ty/possibly-unresolved-reference",),
+}
 CONFIG = (
     "lint.mccabe.max-complexity = 10",
     'lint.pydocstyle.convention = "google"',
     "lint.explicit-preview-rules = true",
 )
+# A rule selector of a repository's configuration, as ruff spells them ("E", "PLR09", "ALL").
+SELECTOR = re.compile(r"ALL|[A-Z]{1,8}[0-9]{0,4}")
+
+
+def concern_of(code: str) -> str | None:
+    """The concern a rule shares with others (CONCERNS), or None."""
+    for concern, codes in CONCERNS.items():
+        if code in codes:
+            return concern
+    return None
+
+
+def selector_match(code: str, selectors: tuple[str, ...] | list[str]) -> int:
+    """How specific the most specific selector matching `code` is (its length; ALL is 0), or -1."""
+    best = -1
+    for selector in selectors:
+        if selector == "ALL":
+            best = max(best, 0)
+        elif code.startswith(selector):
+            best = max(best, len(selector))
+    return best
+
+
+def is_pedantic(code: str) -> bool:
+    return selector_match(code, tuple(PEDANTIC)) >= 0
+
+
+def severity_of(priority: int) -> Severity:
+    """SARIF's level for a priority tier: bugs and security are errors, error handling and
+    performance warnings, the rest notes."""
+    if priority <= CORRECTNESS:
+        return "error"
+    if priority <= PERFORMANCE and priority not in (TYPES, DOCS):
+        return "warning"
+    return "note"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from gateway.review import Usage
+from review_contract import ReviewContext
 
 CODE_REVIEW_MODEL = "code-review"
 
@@ -29,12 +30,6 @@ class Readiness(msgspec.Struct, kw_only=True, frozen=True):
     providers: dict[str, str]
 
 
-class ReviewContent(msgspec.Struct, kw_only=True, frozen=True):
-    """What the `code-review` model puts in `choices[0].message.content`, as JSON."""
-
-    suggestions: list[str]
-
-
 class ChatRequest(msgspec.Struct, kw_only=True, frozen=True):
     """Just enough of a chat completion request to route it; the rest is forwarded untouched.
 
@@ -44,6 +39,8 @@ class ChatRequest(msgspec.Struct, kw_only=True, frozen=True):
     model: str
     messages: list[dict[str, Any]]
     stream: bool = False
+    # Only for `code-review`: where the function stands in its repository (sent by the analyzer).
+    review_context: ReviewContext | None = None
 
 
 class AssistantMessage(msgspec.Struct, kw_only=True, frozen=True):

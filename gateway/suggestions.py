@@ -86,12 +86,23 @@ _STOP = {
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a check found what a suggestion says: its rule, and line and column in the code reviewed."""
+
+    rule: str
+    line: int
+    column: int = 1
+
+
+@dataclass(frozen=True)
 class Suggestion:
-    """One suggestion, with what the ranking needs: lower priority comes first."""
+    """One suggestion, with what the ranking needs (lower priority comes first) and the places
+    it stands for (none for the model's own)."""
 
     text: str
     priority: int
     topic: str = ""
+    places: tuple[Place, ...] = ()
 
 
 def clean(text: str) -> str:
@@ -254,7 +265,7 @@ def model_suggestions(raw: list[str], code: str) -> list[Suggestion]:
     return out
 
 
-def merge(checks: list[Suggestion], model: list[Suggestion], limit: int) -> list[str]:
+def merged(checks: list[Suggestion], model: list[Suggestion], limit: int) -> list[Suggestion]:
     """The review: checks and model suggestions, near-duplicates and covered topics dropped, best first.
 
     A model suggestion on a topic a check already covers (type hints, docstring, ...) is dropped:
@@ -270,4 +281,9 @@ def merge(checks: list[Suggestion], model: list[Suggestion], limit: int) -> list
             continue
         kept.append(suggestion)
     kept.sort(key=lambda s: s.priority)
-    return [s.text for s in kept[:limit]]
+    return kept[:limit]
+
+
+def merge(checks: list[Suggestion], model: list[Suggestion], limit: int) -> list[str]:
+    """The texts of `merged`."""
+    return [s.text for s in merged(checks, model, limit)]

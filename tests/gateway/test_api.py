@@ -211,10 +211,19 @@ async def test_code_review_model_through_the_openai_package(local_fake: FakeLLM)
     assert completion.choices[0].finish_reason == "stop"
     content = completion.choices[0].message.content
     assert content is not None
-    assert json.loads(content) == {"suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]}
-    assert json.loads("".join(pieces)) == {
-        "suggestions": ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]
-    }
+    review = json.loads(content)
+    assert review["suggestions"] == ["Reject booleans, they are ints.", TYPE_HINTS, DOCSTRING]
+    # The findings as data: one per place a check pointed at, then the model's kept suggestion.
+    assert [(f["rule"], f.get("line"), f["severity"]) for f in review["findings"]] == [
+        ("ANN201", 1, "note"),
+        ("ANN001", 1, "note"),
+        ("ANN001", 1, "note"),
+        ("D103", 1, "note"),
+        ("model", None, "warning"),
+    ]
+    assert [f["message"] for f in review["findings"]] == [TYPE_HINTS] * 3 + [DOCSTRING, review["suggestions"][0]]
+    assert len({f["fingerprint"] for f in review["findings"]}) == 5
+    assert json.loads("".join(pieces)) == review
 
 
 async def test_code_review_reads_text_parts_and_needs_a_user_message(local_fake: FakeLLM) -> None:

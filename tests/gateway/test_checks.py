@@ -81,8 +81,9 @@ async def test_too_complex_names_the_function() -> None:
     branches = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(12))
     code = f'def pick(x: int) -> int:\n    """Doc."""\n{branches}    return -1\n'
     found = await texts(code)
+    # One concern, said once: not "too complex" beside "too many return statements".
     assert "pick is too complex; split it into smaller functions." in found
-    assert "pick has too many return statements; simplify it." in found
+    assert not [text for text in found if "too many return statements" in text]
 
 
 async def test_code_that_does_not_parse_says_so_first() -> None:
@@ -93,11 +94,11 @@ async def test_code_that_does_not_parse_says_so_first() -> None:
 
 
 async def test_a_method_lifted_out_of_its_class_is_dedented_and_self_is_not_reported() -> None:
+    # Judged as a method: an unused argument of a method is the interface's choice, not a finding.
     code = "    def area(self, scale):\n        return self.w * self.h\n"
     assert await texts(code) == [
         "Add type hints to the parameter scale and a return type to area.",
         "Add a docstring to area: what it does, takes and returns.",
-        "Remove or use the unused argument scale.",
     ]
 
 
