@@ -77,6 +77,14 @@ class _Finding(msgspec.Struct):
 _FINDINGS = msgspec.json.Decoder(list[_Finding])
 
 
+class _ListedRule(msgspec.Struct):
+    code: str | None
+    status: dict[str, object]
+
+
+_RULE_LIST = msgspec.json.Decoder(list[_ListedRule])
+
+
 @dataclass
 class _Group:
     rule: Rule
@@ -118,6 +126,35 @@ class RuffChecker:
         self.timeout = timeout
         # A burst of reviews must not fork a ruff per request at once: one per core is plenty.
         self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
+        self._known: frozenset[str] | None = None
+
+    async def known_rules(self) -> frozenset[str]:
+        """The codes of the rules this ruff can select (removed and deprecated ones left out).
+
+        Asked of ruff once (`ruff rule --all`); raises ChecksFailedError if it cannot say.
+        """
+        if self._known is None:
+            process = await asyncio.create_subprocess_exec(
+                self.binary,
+                "rule",
+                "--all",
+                "--output-format",
+                "json",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            try:
+                stdout, _ = await asyncio.wait_for(process.communicate(), self.timeout)
+                listed = _RULE_LIST.decode(stdout)
+            except (TimeoutError, msgspec.DecodeError):
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+                raise ChecksFailedError("ruff did not list its rules") from None
+            self._known = frozenset(
+                r.code for r in listed if r.code and any(k in r.status for k in ("Stable", "Preview"))
+            )
+        return self._known
 
     async def findings(self, code: str, run: _Run = _CUT_OUT) -> list[_Finding]:
         """ruff's findings for `code`; raises ChecksFailedError (logged) if ruff itself fails."""
@@ -193,13 +230,14 @@ class RuffChecker:
         under the repository's configuration (`context.lint`; our default without one), and only
         the findings on the function's lines are kept. Raises ChecksFailedError when ruff fails.
         """
+        context = await self._usable(context)
         run = context_run(context)
         try:
             found = await self.findings(context.module, run)
         except ChecksFailedError:
             if context.lint is None:
                 raise
-            # Most often a selector this ruff does not know: the repository's style is then ours.
+            # The configuration still holds something this ruff refuses: the style is then ours.
             log.warning(
                 "ruff refused the configuration of %r; the default rules judge this function",
                 context.lint.source,
@@ -216,6 +254,27 @@ class RuffChecker:
             and reported(f.code or "invalid-syntax", context.lint)
         ]
         return suggestions_from(kept, code)
+
+    async def _usable(self, context: ReviewContext) -> ReviewContext:
+        """`context` with the selectors this ruff does not know (or no longer has) left out, said once."""
+        lint = context.lint
+        if lint is None:
+            return context
+        known = await self.known_rules()
+        unknown = [s for s in (*(lint.select or ()), *lint.extend_select) if not _usable(s, known)]
+        if not unknown:
+            return context
+        log.warning(
+            "the configuration %r selects rules this ruff does not have, left out: %s",
+            lint.source,
+            ", ".join(repr(s) for s in unknown[:10]),
+        )
+        usable = msgspec.structs.replace(
+            lint,
+            select=None if lint.select is None else [s for s in lint.select if _usable(s, known)],
+            extend_select=[s for s in lint.extend_select if _usable(s, known)],
+        )
+        return msgspec.structs.replace(context, lint=usable)
 
 
 # The type checker's rules that ruff already says in context (F821 undefined names).
@@ -247,6 +306,10 @@ def type_suggestions(code: str, context: ReviewContext) -> list[Suggestion]:
         )
         out.append(Suggestion(text=text, priority=CORRECTNESS, topic=rule, places=(place,)))
     return out
+
+
+def _usable(selector: str, known: frozenset[str]) -> bool:
+    return selector == "ALL" or any(code.startswith(selector) for code in known)
 
 
 def context_run(context: ReviewContext) -> _Run:

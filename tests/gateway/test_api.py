@@ -221,7 +221,10 @@ async def test_code_review_model_through_the_openai_package(local_fake: FakeLLM)
         ("D103", 1, "note"),
         ("model", None, "warning"),
     ]
-    assert [f["message"] for f in review["findings"]] == [TYPE_HINTS] * 3 + [DOCSTRING, review["suggestions"][0]]
+    assert [f["message"] for f in review["findings"]] == [TYPE_HINTS] * 3 + [
+        DOCSTRING,
+        review["suggestions"][0],
+    ]
     assert len({f["fingerprint"] for f in review["findings"]}) == 5
     assert json.loads("".join(pieces)) == review
 

@@ -249,3 +249,30 @@ def test_plain_message() -> None:
 async def test_several_names_make_the_noun_plural() -> None:
     code = 'def f(a: int, b: int) -> int:\n    """Doc."""\n    return 1\n'
     assert await texts(code) == ["Remove or use the unused arguments a and b."]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'def __init__(self, name: str) -> None:\n    """Doc."""\n    self.name = name\n',
+        "    def __eq__(self, other: object) -> bool:\n        return self is other\n",
+        "def __exit__(self, exc_type: object, exc: object, tb: object) -> None:\n    self.close()\n",
+        '@classmethod\ndef from_text(cls, text: str) -> int:\n    """Doc."""\n    return cls.parse(text)\n',
+    ],
+)
+async def test_a_function_shaped_like_a_method_is_judged_as_a_method(code: str) -> None:
+    # Cut out, N807 ("should not start and end with __") took each for a module-level function.
+    assert await texts(code) == []
+
+
+async def test_one_concern_is_said_once() -> None:
+    params = ", ".join(f"a{i}: int" for i in range(8))
+    branches = "".join(f"    if a0 == {i}:\n        a1 += {i}\n" for i in range(14))
+    code = f'def big({params}) -> int:\n    """Doc."""\n{branches}    return a1\n'
+    found = await texts(code)
+    assert [t for t in found if "complex" in t or "branches" in t] == [
+        "big is too complex; split it into smaller functions."
+    ]
+    assert [t for t in found if "many" in t and "arguments" in t] == [
+        "Too many positional arguments (8 > 5)."
+    ]
