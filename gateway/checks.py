@@ -359,7 +359,12 @@ def _method_shaped(code: str, source: str) -> bool:
         return True
     arguments = defs[0].args
     first = (arguments.posonlyargs + arguments.args)[:1]
-    return bool(first) and first[0].arg in _IMPLICIT
+    if not first:
+        return False
+    # `cls` also names the class argument of module-level helpers (`def has(cls)`): only a
+    # classmethod decorator makes it a method's.
+    decorators = {ast.unparse(d) for d in defs[0].decorator_list}
+    return first[0].arg == "self" or (first[0].arg == "cls" and "classmethod" in decorators)
 
 
 def _indent_of(line: str) -> str:
