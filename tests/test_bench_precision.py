@@ -56,7 +56,7 @@ def test_every_library_folder_is_a_small_repository_with_its_ruff_config_and_lic
         assert any((library.path / name).is_file() for name in LICENSES), library.folder
         assert library.license in LICENSED
         on_disk = {p.relative_to(library.path).as_posix() for p in library.path.rglob("*.py")}
-        assert on_disk == set(library.modules), library.folder
+        assert set(library.modules) <= on_disk, library.folder
         assert library.repository in readme
         assert library.commit in readme
         assert len(functions_of(library)) >= 40, library.folder  # every module parses, too
