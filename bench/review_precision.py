@@ -166,7 +166,13 @@ async def _post(
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         return Reviewed(function, [], seconds, f"HTTP {response.status_code}: {response.text[:300]}")
-    return Reviewed(function, list(response.json()["suggestions"]), seconds)
+    try:
+        suggestions = response.json()["suggestions"]
+        if not isinstance(suggestions, list) or not all(isinstance(s, str) for s in suggestions):
+            raise TypeError("suggestions is not a list of strings")
+    except (ValueError, KeyError, TypeError) as exc:
+        return Reviewed(function, [], seconds, f"not {{'suggestions': [...]}}: {exc}: {response.text[:300]}")
+    return Reviewed(function, suggestions, seconds)
 
 
 async def review_functions(
@@ -253,29 +259,34 @@ async def review_repositories(
     return reviews, fetching
 
 
-def run_modes(
+async def measure(
     options: Options, libraries: list[Library], chosen: dict[str, list[CleanFunction]]
 ) -> list[ModeRun]:
-    """Start the gateway (and the repository stack for that mode), review, stop everything."""
+    """Start the gateway (and for repository mode the stack in front of it), review each mode's
+    functions one at a time, stop everything. RuntimeError when a service does not start."""
     runs: list[ModeRun] = []
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp, ExitStack() as stack:
         logs = Path(tmp)
         started = time.perf_counter()
-        gateway, _ = start_gateway(stack, logs, GATEWAY_ENV)
+        # Started in a thread: a start waits for /health, and this loop may serve a fake provider.
+        gateway, _ = await asyncio.to_thread(start_gateway, stack, logs, GATEWAY_ENV)
         gateway_seconds = time.perf_counter() - started
         for mode in options.modes:
             run = ModeRun(mode)
             if mode == "function":
                 run.setup_seconds = gateway_seconds
                 started = time.perf_counter()
-                run.reviews = asyncio.run(review_functions(gateway.url, libraries, chosen))
+                run.reviews = await review_functions(gateway.url, libraries, chosen)
                 run.review_seconds = time.perf_counter() - started
             else:
                 started = time.perf_counter()
-                with repository_stack(logs, gateway, libraries) as analyzer_url:
+                with ExitStack() as services:
+                    analyzer_url = await asyncio.to_thread(
+                        services.enter_context, repository_stack(logs, gateway, libraries)
+                    )
                     stack_seconds = time.perf_counter() - started
                     started = time.perf_counter()
-                    run.reviews, fetching = asyncio.run(review_repositories(analyzer_url, libraries, chosen))
+                    run.reviews, fetching = await review_repositories(analyzer_url, libraries, chosen)
                     run.review_seconds = time.perf_counter() - started - fetching
                     run.setup_seconds = gateway_seconds + stack_seconds + fetching
             runs.append(run)
@@ -291,14 +302,15 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def figures(run: ModeRun, verdicts: Verdicts) -> tuple[dict[str, Any], list[Judged]]:
-    """The figures of one mode (as written to --json), and every suggestion judged."""
+    """The figures of one mode (as written to --json: every rule, every unlabelled suggestion and
+    error; the report prints the first), and every suggestion judged."""
     judged = [j for r in run.reviews for j in verdicts.judge(r.function.name, r.suggestions)]
     functions = len(run.reviews)
     kinds = Counter(j.kind for j in judged)
     by_rule: dict[str, Counter[str]] = {}
     for j in judged:
         by_rule.setdefault(j.rule, Counter())[j.kind] += 1
-    top = sorted(by_rule.items(), key=lambda item: (-item[1].total(), item[0]))[:TOP_RULES]
+    ranked = sorted(by_rule.items(), key=lambda item: (-item[1].total(), item[0]))
     seconds = [r.seconds for r in run.reviews if r.error is None]
     unlabelled = [j for j in judged if j.kind == UNLABELLED]
     return {
@@ -309,8 +321,8 @@ def figures(run: ModeRun, verdicts: Verdicts) -> tuple[dict[str, Any], list[Judg
         "with_suggestions": sum(1 for r in run.reviews if r.suggestions),
         "verdicts": {kind: kinds.get(kind, 0) for kind in (*KINDS, UNLABELLED)},
         "duplicates": sum(1 for j in judged if j.duplicate_of is not None),
-        "by_rule": {rule: dict(counts) | {"total": counts.total()} for rule, counts in top},
-        "unlabelled": [{"function": j.function, "text": j.text} for j in unlabelled[:EXAMPLES]],
+        "by_rule": {rule: dict(counts) | {"total": counts.total()} for rule, counts in ranked},
+        "unlabelled": [{"function": j.function, "text": j.text} for j in unlabelled],
         "errors": [{"function": r.function.name, "error": r.error} for r in run.reviews if r.error],
         "setup_s": round(run.setup_seconds, 2),
         "reviews_s": round(run.review_seconds, 2),
@@ -337,14 +349,14 @@ def report(all_figures: list[dict[str, Any]]) -> None:
         )
         header = f"by rule (top {TOP_RULES})"
         print(f"{header:<27}{'total':>5} {'wrong':>6} {'pedantic':>8} {'fair':>5} {UNLABELLED:>10}")
-        for rule, counts in fig["by_rule"].items():
+        for rule, counts in list(fig["by_rule"].items())[:TOP_RULES]:
             print(
                 f"  {rule:<24} {counts['total']:>5} {counts.get('wrong', 0):>6} "
                 f"{counts.get('pedantic', 0):>8} {counts.get('fair', 0):>5} {counts.get(UNLABELLED, 0):>10}"
             )
         if v[UNLABELLED]:
             print(f"unlabelled         {v[UNLABELLED]} (label them in {VERDICTS_NAME}); the first:")
-            for example in fig["unlabelled"]:
+            for example in fig["unlabelled"][:EXAMPLES]:
                 print(f"  {example['function']}: {example['text']}")
         print(f"errors             {len(fig['errors'])}")
         for error in fig["errors"][:EXAMPLES]:
@@ -393,7 +405,7 @@ def main(argv: list[str]) -> None:
         f"{sum(len(f) for f in chosen.values())} functions of {len(chosen)} libraries",
         flush=True,
     )
-    runs = run_modes(options, libraries, chosen)
+    runs = asyncio.run(measure(options, libraries, chosen))
     results = [figures(run, verdicts) for run in runs]
     if options.show:
         for run, (_, judged) in zip(runs, results, strict=True):

@@ -3,12 +3,12 @@ of its functions go through a real gateway process, so the benchmark cannot rot.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tomllib
-from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from bench.__main__ import _joined
@@ -23,21 +23,21 @@ from bench._clean_corpus import (
     load_libraries,
     module_name,
 )
-from bench.review import parse_options, start_gateway
+from bench.review import parse_options
 from bench.review_precision import (
-    GATEWAY_ENV,
     MODES,
-    ModeRun,
     Options,
+    _post,
     cut_out,
     figures,
+    measure,
     parse,
     report,
-    review_functions,
     selected,
 )
 from bench.review_precision import main as precision_main
 from tests.support.fake_llm import served_fake_llm
+from tests.support.servers import serving
 
 LIBRARIES = load_libraries()
 LICENSED = {"MIT", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0"}
@@ -158,9 +158,27 @@ def test_an_unknown_library_stops_the_bench_before_any_service_starts() -> None:
         precision_main(["--library=nope"])
 
 
+async def test_an_answer_that_is_not_a_review_is_an_error_not_a_crash() -> None:
+    answers = iter([(500, b"boom"), (200, b'{"nope": 1}'), (200, b'{"suggestions": [1]}'), (200, b"<html>")])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        status, body = next(answers)
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    function = load_functions(LIBRARIES)[0]
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        errors = [(await _post(client, function, "/analyze", {})).error for _ in range(4)]
+    assert errors[0] == "HTTP 500: boom"
+    assert all(error and error.startswith("not {'suggestions'") for error in errors[1:]), errors
+
+
 @pytest.mark.slow
-async def test_three_functions_through_a_real_gateway_are_judged_and_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.nats
+async def test_three_functions_in_both_modes_through_real_services_are_judged_and_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wanted = {
         "litestar.datastructures.headers.Headers.__init__",  # a dunder method
@@ -173,18 +191,18 @@ async def test_three_functions_through_a_real_gateway_are_judged_and_reported(
         fake.models = [BUNDLED_MODEL]
         monkeypatch.setenv("LLM_PROVIDER", "local")
         monkeypatch.setenv("LOCAL_LLM_BASE_URL", f"{fake.url}/v1")
-        with ExitStack() as stack:
-            # In a thread: start_gateway waits for /health, and the fake answers in this loop.
-            gateway, _ = await asyncio.to_thread(start_gateway, stack, tmp_path, GATEWAY_ENV)
-            reviews = await review_functions(gateway.url, LIBRARIES, chosen)
-    assert sorted(r.function.name for r in reviews) == sorted(wanted)
-    assert [r.error for r in reviews] == [None, None, None]
-    figures_of, judged = figures(ModeRun("function", reviews), Verdicts.load())
-    assert figures_of["functions"] == 3
-    assert figures_of["suggestions"] == len(judged) == sum(len(r.suggestions) for r in reviews)
-    assert sum(figures_of["verdicts"].values()) == len(judged)
-    report([figures_of])
-    out = capsys.readouterr().out
-    assert "-- mode function: 3 functions" in out
-    assert "verdicts           wrong" in out
-    json.dumps(figures_of)  # what --json writes
+        runs = await measure(Options(), LIBRARIES, chosen)
+    assert [run.mode for run in runs] == list(MODES)
+    verdicts = Verdicts.load()
+    for run in runs:
+        assert sorted(r.function.name for r in run.reviews) == sorted(wanted)
+        assert [r.error for r in run.reviews] == [None, None, None], run.mode
+        figures_of, judged = figures(run, verdicts)
+        assert figures_of["functions"] == 3
+        assert figures_of["suggestions"] == len(judged) == sum(len(r.suggestions) for r in run.reviews)
+        assert sum(figures_of["verdicts"].values()) == len(judged)
+        json.dumps(figures_of)  # what --json writes
+        report([figures_of])
+        out = capsys.readouterr().out
+        assert f"-- mode {run.mode}: 3 functions" in out
+        assert "verdicts           wrong" in out
