@@ -13,8 +13,9 @@ many of those named a defect; latency p50/p95 of one review.
 
 Options: --limit=N (the first N functions), --category=NAME (functions with a defect of that
 category), --show (print every review, the model's suggestions marked), --closed-list (instead of
-reviews: the small-model experiment, see `closed_list`). The gateway's review
-cache is in memory and starts empty, so every review is made afresh.
+reviews: the small-model experiment, see `closed_list`), --clean (precision instead: every
+function of the clean corpus, `bench review_precision`, which reads the other options). The
+gateway's review cache is in memory and starts empty, so every review is made afresh.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import tempfile
 import time
 import tomllib
 from collections import defaultdict
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from gateway.checks import RuffChecker
-from tests.support.servers import service_process
+from tests.support.servers import ServiceProcess, service_process
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "functions.toml"
 # The issue's latency target is for a function of about 40 lines.
@@ -195,8 +197,14 @@ def parse_options(argv: list[str]) -> dict[str, str]:
     options: dict[str, str] = {}
     for arg in argv:
         name, _, value = arg.removeprefix("--").partition("=")
+        if name == "clean":
+            # Everything else is review_precision's to read.
+            return {"clean": ""}
         if name not in {"limit", "category", "show", "closed-list"}:
-            raise SystemExit(f"unknown option {arg!r}; use --limit=N --category=NAME --show --closed-list")
+            raise SystemExit(
+                f"unknown option {arg!r}; use --limit=N --category=NAME --show --closed-list, "
+                "or --clean for precision on the clean corpus"
+            )
         options[name] = value
     if options.get("category", CATEGORIES[0]) not in CATEGORIES:
         raise SystemExit(f"unknown category; one of {', '.join(CATEGORIES)}")
@@ -239,34 +247,59 @@ def _gateway_env(local_url: str | None) -> dict[str, str]:
     return env
 
 
+def provider_described() -> str:
+    """The provider the environment configures, as `start_gateway` will run it."""
+    provider = os.environ.get("LLM_PROVIDER", "local")
+    starts = provider == "local" and not os.environ.get("LOCAL_LLM_BASE_URL")
+    return f"provider {provider}{' (model_host with the bundled model, started here)' if starts else ''}"
+
+
+def start_gateway(
+    stack: ExitStack, logs: Path, env: Mapping[str, str] | None = None
+) -> tuple[ServiceProcess, str | None]:
+    """`python -m gateway` with the provider the environment configures (`LLM_PROVIDER`, the keys
+    and models of the README), and `env` on top; stopped when `stack` closes.
+
+    With `LLM_PROVIDER=local` (the default) and no `LOCAL_LLM_BASE_URL`, model_host is started
+    first with the bundled model; its base URL is returned beside the gateway (else None).
+    Raises RuntimeError when a service does not become healthy.
+    """
+    provider = os.environ.get("LLM_PROVIDER", "local")
+    local_url: str | None = None
+    if provider == "local" and not os.environ.get("LOCAL_LLM_BASE_URL"):
+        model_host = stack.enter_context(
+            service_process(
+                "model_host", {"LOG_LEVEL": "WARNING"}, logs, port_variable="MODEL_HOST_PORT", timeout=300
+            )
+        )
+        local_url = model_host.url + "/v1"
+    gateway = stack.enter_context(
+        service_process(
+            "gateway", {**_gateway_env(local_url), **(env or {})}, logs, port_variable="GATEWAY_PORT"
+        )
+    )
+    return gateway, local_url
+
+
 def main(argv: list[str]) -> None:
     options = parse_options(argv)
+    if "clean" in options:
+        # Precision on the clean corpus: its own bench, reachable from here too (issue #18).
+        # Imported here: review_precision imports this module.
+        from bench import review_precision
+
+        review_precision.main([a for a in argv if not a.startswith("--clean")])
+        return
     cases = selected(load_corpus(), options)
     provider = os.environ.get("LLM_PROVIDER", "local")
-    start_model_host = provider == "local" and not os.environ.get("LOCAL_LLM_BASE_URL")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f}; provider {provider}"
-        f"{' (model_host with the bundled model, started here)' if start_model_host else ''}; "
+        f"load average {os.getloadavg()[0]:.1f}; {provider_described()}; "
         f"{len(cases)} functions, {sum(len(c.defects) for c in cases)} defects",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-review-") as logs, ExitStack() as stack:
-        local_url: str | None = None
-        if start_model_host:
-            model_host = stack.enter_context(
-                service_process(
-                    "model_host",
-                    {"LOG_LEVEL": "WARNING"},
-                    Path(logs),
-                    port_variable="MODEL_HOST_PORT",
-                    timeout=300,
-                )
-            )
-            local_url = model_host.url + "/v1"
-        gateway = stack.enter_context(
-            service_process("gateway", _gateway_env(local_url), Path(logs), port_variable="GATEWAY_PORT")
-        )
+        gateway, local_url = start_gateway(stack, Path(logs))
         if "closed-list" in options:
             if local_url is None and provider == "local":
                 local_url = os.environ["LOCAL_LLM_BASE_URL"]
