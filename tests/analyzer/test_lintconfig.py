@@ -659,6 +659,9 @@ ignore = ["E501", "F401"]
         b'ignore = ["F8"]\n',
         "pkg/sub/.ruff.toml": b'extend = "../ruff.toml"\n[lint]\nextend-select = ["F841"]\nignore = ["E"]\n',
         "pkg/sub/deeper/ruff.toml": b'extend = "../.ruff.toml"\n[lint]\nselect = ["F", "E711"]\n',
+        # ruff hands the ignores of `select = []` on to the next selection.
+        "other/ruff.toml": b'[lint]\nselect = []\nignore = ["E711"]\n',
+        "other/sub/ruff.toml": b'extend = "../ruff.toml"\n[lint]\nselect = ["E", "F"]\n',
         "app/pyproject.toml": b'[project]\nname = "app"\n',
         "app/core/ruff.toml": b'[lint]\nselect = ["E", "F401"]\nignore = ["E7"]\n'
         b'[lint.per-file-ignores]\n"*.py" = ["E711"]\n',
@@ -672,6 +675,7 @@ ignore = ["E501", "F401"]
         "pkg/sub/deeper/m.py",
         "app/m.py",
         "app/core/m.py",
+        "other/sub/m.py",
     ]
     write(tmp_path, {**configs, **dict.fromkeys(paths, SAMPLE)})
     with_files = ruff_findings(tmp_path)
