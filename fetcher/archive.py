@@ -1,9 +1,11 @@
-"""Read a repository .tar.gz as a stream and keep its Python files, in memory only.
+"""Read a repository .tar.gz as a stream and keep its Python files and lint configuration, in memory only.
 
 Nothing is ever written to disk, so member names cannot point anywhere: a name is only a key
 in the returned dict, and it is checked before it becomes one (no absolute paths, no `..`, it
-must lie under the archive's top folder). Only regular `.py` files are kept; links, devices,
-FIFOs and unsafe names are listed in `skipped` with the reason.
+must lie under the archive's top folder). Only regular files are kept: `.py` files, and the
+configuration files named in CONFIG_FILE_NAMES (ruff's, at any depth); links, devices, FIFOs,
+unsafe names and configuration files over FETCHER_MAX_CONFIG_BYTES are listed in `skipped` with
+the reason.
 
 The download (event loop) and the reading (one worker thread: gunzip + `tarfile` in stream
 mode) overlap, so when the last byte arrives most of the work is already done.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Self, cast
 
 from fetcher.errors import ArchiveError, LimitExceededError
+from jobs_contract.messages import CONFIG_FILE_NAMES
 
 
 class _Decompressor(Protocol):
@@ -103,8 +106,11 @@ class ArchiveLimits:
     max_members: int
     max_file_bytes: int
     max_unpacked_bytes: int
-    # All kept .py files together: what a job holds in memory and stores.
+    # All kept files together (.py and configuration): what a job holds in memory and stores.
     max_snapshot_bytes: int
+    # A configuration file larger than this is left out (listed in `skipped`), not a failure:
+    # the repository's Python files are still worth reviewing without it.
+    max_config_bytes: int
 
 
 @dataclass
@@ -112,7 +118,9 @@ class ArchiveContents:
     """What a repository archive holds that we keep."""
 
     files: dict[str, bytes] = field(default_factory=dict)
-    # Members left out on purpose (unsafe names, links, devices): path -> reason.
+    # The lint configuration files (CONFIG_FILE_NAMES), apart from `files`, which holds only Python.
+    configs: dict[str, bytes] = field(default_factory=dict)
+    # Members left out on purpose (unsafe names, links, devices, large configs): path -> reason.
     skipped: dict[str, str] = field(default_factory=dict)
     # From the pax global header's `comment`, as GitHub writes it; None if absent or not a sha.
     commit_sha: str | None = None
@@ -129,6 +137,7 @@ class ArchiveContents:
 
     @property
     def file_bytes(self) -> int:
+        """The bytes of the Python files (what a job reports), configuration files not counted."""
         return sum(len(data) for data in self.files.values())
 
 
@@ -335,13 +344,23 @@ def read_archive(
                 if reason is not None or path is None:
                     contents.skip(member.name, reason or "unsafe name")
                     continue
+                # Only the name counts: the path was vetted above, and a link named
+                # pyproject.toml is refused below like any other link.
+                is_config = posixpath.basename(path) in CONFIG_FILE_NAMES
                 if not member.isreg():
-                    if path.endswith(".py") or member.type in _NOT_REGULAR:
+                    if path.endswith(".py") or is_config or member.type in _NOT_REGULAR:
                         contents.skip(path, _NOT_REGULAR.get(member.type, "not a regular file"))
                     continue
-                if not path.endswith(".py"):
+                if is_config:
+                    if member.size > limits.max_config_bytes:
+                        limit = limits.max_config_bytes
+                        contents.skip(
+                            path, f"{member.size} bytes: over the limit FETCHER_MAX_CONFIG_BYTES={limit}"
+                        )
+                        continue
+                elif not path.endswith(".py"):
                     continue
-                if member.size > limits.max_file_bytes:
+                elif member.size > limits.max_file_bytes:
                     raise LimitExceededError(
                         "FETCHER_MAX_FILE_BYTES",
                         limits.max_file_bytes,
@@ -352,7 +371,8 @@ def read_archive(
                     raise LimitExceededError(
                         "FETCHER_MAX_SNAPSHOT_BYTES",
                         limits.max_snapshot_bytes,
-                        f"the repository's Python files come to more than {limits.max_snapshot_bytes} bytes",
+                        "the repository's Python and configuration files come to more than "
+                        f"{limits.max_snapshot_bytes} bytes",
                     )
                 reader = archive.extractfile(member)
                 if reader is None:  # pragma: no cover - isreg() members always have data
@@ -360,7 +380,7 @@ def read_archive(
                 data = reader.read()
                 if len(data) != member.size:
                     raise ArchiveError(f"the archive is truncated inside {path}")
-                contents.files[path] = data
+                (contents.configs if is_config else contents.files)[path] = data
     except tarfile.TarError as error:
         if "unexpected end of data" in str(error):
             raise ArchiveError("the archive is truncated: the tar stream ends early") from error

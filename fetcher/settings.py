@@ -41,8 +41,12 @@ class Settings(StorageSettings, LogSettings):
     fetcher_max_members: int = Field(default=100_000, gt=0)
     fetcher_max_file_bytes: int = Field(default=10 * MIB, gt=0)
     fetcher_max_unpacked_bytes: int = Field(default=2048 * MIB, gt=0)
-    # All kept .py files of one repository together: held in memory while fetching, then stored.
+    # All kept files of one repository together (.py and lint configuration): held in memory
+    # while fetching, then stored.
     fetcher_max_snapshot_bytes: int = Field(default=64 * MIB, gt=0)
+    # A lint configuration file (pyproject.toml, ruff.toml, .ruff.toml) larger than this is left
+    # out of the snapshot (listed as skipped), not a failure: no real one comes near it.
+    fetcher_max_config_bytes: int = Field(default=1 * MIB, gt=0)
     # The whole download (redirects, rate-limit waits and retries included), however slowly the
     # bytes come: the HTTP timeout only bounds the wait for each read.
     fetcher_download_timeout_s: float = Field(default=300.0, gt=0)

@@ -128,6 +128,7 @@ class Fetcher:
             max_file_bytes=settings.fetcher_max_file_bytes,
             max_unpacked_bytes=settings.fetcher_max_unpacked_bytes,
             max_snapshot_bytes=settings.fetcher_max_snapshot_bytes,
+            max_config_bytes=settings.fetcher_max_config_bytes,
         )
 
     # -- deliveries ------------------------------------------------------------------------
@@ -328,7 +329,12 @@ class Fetcher:
             await self._store(
                 key,
                 Snapshot(
-                    owner=owner, repo=repo, commit_sha=sha, files=contents.files, skipped=contents.skipped
+                    owner=owner,
+                    repo=repo,
+                    commit_sha=sha,
+                    files=contents.files,
+                    skipped=contents.skipped,
+                    configs=contents.configs,
                 ),
                 files,
                 size,
@@ -337,13 +343,14 @@ class Fetcher:
         done = time.monotonic()
         log.info(
             "download %.2f s (%d bytes), download end to ready %.2f s (reading the rest %.2f s, "
-            "storing %.2f s), %d files, %d skipped",
+            "storing %.2f s), %d files, %d configuration files, %d skipped",
             downloaded - started,
             received,
             done - downloaded,
             read - downloaded,
             done - read,
             files,
+            len(contents.configs),
             len(contents.skipped) + contents.skipped_unlisted,
             extra=extra,
         )

@@ -112,6 +112,11 @@ class JobEvent(msgspec.Struct, kw_only=True, frozen=True):
     at: float
 
 
+# The names of ruff's configuration files, in ruff's order of precedence within one directory: the
+# fetcher keeps regular files of exactly these names (Snapshot.configs), the analyzer resolves them.
+CONFIG_FILE_NAMES = (".ruff.toml", "ruff.toml", "pyproject.toml")
+
+
 class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     """The Python files of one commit (path from the repository root -> raw bytes), and its lint configuration."""
 

@@ -29,7 +29,11 @@ from fetcher.errors import ArchiveError, LimitExceededError
 from tests.fetcher.helpers import gzip_bytes, member, raw_member, tar_bytes
 
 LIMITS = ArchiveLimits(
-    max_members=100, max_file_bytes=1 << 20, max_unpacked_bytes=1 << 24, max_snapshot_bytes=1 << 22
+    max_members=100,
+    max_file_bytes=1 << 20,
+    max_unpacked_bytes=1 << 24,
+    max_snapshot_bytes=1 << 22,
+    max_config_bytes=1 << 20,
 )
 
 
@@ -101,7 +105,11 @@ def test_a_file_cut_short_inside_its_data_is_truncated() -> None:
 def test_the_file_limit_counts_only_python_files() -> None:
     archive = tar_bytes([(member("top/data.bin"), b"\0" * 5000), (member("top/a.py"), b"a = 1\n")])
     limits = ArchiveLimits(
-        max_members=100, max_file_bytes=4000, max_unpacked_bytes=1 << 24, max_snapshot_bytes=1 << 22
+        max_members=100,
+        max_file_bytes=4000,
+        max_unpacked_bytes=1 << 24,
+        max_snapshot_bytes=1 << 22,
+        max_config_bytes=1 << 20,
     )
     assert list(read(gzip_bytes(archive), limits).files) == ["a.py"]
 
@@ -121,7 +129,11 @@ def test_skipped_members_are_listed_up_to_a_bound() -> None:
     contents = read(
         gzip_bytes(archive),
         ArchiveLimits(
-            max_members=2000, max_file_bytes=100, max_unpacked_bytes=1 << 24, max_snapshot_bytes=1 << 22
+            max_members=2000,
+            max_file_bytes=100,
+            max_unpacked_bytes=1 << 24,
+            max_snapshot_bytes=1 << 22,
+            max_config_bytes=1 << 20,
         ),
         chunk=1 << 16,
     )
@@ -212,12 +224,20 @@ def test_the_snapshot_limit_counts_all_python_files_together() -> None:
     ]
     archive = tar_bytes([*members, (member("top/x.bin"), b"0" * 900)])
     limits = ArchiveLimits(
-        max_members=100, max_file_bytes=100, max_unpacked_bytes=1 << 24, max_snapshot_bytes=250
+        max_members=100,
+        max_file_bytes=100,
+        max_unpacked_bytes=1 << 24,
+        max_snapshot_bytes=250,
+        max_config_bytes=1 << 20,
     )
     with pytest.raises(LimitExceededError, match="over the limit FETCHER_MAX_SNAPSHOT_BYTES=250"):
         read(gzip_bytes(archive), limits)
     ok = ArchiveLimits(
-        max_members=100, max_file_bytes=100, max_unpacked_bytes=1 << 24, max_snapshot_bytes=300
+        max_members=100,
+        max_file_bytes=100,
+        max_unpacked_bytes=1 << 24,
+        max_snapshot_bytes=300,
+        max_config_bytes=1 << 20,
     )
     assert len(read(gzip_bytes(archive), ok).files) == 3
 
@@ -252,7 +272,11 @@ def test_memory_does_not_grow_with_the_number_of_members() -> None:
     ]
     archive = gzip_bytes(tar_bytes(names))
     limits = ArchiveLimits(
-        max_members=10_000, max_file_bytes=100, max_unpacked_bytes=1 << 30, max_snapshot_bytes=100
+        max_members=10_000,
+        max_file_bytes=100,
+        max_unpacked_bytes=1 << 30,
+        max_snapshot_bytes=100,
+        max_config_bytes=1 << 20,
     )
     tracemalloc.start()
     try:
@@ -273,7 +297,11 @@ async def test_abort_stops_the_reading_thread_within_a_read() -> None:
     archive = gzip_bytes(tar_bytes(names))
     reader = ArchiveReader(
         ArchiveLimits(
-            max_members=100_000, max_file_bytes=100, max_unpacked_bytes=1 << 30, max_snapshot_bytes=100
+            max_members=100_000,
+            max_file_bytes=100,
+            max_unpacked_bytes=1 << 30,
+            max_snapshot_bytes=100,
+            max_config_bytes=1 << 20,
         )
     )
     reader.start()
@@ -285,3 +313,103 @@ async def test_abort_stops_the_reading_thread_within_a_read() -> None:
     error = reader.failed()
     assert isinstance(error, ArchiveError)
     assert str(error) == "the reading was stopped"
+
+
+# -- lint configuration files -------------------------------------------------------------------
+
+
+def test_configuration_files_are_kept_apart_at_the_root_and_nested() -> None:
+    archive = tar_bytes(
+        [
+            (member("top/pyproject.toml"), b"[tool.ruff]\nline-length = 100\n"),
+            (member("top/pkg/ruff.toml"), b"[lint]\nselect = ['E']\n"),
+            (member("top/pkg/sub/.ruff.toml"), b"extend = '../ruff.toml'\n"),
+            (member("top/pkg/a.py"), b"a = 1\n"),
+            # Only these exact names: look-alikes are neither configuration nor Python.
+            (member("top/pyproject.toml.bak"), b"x"),
+            (member("top/mypyproject.toml"), b"x"),
+            (member("top/setup.cfg"), b"[flake8]\n"),
+            (member("top/pkg/Ruff.toml"), b"x"),
+        ]
+    )
+
+    contents = read(gzip_bytes(archive))
+
+    assert contents.files == {"pkg/a.py": b"a = 1\n"}
+    assert contents.configs == {
+        "pyproject.toml": b"[tool.ruff]\nline-length = 100\n",
+        "pkg/ruff.toml": b"[lint]\nselect = ['E']\n",
+        "pkg/sub/.ruff.toml": b"extend = '../ruff.toml'\n",
+    }
+    assert contents.skipped == {}
+    # What a job reports counts the Python files only.
+    assert contents.file_bytes == len(b"a = 1\n")
+
+
+def test_a_configuration_file_over_its_limit_is_skipped_naming_the_setting() -> None:
+    archive = tar_bytes(
+        [
+            (member("top/pyproject.toml"), b"#" * 101),
+            (member("top/pkg/ruff.toml"), b"#" * 100),
+            (member("top/a.py"), b"a = 1\n"),
+        ]
+    )
+    limits = ArchiveLimits(
+        max_members=100,
+        max_file_bytes=1 << 20,
+        max_unpacked_bytes=1 << 24,
+        max_snapshot_bytes=1 << 22,
+        max_config_bytes=100,
+    )
+
+    contents = read(gzip_bytes(archive), limits)
+
+    assert contents.configs == {"pkg/ruff.toml": b"#" * 100}
+    assert contents.skipped == {"pyproject.toml": "101 bytes: over the limit FETCHER_MAX_CONFIG_BYTES=100"}
+    assert contents.files == {"a.py": b"a = 1\n"}
+
+
+def test_configuration_files_that_are_links_devices_or_unsafe_are_never_kept() -> None:
+    archive = tar_bytes(
+        [
+            (member("top", tarfile.DIRTYPE), None),
+            (member("top/pyproject.toml", tarfile.SYMTYPE, linkname="/etc/passwd"), None),
+            (member("top/pkg/ruff.toml", tarfile.LNKTYPE, linkname="top/secret"), None),
+            (member("top/pkg/.ruff.toml", tarfile.FIFOTYPE), None),
+            (member("top/../ruff.toml"), b"[lint]\n"),
+            (member("/etc/ruff.toml"), b"[lint]\n"),
+            (member("elsewhere/pyproject.toml"), b"[tool.ruff]\n"),
+            (member("top/deep/pyproject.toml"), b"[tool.ruff]\n"),
+        ]
+    )
+
+    contents = read(gzip_bytes(archive))
+
+    assert contents.configs == {"deep/pyproject.toml": b"[tool.ruff]\n"}
+    assert contents.skipped == {
+        "pyproject.toml": "symbolic link, not followed",
+        "pkg/ruff.toml": "hard link, not followed",
+        "pkg/.ruff.toml": "FIFO",
+        "top/../ruff.toml": "path leaves the archive ('..')",
+        "/etc/ruff.toml": "absolute path",
+        "elsewhere/pyproject.toml": "outside the archive's top folder",
+    }
+
+
+def test_configuration_files_count_toward_the_snapshot_limit() -> None:
+    archive = tar_bytes([(member("top/a.py"), b"#" * 100), (member("top/pyproject.toml"), b"#" * 100)])
+    limits = ArchiveLimits(
+        max_members=100,
+        max_file_bytes=100,
+        max_unpacked_bytes=1 << 24,
+        max_snapshot_bytes=150,
+        max_config_bytes=100,
+    )
+    with pytest.raises(
+        LimitExceededError,
+        match=re.escape(
+            "Python and configuration files come to more than 150 bytes: "
+            "over the limit FETCHER_MAX_SNAPSHOT_BYTES=150"
+        ),
+    ):
+        read(gzip_bytes(archive), limits)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from jobs_contract import JobStatus, decode_fetch_request, decode_job_record, encode_json, is_job_id
+from jobs_contract import (
+    JobStatus,
+    Snapshot,
+    decode_fetch_request,
+    decode_job_record,
+    decode_snapshot,
+    encode_json,
+    encode_snapshot,
+    is_job_id,
+)
 
 GOOD = {
     "job_id": "0f3a-b_9",
@@ -81,3 +90,26 @@ def test_is_job_id_is_the_decoders_rule() -> None:
     assert not is_job_id("a" * 129)
     assert not is_job_id("abc\n")
     assert not is_job_id("a.b")
+
+
+def test_a_snapshot_stored_before_configs_existed_still_decodes() -> None:
+    # What an older fetcher wrote: the same map without the `configs` key.
+    old = msgspec.msgpack.encode(
+        {"owner": "o", "repo": "r", "commit_sha": "c" * 40, "files": {"a.py": b"a = 1\n"}, "skipped": {}}
+    )
+
+    snapshot = decode_snapshot(old)
+
+    assert snapshot.files == {"a.py": b"a = 1\n"}
+    assert snapshot.configs == {}
+
+
+def test_a_snapshot_keeps_its_configs_apart_from_its_files() -> None:
+    snapshot = Snapshot(
+        owner="o",
+        repo="r",
+        commit_sha="c" * 40,
+        files={"a.py": b""},
+        configs={"pyproject.toml": b"[tool.ruff]\n"},
+    )
+    assert decode_snapshot(encode_snapshot(snapshot)) == snapshot

@@ -55,6 +55,25 @@ async def test_default_branch_is_fetched_and_only_python_files_are_stored(
     ]
 
 
+async def test_lint_configuration_files_are_stored_apart_and_not_counted_as_files(
+    fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
+) -> None:
+    configs = {
+        "pyproject.toml": b"[tool.ruff]\nline-length = 100\n",
+        "pkg/ruff.toml": b"[lint]\nselect = ['E']\n",
+        "pkg/sub/.ruff.toml": b"extend = '../ruff.toml'\n",
+    }
+    sha = fake_github.add_repo("octo", "demo", {**FILES, **configs})
+
+    record = await jobs.wait(await jobs.submit("octo", "demo"))
+
+    assert record.status is JobStatus.READY, record.error
+    snapshot = await jobs.snapshot(snapshot_key("octo", "demo", sha))
+    assert snapshot.configs == configs
+    assert sorted(snapshot.files) == ["pkg/__init__.py", "pkg/core.py", "pkg/sub/deep.py"]
+    assert (record.files, record.bytes) == (3, sum(len(v) for v in snapshot.files.values()))
+
+
 async def test_explicit_ref_is_fetched_and_the_job_records_it(
     fake_github: FakeGitHub, jobs: Analyzer, fetcher: Settings
 ) -> None:
