@@ -118,7 +118,8 @@ CONFIG_FILE_NAMES = (".ruff.toml", "ruff.toml", "pyproject.toml")
 
 
 class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
-    """The Python files of one commit (path from the repository root -> raw bytes), and its lint configuration."""
+    """The Python files of one commit (path from the repository root -> raw bytes), and its lint
+    configuration."""
 
     owner: str
     repo: str

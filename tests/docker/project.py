@@ -29,7 +29,15 @@ from tests.docker.dockerfile import Dockerfile, parse
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 WITHOUT_MODEL_HOST = ROOT / "docker" / "without-model-host.yml"
-FIRST_PARTY = ("jobs_contract", "review_contract", "servicekit", "model_host", "gateway", "fetcher", "analyzer")
+FIRST_PARTY = (
+    "jobs_contract",
+    "review_contract",
+    "servicekit",
+    "model_host",
+    "gateway",
+    "fetcher",
+    "analyzer",
+)
 
 
 @dataclass(frozen=True)
