@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from analyzer.locate import FoundFunction, SnapshotIndex
-from analyzer.locate.tables import Span
+from analyzer.locate.tables import Span, collector_paused
 from review_contract import MAX_CONTEXT_CHARS
 
 logger = logging.getLogger("analyzer.uses")
@@ -109,7 +109,10 @@ def uses_of(index: SnapshotIndex, found: FoundFunction, *, max_chars: int = MAX_
     if not defs:
         return ""
     try:
-        return _Uses(index, found, defs).render(max_chars)
+        # Thousands of small trees, none with cycles: the cyclic collector would only scan the
+        # server's whole heap (its snapshots) for nothing, holding the GIL for a long pause.
+        with collector_paused():
+            return _Uses(index, found, defs).render(max_chars)
     except RecursionError:  # a pathological nesting in a file of the snapshot: no context, no crash
         logger.warning("no context for %s: nesting too deep", found.qualified_name)
         return ""
@@ -583,22 +586,57 @@ def _doc_line(text: str) -> str:
 
 
 def _signature(node: _Def) -> str:
-    """`def`/`async def` with decorators, cut defaults, and its docstring's first paragraph."""
+    """`def`/`async def` with its decorators, cut defaults, and its docstring's first paragraph,
+    written as PEP 8 has it (`name: int = 0`, `name=0`)."""
     doc = ast.get_docstring(node)
-    node.body = []
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-        arguments = node.args
-        arguments.defaults = [_short_default(d) for d in arguments.defaults]
-        arguments.kw_defaults = [None if d is None else _short_default(d) for d in arguments.kw_defaults]
-    header = ast.unparse(node)
-    if not doc:
-        return header
-    paragraph = " ".join(doc.split("\n\n", 1)[0].split())
-    return f"{header}\n    {_doc_line(_cut(paragraph, MAX_DOC_CHARS))}"
+    if isinstance(node, ast.ClassDef):
+        node.body = []
+        header = ast.unparse(node)
+    else:
+        lines = [f"@{ast.unparse(decorator)}" for decorator in node.decorator_list]
+        keyword = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+        # `def f[T](...)`, Python 3.12 on: the attribute is not there before.
+        type_params = getattr(node, "type_params", None) or []
+        generic = f"[{', '.join(ast.unparse(p) for p in type_params)}]" if type_params else ""
+        returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
+        lines.append(f"{keyword} {node.name}{generic}({_arguments(node.args)}){returns}:")
+        header = "\n".join(lines)
+    return header + (f"\n    {_doc_line(_first_paragraph(doc))}" if doc else "")
 
 
-def _short_default(node: ast.expr) -> ast.expr:
-    return node if len(ast.unparse(node)) <= MAX_DEFAULT_CHARS else ast.Constant(value=...)
+def _first_paragraph(doc: str) -> str:
+    return _cut(" ".join(doc.split("\n\n", 1)[0].split()), MAX_DOC_CHARS)
+
+
+def _arguments(arguments: ast.arguments) -> str:
+    positional = [*arguments.posonlyargs, *arguments.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(arguments.defaults))
+    defaults.extend(arguments.defaults)
+    shown: list[str] = []
+    for number, (argument, default) in enumerate(zip(positional, defaults, strict=True), start=1):
+        shown.append(_argument(argument, default))
+        if number == len(arguments.posonlyargs):
+            shown.append("/")
+    if arguments.vararg is not None:
+        shown.append("*" + _argument(arguments.vararg, None))
+    elif arguments.kwonlyargs:
+        shown.append("*")
+    for argument, keyword_default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        shown.append(_argument(argument, keyword_default))
+    if arguments.kwarg is not None:
+        shown.append("**" + _argument(arguments.kwarg, None))
+    return ", ".join(shown)
+
+
+def _argument(argument: ast.arg, default: ast.expr | None) -> str:
+    text = argument.arg
+    if argument.annotation is not None:
+        text += f": {ast.unparse(argument.annotation)}"
+    if default is not None:
+        value = ast.unparse(default)
+        value = value if len(value) <= MAX_DEFAULT_CHARS else "..."
+        text += f" = {value}" if argument.annotation is not None else f"={value}"
+    return text
 
 
 def _class_assigned(node: ast.ClassDef) -> dict[str, ast.stmt]:
@@ -615,7 +653,7 @@ def _class_assigned(node: ast.ClassDef) -> dict[str, ast.stmt]:
 
 
 def _class_text(cls: _Class, *, reads: set[str], init: str | None) -> str:
-    """A class as its header, docstring's first line, annotated attributes (and the plain ones of
+    """A class as its header, docstring's first paragraph, annotated attributes (and the plain ones of
     `reads`), and `__init__`: with `init` _SIGNATURE its signature, with _ATTRIBUTES also what it
     sets on self, with None nothing."""
     node = cls.node
@@ -632,7 +670,7 @@ def _class_text(cls: _Class, *, reads: set[str], init: str | None) -> str:
     lines = [ast.unparse(node)]
     node.body = body
     if doc:
-        lines.append("    " + _doc_line(_cut(doc.strip().split("\n", 1)[0].strip(), MAX_DOC_CHARS)))
+        lines.append("    " + _doc_line(_first_paragraph(doc)))
     lines.extend("    " + member for member in members[:MAX_MEMBERS])
     if len(members) > MAX_MEMBERS:
         lines.append(f"    # ... and {len(members) - MAX_MEMBERS} more attributes")

@@ -118,11 +118,11 @@ class Cart(Base):
 @property
 def count(self) -> int:
 # Base.save
-def save(self, force: bool=False) -> None:
+def save(self, force: bool = False) -> None:
     """Save it."""
 LIMIT = 10
 # from shop/pricing.py
-def price_of(item: 'Item', *, currency: str='EUR') -> Decimal:
+def price_of(item: 'Item', *, currency: str = 'EUR') -> Decimal:
     """The item's price in `currency`, taxes included."""
 TAX_RATE = Decimal('0.2')'''
 
@@ -135,7 +135,7 @@ def test_a_method_gets_its_class_its_callees_and_constants_grouped_by_file() -> 
 def test_a_cross_file_callee_shows_its_signature_and_first_docstring_paragraph() -> None:
     snapshot = index(SHOP)
     text = uses_of(snapshot, snapshot.find("shop.cart.Cart.total"))
-    assert "# from shop/pricing.py\ndef price_of(item: 'Item', *, currency: str='EUR') -> Decimal:" in text
+    assert "# from shop/pricing.py\ndef price_of(item: 'Item', *, currency: str = 'EUR') -> Decimal:" in text
     assert "The rest of the docstring" not in text
 
 
@@ -174,7 +174,7 @@ def test_a_used_class_shows_its_header_docstring_attributes_and_init() -> None:
         "# from shop/models.py\n"
         "class User:\n"
         '    """Someone who buys."""\n'
-        "    def __init__(self, name: str, *, admin: bool=False) -> None: ...\n"
+        "    def __init__(self, name: str, *, admin: bool = False) -> None: ...\n"
         "@dataclass(frozen=True)\n"
         "class Item:\n"
         '    """An item on sale."""\n'
@@ -395,7 +395,7 @@ def test_self_methods_come_from_the_class_and_its_bases_in_other_files() -> None
         "class Child(Base, Generic[T]):\n"
         "# from pkg/base.py\n"
         "# Base.open\n"
-        "async def open(self, timeout: float=1.0) -> bool:\n"
+        "async def open(self, timeout: float = 1.0) -> bool:\n"
         "# Root.close\n"
         "def close(self) -> None:\n"
         '    """Closes it."""'
@@ -496,7 +496,7 @@ def test_overloads_decorators_and_long_defaults_are_shown_briefly() -> None:
         "def conv(x: str) -> str:\n"
         "def conv(x):\n"
         "@functools.cache\n"
-        "def cached(values=None, *, table=..., flag: bool=True):\n"
+        "def cached(values=None, *, table=..., flag: bool = True):\n"
         '    """Quotes \\"\\"\\" inside, and a backslash \\\\ too\\""""'
     )
 
@@ -599,3 +599,31 @@ def test_names_shadowed_by_locals_are_not_looked_up(name: str) -> None:
     text = uses_of(snapshot, snapshot.find(name))
     assert "helper" not in text
     assert "CONST" not in text
+
+
+def test_signatures_keep_every_kind_of_parameter_as_pep_8_writes_them() -> None:
+    files = {
+        "lib.py": src("""
+            def every(a, b: int = 1, /, c=2, *args: str, d, e: bool = False, **kw: int) -> None: ...
+            def bare(a, *, b): ...
+            def only(a, /): ...
+            async def nothing(): ...
+        """),
+        "main.py": src("""
+            from lib import *
+
+            async def main():
+                every(1, d=2)
+                bare(1, b=2)
+                only(1)
+                await nothing()
+        """),
+    }
+    snapshot = index(files)
+    assert uses_of(snapshot, snapshot.find("main.main")) == (
+        "# from lib.py\n"
+        "def every(a, b: int = 1, /, c=2, *args: str, d, e: bool = False, **kw: int) -> None:\n"
+        "def bare(a, *, b):\n"
+        "def only(a, /):\n"
+        "async def nothing():"
+    )
