@@ -30,8 +30,9 @@ logger = logging.getLogger("analyzer.uses")
 MAX_ENTRIES = 30
 # Distinct names of the function looked up; a function that names more is huge and generated.
 MAX_NAMES = 150
-# The reviewed function is parsed whole: longer than this, it is not looked into at all.
-MAX_SOURCE_CHARS = 200_000
+# The reviewed function is parsed whole, in this process: longer than this (10 ms of parsing, and
+# far more than is reviewed), it is not looked into at all.
+MAX_SOURCE_CHARS = 100_000
 # A docstring's first paragraph, an assigned value, a default value in a signature, cut to these.
 MAX_DOC_CHARS = 200
 MAX_VALUE_CHARS = 80
@@ -147,6 +148,8 @@ class _Uses:
             if positional and not _decorated_with(first, "staticmethod"):
                 self_names.add(positional[0].arg)
         for order, use in enumerate(_uses(self.defs, self_names)[:MAX_NAMES]):
+            if len(self.entries) >= MAX_ENTRIES:
+                break  # the first used are the ones shown: no need to read more
             if use.via == "module":
                 self._module_use(use, order)
             else:
@@ -316,7 +319,8 @@ class _Uses:
             pieces.append(text[at : child.start])
             pieces.append("...")
             at = child.end
-            if name == "__init__" and init is None:
+            if name == "__init__":
+                # The last one: after `@overload`s, the implementation, which sets the attributes.
                 init = self._segment(path, child)
         pieces.append(text[at : span.end])
         body = "".join(pieces)

@@ -411,6 +411,10 @@ def test_a_static_method_has_no_self_and_init_shows_no_attributes_of_its_own() -
             class K:
                 size: int
 
+                @overload
+                def __init__(self) -> None: ...
+                @overload
+                def __init__(self, size: str) -> None: ...
                 def __init__(self, size: int) -> None:
                     self.size = size
                     self.other = helper()
