@@ -30,7 +30,7 @@ logger = logging.getLogger("analyzer.uses")
 MAX_ENTRIES = 30
 # Distinct names of the function looked up; a function that names more is huge and generated.
 MAX_NAMES = 150
-# The reviewed function is parsed whole, in this process: longer than this (10 ms of parsing, and
+# The reviewed function is parsed whole, in this process: longer than this (20 ms of parsing, and
 # far more than is reviewed), it is not looked into at all.
 MAX_SOURCE_CHARS = 100_000
 # A docstring's first paragraph, an assigned value, a default value in a signature, cut to these.
@@ -84,7 +84,6 @@ class _Entry:
 class _Class:
     path: str
     qualname: str
-    start_line: int
     # Header, docstring and the statements of the body other than definitions (cut to `...`).
     node: ast.ClassDef
     # `__init__`, as text of its own (dedented), if the class defines one.
@@ -102,7 +101,8 @@ def uses_of(index: SnapshotIndex, found: FoundFunction, *, max_chars: int = MAX_
     constants it reads (`NAME = value`, cut), grouped by file under `# from path` lines. Empty
     when it uses nothing of the snapshot, or when its source does not parse or is longer than
     `MAX_SOURCE_CHARS`. Never raises for any source: a file that does not parse (or that the
-    index's parser refuses) is skipped. Synchronous and CPU-bound: call it in a thread.
+    index's parser refuses) is skipped, and so is what nests too deep to render. Raises KeyError
+    if `found` is not a definition of `index`. Synchronous and CPU-bound: call it in a thread.
     """
     if max_chars <= 0 or len(found.source) > MAX_SOURCE_CHARS:
         return ""
@@ -150,10 +150,13 @@ class _Uses:
         for order, use in enumerate(_uses(self.defs, self_names)[:MAX_NAMES]):
             if len(self.entries) >= MAX_ENTRIES:
                 break  # the first used are the ones shown: no need to read more
-            if use.via == "module":
-                self._module_use(use, order)
-            else:
-                self._member_use(use, order)
+            try:
+                if use.via == "module":
+                    self._module_use(use, order)
+                else:
+                    self._member_use(use, order)
+            except RecursionError:  # a default or annotation nested thousands deep: not shown
+                continue
         blocks: list[str] = []
         if self.own is not None:
             own = self._own_class_text(self.own)
@@ -331,7 +334,7 @@ class _Uses:
             if parsed and isinstance(parsed[0], ast.ClassDef):
                 node = parsed[0]
         bases = [d for d in (_dotted(_unsubscripted(b)) for b in node.bases) if d is not None]
-        return _Class(path, qualname, span.start_line, node, init, bases)
+        return _Class(path, qualname, node, init, bases)
 
     def _children_of(self, path: str) -> dict[str, list[tuple[str, Span]]]:
         """Each definition's direct children in the file at `path`, by start: parent -> (name, span)."""

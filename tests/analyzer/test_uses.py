@@ -631,3 +631,13 @@ def test_signatures_keep_every_kind_of_parameter_as_pep_8_writes_them() -> None:
         "def only(a, /):\n"
         "async def nothing():"
     )
+
+
+def test_a_callee_too_deeply_nested_to_render_is_left_out_and_the_rest_shown() -> None:
+    deep = "+".join(["1"] * 2000)
+    files = {
+        "lib.py": f"def deep(x={deep}):\n    pass\n\ndef ok():\n    pass\n",
+        "main.py": "from lib import deep, ok\n\ndef main():\n    deep()\n    ok()\n",
+    }
+    snapshot = index(files)
+    assert uses_of(snapshot, snapshot.find("main.main")) == "# from lib.py\ndef ok():"
