@@ -12,7 +12,7 @@ finds the definition (following re-exports), `text` says which files' text may d
 from analyzer.locate.errors import LookupFailed, MalformedName, NameNotFound, SearchFailed, UnparsableSource
 from analyzer.locate.files import SOURCE_ROOTS
 from analyzer.locate.names import MAX_NAME_CHARS, MAX_NAME_PARTS
-from analyzer.locate.resolver import MAX_REEXPORT_HOPS, FoundFunction, SnapshotIndex
+from analyzer.locate.resolver import MAX_REEXPORT_HOPS, FoundFunction, Reached, SnapshotIndex
 from analyzer.locate.suggest import MAX_SUGGESTIONS
 from analyzer.locate.tables import ParsedFile, parse_files
 
@@ -27,6 +27,7 @@ __all__ = [
     "MalformedName",
     "NameNotFound",
     "ParsedFile",
+    "Reached",
     "SearchFailed",
     "SnapshotIndex",
     "UnparsableSource",

@@ -34,6 +34,7 @@ from analyzer.locate.files import (
 from analyzer.locate.names import normalize, parse_name
 from analyzer.locate.tables import (
     ALIAS,
+    FROM,
     IMPORT,
     Binding,
     Parsed,
@@ -73,6 +74,22 @@ class FoundFunction:
     end_line: int
     definitions: int = 1
     indent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """Where a name used in a module leads inside the snapshot (`SnapshotIndex.reach`).
+
+    `definition` is the def or class the name means (None when it means none of the snapshot),
+    and `qualname` its dotted name inside its file ("" without one). `unbound` lists, in the order
+    reached, (path, name) of the modules the name led to that neither define nor import its last
+    part (or bind it only as a plain alias, `NAME = OTHER`): where an assignment, a constant, may
+    bind it.
+    """
+
+    definition: FoundFunction | None = None
+    qualname: str = ""
+    unbound: tuple[tuple[str, str], ...] = ()
 
 
 class SnapshotIndex:
@@ -201,6 +218,43 @@ class SnapshotIndex:
             raise UnparsableSource(shown, *walk.broken)
         raise NameNotFound(shown, self._search.suggest(parts))
 
+    def reach(self, path: str, name: str, *, imported: tuple[int, str] | None = None) -> Reached:
+        """What the dotted `name` (`helper`, `models.load`, `Cart.total`) means at the top level of
+        the module of the file at `path`: defined there, or reached through its imports, aliases and
+        star imports as `find` follows them (at most `MAX_REEXPORT_HOPS` deep), never outside the
+        snapshot. With `imported` = (level, module), the name's first part is bound as by
+        `from <level dots><module> import <first part>` (an import inside a function).
+
+        Unlike `find`, no tiers, no text search and no close names: a name that leads nowhere (a
+        third-party or builtin name) costs a few lookups in the tables. A file that does not parse,
+        or that the parser refuses, leads nowhere. Raises KeyError for a path that is not one of
+        `source_files()`.
+        """
+        file = self._files[path]
+        names = [normalize(part) for part in name.split(".")]
+        walk = Walk(reaching=True)
+        if imported is None:
+            found = self._resolve(file, names, 0, walk)
+        else:
+            level, module = imported
+            found = self._through(file, (FROM, level, module, names[0]), names[1:], 1, walk)
+        unbound = tuple(walk.unbound)
+        if found is None:
+            return Reached(unbound=unbound)
+        module_parts = len(self._files[found.path].display_module)
+        qualname = ".".join(found.qualified_name.split(".")[module_parts:])
+        return Reached(definition=found, qualname=qualname, unbound=unbound)
+
+    def text(self, path: str) -> str | None:
+        """The text of the Python file at `path`; None when it does not parse (or the parser
+        refuses it: over its budget, not text). Parses it on first use, as a lookup does. Raises
+        KeyError for a path that is not one of `source_files()`.
+        """
+        parsed = self._parse(self._files[path].path)
+        if isinstance(parsed, Unparsable):
+            return None
+        return decode_source(self._data[path])
+
     def _find_directly(
         self, parts: list[str], tier: int, shown: str
     ) -> tuple[FoundFunction | None, tuple[str, str] | None]:
@@ -294,6 +348,7 @@ class SnapshotIndex:
             # defines the name, or is not text at all (then nothing can be said of what it defines).
             if (
                 hops > 0
+                and not walk.reaching
                 and walk.broken is None
                 and (parsed.undecodable or self._holders(names[-1], within=(file.path,)))
             ):
@@ -304,6 +359,13 @@ class SnapshotIndex:
         if spans:
             return self._found(file, qualname, parsed, spans)
         head, rest = names[0], names[1:]
+        if (
+            not rest
+            and head not in parsed.definitions
+            and all(b[0] == ALIAS for b in parsed.bindings.get(head, ()))
+        ):
+            # Neither defined nor imported here: if anything binds it, an assignment does.
+            walk.unbound.append((file.path, head))
         # A definition of the head (a class without that method) shadows any import of it.
         if head not in parsed.definitions:
             for binding in parsed.bindings.get(head, ()):
@@ -322,7 +384,9 @@ class SnapshotIndex:
         for level, module in parsed.stars:
             for target in self._module_files(file, level, module):
                 table = self._parse(target.path)
-                if isinstance(table, Parsed) and star_exports(table, head):
+                if isinstance(table, Parsed) and (
+                    star_exports(table, head) or (walk.reaching and _star_may_assign(table, head))
+                ):
                     walk.via = file.path
                     found = self._resolve(target, names, hops + 1, walk)
                     if found is not None:
@@ -456,6 +520,16 @@ class Walk:
     # The file whose import was followed last: named in the error when the next file is broken.
     via: str | None = None
     broken: tuple[str, str, str | None] | None = None
+    # A walk of `reach`: a broken file is not looked into to be blamed (a text search; `find` says
+    # why it failed, `reach` does not), and star imports are followed for what they may assign too.
+    reaching: bool = False
+    # (path, name) of the modules reached that neither define nor import the name: see `Reached`.
+    unbound: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _star_may_assign(table: Parsed, name: str) -> bool:
+    """Whether `from module import *` may bind `name` by an assignment the tables do not record."""
+    return name in table.exports if table.exports is not None else not name.startswith("_")
 
 
 def _only_blank_or_comments(text: str) -> bool:
