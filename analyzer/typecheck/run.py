@@ -94,6 +94,7 @@ _OUT_OF_MEMORY = (
     b"failed to spawn thread",
     b"out of memory",
 )
+_MEMORY_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 
 
 class TypeCheckFailed(Exception):  # noqa: N818 - the name says what the caller meets
@@ -135,7 +136,7 @@ class TypeCheckBudget:
 
     def out_of_memory(self, path: str) -> TypeCheckFailed:
         return TypeCheckFailed(
-            f"ty needs more than {self.memory_bytes} bytes of memory for {path} "
+            f"ty ran out of memory (or crashed) on {path} alone, within {self.memory_bytes} bytes "
             "(ANALYZER_TYPECHECK_MEMORY_BYTES)"
         )
 
@@ -325,7 +326,9 @@ async def _run_ty(
             with contextlib.suppress(ProcessLookupError):
                 await process.wait()
     if returncode != 0:
-        if any(marker in stderr for marker in _OUT_OF_MEMORY) or returncode == -signal.SIGABRT:
+        # Under RLIMIT_AS ty aborts when an allocation fails, or dies of SIGSEGV when it cannot
+        # even map its allocator's or a thread's memory (below ~60 MB): both are taken for memory.
+        if any(marker in stderr for marker in _OUT_OF_MEMORY) or -returncode in _MEMORY_SIGNALS:
             raise _OutOfMemory
         said = stderr.decode("utf-8", "replace").strip().splitlines()
         raise TypeCheckFailed(
@@ -350,6 +353,8 @@ async def check_snapshot(
     deadline = time.monotonic() + budget.timeout_s
     sources = python_files(files)
     binary = ty or ty_binary()
+    if not os.access(binary, os.X_OK):
+        raise TypeCheckFailed(f"the ty binary {binary} is missing or not executable")
     if not sources:
         return {}
     root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="codereview-ty-"))
