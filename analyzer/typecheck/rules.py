@@ -29,7 +29,7 @@ httpx), `missing-attribute`, `invalid-argument-type` and the rest (protocols, de
 `hasattr` that ty does not follow: 20 and 34 on the libraries below).
 
 Measured on httpx, click, attrs, litestar and msgspec (79k lines, as a snapshot each, their
-third-party imports unresolved): ty's default rules said 622 things, these rules 83, and the
+third-party imports unresolved): ty's default rules said 622 things, the rules asked here 73, and the
 filters keep none of them.
 """
 
