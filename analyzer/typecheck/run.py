@@ -285,8 +285,9 @@ class _OutOfMemory(Exception):  # noqa: N818 - a signal between two functions he
 
 async def _run_ty(
     ty: str, root: Path, paths: Sequence[str], budget: TypeCheckBudget, deadline: float
-) -> list[rules.Diagnostic]:
-    """One ty process over `paths` (all files are in `root/src`); its diagnostics.
+) -> bytes:
+    """One ty process over `paths` (all files are in `root/src`); its report (JSON, not decoded here:
+    a large one would hold the event loop).
 
     Raises _OutOfMemory when ty ran out of memory, TypeCheckFailed for any other failure.
     """
@@ -334,10 +335,16 @@ async def _run_ty(
         raise TypeCheckFailed(
             f"ty exited with status {returncode}: {rules.one_line(said[-1]) if said else 'no message'}"
         )
+    return stdout
+
+
+def _judged(judge: rules.Judge, report: bytes) -> dict[str, list[TypeFinding]]:
+    """In a thread: the findings `judge` keeps of ty's report; TypeCheckFailed if it is not one."""
     try:
-        return rules.DIAGNOSTICS.decode(stdout)
+        diagnostics = rules.DIAGNOSTICS.decode(report)
     except msgspec.DecodeError as error:
         raise TypeCheckFailed(f"ty's output is not its JSON report: {error}") from None
+    return judge.findings(diagnostics)
 
 
 async def check_snapshot(
@@ -372,14 +379,14 @@ async def check_snapshot(
         while pending:
             paths = pending.pop(0)
             try:
-                diagnostics = await _run_ty(binary, root, paths, budget, deadline)
+                report = await _run_ty(binary, root, paths, budget, deadline)
             except _OutOfMemory:
                 if len(paths) == 1:
                     raise budget.out_of_memory(paths[0]) from None
                 half = len(paths) // 2
                 pending[:0] = [paths[:half], paths[half:]]
                 continue
-            kept = await asyncio.to_thread(judge.findings, diagnostics)
+            kept = await asyncio.to_thread(_judged, judge, report)
             for path, path_findings in kept.items():
                 found.setdefault(path, []).extend(path_findings)
                 count += len(path_findings)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.settings import Settings
-from analyzer.typecheck import TypeCheckBudget, TypeCheckFailed, TypeChecks, check_snapshot
+from analyzer.typecheck import TypeCheckBudget, TypeCheckFailed, TypeChecks, check_snapshot, run
 from analyzer.typecheck.run import ty_binary
 from review_contract import TypeFinding
 
@@ -253,6 +253,43 @@ async def test_a_path_outside_the_snapshot_is_refused(path: str, private_tmp: Pa
     with pytest.raises(TypeCheckFailed, match="refused a path"):
         await check_snapshot(BUGGY | {path: b"x = 1\n"}, BUDGET)
     assert list(private_tmp.iterdir()) == []
+
+
+async def test_a_file_where_a_folder_must_be_fails_the_check(private_tmp: Path) -> None:
+    with pytest.raises(TypeCheckFailed, match="could not write the snapshot"):
+        await check_snapshot({"pkg.py": b"", "pkg.py/inner.py": b""}, BUDGET)
+    assert list(private_tmp.iterdir()) == []
+
+
+async def test_the_event_loop_keeps_turning_during_a_large_check() -> None:
+    """2,000 files written, checked and judged: the loop never waits long (all of it is in threads
+    or in ty's process)."""
+    body = b"def f(x: int) -> int:\n    return undefined_name\n" * 20
+    files = {f"pkg{number // 100}/m{number}.py": body for number in range(2_000)}
+    gaps: list[float] = []
+
+    async def ticking() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        found = await check_snapshot(files, BUDGET)
+    finally:
+        ticker.cancel()
+    assert sum(len(findings) for findings in found.values()) == 40_000
+    assert max(gaps) < 0.5
+
+
+async def test_a_flood_of_findings_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "MAX_FINDINGS", 100)
+    files = {"flood.py": b"def f() -> None:\n" + b"    undefined_name\n" * 101}
+    with pytest.raises(TypeCheckFailed, match="more than 100 findings"):
+        await check_snapshot(files, BUDGET)
 
 
 async def test_a_snapshot_without_python_files_is_not_checked() -> None:
