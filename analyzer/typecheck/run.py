@@ -283,15 +283,11 @@ class _OutOfMemory(Exception):  # noqa: N818 - a signal between two functions he
     """ty ran out of memory: the caller may try fewer files."""
 
 
-async def _run_ty(
-    ty: str, root: Path, paths: Sequence[str], budget: TypeCheckBudget, deadline: float
-) -> bytes:
-    """One ty process over `paths` (all files are in `root/src`); its report (JSON, not decoded here:
-    a large one would hold the event loop).
-
-    Raises _OutOfMemory when ty ran out of memory, TypeCheckFailed for any other failure.
-    """
-    process = await asyncio.create_subprocess_exec(
+async def _start_ty(
+    ty: str, root: Path, paths: Sequence[str], budget: TypeCheckBudget
+) -> asyncio.subprocess.Process:
+    """ty over `paths` behind the launcher that sets its limits, in a session of its own."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-I",
         "-S",
@@ -310,6 +306,20 @@ async def _run_ty(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
+
+
+async def _run_ty(
+    ty: str, root: Path, paths: Sequence[str], budget: TypeCheckBudget, deadline: float
+) -> bytes:
+    """One ty process over `paths` (all files are in `root/src`); its report (JSON, not decoded here:
+    a large one would hold the event loop).
+
+    Raises _OutOfMemory when ty ran out of memory, TypeCheckFailed for any other failure.
+    """
+    try:
+        process = await _start_ty(ty, root, paths, budget)
+    except OSError as error:
+        raise TypeCheckFailed(f"could not start ty: {error}") from None
     assert process.stderr is not None
     try:
         reading = asyncio.gather(_read_capped(process, budget.output_bytes), _read_tail(process.stderr))
@@ -369,7 +379,8 @@ async def check_snapshot(
     writing = asyncio.ensure_future(asyncio.to_thread(_write_tree, root, sources, stop))
     try:
         try:
-            await writing
+            # Shielded: a cancelled check still waits (below) for the writer to stop before removing.
+            await asyncio.shield(writing)
         except OSError as error:
             raise TypeCheckFailed(f"could not write the snapshot for ty: {error}") from None
         judge = rules.Judge(sources)
@@ -396,4 +407,6 @@ async def check_snapshot(
     finally:
         stop.set()
         await asyncio.wait([writing])
+        if not writing.cancelled():
+            writing.exception()  # retrieved: a write that failed after the check did is no news
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, root, ignore_errors=True))
