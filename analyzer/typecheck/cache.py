@@ -13,7 +13,18 @@ from review_contract import TypeFinding
 
 logger = logging.getLogger("analyzer.typecheck")
 
-_Result = dict[str, list[TypeFinding]] | None
+
+class _Checked:
+    """A check's findings per path, and the paths it set aside (not checked: too costly alone)."""
+
+    __slots__ = ("found", "skipped")
+
+    def __init__(self, found: dict[str, list[TypeFinding]], skipped: dict[str, str]) -> None:
+        self.found = found
+        self.skipped = skipped
+
+
+_Result = _Checked | None
 
 
 class TypeChecks:
@@ -49,8 +60,8 @@ class TypeChecks:
         self, key: str, files: Mapping[str, bytes], path: str, *, wait_s: float
     ) -> list[TypeFinding] | None:
         """The findings in `path` of snapshot `key` (whose files are `files`), starting its check
-        if none was; None when the check failed or has not ended within `wait_s` seconds (it goes
-        on: a later call may have them)."""
+        if none was; None when the check failed, set the file aside, or has not ended within
+        `wait_s` seconds (it goes on: a later call may have them)."""
         self.start(key, files)
         check = self._checks.get(key)
         if check is None:  # closed
@@ -62,7 +73,9 @@ class TypeChecks:
         if check.cancelled():
             return None
         result = check.result()
-        return None if result is None else list(result.get(path, []))
+        if result is None or path in result.skipped:
+            return None
+        return list(result.found.get(path, []))
 
     async def aclose(self) -> None:
         """Stop the checks still running (their ty processes are killed) and forget all results."""
@@ -77,8 +90,9 @@ class TypeChecks:
     async def _check(self, key: str, files: Mapping[str, bytes]) -> _Result:
         async with self._running:
             started = time.perf_counter()
+            skipped: dict[str, str] = {}
             try:
-                result = await check_snapshot(files, self._budget, ty=self._ty)
+                found = await check_snapshot(files, self._budget, ty=self._ty, skipped=skipped)
             except TypeCheckFailed as failed:
                 logger.warning(
                     "type check of %s failed after %.1f s: %s",
@@ -91,10 +105,11 @@ class TypeChecks:
                 logger.exception("type check of %s failed", key)
                 return None
         logger.info(
-            "type check of %s: %d files, %d findings, %.1f s",
+            "type check of %s: %d files, %d findings, %.1f s%s",
             key,
             sum(1 for path in files if path.endswith(".py")),
-            sum(len(found) for found in result.values()),
+            sum(len(findings) for findings in found.values()),
             time.perf_counter() - started,
+            f"; set aside: {', '.join(sorted(skipped))} ({next(iter(skipped.values()))})" if skipped else "",
         )
-        return result
+        return _Checked(found, skipped)

@@ -23,7 +23,10 @@ launcher that then execs ty (not `preexec_fn`, which is unsafe with the analyzer
 grows with the code it checks (CPython's Lib/, 31 MB, takes 1.1 GB at once), so the files are
 checked in chunks of sources sized to the budget, one process after another; all files are
 there in every run, so imports across chunks resolve the same. A chunk that runs out of memory
-is split in two and run again; a single file that does is a failure. Threads:
+is split in two and run again; a single file that does (a 9 MB generated one-line list takes
+470 MB) is set aside, removed for the runs after it (its importers then see an unresolved module,
+which gives no finding), and reported in `skipped`; more than MAX_SKIPPED such files, or all of
+them, fail the check: then the budget, not a file, is the matter. Threads:
 TY_MAX_PARALLELISM (and RAYON_NUM_THREADS). Output: at most `output_bytes` per run, or the run
 is killed: a flood is a failure. The launcher lowers ty's priority (nice 10), so that requests
 keep the CPU.
@@ -68,6 +71,8 @@ MIN_CHUNK_BYTES = 256 * 1024
 MAX_ARGV_BYTES = 256 * 1024
 # Findings kept for one snapshot: more is a flood, not a review.
 MAX_FINDINGS = 50_000
+# Files set aside for memory before the budget itself is blamed.
+MAX_SKIPPED = 8
 # Bytes of ty's output per run.
 OUTPUT_BYTES = 32_000_000
 NICENESS = 10
@@ -134,11 +139,20 @@ class TypeCheckBudget:
             f"ty did not finish within {self.timeout_s:g} s (ANALYZER_TYPECHECK_TIMEOUT_S)"
         )
 
-    def out_of_memory(self, path: str) -> TypeCheckFailed:
+    def too_costly(self) -> str:
+        """Why a file was set aside."""
+        return f"ty ran out of memory (or crashed) on it alone, within {self._memory}"
+
+    def out_of_memory(self, paths: Sequence[str]) -> TypeCheckFailed:
+        more = ", ..." if len(paths) > 3 else ""
         return TypeCheckFailed(
-            f"ty ran out of memory (or crashed) on {path} alone, within {self.memory_bytes} bytes "
-            "(ANALYZER_TYPECHECK_MEMORY_BYTES)"
+            f"ty ran out of memory (or crashed) on {len(paths)} files alone "
+            f"({', '.join(paths[:3])}{more}), within {self._memory}"
         )
+
+    @property
+    def _memory(self) -> str:
+        return f"{self.memory_bytes} bytes (ANALYZER_TYPECHECK_MEMORY_BYTES)"
 
 
 def ty_binary() -> str:
@@ -358,13 +372,19 @@ def _judged(judge: rules.Judge, report: bytes) -> dict[str, list[TypeFinding]]:
 
 
 async def check_snapshot(
-    files: Mapping[str, bytes], budget: TypeCheckBudget, *, ty: str | None = None
+    files: Mapping[str, bytes],
+    budget: TypeCheckBudget,
+    *,
+    ty: str | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> dict[str, list[TypeFinding]]:
     """ty's findings for the snapshot's Python files, by path (files without any are left out).
 
     Only `.py` files are written (into a fresh temporary directory, removed after) and checked;
-    `ty` is the binary to run (default: the `ty` package's). Raises TypeCheckFailed for an unsafe
-    path, a missing binary, a timeout, a crash, memory or output over the budget, or output that
+    `ty` is the binary to run (default: the `ty` package's). A file that alone takes ty over the
+    memory budget is not checked: it is put in `skipped` (path -> reason), if given. Raises
+    TypeCheckFailed for an unsafe path, a missing binary, a timeout, a crash, memory over the
+    budget for more than MAX_SKIPPED files or all of them, output over the budget, or output that
     is not ty's report. The event loop is never blocked: files are written and read in a thread.
     """
     deadline = time.monotonic() + budget.timeout_s
@@ -385,6 +405,7 @@ async def check_snapshot(
             raise TypeCheckFailed(f"could not write the snapshot for ty: {error}") from None
         judge = rules.Judge(sources)
         found: dict[str, list[TypeFinding]] = {}
+        set_aside: list[str] = []
         count = 0
         pending = chunks(sources, budget.chunk_bytes)
         while pending:
@@ -392,10 +413,14 @@ async def check_snapshot(
             try:
                 report = await _run_ty(binary, root, paths, budget, deadline)
             except _OutOfMemory:
-                if len(paths) == 1:
-                    raise budget.out_of_memory(paths[0]) from None
-                half = len(paths) // 2
-                pending[:0] = [paths[:half], paths[half:]]
+                if len(paths) > 1:
+                    half = len(paths) // 2
+                    pending[:0] = [paths[:half], paths[half:]]
+                    continue
+                set_aside.append(paths[0])
+                if len(set_aside) > MAX_SKIPPED or len(set_aside) == len(sources):
+                    raise budget.out_of_memory(set_aside) from None
+                await asyncio.to_thread((root / "src" / paths[0]).unlink)
                 continue
             kept = await asyncio.to_thread(_judged, judge, report)
             for path, path_findings in kept.items():
@@ -403,6 +428,10 @@ async def check_snapshot(
                 count += len(path_findings)
             if count > MAX_FINDINGS:
                 raise TypeCheckFailed(f"ty reported more than {MAX_FINDINGS} findings")
+        if skipped is not None:
+            skipped.update(dict.fromkeys(set_aside, budget.too_costly()))
+        for path in set_aside:
+            found.pop(path, None)
         return found
     finally:
         stop.set()

@@ -330,7 +330,10 @@ async def test_the_real_ty_past_a_tiny_timeout() -> None:
         ("echo '[{\"check_name\": 1}]'\n", "not its JSON report"),
         ("echo '\x1b[31mred\x1b[0m' >&2\nexit 2\n", "ty exited with status 2: red"),
         ("kill -TERM $$\n", "ty exited with status -15"),
-        ("kill -SEGV $$\n", "ran out of memory (or crashed) on app/__init__.py alone"),
+        (
+            "kill -SEGV $$\n",
+            "ran out of memory (or crashed) on 3 files alone (app/__init__.py, app/models.py",
+        ),
     ],
 )
 async def test_a_crash_or_garbage_fails_the_check(tmp_path: Path, body: str, reason: str) -> None:
@@ -358,6 +361,31 @@ async def test_over_the_memory_budget_ty_fails_cleanly() -> None:
     with pytest.raises(TypeCheckFailed, match="ANALYZER_TYPECHECK_MEMORY_BYTES"):
         await check_snapshot(BUGGY, budget)
     assert time.monotonic() - started < 30
+
+
+HUGE = b"def big():\n    pass\n\n\nX = [" + b"1, " * 3_000_000 + b"]\n"  # 9 MB on one line: ty takes 470 MB
+
+
+async def test_a_file_too_costly_alone_is_set_aside_and_the_rest_is_checked() -> None:
+    skipped: dict[str, str] = {}
+    found = await check_snapshot(BUGGY | {"data/huge.py": HUGE}, BUDGET, skipped=skipped)
+
+    assert {line for _, line, _ in _rules(found)} == {6, 10, 14, 18}
+    assert list(skipped) == ["data/huge.py"]
+    assert "ANALYZER_TYPECHECK_MEMORY_BYTES" in skipped["data/huge.py"]
+
+
+async def test_a_review_of_a_file_set_aside_goes_on_without_types(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="analyzer.typecheck")
+    checks = TypeChecks(BUDGET)
+    try:
+        assert await checks.findings("k", BUGGY | {"data/huge.py": HUGE}, "data/huge.py", wait_s=60) is None
+        views = await checks.findings("k", BUGGY | {"data/huge.py": HUGE}, "app/views.py", wait_s=60)
+    finally:
+        await checks.aclose()
+    assert views is not None
+    assert len(views) == 4
+    assert "set aside: data/huge.py" in caplog.text
 
 
 async def test_chunks_sized_to_memory_still_resolve_across_files() -> None:
