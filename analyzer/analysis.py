@@ -9,8 +9,10 @@ import logging
 import re
 import time
 import tokenize
+from dataclasses import dataclass
 
 from analyzer import locate
+from analyzer.context import ContextBuilder
 from analyzer.errors import (
     FunctionNotFound,
     InvalidFunctionName,
@@ -23,6 +25,8 @@ from analyzer.locate import MAX_NAME_CHARS
 from analyzer.review import Reviewer
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.sources import LINE_END
+from analyzer.typecheck import TypeChecks
+from review_contract import MAX_TYPE_FINDINGS, Finding, ReviewContext, TypeFinding
 from servicekit.logs import bind_job_id
 
 logger = logging.getLogger("analyzer.analysis")
@@ -168,6 +172,17 @@ def source_for_review(found: locate.FoundFunction, max_chars: int) -> tuple[str,
     return sent, notice
 
 
+@dataclass(frozen=True)
+class Reviewed:
+    """A review as /analyze/function answers it (`suggestions`), and its findings as data."""
+
+    function: locate.FoundFunction
+    suggestions: list[str]
+    findings: list[Finding]
+    # Whether the review saw the function in its module (else it was checked on its own).
+    in_context: bool
+
+
 class Analysis:
     """Answers POST /analyze/function from the job store, the snapshot cache and the gateway."""
 
@@ -179,12 +194,18 @@ class Analysis:
         *,
         wait_timeout_s: float,
         source_max_chars: int,
+        context: ContextBuilder | None = None,
+        typechecks: TypeChecks | None = None,
+        typecheck_wait_s: float = 0.0,
     ) -> None:
         self.jobs = jobs
         self.snapshots = snapshots
         self.reviewer = reviewer
         self.wait_timeout_s = wait_timeout_s
         self.source_max_chars = source_max_chars
+        self.context = context
+        self.typechecks = typechecks
+        self.typecheck_wait_s = typecheck_wait_s
 
     async def find(self, job_id: str, function_name: str) -> locate.FoundFunction:
         """The function in the job's files, waiting for the job if it is still being fetched.
@@ -192,6 +213,9 @@ class Analysis:
         Raises the analyzer errors for a bad name (422), an unknown job or function (404), a job
         not ready or failed (409), a file that does not parse (422), NATS trouble (503).
         """
+        return (await self._locate(job_id, function_name))[1]
+
+    async def _locate(self, job_id: str, function_name: str) -> tuple[LoadedSnapshot, locate.FoundFunction]:
         name = check_function_name(function_name)
         bind_job_id(check_job_id(job_id))  # checked first: a huge id must not reach the logs
         record = await self.jobs.wait_ready(job_id, self.wait_timeout_s)
@@ -202,27 +226,52 @@ class Analysis:
         loaded = await self.snapshots.get(record.snapshot)
         # Off the event loop: a lookup may scan every file of a large snapshot, and wait for a
         # worker process to parse one (analyzer.parsing); other requests are answered meanwhile.
-        return await asyncio.to_thread(find_function, loaded, name)
+        return loaded, await asyncio.to_thread(find_function, loaded, name)
 
     async def review(self, job_id: str, function_name: str, *, request_id: str | None = None) -> list[str]:
         """The gateway's suggestions for the function, led by a notice if its source had to be cut.
 
         Raises what `find` raises, and GatewayError (502) / GatewayTimeout (504).
         """
-        found = await self.find(job_id, function_name)
+        return (await self.reviewed(job_id, function_name, request_id=request_id)).suggestions
+
+    async def reviewed(self, job_id: str, function_name: str, *, request_id: str | None = None) -> Reviewed:
+        """The review of the function with its findings as data; raises what `review` raises."""
+        loaded, found = await self._locate(job_id, function_name)
         # A few parses of at most `source_max_chars` characters: off the event loop too.
         sent, notice = await asyncio.to_thread(source_for_review, found, self.source_max_chars)
+        context = await self._context(loaded, found)
         started = time.perf_counter()
-        suggestions = await self.reviewer.review(sent, request_id=request_id)
+        suggestions, findings = await self.reviewer.review(sent, context=context, request_id=request_id)
         logger.info(
-            "reviewed %s (%s:%d-%d, %d characters%s): %d suggestions, gateway %.0f ms",
+            "reviewed %s (%s:%d-%d, %d characters%s%s): %d suggestions, gateway %.0f ms",
             found.qualified_name,
             found.path,
             found.start_line,
             found.end_line,
             len(found.source),
             f", cut to {len(sent)}" if notice else "",
+            ", in its module" if context is not None else ", on its own",
             len(suggestions),
             (time.perf_counter() - started) * 1000,
         )
-        return [notice, *suggestions] if notice else suggestions
+        return Reviewed(
+            function=found,
+            suggestions=[notice, *suggestions] if notice else suggestions,
+            findings=findings,
+            in_context=context is not None,
+        )
+
+    async def _context(self, loaded: LoadedSnapshot, found: locate.FoundFunction) -> ReviewContext | None:
+        """Where the function stands in its repository; None to check it on its own."""
+        if self.context is None:
+            return None
+        types: list[TypeFinding] | None = []
+        if self.typechecks is not None:
+            types = await self.typechecks.findings(
+                loaded.key, loaded.snapshot.files, found.path, wait_s=self.typecheck_wait_s
+            )
+            if types is not None:
+                on_its_lines = [f for f in types if found.start_line <= f.line <= found.end_line]
+                types = on_its_lines[:MAX_TYPE_FINDINGS]
+        return await asyncio.to_thread(self.context.build, loaded, found, types)

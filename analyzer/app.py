@@ -5,6 +5,8 @@
 - `POST /analyze/function` `{"job_id", "function_name"}` -> 200 `{"suggestions": [...]}`
 - `GET /analyze/jobs/{job_id}/functions?prefix=&contains=&limit=&cursor=` -> a page of the names
   `/analyze/function` accepts for the job (analyzer.functions)
+- `POST /analyze/findings` `{"job_id", "function_name"}` -> 200: the same review with its findings
+  as data (rule, path, line, severity, fingerprint) and the function's place, for tools
 - `GET /health` -> 200 while NATS is connected, else 503
 """
 
@@ -29,6 +31,7 @@ from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.analysis import Analysis
+from analyzer.context import ContextBuilder
 from analyzer.errors import (
     AnalyzerError,
     Unauthorized,
@@ -49,8 +52,10 @@ from analyzer.review import Reviewer
 from analyzer.searching import SearchPool
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
+from analyzer.typecheck import TypeCheckBudget, TypeChecks
 from analyzer.warmup import WARM_DELAY_S, IndexWarmer
 from jobs_contract import JobRecord, ensure_jetstream
+from review_contract import Finding
 from servicekit.access import access_middleware
 from servicekit.bodies import require_utf8_body
 from servicekit.logs import bind_job_id
@@ -75,6 +80,23 @@ class FunctionRequest(msgspec.Struct, kw_only=True, frozen=True):
 
 class FunctionResponse(msgspec.Struct, kw_only=True, frozen=True):
     suggestions: list[str]
+
+
+class FunctionPlace(msgspec.Struct, kw_only=True, frozen=True):
+    name: str
+    path: str
+    start_line: int
+    end_line: int
+
+
+class FindingsResponse(msgspec.Struct, kw_only=True, frozen=True):
+    """`/analyze/findings`: the review of `/analyze/function` and its findings as data."""
+
+    function: FunctionPlace
+    suggestions: list[str]
+    findings: list[Finding]
+    # True: the function was checked in its module, under the repository's configuration.
+    in_context: bool
 
 
 class Health(msgspec.Struct, kw_only=True, frozen=True):
@@ -151,6 +173,23 @@ async def analyze_function(
     return FunctionResponse(suggestions=suggestions)
 
 
+@post("/analyze/findings", status_code=HTTP_200_OK)
+async def analyze_findings(
+    data: JSONBody[FunctionRequest], analysis: NamedDependency[Analysis]
+) -> FindingsResponse:
+    """The review of `/analyze/function`, with each finding as data: for SARIF, editors and CI."""
+    reviewed = await analysis.reviewed(data.job_id, data.function_name, request_id=current_request_id())
+    found = reviewed.function
+    return FindingsResponse(
+        function=FunctionPlace(
+            name=found.qualified_name, path=found.path, start_line=found.start_line, end_line=found.end_line
+        ),
+        suggestions=reviewed.suggestions,
+        findings=reviewed.findings,
+        in_context=reviewed.in_context,
+    )
+
+
 @get("/health", sync_to_thread=False)
 def health(nc: NamedDependency[NatsClient]) -> Response[Health]:
     if nc.is_connected:
@@ -196,6 +235,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             max_bytes=settings.analyzer_snapshot_cache_bytes,
         )
         warmer = IndexWarmer(budget) if settings.analyzer_warm_index else None
+        in_context = settings.analyzer_review_context
+        typechecks = (
+            TypeChecks(
+                TypeCheckBudget.of(settings),
+                concurrency=settings.analyzer_typecheck_concurrency,
+                entries=settings.analyzer_snapshot_cache_entries,
+            )
+            if in_context and settings.analyzer_typecheck_enabled
+            else None
+        )
         gateway = AsyncOpenAI(
             base_url=settings.gateway_url,
             api_key=settings.gateway_api_key.get_secret_value(),
@@ -211,6 +260,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # The search worker is spawned once a snapshot is there to search, after the request
             # that loaded it is answered (as the warm-up's): a first 404 then does not wait for it.
             asyncio.get_running_loop().call_later(WARM_DELAY_S, searcher.start)
+            if typechecks is not None:  # the whole snapshot's type check, once, in the background
+                typechecks.start(loaded.key, loaded.snapshot.files)
             if warmer is None:
                 functions.prepare(loaded, still_cached)
                 return
@@ -243,6 +294,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 Reviewer(gateway, settings.gateway_model),
                 wait_timeout_s=settings.analyzer_wait_timeout_s,
                 source_max_chars=settings.analyzer_source_max_chars,
+                context=(
+                    ContextBuilder(uses_max_chars=settings.analyzer_context_max_chars) if in_context else None
+                ),
+                typechecks=typechecks,
+                typecheck_wait_s=settings.analyzer_typecheck_wait_s,
             )
             app.state.update(
                 {
@@ -263,6 +319,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await preloader.stop()
             if warmer is not None:
                 await warmer.close()
+            if typechecks is not None:
+                await typechecks.aclose()
             await functions.close()
             await asyncio.to_thread(parser.close)
             await asyncio.to_thread(searcher.close)
@@ -278,6 +336,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_job,
             list_functions,
             analyze_function,
+            analyze_findings,
             health,
             *([MetricsController] if settings.metrics_enabled else []),
         ],

@@ -15,12 +15,14 @@ import openai
 from openai import AsyncOpenAI
 
 from analyzer.errors import GatewayError, GatewayTimeout
+from review_contract import Finding, ReviewContext
 
 logger = logging.getLogger("analyzer.review")
 
 
 class _Review(msgspec.Struct):
     suggestions: list[str]
+    findings: list[Finding] = []
 
 
 # Only what the analyzer reads of a chat completion; other fields are ignored.
@@ -61,8 +63,13 @@ class Reviewer:
         self._client = client
         self._model = model
 
-    async def review(self, source: str, *, request_id: str | None = None) -> list[str]:
-        """The gateway's suggestions for `source`.
+    async def review(
+        self, source: str, *, context: ReviewContext | None = None, request_id: str | None = None
+    ) -> tuple[list[str], list[Finding]]:
+        """The gateway's suggestions for `source`, and its findings as data.
+
+        `context` (where the function stands in its repository) goes in the request body as
+        `review_context`, beside the OpenAI fields.
 
         Raises GatewayTimeout (504) when the gateway does not answer in time or answers 504, and
         GatewayError (502) when it cannot be reached, answers an error, or answers anything that
@@ -76,6 +83,7 @@ class Reviewer:
                 model=self._model,
                 messages=[{"role": "user", "content": source}],
                 extra_headers={"X-Request-ID": request_id} if request_id else None,
+                extra_body={"review_context": msgspec.to_builtins(context)} if context is not None else None,
             )
             body = raw.content
         except openai.APITimeoutError as exc:
@@ -112,7 +120,7 @@ class Reviewer:
             len(review.suggestions),
             (time.perf_counter() - started) * 1000,
         )
-        return review.suggestions
+        return review.suggestions, review.findings
 
 
 def _connection_failure(exc: BaseException) -> aiohttp.ClientConnectionError | None:

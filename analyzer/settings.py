@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from review_contract import MAX_CONTEXT_CHARS
 from servicekit.access import AccessSettings
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
@@ -47,6 +48,13 @@ class Settings(AccessSettings, LogSettings):
     analyzer_ready_cache_s: float = Field(default=5.0, ge=0)
     # Characters of function source sent to the model at most (about 4 characters a token).
     analyzer_source_max_chars: int = Field(default=12_000, ge=200)
+    # Review a function in its module: the repository's ruff configuration, the type check's
+    # findings and what the function uses from the repository go to the gateway with it. False:
+    # the function alone, as POST /analyze reviews it.
+    analyzer_review_context: bool = True
+    # Characters of what the function uses (signatures, docstrings, attributes, constants) the
+    # model is given at most: ~4 characters a token, so the default costs a local model ~1 s.
+    analyzer_context_max_chars: int = Field(default=3_000, ge=0, le=MAX_CONTEXT_CHARS)
     # Decoded snapshots (and their function index) kept in memory: at most this many, and this many bytes.
     analyzer_snapshot_cache_entries: int = Field(default=8, ge=1)
     analyzer_snapshot_cache_bytes: int = Field(default=1_000_000_000, ge=1)

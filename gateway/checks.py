@@ -295,6 +295,8 @@ def type_suggestions(code: str, context: ReviewContext) -> list[Suggestion]:
         if not context.start_line <= finding.line <= last or finding.rule in _SAID_BY_RUFF:
             continue
         text = plain_message(finding.message.splitlines()[0] if finding.message else finding.rule)
+        if finding.rule == "missing-union-attribute" and "None" in text:
+            text = text.removesuffix(".") + ": check that the value is not None before using it."
         if text in said:
             continue
         said.add(text)

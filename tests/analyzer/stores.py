@@ -65,13 +65,15 @@ async def put_ready_job(
     owner: str = "octo",
     repo: str = "demo",
     sha: str | None = None,
+    configs: Mapping[str, str] | None = None,
 ) -> JobRecord:
-    """Store `files` as a snapshot and a ready job pointing at it; returns the job record."""
+    """Store `files` (and lint `configs`) as a snapshot and a ready job pointing at it; returns the record."""
     sha = sha or uuid.uuid4().hex + "00000000"
     content = {path: data.encode() if isinstance(data, str) else data for path, data in files.items()}
+    kept = {path: text.encode() for path, text in (configs or {}).items()}
     key = snapshot_key(owner, repo, sha)
     await stores.repos.put(
-        key, encode_snapshot(Snapshot(owner=owner, repo=repo, commit_sha=sha, files=content))
+        key, encode_snapshot(Snapshot(owner=owner, repo=repo, commit_sha=sha, files=content, configs=kept))
     )
     record = job_record(JobStatus.READY, owner=owner, repo=repo, sha=sha, snapshot=key)
     record = msgspec.structs.replace(
