@@ -188,5 +188,6 @@ async def test_the_openapi_document_lists_the_routes(nats_url: str) -> None:
         "/analyze/jobs/{job_id}",
         "/analyze/jobs/{job_id}/functions",
         "/analyze/function",
+        "/analyze/findings",
         "/health",
     }

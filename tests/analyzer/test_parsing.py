@@ -50,7 +50,9 @@ def test_a_parse_over_the_cpu_budget_is_set_aside_and_only_that_file() -> None:
     budget = ParseBudget(max_bytes=10_000_000, cpu_s=1, memory_bytes=3_000_000_000)
     pool = ParserPool(budget)
     try:
-        table = pool.parse(one_line_list(3_000_000), "slow.py")
+        # 6 MB: several seconds of CPU to parse, well past the budget of 1 s however fast the machine
+        # (3 MB sometimes parsed within it).
+        table = pool.parse(one_line_list(6_000_000), "slow.py")
         assert table == budget.too_costly()
         assert "ANALYZER_PARSE_CPU_S" in table.error
         # The worker it killed is replaced.
@@ -66,7 +68,7 @@ async def test_parse_files_blames_only_the_file_that_breaks_the_worker() -> None
     pool = ParserPool(budget)
     try:
         tables = await pool.parse_files(
-            {"a.py": GOOD, "slow.py": one_line_list(3_000_000), "b.py": GOOD, "README.md": b"# hi"}
+            {"a.py": GOOD, "slow.py": one_line_list(6_000_000), "b.py": GOOD, "README.md": b"# hi"}
         )
         assert set(tables) == {"a.py", "slow.py", "b.py"}
         assert tables["slow.py"] == budget.too_costly()
