@@ -48,7 +48,7 @@ import re
 import threading
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import msgspec
@@ -147,6 +147,8 @@ class _Options:
     extend_per_file_ignores: tuple[_PerFileIgnore, ...] = ()
     line_length: int | None = None
     convention: Convention | None = None
+    target_version: str | None = None
+    preview: bool | None = None
 
 
 _EMPTY = _Options()
@@ -163,6 +165,8 @@ class _Resolved:
     per_file_ignores: tuple[_PerFileIgnore, ...]
     line_length: int | None
     convention: Convention | None
+    target_version: str | None
+    preview: bool
 
 
 def lint_settings_for(configs: Mapping[str, bytes], path: str) -> LintSettings | None:
@@ -228,6 +232,8 @@ class LintConfigs:
             ignore=ignore,
             line_length=resolved.line_length,
             docstring_convention=resolved.convention,
+            target_version=resolved.target_version,
+            preview=resolved.preview,
         )
         try:
             # What the gateway will decode: the contract's bounds, applied here and not there.
@@ -386,7 +392,14 @@ class LintConfigs:
                 raise _UnusableError("`tool.ruff` is not a table")
         else:
             table = document
-        return _options(table, posixpath.dirname(path), self._budget)
+        options = _options(table, posixpath.dirname(path), self._budget)
+        if pyproject and options.target_version is None:
+            # As ruff does: without `target-version`, the project's `requires-python` decides.
+            project = document.get("project")
+            requires = project.get("requires-python") if isinstance(project, dict) else None
+            if isinstance(requires, str):
+                options = replace(options, target_version=_target_of(requires))
+        return options
 
 
 def _toml(data: bytes) -> dict[str, Any]:
@@ -447,7 +460,17 @@ def _options(table: dict[str, Any], folder: str, budget: _Budget) -> _Options:
         raise _UnusableError(
             f"`line-length` is {_shown(line_length)}, not a whole number from 1 to {MAX_LINE_LENGTH}"
         )
+    target_version = table.get("target-version")
+    if target_version is not None and not (
+        isinstance(target_version, str) and _TARGET.fullmatch(target_version)
+    ):
+        raise _UnusableError(f'`target-version` is {_shown(target_version)}, not a version such as "py311"')
+    preview = pick("preview")
+    if preview is not None and not isinstance(preview, bool):
+        raise _UnusableError(f"`preview` is {_shown(preview)}, not true or false")
     return _Options(
+        target_version=target_version,
+        preview=preview,
         extend=extend,
         selection=selection,
         per_file_ignores=per_file_ignores,
@@ -586,7 +609,22 @@ def _merged(source: str, chain: Sequence[_Options]) -> _Resolved:
         per_file_ignores=(*per_file, *extend_per_file),
         line_length=next((o.line_length for o in chain if o.line_length is not None), None),
         convention=next((o.convention for o in chain if o.convention is not None), None),
+        target_version=next((o.target_version for o in chain if o.target_version is not None), None),
+        preview=next((o.preview for o in chain if o.preview is not None), False),
     )
+
+
+_TARGET = re.compile(r"py3[0-9]{1,2}")
+_LOWEST = re.compile(r"(>=|~=|==|>)\s*3\.([0-9]{1,2})")
+
+
+def _target_of(requires_python: str) -> str | None:
+    """ruff's target version for a `requires-python` specifier (">=3.9" -> "py39"), or None."""
+    found = _LOWEST.search(requires_python)
+    if found is None:
+        return None
+    operator, minor = found.group(1), int(found.group(2))
+    return f"py3{minor + 1 if operator == '>' else minor}"
 
 
 def _covered(selector: str, by: set[str]) -> bool:

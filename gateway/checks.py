@@ -27,6 +27,7 @@ from gateway.rules import (
     CORE,
     CORRECTNESS,
     IGNORED,
+    NEVER_IN_CONTEXT,
     PEDANTIC,
     PREVIEW,
     RUFF_DEFAULT,
@@ -103,12 +104,17 @@ def join_names(names: list[str]) -> str:
 
 @dataclass(frozen=True)
 class _Run:
-    """One ruff invocation: what it selects and ignores, its settings, and the file name it reports."""
+    """One ruff invocation: what it selects and ignores, its settings, and the file name it reports.
+
+    `target_version` None: ruff's default; `preview`: ruff's preview rules and behaviours.
+    """
 
     select: tuple[str, ...]
     ignore: tuple[str, ...]
     config: tuple[str, ...]
     filename: str = "function.py"
+    target_version: str | None = "py314"
+    preview: bool = True
 
 
 _CUT_OUT = _Run(select=(SELECT, *PREVIEW), ignore=(*IGNORED, *PEDANTIC), config=CONFIG)
@@ -168,11 +174,10 @@ class RuffChecker:
             "--isolated",
             "--no-cache",
             "--exit-zero",
-            "--target-version",
-            "py314",
+            *(("--target-version", run.target_version) if run.target_version else ()),
             "--output-format",
             "json",
-            "--preview",
+            "--preview" if run.preview else "--no-preview",
             "--select",
             ",".join(run.select),
             *(("--ignore", ",".join(run.ignore)) if run.ignore else ()),
@@ -327,7 +332,15 @@ def context_run(context: ReviewContext) -> _Run:
     if lint.line_length is not None:
         config.append(f"line-length = {lint.line_length}")
     # Ignores are applied afterwards (`reported`): ruff's own would also drop CORE rules by family.
-    return _Run(select=tuple(select), ignore=(), config=tuple(config), filename=filename)
+    # Its Python and its preview choice too: newer-syntax rules judge by the Python it targets.
+    return _Run(
+        select=tuple(select),
+        ignore=(),
+        config=tuple(config),
+        filename=filename,
+        target_version=lint.target_version,
+        preview=lint.preview,
+    )
 
 
 def reported(code: str, lint: LintSettings | None) -> bool:
@@ -337,6 +350,8 @@ def reported(code: str, lint: LintSettings | None) -> bool:
     the repository's selectors wins, an ignore on a tie; a CORE rule the repository does not
     select is said unless it ignores that exact rule.
     """
+    if code in NEVER_IN_CONTEXT:
+        return False
     if lint is None or code == "invalid-syntax":
         return True
     selected = selector_match(

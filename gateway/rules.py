@@ -44,13 +44,16 @@ PREVIEW = ("B909", "PLW1514")
 # Bugs, security, resource and async pitfalls that hold in any codebase: reported in a repository
 # whatever its own selection, unless it ignores the exact rule (its `ignore = ["S307"]` is a
 # decision; a selection that omits "S" is usually only ruff's default). Opinionated members of
-# these families (assert, subprocess audits, zip(strict=)) are left to the repository's choice.
+# these families (assert, subprocess audits, zip(strict=), md5/sha1 often used for checksums and
+# protocols such as HTTP digest auth) are left to the repository's choice.
 CORE = (
     *("F63", "F7", "F82", "PLE", "ASYNC2", "T10", "E722", "RUF006", "SIM115"),
-    *("S102", "S307", "S301", "S506", "S602", "S605", "S608", "S324", "S113", "S501", "S202", "S701"),
+    *("S102", "S307", "S301", "S506", "S602", "S605", "S608", "S113", "S501", "S202", "S701"),
     *("S313", "S314", "S315", "S316", "S317", "S318", "S319"),
     *("B005", "B006", "B012", "B015", "B017", "B018", "B019", "B020", "B023", "B025", "B033", "B909"),
 )
+# Never said in a repository: its noqa comments name its own rule set, ruff version and plugins.
+NEVER_IN_CONTEXT = frozenset({"RUF100"})
 # What ruff itself selects when a configuration selects nothing.
 RUFF_DEFAULT = ("E4", "E7", "E9", "F")
 # Rules that misfire on a function cut out of its module. In its module they judge right again.

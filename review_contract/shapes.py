@@ -39,6 +39,11 @@ class LintSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     ignore: _SELECTORS = []
     line_length: Annotated[int, msgspec.Meta(ge=1, le=320)] | None = None
     docstring_convention: Literal["google", "numpy", "pep257"] | None = None
+    # The Python the repository targets ("py39"), from `target-version` or `requires-python`:
+    # rules that suggest newer syntax judge by it. None: ruff's default.
+    target_version: Annotated[str, msgspec.Meta(pattern=r"^py3[0-9]{1,2}$")] | None = None
+    # ruff's preview rules, as the repository says (off unless it turns them on).
+    preview: bool = False
 
 
 class TypeFinding(msgspec.Struct, kw_only=True, frozen=True):

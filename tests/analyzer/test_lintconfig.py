@@ -694,3 +694,35 @@ ignore = ["E501", "F401"]
             args += ["--line-length", str(found.line_length)]
         alone = ruff_findings(tmp_path, *args, path)
         assert alone.get(path, set()) == with_files.get(path, set()), (path, found)
+
+
+# -- the Python it targets, and preview ------------------------------------------------------------
+
+
+def resolved(configs: dict[str, str]) -> LintSettings:
+    found = settings({path: text.encode() for path, text in configs.items()}, "a.py")
+    assert found is not None
+    return found
+
+
+def test_the_target_version_comes_from_ruff_or_else_from_requires_python() -> None:
+    requires = '[project]\nrequires-python = ">=3.9"\n\n[tool.ruff]\nline-length = 90\n'
+    assert resolved({"pyproject.toml": requires}).target_version == "py39"
+    both = '[project]\nrequires-python = ">=3.9"\n\n[tool.ruff]\ntarget-version = "py312"\n'
+    assert resolved({"pyproject.toml": both}).target_version == "py312"
+    assert resolved({"ruff.toml": 'target-version = "py310"\n'}).target_version == "py310"
+    assert resolved({"ruff.toml": "line-length = 90\n"}).target_version is None
+
+
+def test_preview_is_off_unless_the_repository_turns_it_on() -> None:
+    assert resolved({"ruff.toml": "line-length = 90\n"}).preview is False
+    assert resolved({"ruff.toml": "[lint]\npreview = true\n"}).preview is True
+    assert resolved({"ruff.toml": "preview = true\n"}).preview is True
+
+
+def test_a_target_version_that_is_not_one_makes_the_configuration_unusable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="analyzer.lintconfig"):
+        assert lint_settings_for({"ruff.toml": b'target-version = "python3"\n'}, "a.py") is None
+    assert "target-version" in caplog.text

@@ -245,3 +245,17 @@ async def test_a_review_without_its_type_check_is_not_cached(local_fake: FakeLLM
         second = await client.post("/v1/chat/completions", json=body)
     assert first.status_code == second.status_code == 200
     assert len(local_fake.sent("/chat/completions")) == 2
+
+
+async def test_in_a_repository_the_python_it_targets_and_its_preview_choice_decide() -> None:
+    module = 'def f(x: "int") -> int:\n    return x  # noqa: E501\n'
+    context = ReviewContext(
+        path="m.py",
+        module=module,
+        start_line=1,
+        end_line=2,
+        lint=LintSettings(source="ruff.toml", select=["UP", "RUF"], target_version="py39"),
+    )
+    # For Python 3.9 the quotes are needed (UP037 is for 3.14's deferred annotations); an unused
+
+    assert await RuffChecker().check_in_context(module, context) == []
