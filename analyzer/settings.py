@@ -76,10 +76,11 @@ class Settings(AccessSettings, LogSettings):
     # background; its findings join the reviews of that snapshot's functions. Seconds for the
     # whole check (its processes are killed past it); address space of one ty process in bytes
     # (the files are checked in chunks sized to it); ty's worker threads; checks at once; how long
-    # a review waits for a check still running before it goes on without types.
+    # a review waits for a check still running before it goes on without types (and uncached):
+    # a small repository's check ends within it, a stdlib-sized one's in ~10 s off the request path.
     analyzer_typecheck_enabled: bool = True
     analyzer_typecheck_timeout_s: float = Field(default=60.0, gt=0)
     analyzer_typecheck_memory_bytes: int = Field(default=500_000_000, ge=200_000_000)
     analyzer_typecheck_threads: int = Field(default=2, ge=1, le=64)
     analyzer_typecheck_concurrency: int = Field(default=1, ge=1, le=16)
-    analyzer_typecheck_wait_s: float = Field(default=10.0, ge=0)
+    analyzer_typecheck_wait_s: float = Field(default=2.0, ge=0)
