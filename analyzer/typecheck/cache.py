@@ -42,6 +42,8 @@ class TypeChecks:
         self._entries = entries
         self._running = asyncio.Semaphore(concurrency)
         self._checks: OrderedDict[str, asyncio.Task[_Result]] = OrderedDict()
+        # When each check began (monotonic): reviews wait for it only until `wait_s` after that.
+        self._began: dict[str, float] = {}
         self._closed = False
 
     def start(self, key: str, files: Mapping[str, bytes]) -> None:
@@ -52,8 +54,10 @@ class TypeChecks:
             self._checks.move_to_end(key)
             return
         self._checks[key] = asyncio.create_task(self._check(key, files), name=f"typecheck {key}")
+        self._began[key] = time.monotonic()
         while len(self._checks) > self._entries:
-            _, evicted = self._checks.popitem(last=False)
+            gone, evicted = self._checks.popitem(last=False)
+            self._began.pop(gone, None)
             evicted.cancel()
 
     async def findings(
@@ -61,13 +65,20 @@ class TypeChecks:
     ) -> list[TypeFinding] | None:
         """The findings in `path` of snapshot `key` (whose files are `files`), starting its check
         if none was; None when the check failed, set the file aside, or has not ended within
-        `wait_s` seconds (it goes on: a later call may have them)."""
+        `wait_s` seconds of its start (it goes on: a later call may have them).
+
+        The wait counts from the check's start, not the call's: a small snapshot's check ends
+        within it and every review has its findings; while a large one's runs, only the reviews
+        of its first `wait_s` seconds wait, the others go on at once.
+        """
         self.start(key, files)
         check = self._checks.get(key)
         if check is None:  # closed
             return None
         if not check.done():
-            await asyncio.wait([check], timeout=wait_s)
+            left = self._began.get(key, time.monotonic()) + wait_s - time.monotonic()
+            if left > 0:
+                await asyncio.wait([check], timeout=left)
             if not check.done():
                 return None
         if check.cancelled():
@@ -82,6 +93,7 @@ class TypeChecks:
         self._closed = True
         checks = list(self._checks.values())
         self._checks.clear()
+        self._began.clear()
         for check in checks:
             check.cancel()
         if checks:

@@ -517,3 +517,21 @@ async def test_at_most_the_concurrency_checks_run_at_once(tmp_path: Path) -> Non
     finally:
         await checks.aclose()
     assert [int(count) for count in most.read_text().split()] == [1, 1, 1]
+
+
+async def test_reviews_wait_only_until_wait_s_after_the_check_began(tmp_path: Path) -> None:
+    # A large snapshot's check runs for a while: the reviews of its first seconds wait for it,
+    # later ones go on at once instead of each waiting `wait_s` again.
+    ty, _ = _counting_ty(tmp_path, delay_s=3.0)
+    checks = TypeChecks(BUDGET, ty=ty)
+    try:
+        assert await checks.findings("k", BUGGY, "app/views.py", wait_s=0.3) is None
+        # The window closed with the first call: the second answers without waiting at all
+        # (its coroutine ends at its first step, never suspending).
+        second = checks.findings("k", BUGGY, "app/views.py", wait_s=0.3)
+        with pytest.raises(StopIteration) as ended:
+            second.send(None)
+        assert ended.value.value is None
+        assert await checks.findings("k", BUGGY, "app/views.py", wait_s=60) is not None
+    finally:
+        await checks.aclose()
