@@ -535,3 +535,16 @@ async def test_reviews_wait_only_until_wait_s_after_the_check_began(tmp_path: Pa
         assert await checks.findings("k", BUGGY, "app/views.py", wait_s=60) is not None
     finally:
         await checks.aclose()
+
+
+async def test_a_check_expected_to_outlast_the_wait_is_not_waited_for(tmp_path: Path) -> None:
+    ty, _ = _counting_ty(tmp_path, delay_s=1.0)
+    checks = TypeChecks(BUDGET, ty=ty)
+    large = BUGGY | {"data/big.py": b"x = 1\n" * 1_000_000}  # 6 MB: expected to take ~2 s
+    try:
+        first = checks.findings("k", large, "app/views.py", wait_s=1.0)
+        with pytest.raises(StopIteration) as ended:
+            first.send(None)
+        assert ended.value.value is None
+    finally:
+        await checks.aclose()
