@@ -15,6 +15,7 @@ import msgspec
 
 from codereview.errors import CliError, ExitCode
 from jobs_contract import JobRecord
+from review_contract import ReviewContext
 
 # Far above any answer of ours (a page of names, a list of suggestions, a job record).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -195,3 +196,21 @@ class Gateway(Service):
     async def analyze(self, function_code: str) -> list[str]:
         answer = await self.call("POST", "/analyze", body={"function_code": function_code})
         return _strings(self, answer, "suggestions")
+
+    async def review_in_module(self, function_code: str, context: ReviewContext) -> list[str]:
+        """The suggestions for `function_code` checked in its module (the `code-review` model with
+        `review_context`); CliError as for any call."""
+        body = {
+            "model": "code-review",
+            "messages": [{"role": "user", "content": function_code}],
+            "review_context": msgspec.to_builtins(context),
+        }
+        answer = await self.call("POST", "/v1/chat/completions", body=body)
+        try:
+            content = answer["choices"][0]["message"]["content"]
+            review = msgspec.json.decode(content)
+        except (KeyError, IndexError, TypeError, msgspec.DecodeError):
+            raise self._error("answered a chat completion without a review in it", ExitCode.SERVICE) from None
+        if not isinstance(review, dict):
+            raise self._error("answered a review that is not an object", ExitCode.SERVICE)
+        return _strings(self, review, "suggestions")

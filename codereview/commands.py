@@ -273,8 +273,15 @@ async def _code(
     async with Gateway(gateway_url, timeout_s=timeout_s, api_key=api_key) as gateway:
         with output.count_progress(f"reviewing {path}", len(chosen), enabled=not as_json) as step:
             for function in chosen:
+                # In its module, under the project's ruff configuration, where it can be.
+                context = local.review_context(path, text, function)
                 try:
-                    reviewed.append((function, await gateway.analyze(function.source)))
+                    found = (
+                        await gateway.review_in_module(function.source, context)
+                        if context is not None
+                        else await gateway.analyze(function.source)
+                    )
+                    reviewed.append((function, found))
                 except CliError as failure:
                     failure.message = f"{failure.message} (reviewing {function.name}, {path}:{function.line})"
                     raise

@@ -15,7 +15,11 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from analyzer.lintconfig import MAX_CONFIG_BYTES as MAX_CONFIG_READ_BYTES
+from analyzer.lintconfig import LintConfigs
 from codereview.errors import CliError, ExitCode
+from jobs_contract.messages import CONFIG_FILE_NAMES
+from review_contract import MAX_MODULE_BYTES, ReviewContext
 
 # A source file this large is generated or data; parsing it would take seconds and much memory.
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -29,6 +33,11 @@ class LocalFunction:
     name: str
     line: int
     source: str
+    # The lines it spans in its file (decorators included), and whether its source is those lines
+    # as they are (one definition, or several standing together): then it is checked in its module.
+    start_line: int = 0
+    end_line: int = 0
+    whole: bool = False
 
 
 def split_target(target: str) -> tuple[Path, str | None]:
@@ -105,8 +114,60 @@ def _functions(nodes: list[Definition]) -> list[Definition]:
 def _cut(name: str, nodes: list[Definition], text: str) -> LocalFunction:
     lines = text.splitlines(keepends=True)
     parts = []
+    spans = []
     for node in nodes:
         start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         end = node.end_lineno or node.lineno
+        spans.append((start, end))
         parts.append(textwrap.dedent("".join(lines[start - 1 : end])).rstrip())
-    return LocalFunction(name=name, line=nodes[0].lineno, source="\n\n".join(parts) + "\n")
+    source = "\n\n".join(parts) + "\n"
+    first, last = spans[0][0], spans[-1][1]
+    whole = source == textwrap.dedent("".join(lines[first - 1 : last])).rstrip() + "\n"
+    return LocalFunction(
+        name=name, line=nodes[0].lineno, source=source, start_line=first, end_line=last, whole=whole
+    )
+
+
+# How far up from a file its lint configuration is looked for, when no `.git` folder ends the walk.
+_MAX_LEVELS = 32
+
+
+def review_context(path: Path, text: str, function: LocalFunction) -> ReviewContext | None:
+    """Where `function` stands in its file, for a review in its module (review_contract), or None.
+
+    The project's ruff configuration is looked for from the file's folder up to the repository
+    root (the folder holding `.git`), as ruff itself finds it; `extend` chains stay within. No
+    type check runs on local files (`types` is empty), and the model is not told what the
+    function uses. None when the file is too large or the function's source is not its lines.
+    """
+    if not function.whole or len(text.encode("utf-8", errors="surrogatepass")) > MAX_MODULE_BYTES:
+        return None
+    root, relative = _project_root(path.resolve())
+    configs: dict[str, bytes] = {}
+    folder = path.resolve().parent
+    while True:
+        for name in CONFIG_FILE_NAMES:
+            candidate = folder / name
+            if candidate.is_file() and candidate.stat().st_size <= MAX_CONFIG_READ_BYTES:
+                configs[candidate.relative_to(root).as_posix()] = candidate.read_bytes()
+        if folder == root:
+            break
+        folder = folder.parent
+    return ReviewContext(
+        path=relative,
+        module=text,
+        start_line=function.start_line,
+        end_line=function.end_line,
+        lint=LintConfigs(configs).for_path(relative) if configs else None,
+        types=[],
+    )
+
+
+def _project_root(file: Path) -> tuple[Path, str]:
+    """The folder the file's repository starts at (`.git`, else as far up as looked), and its path there."""
+    folder = file.parent
+    for _ in range(_MAX_LEVELS):
+        if (folder / ".git").exists() or folder.parent == folder:
+            break
+        folder = folder.parent
+    return folder, file.relative_to(folder).as_posix()

@@ -123,3 +123,25 @@ async def test_a_gateway_with_keys_wants_one_and_takes_it_from_the_variable_or_t
     # provider's key, not the caller's.
     assert len(sent_code(llm)) == 1
     assert {r.headers["authorization"] for r in llm.sent("/chat/completions")} == {"Bearer sk-test-cli"}
+
+
+async def test_a_function_is_checked_in_its_module_under_the_projects_ruff_configuration(
+    tmp_path: Path, gateway: str, llm: FakeLLM
+) -> None:
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[tool.ruff.lint]\nselect = ["E", "F"]\n')
+    package = project / "shop"
+    package.mkdir()
+    path = package / "orders.py"
+    path.write_text(
+        "import json\n\n\ndef dump(items):\n    return json.dumps(items) + suffix\n\n\nsuffix = ''\n"
+        "\n\ndef total(items):\n    return sum(items) + missing\n"
+    )
+    result = await run_cli("code", str(path), "--json", "--gateway-url", gateway)
+    assert result.code == 0, result.stderr
+    reviews = {f["name"]: f["suggestions"] for f in json.loads(result.stdout)["functions"]}
+    model = "Check the inputs before using them."  # the fake provider's answer to every review
+    # The project selects E and F: no type-hint or docstring demands; the module's names are
+    # known (json, suffix), an undefined one is said.
+    assert reviews == {"dump": [model], "total": ["Undefined name missing.", model]}
