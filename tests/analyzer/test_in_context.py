@@ -4,6 +4,7 @@ the real type checker, a real nats-server. The model is not asked (the gateway's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -175,3 +176,37 @@ async def test_review_context_off_reviews_the_function_alone(nats_url: str) -> N
         total = await review(client, job.job_id, "shop.views.total")
     # Alone, the undefined name cannot be told from a module global; our default style applies.
     assert total == ["Add a docstring to total: what it does, takes and returns."]
+
+
+async def test_a_hostile_configuration_is_logged_and_the_default_judges(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    configs = {
+        # Outside the snapshot: refused; a cycle; 10 MB: not parsed.
+        "pyproject.toml": '[tool.ruff]\nextend = "/etc/ruff.toml"\n',
+        "shop/ruff.toml": 'extend = "../shop/ruff.toml"\nline-length = 90\n',
+        "other/pyproject.toml": "[tool.ruff]\n" + "# padding\n" * 1_000_000,
+    }
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES, configs=configs)
+    with caplog.at_level(logging.WARNING, logger="analyzer.lintconfig"):
+        async with stack(nats_url) as client:
+            run = await review(client, job.job_id, "shop.views.run")
+    # The cycle is cut where it closes (logged): shop/ruff.toml's own settings judge, with ruff's
+    # default selection; the review answers, its security finding said.
+    assert run == ["Do not eval data: use ast.literal_eval or explicit parsing."]
+    assert "shop/ruff.toml" in caplog.text
+
+
+async def test_a_type_check_that_times_out_leaves_the_review_without_types_and_uncached(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES, configs={"pyproject.toml": PYPROJECT})
+    with caplog.at_level(logging.INFO):
+        async with stack(nats_url, analyzer_typecheck_timeout_s=0.001) as client:
+            greet = await review(client, job.job_id, "shop.views.greet")
+            again = await review(client, job.job_id, "shop.views.greet")
+    assert greet == again == []
+    assert "ANALYZER_TYPECHECK_TIMEOUT_S" in caplog.text
+    assert caplog.text.count("DEGRADED (not cached): no type check") == 2
