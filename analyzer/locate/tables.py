@@ -210,10 +210,10 @@ class _Imports:
             return
         if isinstance(statement, ast.AugAssign) or statement.value is None:
             return
-        dotted = _dotted(statement.value)
-        if dotted is not None:
+        target = dotted(statement.value)
+        if target is not None:
             for name in names:
-                self._bind(name, (ALIAS, 0, "", dotted))
+                self._bind(name, (ALIAS, 0, "", target))
 
 
 def _listed_by_call(node: ast.expr) -> list[str] | None:
@@ -241,7 +241,7 @@ def _literal_strings(node: ast.expr | None) -> list[str] | None:
     return strings if len(strings) == len(node.elts) else None
 
 
-def _dotted(node: ast.expr) -> str | None:
+def dotted(node: ast.expr) -> str | None:
     """`a` or `a.b.c` as text; None for anything else (a call, a subscript, a literal)."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):

@@ -8,14 +8,13 @@ import re
 from dataclasses import dataclass
 
 from analyzer.locate import FoundFunction, SnapshotIndex
-from analyzer.locate.tables import Span, collector_paused
+from analyzer.locate.tables import Span, collector_paused, dotted
 from analyzer.uses.headers import definition_header
 from analyzer.uses.names import (
     Definition,
     Use,
     decorated_with,
     dedent,
-    dotted,
     parse_definitions,
     unsubscripted,
     used_names,

@@ -134,17 +134,6 @@ def _is_super_call(node: ast.expr) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
-def dotted(node: ast.expr) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
 def unsubscripted(node: ast.expr) -> ast.expr:
     """`Generic[T]` -> `Generic`: the class a subscripted base names."""
     return node.value if isinstance(node, ast.Subscript) else node
