@@ -66,6 +66,7 @@ def test_the_build_context_is_small() -> None:
             "pyproject.toml",
             "poetry.lock",
             "jobs_contract",
+            "review_contract",
             "servicekit",
             "model_host",
             "gateway",
