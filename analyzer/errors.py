@@ -149,6 +149,13 @@ class NatsUnavailable(AnalyzerError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
 
+class ParserUnavailable(AnalyzerError):
+    """The processes that parse a file kept dying, and not of the file's parse budget (killed from
+    outside, the machine out of memory): nothing is decided about the file, ask again."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+
 class ShuttingDown(AnalyzerError):
     """The analyzer is stopping (SIGTERM) and will not wait for a job any more: ask again."""
 
