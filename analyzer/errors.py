@@ -149,9 +149,9 @@ class NatsUnavailable(AnalyzerError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
 
-class ParserUnavailable(AnalyzerError):
-    """The processes that parse a file kept dying, and not of the file's parse budget (killed from
-    outside, the machine out of memory): nothing is decided about the file, ask again."""
+class WorkersUnavailable(AnalyzerError):
+    """The worker processes that parse a file or search a snapshot's text kept dying, and not of
+    the budget (killed from outside, the machine out of memory): nothing is decided, ask again."""
 
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 

@@ -12,7 +12,7 @@ A worker that dies takes the files it was given with it, and the death does not 
 was: the pool's workers parse other lookups' files too, and a worker may be killed from outside
 (the OOM killer, an operator). So each of those files is parsed once more in a process of its
 own, and only the signal of the CPU budget (SIGXCPU) there blames the file. Any other death is
-tried once more; if that dies too, the parse fails for now (`ParserUnavailable`, 503), and
+tried once more; if that dies too, the parse fails for now (`WorkersUnavailable`, 503), and
 nothing about the file is remembered.
 """
 
@@ -207,6 +207,20 @@ class WorkerPool:
                 self.generation += 1
             return self._pool, self.generation
 
+    @staticmethod
+    def died_of_cpu_budget(broken: ProcessPoolExecutor) -> bool:
+        """Whether a worker of a broken pool was ended by the CPU budget (SIGXCPU); call it before
+        `_discard`. True too when that cannot be told (the executor forgot its processes)."""
+        # The executor keeps its processes until it is shut down; it says nothing else of a death.
+        processes = getattr(broken, "_processes", None)
+        if not processes:
+            return True
+        exit_codes = []
+        for process in list(processes.values()):
+            process.join(timeout=5)  # dead already: the executor's thread may not have reaped it yet
+            exit_codes.append(process.exitcode)
+        return -signal.SIGXCPU in exit_codes or None in exit_codes
+
     def _discard(self, broken: ProcessPoolExecutor) -> None:
         """Forget a broken pool (the next submit spawns a fresh one), unless that happened already."""
         with self._lock:
@@ -240,16 +254,16 @@ class ParserPool(WorkerPool):
     def parse(self, data: bytes, path: str) -> ParsedFile:
         """The table of one file; blocks until a worker has parsed it (or it is set aside).
 
-        Raises analyzer.errors.ParserUnavailable when the processes parsing it keep dying of
+        Raises analyzer.errors.WorkersUnavailable when the processes parsing it keep dying of
         something else than its budget (nothing is decided about the file then), RuntimeError once
         the pool is closed.
         """
         table = self._parse(data, path)
         if isinstance(table, list):
             # Not imported at the top: the workers import this module, and need no Litestar.
-            from analyzer.errors import ParserUnavailable
+            from analyzer.errors import WorkersUnavailable
 
-            raise ParserUnavailable(
+            raise WorkersUnavailable(
                 f"the worker processes that parse {path} died {len(table)} times, not of its parse "
                 f"budget ({_deaths(table)}): nothing is decided about the file; try again",
                 path=path,

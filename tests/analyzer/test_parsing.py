@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
-from analyzer.errors import ParserUnavailable
+from analyzer.errors import WorkersUnavailable
 from analyzer.locate import SnapshotIndex
 from analyzer.locate.tables import Parsed, Unparsable
 from analyzer.parsing import ParseBudget, ParserPool
+from tests.analyzer.killer import Killer
 
 GOOD = b"def add(a, b):\n    return a + b\n"
 
@@ -90,43 +86,6 @@ def many_defs(count: int) -> bytes:
     return b"".join(b"def f%d(a, b):\n    return a + b\n" % number for number in range(count))
 
 
-class Killer:
-    """Kills, from outside, each worker process of this test once it has parsed for a while (its
-    CPU time past `after_s`), `times` times in all: what the OOM killer or an operator may do."""
-
-    def __init__(self, times: int, after_s: float = 0.4) -> None:
-        self.times = times
-        self.after_s = after_s
-        self.killed: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Killer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        ticks = os.sysconf("SC_CLK_TCK")
-        while not self._stop.is_set() and len(self.killed) < self.times:
-            for child in multiprocessing.active_children():
-                pid = child.pid
-                if pid is None or pid in self.killed:
-                    continue
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if (int(fields[11]) + int(fields[12])) / ticks >= self.after_s:
-                    os.kill(pid, signal.SIGKILL)
-                    self.killed.append(pid)
-                    break
-            time.sleep(0.01)
-
-
 @pytest.mark.slow
 def test_a_worker_killed_from_outside_does_not_blame_the_file() -> None:
     # Two kills during one lookup used to set a valid file aside as over its CPU budget.
@@ -152,7 +111,7 @@ def test_workers_that_keep_dying_fail_the_parse_for_now_and_decide_nothing() -> 
     files = {"pkg/__init__.py": b"", "pkg/valid.py": valid + b"def g():\n    pass\n"}
     index = SnapshotIndex(files, "demo", pool.parse)
     try:
-        with Killer(times=3) as killer, pytest.raises(ParserUnavailable) as failed:
+        with Killer(times=3) as killer, pytest.raises(WorkersUnavailable) as failed:
             index.find("pkg.valid.f7")
         assert len(killer.killed) == 3
         assert failed.value.status_code == 503
