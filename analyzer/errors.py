@@ -149,6 +149,13 @@ class NatsUnavailable(AnalyzerError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
 
+class WorkersUnavailable(AnalyzerError):
+    """The worker processes that parse a file or search a snapshot's text kept dying, and not of
+    the budget (killed from outside, the machine out of memory): nothing is decided, ask again."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+
 class ShuttingDown(AnalyzerError):
     """The analyzer is stopping (SIGTERM) and will not wait for a job any more: ask again."""
 

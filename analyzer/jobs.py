@@ -36,6 +36,13 @@ from servicekit.request_id import current_request_id
 logger = logging.getLogger("analyzer.jobs")
 
 
+# Seconds a job's watch consumer outlives its watch. nats-py keeps one 5 minutes by default (its
+# stop only unsubscribes), and nats-server allows 1,000 consumers a stream: 1,000 waits for jobs
+# within 5 minutes and every later wait failed. While the watch runs, its subscription is the
+# consumer's interest, so it never counts as inactive however long the job takes.
+WATCH_INACTIVE_S = 2.0
+
+
 def check_job_id(job_id: str) -> str:
     """The job id itself, or InvalidJobId (422) if no job could have it."""
     if not is_job_id(job_id):
@@ -220,7 +227,7 @@ class JobStore:
     async def _run_watch(self, shared: _SharedWatch) -> None:
         job_id = shared.latest.job_id
         try:
-            watcher = await self._kv.watch(job_id)
+            watcher = await self._kv.watch(job_id, inactive_threshold=WATCH_INACTIVE_S)
         except (TimeoutError, nats.errors.Error) as exc:
             shared.fail(NatsUnavailable(f"could not watch job {job_id!r} on NATS: {exc!r}"))
             return

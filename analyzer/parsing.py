@@ -8,8 +8,12 @@ around each file (`RLIMIT_CPU`: the kernel ends the worker with SIGXCPU), after 
 refuses what no budget would allow. A file over any of them is set aside as unparsable, with the
 reason and the setting to raise, like a syntax error; the rest of the repository keeps working.
 
-A worker that dies takes the files it was given with it: each is parsed once more in a fresh
-worker, alone, and only a file that breaks that one too is blamed.
+A worker that dies takes the files it was given with it, and the death does not say whose it
+was: the pool's workers parse other lookups' files too, and a worker may be killed from outside
+(the OOM killer, an operator). So each of those files is parsed once more in a process of its
+own, and only the signal of the CPU budget (SIGXCPU) there blames the file. Any other death is
+tried once more; if that dies too, the parse fails for now (`WorkersUnavailable`, 503), and
+nothing about the file is remembered.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import math
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from analyzer.locate import ParsedFile
@@ -119,6 +126,33 @@ def parse_within_budget(files: Mapping[str, bytes], budget: ParseBudget) -> dict
     return tables
 
 
+def parse_alone(sender: Connection, data: bytes, path: str, budget: ParseBudget, niceness: int) -> None:
+    """In a process of its own: send the table of one file, parsed within `budget`."""
+    start_worker(budget.memory_bytes, niceness)
+    sender.send(parse_within_budget({path: data}, budget)[path])
+    sender.close()
+
+
+# How many processes of its own a file's parse is given after a worker died with it: a death
+# that is not the file's doing (killed from outside) may happen once more by chance, not thrice.
+ALONE_TRIES = 2
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def _deaths(exit_codes: list[int | None]) -> str:
+    return ", ".join(
+        f"killed by {_signal_name(-code)}" if code is not None and code < 0 else f"exit code {code}"
+        for code in exit_codes
+    )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def chunks(files: Mapping[str, bytes], max_bytes: int) -> list[dict[str, bytes]]:
     """`files` cut into groups of about `max_bytes` (a larger file is a group of its own)."""
     groups: list[dict[str, bytes]] = []
@@ -173,6 +207,20 @@ class WorkerPool:
                 self.generation += 1
             return self._pool, self.generation
 
+    @staticmethod
+    def died_of_cpu_budget(broken: ProcessPoolExecutor) -> bool:
+        """Whether a worker of a broken pool was ended by the CPU budget (SIGXCPU); call it before
+        `_discard`. True too when that cannot be told (the executor forgot its processes)."""
+        # The executor keeps its processes until it is shut down; it says nothing else of a death.
+        processes = getattr(broken, "_processes", None)
+        if not processes:
+            return True
+        exit_codes = []
+        for process in list(processes.values()):
+            process.join(timeout=5)  # dead already: the executor's thread may not have reaped it yet
+            exit_codes.append(process.exitcode)
+        return -signal.SIGXCPU in exit_codes or None in exit_codes
+
     def _discard(self, broken: ProcessPoolExecutor) -> None:
         """Forget a broken pool (the next submit spawns a fresh one), unless that happened already."""
         with self._lock:
@@ -199,29 +247,106 @@ class ParserPool(WorkerPool):
     def __init__(self, budget: ParseBudget, *, workers: int = 1, niceness: int = 0) -> None:
         super().__init__(budget.memory_bytes, workers=workers, initargs=(niceness,))
         self.budget = budget
+        self._niceness = niceness
+        # The processes of `_parse_alone` under way: `close` ends them.
+        self._alone: set[BaseProcess] = set()
 
     def parse(self, data: bytes, path: str) -> ParsedFile:
-        """The table of one file; blocks until a worker has parsed it (or it is set aside)."""
+        """The table of one file; blocks until a worker has parsed it (or it is set aside).
+
+        Raises analyzer.errors.WorkersUnavailable when the processes parsing it keep dying of
+        something else than its budget (nothing is decided about the file then), RuntimeError once
+        the pool is closed.
+        """
+        table = self._parse(data, path)
+        if isinstance(table, list):
+            # Not imported at the top: the workers import this module, and need no Litestar.
+            from analyzer.errors import WorkersUnavailable
+
+            raise WorkersUnavailable(
+                f"the worker processes that parse {path} died {len(table)} times, not of its parse "
+                f"budget ({_deaths(table)}): nothing is decided about the file; try again",
+                path=path,
+            )
+        return table
+
+    def _parse(self, data: bytes, path: str) -> ParsedFile | list[int | None]:
+        """The table of one file, or the exit codes of the processes that died parsing it, not of
+        its budget."""
         if len(data) > self.budget.max_bytes:
             return self.budget.too_big(len(data))
-        for _ in range(2):
-            pool, _ = self._executor()
-            try:
-                return pool.submit(parse_within_budget, {path: data}, self.budget).result()[path]
-            except BrokenProcessPool:  # on submit too: the pool may be known broken already
-                self._discard(pool)
-        return self.budget.too_costly()
+        pool, _ = self._executor()
+        try:
+            return pool.submit(parse_within_budget, {path: data}, self.budget).result()[path]
+        except BrokenProcessPool:  # on submit too: the pool may be known broken already
+            self._discard(pool)
+        # A worker died: of this file's parse, of another one in the same pool, or killed from
+        # outside. Only a process of its own can tell.
+        exit_codes: list[int | None] = []
+        for _ in range(ALONE_TRIES):
+            table, exit_code = self._parse_alone(data, path)
+            if table is not None:
+                return table
+            if exit_code == -signal.SIGXCPU:
+                return self.budget.too_costly()
+            exit_codes.append(exit_code)
+        with self._lock:
+            if self._closed:  # what ended it
+                raise RuntimeError("the worker pool is closed")
+        return exit_codes
+
+    def _parse_alone(self, data: bytes, path: str) -> tuple[ParsedFile | None, int | None]:
+        """(the table, None) from a process of its own, or (None, its exit code) when it died."""
+        receiver, sender = _SPAWN.Pipe(duplex=False)
+        process = _SPAWN.Process(
+            target=parse_alone, args=(sender, data, path, self.budget, self._niceness), daemon=True
+        )
+        try:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the worker pool is closed")
+                self._alone.add(process)
+                process.start()
+            sender.close()  # the child's copy is the only one left: its death ends the pipe
+            with contextlib.suppress(EOFError, OSError):  # it died before it sent the table
+                table: ParsedFile = receiver.recv()
+                return table, None
+            process.join()
+            return None, process.exitcode
+        finally:
+            receiver.close()
+            sender.close()
+            with self._lock:
+                self._alone.discard(process)
+            if process.is_alive():
+                process.join()
+
+    def close(self) -> None:
+        """Stop the workers, and the processes parsing a file alone (a call under way is abandoned:
+        its caller gets RuntimeError)."""
+        super().close()
+        with self._lock:
+            alone = list(self._alone)
+        for process in alone:
+            process.terminate()
 
     async def parse_files(self, files: Mapping[str, bytes]) -> dict[str, ParsedFile]:
-        """The tables of the Python files of `files`, parsed together in one worker task."""
+        """The tables of the Python files of `files`, parsed together in one worker task.
+
+        A file whose processes keep dying of something else than its budget is left out (no
+        verdict: a lookup parses it when it needs it). Raises RuntimeError once the pool is closed.
+        """
         pool, _ = self._executor()
         try:
             return await asyncio.wrap_future(pool.submit(parse_within_budget, dict(files), self.budget))
         except BrokenProcessPool:
             self._discard(pool)
-        # One of them broke the worker: each on its own, so that only that one is blamed.
+        # One of them broke the worker, or something else did: each on its own, so that only a file
+        # that breaks a worker by itself is blamed.
         tables: dict[str, ParsedFile] = {}
         for path, data in files.items():
             if path.endswith((".py", ".pyi")):
-                tables[path] = await asyncio.to_thread(self.parse, data, path)
+                table = await asyncio.to_thread(self._parse, data, path)
+                if not isinstance(table, list):
+                    tables[path] = table
         return tables

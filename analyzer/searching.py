@@ -14,10 +14,13 @@ the first search that needs them there, in pickles of about 1 MB (the pickling h
 that keeps its snapshot if there is one, so that the searches of other snapshots do not wait
 behind one that takes seconds; a snapshot searched by both at once is kept by both.
 
-A search that breaks the worker (over the CPU budget, or it died) is tried once more in a fresh
-one, alone; one over the memory budget too, after the worker dropped what it kept. If it fails
-again, `holders` raises SearchFailed (422: the name cannot be looked for in this repository's
-text within the budget) and `suggest` offers no close names (the 404 stays a 404).
+A search that breaks the worker over the CPU budget (SIGXCPU) is tried once more in a fresh one,
+alone; one over the memory budget too, after the worker dropped what it kept. If it fails again,
+`holders` raises SearchFailed (422: the name cannot be looked for in this repository's text
+within the budget) and `suggest` offers no close names (the 404 stays a 404). A worker that dies
+otherwise (killed from outside, the machine out of memory) says nothing of the search: it is
+tried again in a fresh worker, and after two such deaths `holders` raises WorkersUnavailable
+(503, ask again) and `suggest` offers no close names.
 """
 
 from __future__ import annotations
@@ -125,8 +128,11 @@ def search_in_worker(
 SEARCH_WORKERS = 2
 
 # What `_Lane.search` answers instead of a result: try again (the worker had evicted the snapshot),
-# or it failed (counts towards SearchFailed).
-_AGAIN, _FAILED = object(), object()
+# it failed (counts towards SearchFailed), or the worker died of something else than the budget
+# (counts towards WorkersUnavailable).
+_AGAIN, _FAILED, _DIED = object(), object(), object()
+# Deaths not of the budget after which a search gives up for now.
+DEATHS = 2
 
 
 class _Lane(WorkerPool):
@@ -151,7 +157,7 @@ class _Lane(WorkerPool):
         return search.sent.get(self.number) == self.generation
 
     def search(self, search: SnapshotSearch, ask: Callable[[Search], object], budget: ParseBudget) -> object:
-        """The answer of `ask` in this worker, `_AGAIN` or `_FAILED`."""
+        """The answer of `ask` in this worker, `_AGAIN`, `_FAILED` or `_DIED`."""
         pool, generation = self._executor()
         load: tuple[str, int] | None = None
         try:
@@ -171,7 +177,9 @@ class _Lane(WorkerPool):
             # ran out of memory receiving it.
             return _AGAIN if load is None else _FAILED
         except BrokenProcessPool:  # on submit too: the pool may be known broken already
+            over_budget = self.died_of_cpu_budget(pool)
             self._discard(pool)
+            return _FAILED if over_budget else _DIED
         except MemoryError:
             search.sent.pop(self.number, None)
         return _FAILED
@@ -221,8 +229,9 @@ class SearchPool:
 
     def call(self, search: SnapshotSearch, ask: Callable[[Search], object], what: str) -> object:
         """The answer of one search in a worker; blocks the caller (a lookup's thread). Raises
-        SearchFailed when it breaks two workers or runs out of memory twice."""
-        failures = 0
+        SearchFailed when it breaks two workers or runs out of memory twice, WorkersUnavailable
+        when workers die under it twice of something else than the budget."""
+        failures = deaths = 0
         while True:
             lane = self._take(search)
             try:
@@ -231,6 +240,17 @@ class SearchPool:
                 with self._lock:
                     lane.busy -= 1
             if answer is _AGAIN:
+                continue
+            if answer is _DIED:
+                deaths += 1
+                if deaths == DEATHS:
+                    # Not imported at the top: the workers import this module, and need no Litestar.
+                    from analyzer.errors import WorkersUnavailable
+
+                    raise WorkersUnavailable(
+                        f"{what} in the text of {search.key}: the worker processes that search it "
+                        f"died {deaths} times, not of the search's budget; try again"
+                    )
                 continue
             if answer is not _FAILED:
                 return answer
@@ -263,10 +283,12 @@ class SnapshotSearch:
 
     def suggest(self, parts: list[str]) -> list[str]:
         name = ".".join(parts)
+        from analyzer.errors import WorkersUnavailable  # see SearchPool.call
+
         try:
             ask = partial(_suggest, parts=parts)
             names = self.pool.call(self, ask, f"looking for names close to {shown(name)}")
-        except SearchFailed as exc:
+        except (SearchFailed, WorkersUnavailable) as exc:
             logger.warning("no close names offered: %s", exc)
             return []
         assert isinstance(names, list)

@@ -6,8 +6,11 @@ import multiprocessing
 
 import pytest
 
+from analyzer.errors import WorkersUnavailable
+from analyzer.locate import SnapshotIndex
 from analyzer.locate.tables import Parsed, Unparsable
 from analyzer.parsing import ParseBudget, ParserPool
+from tests.analyzer.killer import Killer
 
 GOOD = b"def add(a, b):\n    return a + b\n"
 
@@ -74,5 +77,67 @@ async def test_parse_files_blames_only_the_file_that_breaks_the_worker() -> None
         assert tables["slow.py"] == budget.too_costly()
         assert isinstance(tables["a.py"], Parsed)
         assert isinstance(tables["b.py"], Parsed)
+    finally:
+        pool.close()
+
+
+def many_defs(count: int) -> bytes:
+    """A valid file that takes a while to parse (30,000 defs: most of a second of CPU)."""
+    return b"".join(b"def f%d(a, b):\n    return a + b\n" % number for number in range(count))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_from_outside_does_not_blame_the_file() -> None:
+    # Two kills during one lookup used to set a valid file aside as over its CPU budget.
+    budget = ParseBudget(max_bytes=10_000_000, cpu_s=30, memory_bytes=3_000_000_000)
+    pool = ParserPool(budget)
+    valid = many_defs(30_000)
+    try:
+        with Killer(times=2) as killer:
+            table = pool.parse(valid, "valid.py")
+        assert len(killer.killed) == 2
+        assert isinstance(table, Parsed)
+        assert len(table.definitions) == 30_000
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+def test_workers_that_keep_dying_fail_the_parse_for_now_and_decide_nothing() -> None:
+    budget = ParseBudget(max_bytes=10_000_000, cpu_s=30, memory_bytes=3_000_000_000)
+    pool = ParserPool(budget)
+    valid = many_defs(30_000)
+    files = {"pkg/__init__.py": b"", "pkg/valid.py": valid + b"def g():\n    pass\n"}
+    index = SnapshotIndex(files, "demo", pool.parse)
+    try:
+        with Killer(times=3) as killer, pytest.raises(WorkersUnavailable) as failed:
+            index.find("pkg.valid.f7")
+        assert len(killer.killed) == 3
+        assert failed.value.status_code == 503
+        assert failed.value.detail == (
+            "the worker processes that parse pkg/valid.py died 2 times, not of its parse budget "
+            "(killed by SIGKILL, killed by SIGKILL): nothing is decided about the file; try again"
+        )
+        # Nothing was remembered of the file: its names are found once the workers live.
+        assert index.find("pkg.valid.g").source == "def g():\n    pass"
+        assert index.find("pkg.valid.f7").source == "def f7(a, b):\n    return a + b"
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+async def test_parse_files_leaves_out_a_file_whose_workers_keep_dying() -> None:
+    budget = ParseBudget(max_bytes=10_000_000, cpu_s=30, memory_bytes=3_000_000_000)
+    pool = ParserPool(budget)
+    try:
+        # Killed with the others of its chunk, then alone in the pool's fresh worker, then in each
+        # of its own processes.
+        with Killer(times=4) as killer:
+            tables = await pool.parse_files({"valid.py": many_defs(30_000)})
+        assert len(killer.killed) == 4
+        assert tables == {}  # no verdict: the lookup that needs it parses it
+        assert isinstance(pool.parse(GOOD, "ok.py"), Parsed)
     finally:
         pool.close()

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from analyzer.errors import WorkersUnavailable
 from analyzer.locate import NameNotFound, SearchFailed, SnapshotIndex
 from analyzer.locate.tables import ParsedFile, parse_file
 from analyzer.parsing import ParseBudget
 from analyzer.searching import SearchPool
 from tests.analyzer.helpers import index, src
+from tests.analyzer.killer import Killer
 
 BUDGET = ParseBudget(max_bytes=2_000_000, cpu_s=10, memory_bytes=2_000_000_000)
 
@@ -162,6 +164,31 @@ def test_a_long_search_holds_up_no_search_of_another_snapshot() -> None:
         finally:
             long_search.join()
         assert answers == ["pkg.calc.add", "pkg/calc.py"]
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+def test_a_search_whose_workers_are_killed_from_outside_is_not_over_its_budget() -> None:
+    # Two kills used to answer 422 "takes more than the budget ... (ANALYZER_PARSE_CPU_S)".
+    budget = ParseBudget(max_bytes=2_000_000, cpu_s=60, memory_bytes=3_000_000_000)
+    pool = SearchPool(budget, max_entries=8, max_bytes=200_000_000, workers=1)
+    try:
+        files = {"defs.py": _many_defs(300_000), "calc.py": b"def add(a, b):\n    return a + b\n"}
+        snapshot = through(pool, files)
+        with Killer(times=2) as killer, pytest.raises(WorkersUnavailable) as caught:
+            snapshot.find("naïve")
+        assert len(killer.killed) == 2
+        assert caught.value.status_code == 503
+        assert caught.value.detail == (
+            "looking for 'naïve' in the text of octo/demo@1: the worker processes that search it died "
+            "2 times, not of the search's budget; try again"
+        )
+        # Nothing was decided: the same search, once the workers live, answers.
+        with pytest.raises(NameNotFound):
+            snapshot.find("naïve")
+        assert snapshot.find("add").path == "calc.py"
     finally:
         pool.close()
     assert multiprocessing.active_children() == []

@@ -1,14 +1,19 @@
-"""The snapshot cache: one load however many ask, bounded LRU, chunked reads, corrupt objects refused."""
+"""The snapshot cache: one load however many ask, bounded LRU, chunked reads that hold no consumer, corrupt
+objects refused."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 from collections.abc import AsyncIterator
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_META_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE
 
 from analyzer import snapshots
 from analyzer.errors import SnapshotExpired, SnapshotUnavailable
@@ -112,3 +117,131 @@ def test_bytes_that_do_not_match_their_digest_are_refused() -> None:
     data = encode_snapshot(Snapshot(owner="o", repo="r", commit_sha="c", files={}))
     with pytest.raises(SnapshotUnavailable, match="do not match their digest"):
         snapshots._check_decode_and_index("o/r@c", data, "SHA-256=" + "A" * 43 + "=")
+
+
+def repos_stream() -> str:
+    return OBJ_STREAM_TEMPLATE.format(bucket=REPOS_BUCKET)
+
+
+@pytest.mark.slow
+async def test_thousands_of_reads_leave_no_consumer_behind(
+    nats_side: tuple[JetStreamContext, JobStores],
+) -> None:
+    # Each read used to leave a pull consumer on the stream for 30 s, and nats-server allows
+    # 1,000 a stream: from the 1,001st read on, reads failed with "maximum consumers limit reached".
+    js, stores = nats_side
+    keys = [await store(stores, f"r{number}", {"m.py": b"x = %d\n" % number}) for number in range(3000)]
+    cache = SnapshotCache(js, stores.repos, max_entries=4, max_bytes=10**9)
+    counts = []
+    for number, key in enumerate(keys):
+        loaded = await cache.get(key)  # raises NatsUnavailable if a read fails
+        assert loaded.snapshot.files == {"m.py": b"x = %d\n" % number}
+        if number % 500 == 499:
+            counts.append((await js.stream_info(repos_stream())).state.consumer_count)
+    assert counts == [0] * 6
+
+
+async def test_a_read_holds_no_consumer_while_it_runs(nats_side: tuple[JetStreamContext, JobStores]) -> None:
+    js, stores = nats_side
+    data = os.urandom(24 * 1024 * 1024)
+    await stores.repos.put("blob", data)
+    reading = asyncio.create_task(read_object(js, stores.repos, REPOS_BUCKET, "blob", 10.0))
+    counts = []
+    while not reading.done():
+        counts.append((await js.stream_info(repos_stream())).state.consumer_count)
+    assert (await reading)[0] == data
+    assert set(counts) == {0}
+    # A read cancelled halfway leaves nothing either: on the server, nor on this connection.
+    client = js._nc
+    subscriptions = len(client._subs)
+    reading = asyncio.create_task(read_object(js, stores.repos, REPOS_BUCKET, "blob", 10.0))
+    while len(client._subs) == subscriptions:  # until the chunks are coming
+        await asyncio.sleep(0.001)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    await asyncio.sleep(0.05)
+    assert len(client._subs) == subscriptions
+    assert (await js.stream_info(repos_stream())).state.consumer_count == 0
+    assert (await read_object(js, stores.repos, REPOS_BUCKET, "blob", 10.0))[0] == data
+
+
+async def test_a_stream_without_direct_gets_is_read_through_its_leader(
+    nats_side: tuple[JetStreamContext, JobStores],
+) -> None:
+    js, stores = nats_side
+    data = os.urandom(3 * 128 * 1024 + 5)
+    await stores.repos.put("blob", data)
+    config = (await js.stream_info(repos_stream())).config
+    config.allow_direct = False
+    await js.update_stream(config)
+    assert (await read_object(js, stores.repos, REPOS_BUCKET, "blob", 10.0))[0] == data
+
+
+async def test_a_server_without_batched_direct_gets_is_read_whole(
+    nats_side: tuple[JetStreamContext, JobStores],
+) -> None:
+    # nats-server before 2.11 answers a batched direct get with its first message alone, without
+    # Nats-Num-Pending. Played here by a responder of our own on a stream without direct gets.
+    js, stores = nats_side
+    data = os.urandom(5 * 128 * 1024 + 5)
+    await stores.repos.put("blob", data)
+    config = (await js.stream_info(repos_stream())).config
+    config.allow_direct = False
+    await js.update_stream(config)
+    asked: list[dict[str, object]] = []
+
+    async def answer(message: Msg) -> None:
+        request = json.loads(message.data)
+        asked.append(request)
+        found = await js.get_msg(
+            repos_stream(), seq=request["seq"], subject=request["next_by_subj"], next=True
+        )
+        headers = {
+            "Nats-Stream": repos_stream(),
+            "Nats-Subject": found.subject or "",
+            "Nats-Sequence": str(found.seq),
+        }
+        await js._nc.publish(message.reply, found.data or b"", headers=headers)
+
+    responder = await js._nc.subscribe(f"$JS.API.DIRECT.GET.{repos_stream()}", cb=answer)
+    try:
+        assert (await read_object(js, stores.repos, REPOS_BUCKET, "blob", 10.0))[0] == data
+    finally:
+        await responder.unsubscribe()
+    assert len(asked) == 1  # the leader's message API read the other five chunks
+
+
+async def test_an_object_that_lost_a_chunk_is_gone(nats_side: tuple[JetStreamContext, JobStores]) -> None:
+    js, stores = nats_side
+    key = await store(stores, "torn", {"m.py": os.urandom(3 * 128 * 1024)})
+    info = await stores.repos.get_info(key)
+    chunks = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=REPOS_BUCKET, obj=info.nuid)
+    first = await js.get_msg(repos_stream(), seq=1, subject=chunks, next=True)
+    assert first.seq is not None
+    await js.delete_msg(repos_stream(), first.seq + 1)
+    cache = SnapshotCache(js, stores.repos, max_entries=2, max_bytes=10**9)
+    with pytest.raises(SnapshotExpired, match="gone from the Object Store"):
+        await cache.get(key)
+
+
+async def test_a_link_is_read_from_the_object_it_names(nats_side: tuple[JetStreamContext, JobStores]) -> None:
+    # nats-py cannot make links; other clients can. The metadata as the Object Store spec lays it out.
+    js, stores = nats_side
+    data = os.urandom(200 * 1024)
+    await stores.repos.put("target", data)
+    meta = {
+        "name": "link",
+        "bucket": REPOS_BUCKET,
+        "nuid": "LINKNUID",
+        "size": 0,
+        "chunks": 0,
+        "options": {"link": {"bucket": REPOS_BUCKET, "name": "target"}},
+    }
+    subject = OBJ_META_PRE_TEMPLATE.format(
+        bucket=REPOS_BUCKET, obj=base64.urlsafe_b64encode(b"link").decode()
+    )
+    await js.publish(subject, json.dumps(meta).encode(), headers={"Nats-Rollup": "sub"})
+    read, digest = await read_object(js, stores.repos, REPOS_BUCKET, "link", 10.0)
+    assert read == data
+    assert digest == (await stores.repos.get_info("target")).digest

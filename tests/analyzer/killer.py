@@ -1,0 +1,47 @@
+"""Worker processes killed from outside, as the OOM killer or an operator may do it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+
+class Killer:
+    """Kills, from outside, each worker process of this test once it has worked for a while (its
+    CPU time past `after_s`), `times` times in all: what the OOM killer or an operator may do."""
+
+    def __init__(self, times: int, after_s: float = 0.4) -> None:
+        self.times = times
+        self.after_s = after_s
+        self.killed: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        ticks = os.sysconf("SC_CLK_TCK")
+        while not self._stop.is_set() and len(self.killed) < self.times:
+            for child in multiprocessing.active_children():
+                pid = child.pid
+                if pid is None or pid in self.killed:
+                    continue
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if (int(fields[11]) + int(fields[12])) / ticks >= self.after_s:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+                    break
+            time.sleep(0.01)
