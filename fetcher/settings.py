@@ -53,9 +53,10 @@ class Settings(StorageSettings, LogSettings):
     # bytes come: the HTTP timeout only bounds the wait for each read.
     fetcher_download_timeout_s: float = Field(default=300.0, gt=0)
     # The floor rate: a download that receives fewer than FETCHER_MIN_RATE_BYTES_S x
-    # FETCHER_MIN_RATE_WINDOW_S bytes in a window of that many seconds (counted from the first
-    # byte of the archive's answer) fails naming these, so it frees its slot for the queued jobs
-    # instead of holding it until the deadline; 0 turns the floor off.
+    # FETCHER_MIN_RATE_WINDOW_S bytes in a window of that many seconds (counted from GitHub's
+    # answer to the archive request; only the waits for the body's bytes count) fails naming
+    # these, so it frees its slot for the queued jobs instead of holding it until the deadline;
+    # 0 turns the floor off.
     fetcher_min_rate_bytes_s: int = Field(default=10 * KIB, ge=0)
     fetcher_min_rate_window_s: float = Field(default=30.0, gt=0)
 
