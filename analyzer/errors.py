@@ -156,6 +156,15 @@ class WorkersUnavailable(AnalyzerError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
 
+class FetchQueueFull(AnalyzerError):
+    """The fetch work queue holds FETCH_QUEUE_MAX_MSGS requests already: no new job until fetchers
+    take some. The job's record is marked failed, as for any request that could not be queued."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+    # A hint, not a promise: a fetch takes seconds, and each fetcher runs FETCHER_CONCURRENCY at once.
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "30"}
+
+
 class ShuttingDown(AnalyzerError):
     """The analyzer is stopping (SIGTERM) and will not wait for a job any more: ask again."""
 

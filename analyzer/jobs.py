@@ -18,7 +18,15 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from analyzer.errors import InvalidJobId, JobFailed, JobNotFound, JobNotReady, NatsUnavailable, ShuttingDown
+from analyzer.errors import (
+    FetchQueueFull,
+    InvalidJobId,
+    JobFailed,
+    JobNotFound,
+    JobNotReady,
+    NatsUnavailable,
+    ShuttingDown,
+)
 from analyzer.metrics import JOBS
 from analyzer.repo_url import RepoTarget
 from jobs_contract import (
@@ -30,6 +38,7 @@ from jobs_contract import (
     decode_job_record,
     encode_json,
     is_job_id,
+    stream_full,
 )
 from servicekit.request_id import current_request_id
 
@@ -82,8 +91,9 @@ class JobStore:
     async def start(self, target: RepoTarget) -> JobRecord:
         """Create a queued job for `target` and queue its fetch request (message id = job id).
 
-        Raises NatsUnavailable (503) if NATS does not take the record or the request; a job whose
-        request could not be queued is marked failed, so it never waits forever.
+        Raises NatsUnavailable (503) if NATS does not take the record or the request, FetchQueueFull
+        (503 with Retry-After) if the fetch queue is at FETCH_QUEUE_MAX_MSGS; a job whose request
+        could not be queued is marked failed, so it never waits forever.
         """
         now = time.time()
         record = JobRecord(
@@ -112,7 +122,15 @@ class JobStore:
                 FETCH_SUBJECT, encode_json(request), headers={"Nats-Msg-Id": record.job_id}
             )
         except (TimeoutError, nats.errors.Error) as exc:
-            await self._fail_unqueued(record, exc)
+            if stream_full(exc):
+                full = (
+                    "the fetch queue is full: FETCH_QUEUE_MAX_MSGS requests wait for a fetcher "
+                    f"(NATS: {exc.description})"
+                )
+                await self._fail_unqueued(record, full)
+                JOBS.labels(JobStatus.FAILED).inc()
+                raise FetchQueueFull(f"{full}; try again later") from exc
+            await self._fail_unqueued(record, f"the fetch request could not be queued: {exc!r}")
             JOBS.labels(JobStatus.FAILED).inc()
             raise NatsUnavailable(f"could not queue the fetch request on NATS: {exc!r}") from exc
         JOBS.labels(JobStatus.QUEUED).inc()
@@ -121,11 +139,11 @@ class JobStore:
         )
         return record
 
-    async def _fail_unqueued(self, record: JobRecord, exc: BaseException) -> None:
+    async def _fail_unqueued(self, record: JobRecord, reason: str) -> None:
         failed = msgspec.structs.replace(
             record,
             status=JobStatus.FAILED,
-            error=f"the fetch request could not be queued: {exc!r}",
+            error=reason,
             updated_at=time.time(),
         )
         try:

@@ -16,7 +16,11 @@ Then, each against a fresh fetcher process (issue #11):
 - slow: one download trickling at 2 bytes/s while small jobs come one after another; each small
   job's publish -> ready (they must not wait for the slow one).
 
-Usage: python -m bench fetch [--runs=N] [--gz-mb=30] [--only=stdlib,hostile,slow]
+- floor (issue #20; only when named): two downloads trickling at 2 bytes/s fill both slots, then a
+  small job: its publish -> ready (the trickling ones give their slots up at the floor rate);
+  floor-off: the same with FETCHER_MIN_RATE_BYTES_S=0 (the small job waits for the 300 s deadline).
+
+Usage: python -m bench fetch [--runs=N] [--gz-mb=30] [--only=stdlib,hostile,slow,floor,floor-off]
 """
 
 from __future__ import annotations
@@ -336,6 +340,44 @@ async def slow(jobs: int = 8) -> None:
     )
 
 
+async def floor(rate_off: bool = False) -> None:
+    """Two downloads trickling at 2 bytes/s take both slots (FETCHER_CONCURRENCY=2, every other
+    setting default); a small job published once both are under way: its publish -> ready."""
+    with tempfile.TemporaryDirectory() as folder, FakeGitHub.running() as github:
+        for name in ("slow1", "slow2"):
+            github.add_repo("octo", name, {f"m{i}.py": f"x = {i}\n" * 200 for i in range(20)})
+            github.trickle("octo", name, size=1, delay=0.5)
+        github.add_repo("octo", "fine", {"a.py": "a = 1\n"})
+        with running_nats_server(Path(folder) / "js") as nats_url:
+            env = {"NATS_URL": nats_url, "GITHUB_API_URL": github.api_url, "LOG_LEVEL": "WARNING"}
+            if rate_off:
+                env["FETCHER_MIN_RATE_BYTES_S"] = "0"
+            with service_process("fetcher", env, Path(folder), port_variable="FETCHER_HEALTH_PORT"):
+                nc = await nats.connect(nats_url)
+                try:
+                    stores = await ensure_jetstream(nc.jetstream())
+                    slow = [(await _submit(nc, stores.kv, "octo", name))[0] for name in ("slow1", "slow2")]
+                    for job_id in slow:
+                        while True:
+                            entry = await stores.kv.get(job_id)
+                            record = msgspec.json.decode(entry.value or b"", type=JobRecord)
+                            if record.status is JobStatus.FETCHING and record.bytes:
+                                break
+                            await asyncio.sleep(0.02)
+                    fine_id, t0 = await _submit(nc, stores.kv, "octo", "fine")
+                    fine = await _wait_ready(stores.kv, fine_id)
+                    took = time.perf_counter() - t0
+                    ended = [await _wait_ready(stores.kv, job_id) for job_id in slow]
+                finally:
+                    await nc.close()
+    print(
+        f"floor ({'FETCHER_MIN_RATE_BYTES_S=0' if rate_off else 'default floor, 10 KiB/s over 30 s'}): "
+        f"two 2 bytes/s downloads in both slots, then a small job: publish -> {fine.status} in "
+        f"{took:.1f} s; the slow ones: {', '.join(f'{r.status} after {r.bytes} bytes' for r in ended)}; "
+        f"{(ended[0].error or '')[:160]}"
+    )
+
+
 def main(argv: list[str]) -> None:
     runs, gz_mb = 3, 30.0
     only = {"stdlib", "hostile", "slow"}
@@ -352,6 +394,10 @@ def main(argv: list[str]) -> None:
         asyncio.run(hostile())
     if "slow" in only:
         asyncio.run(slow())
+    if "floor" in only:
+        asyncio.run(floor())
+    if "floor-off" in only:
+        asyncio.run(floor(rate_off=True))
 
 
 if __name__ == "__main__":

@@ -212,6 +212,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             rate_limit_max_wait_s=settings.fetcher_rate_limit_max_wait_s,
             max_redirects=settings.fetcher_max_redirects,
             max_download_bytes=settings.fetcher_max_download_bytes,
+            min_rate_bytes_s=settings.fetcher_min_rate_bytes_s,
+            min_rate_window_s=settings.fetcher_min_rate_window_s,
         )
         async with GitHubClient(github_config) as github:
             broker.context.set_global(FETCHER_KEY, Fetcher(settings, github, stores, connection))

@@ -48,6 +48,14 @@ class DownloadTimeoutError(FetchError):
     """The download did not finish within FETCHER_DOWNLOAD_TIMEOUT_S (a slow or stalled server)."""
 
 
+class DownloadTooSlowError(FetchError):
+    """The download fell below the floor rate (FETCHER_MIN_RATE_BYTES_S over FETCHER_MIN_RATE_WINDOW_S).
+
+    Not retryable: a server that trickles keeps trickling, and each try would hold a slot for
+    another window while jobs queue behind it.
+    """
+
+
 class StorageFullError(FetchError):
     """The `repos` Object Store has no room for the snapshot (REPOS_MAX_BYTES)."""
 

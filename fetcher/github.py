@@ -10,6 +10,7 @@ Rules this client keeps, whatever the answers say:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ import stamina
 
 from fetcher.errors import (
     AccessDeniedError,
+    DownloadTooSlowError,
     GitHubError,
     GitHubUnavailableError,
     LimitExceededError,
@@ -50,6 +52,9 @@ class GitHubConfig:
     rate_limit_max_wait_s: float = 60.0
     max_redirects: int = 3
     max_download_bytes: int = 500 * 1024 * 1024
+    # The floor rate (FETCHER_MIN_RATE_BYTES_S over FETCHER_MIN_RATE_WINDOW_S); 0: no floor.
+    min_rate_bytes_s: int = 10 * 1024
+    min_rate_window_s: float = 30.0
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -117,7 +122,8 @@ class GitHubClient:
         A dropped connection restarts the download (bounded retries); `on_attempt` is awaited
         before each attempt so the caller can reset what it built from earlier chunks.
         Raises RepositoryNotFoundError, RateLimitedError, RedirectRefusedError, GitHubUnavailableError,
-        LimitExceededError (FETCHER_MAX_DOWNLOAD_BYTES) and whatever `on_chunk` raises.
+        LimitExceededError (FETCHER_MAX_DOWNLOAD_BYTES), DownloadTooSlowError (the archive's body
+        came slower than the floor rate, see `_stream`; not retried) and whatever `on_chunk` raises.
         """
         path = f"{self._repo_path(owner, repo)}/tarball/{quote(ref, safe='/')}"
         what = f"{owner}/{repo} at {ref!r}"
@@ -147,14 +153,27 @@ class GitHubClient:
                     "FETCHER_MAX_DOWNLOAD_BYTES", limit, f"the archive is {announced} bytes"
                 )
             received = 0
-            async for chunk in response.aiter_raw():
+            floor = _RateFloor(self.config.min_rate_bytes_s, self.config.min_rate_window_s)
+            chunks = response.aiter_raw()
+            while True:
+                try:
+                    chunk = await floor.next(chunks)
+                except StopAsyncIteration:
+                    return received
+                except _TooSlow as error:
+                    raise DownloadTooSlowError(
+                        f"the download of {what} was slower than FETCHER_MIN_RATE_BYTES_S="
+                        f"{floor.rate} bytes/s over FETCHER_MIN_RATE_WINDOW_S={floor.window_s:g} s "
+                        f"({error.got} bytes in the last window, {received} in all): it gave its "
+                        "slot up to the jobs waiting (FETCHER_MIN_RATE_BYTES_S=0 waits up to "
+                        "FETCHER_DOWNLOAD_TIMEOUT_S instead)"
+                    ) from None
                 received += len(chunk)
                 if received > limit:
                     raise LimitExceededError(
                         "FETCHER_MAX_DOWNLOAD_BYTES", limit, "the archive is larger than allowed"
                     )
                 await on_chunk(chunk, announced)
-            return received
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -276,6 +295,49 @@ class GitHubClient:
         if response.status_code == 429:
             return self.config.backoff_s
         return None
+
+
+class _TooSlow(Exception):  # noqa: N818 - a signal from _RateFloor to _stream, never seen outside
+    def __init__(self, got: int) -> None:
+        super().__init__(got)
+        self.got = got
+
+
+class _RateFloor:
+    """Reads a body's chunks and raises _TooSlow when it comes slower than a floor rate.
+
+    The rule: every `rate x window_s` bytes must arrive within `window_s` seconds of waiting for
+    them. Only the waits for the next chunk count, not what the caller does with a chunk (feeding
+    the archive reader, a progress write to NATS), so the floor judges GitHub and never our side.
+    A window that reaches its bytes starts the next at once; bytes past the quota are not banked,
+    so a fast start does not buy a stall later. rate 0: no floor, chunks as they come.
+    """
+
+    def __init__(self, rate: int, window_s: float) -> None:
+        self.rate = rate
+        self.window_s = window_s
+        self._quota = rate * window_s
+        self._got = 0
+        self._left_s = window_s
+
+    async def next(self, chunks: AsyncIterator[bytes]) -> bytes:
+        """The next chunk; StopAsyncIteration at the end, _TooSlow when the window runs out first."""
+        if not self.rate:
+            return await anext(chunks)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._left_s) as window:
+                chunk = await anext(chunks)
+        except TimeoutError:
+            if window.expired():
+                raise _TooSlow(self._got) from None
+            raise
+        self._got += len(chunk)
+        if self._got >= self._quota:
+            self._got, self._left_s = 0, self.window_s
+        else:
+            self._left_s -= time.monotonic() - started
+        return chunk
 
 
 class _Retry(Exception):  # noqa: N818 - a signal to the retry policy, never seen outside

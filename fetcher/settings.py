@@ -9,6 +9,8 @@ from jobs_contract.settings import MIB, StorageSettings
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
+KIB = 1024
+
 
 class Settings(StorageSettings, LogSettings):
     """Field names are the environment variables in lower case (`nats_url` reads NATS_URL).
@@ -50,6 +52,13 @@ class Settings(StorageSettings, LogSettings):
     # The whole download (redirects, rate-limit waits and retries included), however slowly the
     # bytes come: the HTTP timeout only bounds the wait for each read.
     fetcher_download_timeout_s: float = Field(default=300.0, gt=0)
+    # The floor rate: a download that receives fewer than FETCHER_MIN_RATE_BYTES_S x
+    # FETCHER_MIN_RATE_WINDOW_S bytes in a window of that many seconds (counted from GitHub's
+    # answer to the archive request; only the waits for the body's bytes count) fails naming
+    # these, so it frees its slot for the queued jobs instead of holding it until the deadline;
+    # 0 turns the floor off.
+    fetcher_min_rate_bytes_s: int = Field(default=10 * KIB, ge=0)
+    fetcher_min_rate_window_s: float = Field(default=30.0, gt=0)
 
     # JetStream delivery: a request not acknowledged within the ack wait goes to another fetcher
     # (a running fetch reports progress to the server, so only a dead fetcher's requests time out).

@@ -53,6 +53,7 @@ from jobs_contract import (
     encode_snapshot,
     is_job_id,
     snapshot_key,
+    stream_full,
 )
 
 log = logging.getLogger("fetcher.worker")
@@ -64,8 +65,6 @@ BYTES_HEADER = "Codereview-Bytes"
 # When the snapshot was stored (Unix time): one stored more than half of REPOS_MAX_AGE_S ago is
 # stored again rather than reused, so a job that becomes ready keeps its files at least that long.
 STORED_AT_HEADER = "Codereview-Stored-At"
-# JetStream's error code for a write past the stream's max bytes (discard policy "new").
-_STORE_FULL = 10077
 # The download is this share of the progress; storing the snapshot the rest.
 _DOWNLOAD_SHARE = 0.9
 # What putting a job back to queued may take when the fetcher stops.
@@ -447,7 +446,7 @@ class Fetcher:
         try:
             await self.stores.repos.put(key, data, meta=meta)
         except ServiceUnavailableError as error:
-            if error.err_code != _STORE_FULL:
+            if not stream_full(error):
                 raise
             raise StorageFullError(
                 f"the Object Store {REPOS_BUCKET!r} has no room for this snapshot ({len(data)} bytes): "

@@ -7,10 +7,12 @@ except snapshots, which are msgpack (they hold file bytes).
 
 from jobs_contract.jetstream import (
     FETCH_DUPLICATE_WINDOW_S,
+    STREAM_FULL,
     JetStreamSetupError,
     JobStores,
     ensure_jetstream,
     fetch_stream_config,
+    stream_full,
 )
 from jobs_contract.messages import (
     EVENT_COMPLETED,
@@ -64,6 +66,7 @@ __all__ = [
     "REF_PATTERN",
     "REPOS_BUCKET",
     "REPO_PATTERN",
+    "STREAM_FULL",
     "TERMINAL",
     "FetchRequest",
     "JetStreamSetupError",
@@ -87,4 +90,5 @@ __all__ = [
     "fetch_stream_config",
     "is_job_id",
     "snapshot_key",
+    "stream_full",
 ]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
@@ -33,6 +33,9 @@ from jobs_contract.settings import StorageSettings
 FETCH_DUPLICATE_WINDOW_S = 600.0
 # JetStream's error code for "stream name already in use with a different configuration".
 _STREAM_CONFIG_DIFFERS = 10058
+# JetStream's error code for a write past a stream's max messages or max bytes (discard "new"):
+# "maximum messages exceeded", "maximum bytes exceeded".
+STREAM_FULL = 10077
 
 _Bucket = TypeVar("_Bucket", KeyValue, ObjectStore, None)
 
@@ -53,7 +56,9 @@ class JobStores:
     repos: ObjectStore
 
 
-def fetch_stream_config(replicas: int = 1) -> StreamConfig:
+def fetch_stream_config(replicas: int = 1, *, max_msgs: int) -> StreamConfig:
+    """The fetch work queue: at most `max_msgs` requests (FETCH_QUEUE_MAX_MSGS); a publish past
+    that is refused (`stream_full` says so) rather than dropping the oldest request, a job."""
     return StreamConfig(
         name=FETCH_STREAM,
         subjects=[FETCH_SUBJECT],
@@ -61,24 +66,40 @@ def fetch_stream_config(replicas: int = 1) -> StreamConfig:
         storage=StorageType.FILE,
         duplicate_window=FETCH_DUPLICATE_WINDOW_S,
         num_replicas=replicas,
+        max_msgs=max_msgs,
+        discard=DiscardPolicy.NEW,
     )
+
+
+def stream_full(error: BaseException) -> TypeGuard[APIError]:
+    """Whether a publish or put failed because the stream is at its max messages or max bytes
+    (discard "new"): waiting for room may help, retrying at once will not."""
+    return isinstance(error, APIError) and error.err_code == STREAM_FULL
 
 
 async def ensure_jetstream(js: JetStreamContext, storage: StorageSettings | None = None) -> JobStores:
     """Create the fetch work queue, the `jobs` KV bucket and the `repos` Object Store if missing.
 
-    Each gets NATS_REPLICAS replicas, and the buckets the max age and max bytes of `storage`
+    Each gets NATS_REPLICAS replicas, the queue at most FETCH_QUEUE_MAX_MSGS requests, and the
+    buckets the max age and max bytes of `storage`
     (default: read from the environment); existing ones are updated to these. Raises
     JetStreamSetupError when NATS refuses a setting, nats errors when it does not answer.
     """
     limits = storage or StorageSettings()
     replicas = limits.nats_replicas
+    queue = fetch_stream_config(replicas, max_msgs=limits.fetch_queue_max_msgs)
     await _create_or_update(
         js,
         FETCH_STREAM,
-        lambda: _no_bucket(js.add_stream(fetch_stream_config(replicas))),
+        lambda: _no_bucket(js.add_stream(queue)),
         lambda: _no_bucket(js.stream_info(FETCH_STREAM)),
-        {"num_replicas": ("NATS_REPLICAS", replicas)},
+        {
+            "num_replicas": ("NATS_REPLICAS", replicas),
+            "max_msgs": ("FETCH_QUEUE_MAX_MSGS", limits.fetch_queue_max_msgs),
+            # A queue made by an older release discards "old": bounded, it would drop its oldest
+            # request (someone's job) to take a new one.
+            "discard": ("discard", DiscardPolicy.NEW.value),
+        },
     )
     kv = await _create_or_update(
         js,

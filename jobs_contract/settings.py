@@ -1,4 +1,5 @@
-"""How long and how much the `jobs` KV bucket and the `repos` Object Store keep, on how many NATS nodes.
+"""How long and how much the `jobs` KV bucket, the `repos` Object Store and the fetch queue keep,
+on how many NATS nodes.
 
 Both services create the buckets (whichever starts first), so both read these variables, and
 each start applies them to buckets that already exist: set the same values for all services.
@@ -28,6 +29,12 @@ class StorageSettings(BaseSettings):
     repos_max_age_s: float = Field(default=7 * DAY_S, gt=0)
     # When full, storing a new snapshot fails its job with a reason naming REPOS_MAX_BYTES.
     repos_max_bytes: int = Field(default=4096 * MIB, gt=0)
+
+    # Fetch requests in the work queue (waiting, or being fetched: a request leaves when its job
+    # ends). When it is full the queue refuses new ones, never drops a queued one (discard
+    # "new"), and /analyze/start answers 503 with Retry-After. A request is under 2 KiB (the
+    # contract bounds each field), so the default holds at most about 20 MiB.
+    fetch_queue_max_msgs: int = Field(default=10_000, ge=1)
 
     # Copies of the fetch stream, the `jobs` KV and the `repos` Object Store on a NATS cluster:
     # 3 survives the loss of one node. At most the number of nodes; 1 on a single server.

@@ -80,6 +80,52 @@ async def test_each_start_is_a_new_job(nats_url: str) -> None:
     assert all(request.ref is None for _, request in queued)
 
 
+async def test_a_full_fetch_queue_answers_503_with_retry_after_and_drops_no_queued_job(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue #20: the queue had no bound. Both services read FETCH_QUEUE_MAX_MSGS from the
+    # environment (jobs_contract.StorageSettings); a tiny one here.
+    monkeypatch.setenv("FETCH_QUEUE_MAX_MSGS", "2")
+    repo = {"repo_url": "https://github.com/octo/hello"}
+    async with AsyncTestClient(create_app(settings_without_gateway(nats_url))) as client:
+        queued = [(await client.post("/analyze/start", json=repo)).json()["job_id"] for _ in range(2)]
+        full = await client.post("/analyze/start", json=repo)
+
+        assert full.status_code == 503
+        assert full.headers["Retry-After"] == "30"
+        assert full.json() == {
+            "status_code": 503,
+            "detail": "the fetch queue is full: FETCH_QUEUE_MAX_MSGS requests wait for a fetcher "
+            "(NATS: maximum messages exceeded); try again later",
+        }
+        # Nothing queued was dropped to make room, and the refused job is not among them.
+        assert [headers["Nats-Msg-Id"] for headers, _ in await fetch_requests(nats_url)] == queued
+
+        # A fetcher takes a request (and finishes it): the next start is queued again.
+        async with job_stores(nats_url) as stores:
+            refused = [key for key in await stores.kv.keys() if key not in queued]
+            [record] = [await stores.kv.get(key) for key in refused]
+            failed = msgspec.json.decode(record.value or b"", type=JobRecord)
+            assert failed.status is JobStatus.FAILED
+            assert failed.error is not None
+            assert failed.error.startswith("the fetch queue is full: FETCH_QUEUE_MAX_MSGS")
+        client_nc = await nats.connect(nats_url)
+        try:
+            consumer = await client_nc.jetstream().pull_subscribe(
+                FETCH_SUBJECT, "test-fetcher", stream=FETCH_STREAM
+            )
+            [message] = await consumer.fetch(1, timeout=5)
+            await message.ack_sync()
+        finally:
+            await client_nc.close()
+        again = await client.post("/analyze/start", json=repo)
+        assert again.status_code == 200
+    assert [headers["Nats-Msg-Id"] for headers, _ in await fetch_requests(nats_url)] == [
+        queued[1],
+        again.json()["job_id"],
+    ]
+
+
 @pytest.mark.parametrize(
     "url", ["https://gitlab.com/octo/hello", "https://github.com@evil.example/o/r", "https://github.com/octo"]
 )

@@ -8,10 +8,19 @@ from pathlib import Path
 import nats
 import pytest
 from nats.js.api import StreamInfo
+from nats.js.errors import ServiceUnavailableError
 
 from gateway.cache import CachedReview, NatsCache
 from gateway.errors import ConfigError
-from jobs_contract import FETCH_STREAM, JOBS_BUCKET, REPOS_BUCKET, JetStreamSetupError, ensure_jetstream
+from jobs_contract import (
+    FETCH_STREAM,
+    FETCH_SUBJECT,
+    JOBS_BUCKET,
+    REPOS_BUCKET,
+    JetStreamSetupError,
+    ensure_jetstream,
+    stream_full,
+)
 from jobs_contract.settings import StorageSettings
 from servicekit.nats_connect import connect_nats, nats_servers
 from tests.support.nats_cluster import NatsCluster
@@ -58,16 +67,17 @@ async def test_three_replicas_on_a_single_server_is_refused_saying_what_differs(
         with pytest.raises(JetStreamSetupError) as fresh:
             await ensure_jetstream(js, storage(3))
         assert str(fresh.value) == (
-            f"NATS refused to create the stream {FETCH_STREAM} with NATS_REPLICAS=3: "
-            "replicas > 1 not supported in non-clustered mode"
+            f"NATS refused to create the stream {FETCH_STREAM} with NATS_REPLICAS=3, "
+            "FETCH_QUEUE_MAX_MSGS=10000, discard=new: replicas > 1 not supported in non-clustered mode"
         )
 
         await ensure_jetstream(js, storage(1))
         with pytest.raises(JetStreamSetupError) as existing:
             await ensure_jetstream(js, storage(3))
         assert str(existing.value).startswith(
-            f"the stream {FETCH_STREAM} exists with NATS_REPLICAS=1, this service asks for NATS_REPLICAS=3, "
-            "and NATS refused: "
+            f"the stream {FETCH_STREAM} exists with NATS_REPLICAS=1, FETCH_QUEUE_MAX_MSGS=10000, "
+            "discard=new, this service asks for NATS_REPLICAS=3, FETCH_QUEUE_MAX_MSGS=10000, "
+            "discard=new, and NATS refused: "
         )
         # Nothing was changed.
         assert [(await js.stream_info(name)).config.num_replicas for name in STREAMS] == [1, 1, 1]
@@ -102,6 +112,24 @@ async def test_existing_buckets_are_changed_to_three_replicas_with_a_warning(
         ]
         entry = await stores.kv.get("kept")
         assert entry.value == b"across the change"
+    finally:
+        await client.close()
+
+
+@pytest.mark.slow
+async def test_a_full_replicated_fetch_queue_refuses_as_a_single_server_does(
+    nats_cluster: NatsCluster,
+) -> None:
+    # The analyzer's 503 relies on the same error code on a cluster (R3) as on one server.
+    client = await nats.connect(nats_servers(nats_cluster.url))
+    try:
+        js = client.jetstream(timeout=10)
+        await ensure_jetstream(js, StorageSettings(_env_file=None, nats_replicas=3, fetch_queue_max_msgs=1))
+        await js.publish(FETCH_SUBJECT, b"{}", headers={"Nats-Msg-Id": "first"})
+        with pytest.raises(ServiceUnavailableError) as full:
+            await js.publish(FETCH_SUBJECT, b"{}", headers={"Nats-Msg-Id": "second"})
+        assert stream_full(full.value), full.value
+        assert (await js.stream_info(FETCH_STREAM)).state.messages == 1
     finally:
         await client.close()
 

@@ -1,26 +1,32 @@
 """Storage is bounded (issue #11, item 7): the `jobs` KV bucket and the `repos` Object Store have a
 max age and max bytes from the contract's settings, applied at every start, and what they drop
-reads back as a clear "gone"."""
+reads back as a clear "gone". The fetch queue has a max number of requests (issue #20) and refuses
+new ones past it, never dropping a queued one."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import nats
 import pytest
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
-from nats.js.errors import ObjectNotFoundError
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import ObjectNotFoundError, ServiceUnavailableError
 from nats.js.object_store import ObjectStore
 
 from jobs_contract import (
+    FETCH_DUPLICATE_WINDOW_S,
+    FETCH_STREAM,
+    FETCH_SUBJECT,
     JOBS_BUCKET,
     REPOS_BUCKET,
     JobStatus,
     decode_snapshot,
     ensure_jetstream,
     snapshot_key,
+    stream_full,
 )
 from jobs_contract.settings import StorageSettings
 from tests.fetcher.helpers import Analyzer, fetcher_settings, running_fetcher
@@ -72,6 +78,54 @@ async def test_buckets_made_without_limits_get_them_at_the_next_start(js: JetStr
     assert await limits(js, f"OBJ_{REPOS_BUCKET}") == (90, 1 << 24)
     await stores.kv.put("still-works", b"{}")
     assert (await stores.kv.get("still-works")).value == b"{}"
+
+
+async def test_the_fetch_queue_is_bounded_and_refuses_rather_than_drops(js: JetStreamContext) -> None:
+    await ensure_jetstream(js, storage(fetch_queue_max_msgs=2))
+    config = (await js.stream_info(FETCH_STREAM)).config
+    assert (config.max_msgs, config.discard) == (2, "new")
+    for n in range(2):
+        await js.publish(FETCH_SUBJECT, b"{}", headers={"Nats-Msg-Id": f"job-{n}"})
+    with pytest.raises(ServiceUnavailableError) as full:
+        await js.publish(FETCH_SUBJECT, b"{}", headers={"Nats-Msg-Id": "job-2"})
+    assert stream_full(full.value)
+    assert full.value.description == "maximum messages exceeded"
+    state = (await js.stream_info(FETCH_STREAM)).state
+    assert (state.first_seq, state.messages) == (1, 2)  # the first two stay queued
+
+
+async def test_a_queue_made_without_a_bound_gets_it_at_the_next_start_keeping_its_requests(
+    js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As an earlier release made it: no max messages, discard "old" (NATS's default).
+    await js.add_stream(
+        StreamConfig(
+            name=FETCH_STREAM,
+            subjects=[FETCH_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=FETCH_DUPLICATE_WINDOW_S,
+        )
+    )
+    for n in range(3):
+        await js.publish(FETCH_SUBJECT, b"{}", headers={"Nats-Msg-Id": f"job-{n}"})
+
+    with caplog.at_level(logging.WARNING, logger="jobs_contract.jetstream"):
+        await ensure_jetstream(js, storage(fetch_queue_max_msgs=2))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the stream {FETCH_STREAM} had FETCH_QUEUE_MAX_MSGS=-1, discard=old: "
+        "changed to FETCH_QUEUE_MAX_MSGS=2, discard=new"
+    ]
+    # The three requests queued before stay (a lower bound refuses new ones, drops none) ...
+    assert (await js.stream_info(FETCH_STREAM)).state.messages == 3
+    with pytest.raises(ServiceUnavailableError) as full:
+        await js.publish(FETCH_SUBJECT, b"{}", headers={"Nats-Msg-Id": "job-3"})
+    assert stream_full(full.value)
+    # ... and a start that finds the queue as wanted changes nothing.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jobs_contract.jetstream"):
+        await ensure_jetstream(js, storage(fetch_queue_max_msgs=2))
+    assert caplog.records == []
 
 
 async def test_a_full_object_store_fails_the_job_naming_the_setting(
