@@ -43,6 +43,11 @@ _WORD = re.compile(r"[a-z0-9_]+")
 MAX_OUTPUT_CHARS = 128 * 1024
 # Places in one candidate text where JSON is tried (`{` or `[`): each try may scan the rest of it.
 MAX_JSON_STARTS = 64
+# Suggestions taken from one answer (REVIEW_MAX_SUGGESTIONS is at most 50), and the characters of
+# each that are cleaned (clean keeps MAX_CHARS): clean's markup patterns and the near-duplicate
+# comparisons cost more than linear time in what they are given (48 KB of `*a ` took 36 s).
+MAX_ITEMS = 64
+MAX_ITEM_CHARS = 4 * MAX_CHARS
 _ITEM_KEYS = ("suggestion", "text", "message", "description", "issue", "recommendation", "content")
 
 _TOPICS: dict[str, re.Pattern[str]] = {
@@ -142,8 +147,15 @@ def parse_model_output(content: str | None) -> list[str] | None:
     other key names, objects instead of strings and bullet lines are all accepted.
     An explicit empty list is a valid answer and returns [].
     Only the first MAX_OUTPUT_CHARS characters are read; JSON nested deeper than Python follows
-    (a few KB of `[`) is unreadable, never an error: this never raises.
+    (a few KB of `[`) is unreadable, never an error: this never raises. At most MAX_ITEMS
+    suggestions come back, each cut to MAX_ITEM_CHARS, so what is done with them next (cleaning
+    with regular expressions, comparing each with the others) is bounded too.
     """
+    found = _parsed(content)
+    return None if found is None else [item[:MAX_ITEM_CHARS] for item in found[:MAX_ITEMS]]
+
+
+def _parsed(content: str | None) -> list[str] | None:
     if content is None or not content.strip():
         return None
     content = content[:MAX_OUTPUT_CHARS]

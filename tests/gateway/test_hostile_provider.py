@@ -15,6 +15,7 @@ import time
 import pytest
 
 from gateway.errors import UpstreamError
+from gateway.suggestions import MAX_ITEM_CHARS, MAX_ITEMS, parse_model_output
 from gateway.upstream import retry_after_seconds
 from tests.gateway.conftest import ADD, gateway_client, local_settings, openai_settings
 from tests.gateway.raw_http import raw_server
@@ -254,3 +255,26 @@ async def test_a_retry_after_of_minus_5_or_nan_gets_the_backoff_not_three_tries_
     assert len(openai_fake.sent("/chat/completions")) == 3
     # Two waits of the backoff, 0.2 s then 0.4 s (plus jitter): a floor, not a speed measurement.
     assert took >= 0.6
+
+
+async def test_suggestions_that_would_cost_minutes_to_clean_are_cut_first(local_fake: FakeLLM) -> None:
+    # 30 KB of `*a `: each `*` opens an emphasis that never closes, and the pattern scans the rest
+    # from each one; before the cut it took ~14 s of the event loop (48 KB: 36 s).
+    local_fake.script("/chat/completions", review_reply("*a " * 10_000, "Check b is a number."))
+    async with gateway_client(local_settings(local_fake)) as client:
+        started = time.monotonic()
+        response = await client.post("/analyze", json={"function_code": ADD})
+        took = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert "Check b is a number." in response.json()["suggestions"]
+    assert took < 5, took  # a bound that ~14 s broke, not a speed measurement
+
+
+def test_at_most_max_items_suggestions_of_max_item_chars_come_back() -> None:
+    many = json.dumps({"suggestions": [f"Suggestion number {n}." for n in range(10_000)]})
+    assert parse_model_output(many) == [f"Suggestion number {n}." for n in range(MAX_ITEMS)]
+    long = parse_model_output(json.dumps(["x" * 100_000]))
+    assert long == ["x" * MAX_ITEM_CHARS]
+    bullets = parse_model_output("\n".join(f"- point {n}" for n in range(1000)))
+    assert bullets is not None
+    assert len(bullets) == MAX_ITEMS
