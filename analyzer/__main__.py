@@ -19,6 +19,7 @@ def main() -> None:
         port=settings.analyzer_port,
         log_level=settings.log_level,
         shutdown_timeout_s=settings.shutdown_timeout_s,
+        forwarded_allow_ips=settings.trusted_proxies,
         on_stop=[lambda: stop_waiting(app)],
     )
     run(server)

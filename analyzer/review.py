@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 
 from analyzer.errors import GatewayError, GatewayTimeout
 from review_contract import Finding, ReviewContext
+from servicekit.redact import excerpt
 
 logger = logging.getLogger("analyzer.review")
 
@@ -42,18 +43,24 @@ _review_decoder = msgspec.json.Decoder(_Review)
 _completion_decoder = msgspec.json.Decoder(_Completion)
 
 
+# The most of the gateway's error message the analyzer repeats.
+_GATEWAY_MESSAGE_CHARS = 300
+
+
 def _gateway_status_error(exc: openai.APIStatusError) -> GatewayError:
+    """The gateway's refusal in the analyzer's words: its status, and the message of its own error
+    body (`{"error": {"message": ...}}`, which names what failed in the gateway's words) cut to 300
+    characters, anything key-like masked and control characters escaped. Any other body (a
+    proxy's page, a provider's text passed on) is not repeated: it may hold anything, keys too."""
     status = exc.status_code
-    try:
-        text = exc.response.text[:300]
-    except Exception:  # a body we cannot read still leaves the status to report
-        text = ""
+    # The openai package parses the body and keeps its "error" object in `body`.
+    error = exc.body
+    message = error.get("message") if isinstance(error, dict) else None
+    said = ""
+    if isinstance(message, str) and message:
+        said = f": {excerpt(message, limit=_GATEWAY_MESSAGE_CHARS)}"
     error_class = GatewayTimeout if status == 504 else GatewayError
-    return error_class(
-        f"the gateway answered HTTP {status}: {text or exc.message}",
-        upstream="gateway",
-        gateway_status=status,
-    )
+    return error_class(f"the gateway answered HTTP {status}{said}", upstream="gateway", gateway_status=status)
 
 
 class Reviewer:

@@ -21,6 +21,7 @@ def main() -> int:
         port=settings.gateway_port,
         log_level=settings.log_level,
         shutdown_timeout_s=settings.shutdown_timeout_s,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     run(server)
     return 0

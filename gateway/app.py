@@ -57,9 +57,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.review_cache_ttl,
             settings.nats_replicas,
             start_wait_s=settings.nats_start_wait_s,
+            max_bytes=settings.review_cache_max_bytes,
+            max_entry_bytes=settings.review_cache_max_entry_bytes,
         )
     else:
-        cache = MemoryCache(settings.review_cache_ttl, settings.review_cache_size)
+        cache = MemoryCache(
+            settings.review_cache_ttl,
+            settings.review_cache_size,
+            settings.review_cache_max_bytes,
+            settings.review_cache_max_entry_bytes,
+        )
     limits = ReviewLimits(
         max_suggestions=settings.review_max_suggestions,
         max_code_bytes=settings.review_max_code_bytes,

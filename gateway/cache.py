@@ -17,6 +17,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
@@ -58,13 +59,44 @@ class ReviewCache(Protocol):
     async def close(self) -> None: ...
 
 
-class MemoryCache:
-    """An LRU of at most `size` reviews, each kept `ttl` seconds (0: no expiry)."""
+# REVIEW_CACHE_MAX_BYTES and REVIEW_CACHE_MAX_ENTRY_BYTES when a cache is built without them.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_ENTRY_BYTES = 256 * 1024
 
-    def __init__(self, ttl: float, size: int) -> None:
+
+def _fits(data: bytes, max_entry_bytes: int, max_bytes: int) -> bool:
+    """Whether a review of this encoding may be cached; one that may not is said at DEBUG."""
+    if len(data) <= min(max_entry_bytes, max_bytes):
+        return True
+    log.debug(
+        "review not cached: %d bytes, over REVIEW_CACHE_MAX_ENTRY_BYTES=%d or REVIEW_CACHE_MAX_BYTES=%d",
+        len(data),
+        max_entry_bytes,
+        max_bytes,
+    )
+    return False
+
+
+class MemoryCache:
+    """An LRU of at most `size` reviews and `max_bytes` bytes, each kept `ttl` seconds (0: no expiry).
+
+    Reviews are kept encoded, so the bytes counted are the bytes held; one whose encoding is over
+    `max_entry_bytes` (or `max_bytes`) is not kept.
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        size: int,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+    ) -> None:
         self.ttl = ttl
         self.size = size
-        self._items: OrderedDict[str, tuple[float, CachedReview]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     async def open(self) -> None:
         """Nothing to open: the reviews live in this process."""
@@ -73,23 +105,33 @@ class MemoryCache:
         item = self._items.get(key)
         if item is None:
             return None
-        expires, review = item
+        expires, data = item
         if self.ttl and time.monotonic() >= expires:
-            del self._items[key]
+            self._drop(key)
             return None
         self._items.move_to_end(key)
-        return review
+        return _DECODER.decode(data)
 
     async def put(self, key: str, review: CachedReview) -> None:
         if self.size == 0:
             return
-        self._items[key] = (time.monotonic() + self.ttl, review)
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        data = _ENCODER.encode(review)
+        if not _fits(data, self.max_entry_bytes, self.max_bytes):
+            return
+        self._drop(key)
+        self._items[key] = (time.monotonic() + self.ttl, data)
+        self.bytes += len(data)
+        while len(self._items) > self.size or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.bytes -= len(item[1])
 
     async def close(self) -> None:
         self._items.clear()
+        self.bytes = 0
 
 
 async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: int) -> None:
@@ -116,17 +158,48 @@ async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: in
         log.warning("review cache bucket %s had %s: changed to %s", bucket, had, wanted)
 
 
+async def _cap_bytes(js: JetStreamContext, bucket: str, max_bytes: int) -> None:
+    """The bucket holds at most `max_bytes` and drops its oldest reviews for new ones past that.
+
+    nats-py makes KV buckets discard *new* writes when full: a full cache would then refuse every
+    review until old ones expire (up to REVIEW_CACHE_TTL). A refusal is logged, not fatal.
+    """
+    config = (await js.stream_info(f"KV_{bucket}")).config
+    if config.max_bytes == max_bytes and config.discard == DiscardPolicy.OLD:
+        return
+    config.max_bytes, config.discard = max_bytes, DiscardPolicy.OLD
+    try:
+        await js.update_stream(config)
+    except APIError as exc:
+        log.warning(
+            "review cache bucket %s: NATS refused REVIEW_CACHE_MAX_BYTES=%d (%s): using it as it is",
+            bucket,
+            max_bytes,
+            exc.description,
+        )
+
+
 class NatsCache:
-    """Reviews in a JetStream KV bucket whose max age is the TTL."""
+    """Reviews in a JetStream KV bucket whose max age is the TTL and whose size is `max_bytes`."""
 
     def __init__(
-        self, url: str, bucket: str, ttl: float, replicas: int = 1, *, start_wait_s: float = 30.0
+        self,
+        url: str,
+        bucket: str,
+        ttl: float,
+        replicas: int = 1,
+        *,
+        start_wait_s: float = 30.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
         self.url = url
         self.bucket = bucket
         self.ttl = ttl
         self.replicas = replicas
         self.start_wait_s = start_wait_s
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
         self._connection: NatsClient | None = None
         self._kv: KeyValue | None = None
 
@@ -162,7 +235,7 @@ class NatsCache:
         bucket, ttl, replicas = self.bucket, self.ttl, self.replicas
         js = connection.jetstream()
         try:
-            return await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None, replicas=replicas)
+            kv = await js.create_key_value(bucket=bucket, history=1, ttl=ttl or None, replicas=replicas)
         except APIError as exc:
             # Not ready yet (no JetStream leader): when_jetstream_ready tries again.
             if isinstance(exc, ServiceUnavailableError):
@@ -171,12 +244,14 @@ class NatsCache:
             # which it says before looking for the bucket): an existing bucket is changed or used.
             try:
                 await _reconcile(js, bucket, ttl, replicas)
-                return await js.key_value(bucket)
+                kv = await js.key_value(bucket)
             except NotFoundError:
                 raise ConfigError(
                     f"review cache: NATS refused the bucket {bucket} with NATS_REPLICAS={replicas}: "
                     f"{exc.description}"
                 ) from exc
+        await _cap_bytes(js, bucket, self.max_bytes)
+        return kv
 
     async def get(self, key: str) -> CachedReview | None:
         if self._kv is None:
@@ -198,8 +273,11 @@ class NatsCache:
     async def put(self, key: str, review: CachedReview) -> None:
         if self._kv is None:
             return
+        data = _ENCODER.encode(review)
+        if not _fits(data, self.max_entry_bytes, self.max_bytes):
+            return
         try:
-            await self._kv.put(key, _ENCODER.encode(review))
+            await self._kv.put(key, data)
         except Exception as exc:  # the cache must never fail a review
             log.warning("review cache write failed: %s", exc)
 

@@ -25,9 +25,27 @@ log = logging.getLogger("gateway.errors")
 
 
 # What decoding bytes that are not the JSON expected raises: msgspec raises UnicodeDecodeError, not
-# a DecodeError, for invalid UTF-8 inside a JSON string. Catch both wherever provider (or cache)
-# bytes are decoded: the provider's bad bytes are its 502 (or a cache miss), never a 500.
-UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
+# a DecodeError, for invalid UTF-8 inside a JSON string, and RecursionError for JSON nested deeper
+# than it follows (a few KB of `[` do it). Catch all three wherever provider (or cache) bytes are
+# decoded: the provider's bad bytes are its 502 (or a cache miss), never a 500.
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def status_words(status: int) -> str:
+    """What a provider's HTTP status says, in the gateway's words (never the provider's text)."""
+    if status in (401, 403):
+        return "rejected the gateway's API key"
+    if status == 404:
+        return "no such model or route"
+    if status == 413:
+        return "request too large"
+    if status == 429:
+        return "rate limited"
+    if status >= 500:
+        return "failed on its side"
+    if 400 <= status < 500:
+        return "refused the request"
+    return "unexpected status"
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True, frozen=True):

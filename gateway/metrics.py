@@ -8,6 +8,7 @@ at import: two apps never register a series twice, and a scrape shows the whole 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController, PrometheusMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter
+
+log = logging.getLogger("gateway.metrics")
 
 REVIEWS = Counter(
     "gateway_reviews",
@@ -32,9 +35,22 @@ def record_review(provider: str, outcome: str, *, cached: bool) -> None:
     REVIEWS.labels(provider, outcome, "true" if cached else "false").inc()
 
 
+# The most tokens one answer is believed to have cost: 2**53, the largest count a float (what a
+# counter holds) keeps exact; a larger int does not even convert (OverflowError).
+MAX_TOKENS = 2**53
+
+
 def record_tokens(provider: str, prompt_tokens: int, completion_tokens: int) -> None:
-    MODEL_TOKENS.labels(provider, "in").inc(prompt_tokens)
-    MODEL_TOKENS.labels(provider, "out").inc(completion_tokens)
+    """Count what a provider says a review cost; a count below 0 or over MAX_TOKENS is logged and
+    not counted. Never raises: the counts are the provider's word (a counter refuses to go down,
+    and a float cannot hold a 400-digit int), and its bad bookkeeping must not fail a review."""
+    for direction, tokens in (("in", prompt_tokens), ("out", completion_tokens)):
+        if 0 <= tokens <= MAX_TOKENS:
+            MODEL_TOKENS.labels(provider, direction).inc(tokens)
+        else:
+            # Not str() of it: past 4,300 digits Python refuses to write an int out (ValueError).
+            shown = str(tokens) if abs(tokens) < 10**20 else f"a {tokens.bit_length()}-bit number of"
+            log.warning("%s reported %s %s tokens: not counted", provider, shown, direction)
 
 
 class MetricsController(PrometheusController):

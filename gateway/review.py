@@ -13,13 +13,20 @@ import msgspec
 
 from gateway.cache import CachedReview, ReviewCache, review_key
 from gateway.checks import ChecksFailedError, RuffChecker, type_suggestions
-from gateway.errors import UNDECODABLE, InvalidInputError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import (
+    UNDECODABLE,
+    InvalidInputError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    status_words,
+)
 from gateway.findings import findings_of
 from gateway.metrics import record_review, record_tokens
 from gateway.prompt import asks_the_model, response_format, review_messages
 from gateway.suggestions import Suggestion, merged, model_suggestions, parse_model_output
 from gateway.upstream import Provider, Upstream
 from review_contract import Finding, ReviewContext
+from servicekit.redact import excerpt
 
 log = logging.getLogger("gateway.review")
 
@@ -216,9 +223,17 @@ class Reviewer:
             body = self._request_body(provider, model, code, context.uses if context else "")
             response = await self.upstream.request(provider, "POST", "chat/completions", body)
             if response.status_code != 200:
+                # The provider's body is its own text and may echo the key it was sent: the caller
+                # and the log get our words; a DEBUG line gets a short excerpt, keys masked.
+                status = response.status_code
+                log.debug(
+                    "%s answered the review request HTTP %d: %s",
+                    provider.name,
+                    status,
+                    excerpt(response.text, [provider.api_key]),
+                )
                 raise UpstreamError(
-                    f"{provider.name} refused the review request: HTTP {response.status_code}: "
-                    f"{response.text[:300]}",
+                    f"{provider.name} refused the review request: HTTP {status} ({status_words(status)})",
                     provider=provider.name,
                 )
             try:
@@ -238,11 +253,12 @@ class Reviewer:
             if parsed is not None:
                 return parsed, usage
             log.warning(
-                "%s answered no readable suggestions (attempt %d): %r",
+                "%s answered no readable suggestions (attempt %d, %d characters)",
                 provider.name,
                 attempt,
-                (content or "")[:200],
+                len(content or ""),
             )
+            log.debug("%s answered: %s", provider.name, excerpt(content or "", [provider.api_key]))
         return None, usage
 
     def _request_body(self, provider: Provider, model: str, code: str, uses: str) -> bytes:

@@ -78,6 +78,11 @@ class Settings(AccessSettings, LogSettings):
     review_cache_ttl: float = Field(default=86400.0, ge=0)
     review_cache_size: int = Field(default=4096, ge=0)
     review_cache_bucket: str = "gateway_reviews"
+    # Bytes all cached reviews may take, as JSON: the memory cache drops its least recent past it,
+    # the NATS bucket its oldest.
+    review_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # A review whose JSON is larger is answered but not cached (NATS's default max payload is 1 MiB).
+    review_cache_max_entry_bytes: int = Field(default=256 * 1024, ge=1024)
     nats_url: str | None = None
     # With NATS_URL: how long to keep trying to reach NATS (and its JetStream) at start-up before
     # refusing to start; once connected, reconnects never stop (cache calls meanwhile are misses).

@@ -7,6 +7,7 @@ the most important first, at most the configured number.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -36,6 +37,17 @@ _HEADING = re.compile(r"^\s*#{1,6}\s*")
 _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z0-9_]+")
+# The model's answer is read for suggestions up to this many characters: a review's answer is a
+# few KB, and what a provider sends past this is read as a truncated answer is (_repair_truncated).
+# It bounds the time the reading takes whatever a provider sends (up to LLM_MAX_RESPONSE_BYTES).
+MAX_OUTPUT_CHARS = 128 * 1024
+# Places in one candidate text where JSON is tried (`{` or `[`): each try may scan the rest of it.
+MAX_JSON_STARTS = 64
+# Suggestions taken from one answer (REVIEW_MAX_SUGGESTIONS is at most 50), and the characters of
+# each that are cleaned (clean keeps MAX_CHARS): clean's markup patterns and the near-duplicate
+# comparisons cost more than linear time in what they are given (48 KB of `*a ` took 36 s).
+MAX_ITEMS = 64
+MAX_ITEM_CHARS = 4 * MAX_CHARS
 _ITEM_KEYS = ("suggestion", "text", "message", "description", "issue", "recommendation", "content")
 
 _TOPICS: dict[str, re.Pattern[str]] = {
@@ -134,9 +146,19 @@ def parse_model_output(content: str | None) -> list[str] | None:
     `{"suggestions": [...]}` is the contract, but fences, prose around the JSON, a bare list,
     other key names, objects instead of strings and bullet lines are all accepted.
     An explicit empty list is a valid answer and returns [].
+    Only the first MAX_OUTPUT_CHARS characters are read; JSON nested deeper than Python follows
+    (a few KB of `[`) is unreadable, never an error: this never raises. At most MAX_ITEMS
+    suggestions come back, each cut to MAX_ITEM_CHARS, so what is done with them next (cleaning
+    with regular expressions, comparing each with the others) is bounded too.
     """
+    found = _parsed(content)
+    return None if found is None else [item[:MAX_ITEM_CHARS] for item in found[:MAX_ITEMS]]
+
+
+def _parsed(content: str | None) -> list[str] | None:
     if content is None or not content.strip():
         return None
+    content = content[:MAX_OUTPUT_CHARS]
     candidates = [content, *_FENCE.findall(content)]
     for candidate in candidates:
         found = _from_json_text(candidate.strip())
@@ -174,22 +196,20 @@ def _repair_truncated(content: str) -> list[str] | None:
 
 def _from_json_text(text: str) -> list[str] | None:
     try:
-        value = json.loads(text)
-    except ValueError:
+        return _items(json.loads(text))
+    # Nesting deeper than the interpreter's recursion limit, in json's scanner or in _items.
+    except (ValueError, RecursionError):
         return None
-    return _items(value)
 
 
 def _embedded_json(text: str) -> list[str] | None:
     decoder = json.JSONDecoder()
-    for start, char in enumerate(text):
-        if char not in "{[":
-            continue
+    starts = (start for start, char in enumerate(text) if char in "{[")
+    for start in itertools.islice(starts, MAX_JSON_STARTS):
         try:
-            value, _ = decoder.raw_decode(text, start)
-        except ValueError:
+            found = _items(decoder.raw_decode(text, start)[0])
+        except (ValueError, RecursionError):
             continue
-        found = _items(value)
         if found is not None:
             return found
     return None

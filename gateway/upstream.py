@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from multidict import CIMultiDictProxy
 from gateway.errors import UNDECODABLE, ConfigError, UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
+from servicekit.redact import escaped
 from servicekit.request_id import current_request_id
 
 log = logging.getLogger("gateway.upstream")
@@ -104,14 +106,23 @@ class _ModelEntry(msgspec.Struct):
     id: str
 
 
+# delta-seconds (RFC 9110: digits; a decimal fraction is taken too): never a sign, NaN or infinity.
+_DELTA_SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None if absent or unreadable."""
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None if absent or unreadable.
+
+    `-5`, `NaN`, `inf` and the like are unreadable, not "now": a provider that sends them gets the
+    gateway's own backoff, never three retries in a few milliseconds.
+    """
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)
+    if value[:1] in "+-" or value[:1].isdigit():
+        return None  # a number, but not delta-seconds
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -413,8 +424,9 @@ class Upstream:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise _RetryableError(f"unreachable ({_describe(exc)})") from exc
         except aiohttp.ClientResponseError as exc:
-            # What aiohttp's parser refused, e.g. a status line that is not HTTP.
-            reason = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            # What aiohttp's parser refused, e.g. a status line that is not HTTP: its words, not
+            # the provider's bytes it quotes.
+            reason = _own_words(exc.message) or type(exc).__name__
             raise UpstreamError(
                 f"{provider.name} answered something that is not HTTP: {reason}", provider=provider.name
             ) from exc
@@ -465,9 +477,9 @@ class Upstream:
             raise self._too_large(provider, f"announces {announced} bytes")
 
     def _broken(self, provider: Provider, exc: aiohttp.ClientError) -> UpstreamError:
-        return UpstreamError(
-            f"{provider.name} broke off its answer: {_describe(exc)}", provider=provider.name
-        )
+        # aiohttp's words for what went wrong, without the provider's bytes its parser may quote.
+        reason = _own_words(_describe(exc)) or type(exc).__name__
+        return UpstreamError(f"{provider.name} broke off its answer: {reason}", provider=provider.name)
 
     def _too_large(self, provider: Provider, what: str) -> UpstreamError:
         return UpstreamError(
@@ -478,3 +490,16 @@ class Upstream:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+# Where a library's message starts quoting what the provider sent: a quote, a bytes repr, a repr.
+_QUOTED = re.compile(r"""\bb['"]|['"<]""")
+# aiohttp's HttpProcessingError writes itself as "400, message:" and the message on the next lines.
+_CODE_PREFIX = re.compile(r"^\d{3}, message:")
+
+
+def _own_words(message: str, limit: int = 120) -> str:
+    """A library's message up to where it quotes the provider's bytes, on one line, at most `limit`
+    characters (`Bad status line 'SMTP READY'` -> `Bad status line`)."""
+    words = " ".join(_QUOTED.split(message, maxsplit=1)[0].split())
+    return escaped(_CODE_PREFIX.sub("", words).strip(" :,;=-")[:limit])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, cast
@@ -17,7 +18,7 @@ from typing import Any, Literal, cast
 from litestar import Request, Response
 from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings
@@ -43,6 +44,30 @@ class AccessSettings(BaseSettings):
     # (per address without one) in each process of the service; over it, 429 with Retry-After.
     # Empty: no limit.
     codereview_rate_limit: str = ""
+    # Comma-separated addresses or networks (e.g. "10.0.0.5,172.16.0.0/12", "*": any) of the
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed. Empty: none, so the client
+    # is the address that connected, whatever headers it sends (the rate limit counts per address).
+    forwarded_allow_ips: str = ""
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_form(cls, value: str) -> str:
+        for part in _parts(value):
+            if part == "*":
+                continue
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"FORWARDED_ALLOW_IPS must list IP addresses or networks (or *), "
+                    f"comma-separated; {part!r} is neither"
+                ) from None
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """FORWARDED_ALLOW_IPS as uvicorn's `forwarded_allow_ips` takes it; empty: trust no proxy."""
+        return _parts(self.forwarded_allow_ips)
 
     @field_validator("codereview_rate_limit")
     @classmethod
@@ -67,6 +92,30 @@ class AccessSettings(BaseSettings):
         """CODEREVIEW_RATE_LIMIT as Litestar's RateLimitConfig takes it: (unit, requests); None when off."""
         match = _RATE.fullmatch(self.codereview_rate_limit)
         return None if match is None else (cast(RateUnit, match[2]), int(match[1]))
+
+
+def _parts(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """Who the request comes from, as far as the client cannot choose it.
+
+    The connection's address: uvicorn replaces it by X-Forwarded-For's only for a proxy named in
+    FORWARDED_ALLOW_IPS, and then by the last address no trusted proxy vouches for, the one the
+    proxy saw. An IPv6 address stands for its /64, which a client holds whole and can rotate
+    through (an IPv4-mapped one for its IPv4 address).
+    """
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64] or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def is_open(scope: Scope) -> bool:
@@ -174,7 +223,7 @@ def access_middleware(
 
     def client(request: Request[Any, Any, Any]) -> str:
         index = keys.match(request.headers.get("authorization")) if keys else None
-        return f"key:{index}" if index is not None else f"address:{get_remote_address(request)}"
+        return f"key:{index}" if index is not None else f"address:{client_address(request)}"
 
     middleware: list[Any] = [AnswerRefusals(unauthorized, answer)] if keys or rate_limit is not None else []
     if rate_limit is not None:

@@ -57,10 +57,17 @@ def stoppable_server(
     shutdown_timeout_s: int,
     on_stop: Sequence[Callable[[], None]] = (),
     lifespan: Literal["auto", "on", "off"] = "auto",
+    forwarded_allow_ips: Sequence[str] = (),
 ) -> StoppableServer:
     """The server every service runs: uvicorn's own logging left to servicekit.logs (which renders
     uvicorn's lines too), its access log off (docs/operations.md#logs), and requests in flight
-    given `shutdown_timeout_s` (SHUTDOWN_TIMEOUT_S) on a stop."""
+    given `shutdown_timeout_s` (SHUTDOWN_TIMEOUT_S) on a stop.
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from the proxies in
+    `forwarded_allow_ips` (FORWARDED_ALLOW_IPS: addresses, networks or "*"); with none, never.
+    uvicorn's own default trusts 127.0.0.1 (and its FORWARDED_ALLOW_IPS variable), so that anyone
+    on the same host, or behind a proxy there that passes the header on, picks their address."""
+    trusted = [ip for ip in forwarded_allow_ips if ip]
     config = uvicorn.Config(
         app,
         host=host,
@@ -70,6 +77,8 @@ def stoppable_server(
         log_level=log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=shutdown_timeout_s,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
     )
     return StoppableServer(config, on_stop)
 

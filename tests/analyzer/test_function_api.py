@@ -518,9 +518,10 @@ async def test_an_unreadable_snapshot_is_409(nats_url: str, gateway: FakeGateway
         (
             {"status": 500, "raw_body": b'{"error": {"message": "boom"}}'},
             502,
-            "the gateway answered HTTP 500",
+            "the gateway answered HTTP 500: boom",
         ),
-        ({"status": 503, "raw_body": b"upstream down"}, 502, "the gateway answered HTTP 503: upstream down"),
+        # A body that is not the gateway's error is not repeated: it may hold anything.
+        ({"status": 503, "raw_body": b"upstream down"}, 502, "the gateway answered HTTP 503"),
         (
             {"status": 504, "raw_body": b'{"error": {"message": "model timeout"}}'},
             504,
@@ -555,6 +556,43 @@ async def test_gateway_failures_are_502_or_504(
     assert body["status_code"] == status
     assert detail in body["detail"]
     assert body["extra"]["upstream"] == "gateway"
+
+
+ECHOED_KEY = "sk-Zq8vXw3LmN5pRt7Y"
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "detail"),
+    [
+        (
+            b'{"error": {"message": "Incorrect API key provided: ' + ECHOED_KEY.encode() + b'"}}',
+            "the gateway answered HTTP 502: Incorrect API key provided: ***",
+        ),
+        (b"<html>" + ECHOED_KEY.encode() + b"</html>", "the gateway answered HTTP 502"),
+        (
+            b'{"error": {"message": "bad\\n\\u001b[31mERROR ' + ECHOED_KEY.encode() + b'"}}',
+            "the gateway answered HTTP 502: bad\\u000a\\u001b[31mERROR ***",
+        ),
+    ],
+)
+async def test_a_key_in_the_gateways_error_reaches_neither_the_caller_nor_the_log(
+    nats_url: str,
+    gateway: FakeGateway,
+    caplog: pytest.LogCaptureFixture,
+    raw_body: bytes,
+    detail: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gateway.status, gateway.raw_body = 502, raw_body
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with analyzer(settings(nats_url, gateway)) as client:
+        response = await analyze(client, job.job_id, "calc.add")
+    assert response.status_code == 502
+    assert response.json()["detail"] == detail
+    lines = [response.text, *(record.getMessage() for record in caplog.records)]
+    for piece in (ECHOED_KEY[i : i + 6] for i in range(len(ECHOED_KEY) - 5)):
+        assert not any(piece in line for line in lines), piece
 
 
 async def test_a_gateway_that_is_down_is_502(nats_url: str) -> None:

@@ -6,8 +6,14 @@ The keys and the limit's form are tested once for both services in tests/service
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import httpx
+
 from tests.gateway.conftest import ADD, gateway_client, local_settings
 from tests.support.fake_llm import FakeLLM
+from tests.support.servers import service_process
 
 KEYS = "gw-key-one-0123,gw-key-two-4567"
 
@@ -74,3 +80,55 @@ async def test_a_rate_limit_answers_429_with_retry_after_per_client(local_fake: 
     # Wrong keys count against the sender's address, so guessing is limited too.
     assert guesses == [401, 401, 429]
     assert health == [200, 200, 200]
+
+
+def process_env(fake: FakeLLM, **values: str) -> dict[str, str]:
+    """`python -m gateway` against the fake local host, 3 requests a minute per client."""
+    return {
+        **{k: "" for k in os.environ if k.startswith(("LLM_", "OPENAI_", "DEEPSEEK_", "LOCAL_LLM_"))},
+        "LLM_PROVIDER": "local",
+        "LOCAL_LLM_BASE_URL": fake.url + "/v1",
+        "CODEREVIEW_RATE_LIMIT": "3/minute",
+        # FORWARDED_ALLOW_IPS left out: the default is what is tested (uvicorn reads it too).
+        **values,
+    }
+
+
+async def statuses(url: str, forwarded: list[str]) -> list[int]:
+    """GET /v1/models once for each X-Forwarded-For value, in order."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        return [
+            (await client.get("/v1/models", headers={"x-forwarded-for": value})).status_code
+            for value in forwarded
+        ]
+
+
+async def test_a_client_rotating_x_forwarded_for_is_still_limited(
+    local_fake: FakeLLM, service_logs: Path
+) -> None:
+    # Served as in production (servicekit.serving), where uvicorn's default trusted 127.0.0.1:
+    # every made-up address was a new client, and 20,000 requests passed a 3/minute limit.
+    with service_process(
+        "gateway", process_env(local_fake), service_logs, port_variable="GATEWAY_PORT"
+    ) as gw:
+        answered = await statuses(gw.url, [f"203.0.113.{n}" for n in range(6)])
+    assert answered == [200, 200, 200, 429, 429, 429]
+
+
+async def test_behind_a_configured_proxy_the_forwarded_address_is_the_client(
+    local_fake: FakeLLM, service_logs: Path
+) -> None:
+    env = process_env(local_fake, FORWARDED_ALLOW_IPS="127.0.0.1")
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as gw:
+        one = await statuses(gw.url, ["203.0.113.7"] * 4)
+        other = await statuses(gw.url, ["203.0.113.8"])
+        # The proxy appends what it saw; what the client put before it is not the client.
+        prepended = await statuses(gw.url, ["198.51.100.1, 203.0.113.7"])
+        # An IPv6 client holds its whole /64: rotating inside it is one client.
+        same_64 = await statuses(gw.url, ["2001:db8::1", "2001:db8::2", "2001:db8::3:4", "2001:db8::ffff"])
+        next_64 = await statuses(gw.url, ["2001:db8:0:1::1"])
+    assert one == [200, 200, 200, 429]
+    assert other == [200]
+    assert prepended == [429]
+    assert same_64 == [200, 200, 200, 429]
+    assert next_64 == [200]

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import uuid
 
+import msgspec
 import nats
 import pytest
+from nats.js.api import DiscardPolicy
 
 from gateway.cache import CachedReview, MemoryCache, NatsCache, review_key
 from gateway.checks import RuffChecker
@@ -205,3 +207,84 @@ async def test_a_degraded_review_is_marked_in_the_log(
         "review: 2 suggestions via local/m, DEGRADED (not cached): the model answered nothing usable"
         in caplog.messages
     )
+
+
+def sized_review(size: int, tag: str = "") -> CachedReview:
+    """A review whose JSON is exactly `size` bytes."""
+    empty = len(msgspec.json.encode(CachedReview(suggestions=[tag], provider="local", model="m")))
+    return CachedReview(suggestions=[tag + "x" * (size - empty)], provider="local", model="m")
+
+
+async def test_the_memory_cache_holds_at_most_max_bytes_and_never_an_entry_over_its_cap() -> None:
+    cache = MemoryCache(ttl=0, size=100, max_bytes=3000, max_entry_bytes=1500)
+    for key in "abcde":
+        await cache.put(key, sized_review(1000, key))
+    assert cache.bytes == 3000
+    assert [await cache.get(key) is not None for key in "abcde"] == [False, False, True, True, True]
+    # Over max_entry_bytes: answered by the review, never kept, and nothing else dropped for it.
+    await cache.put("big", sized_review(1501))
+    assert await cache.get("big") is None
+    assert cache.bytes == 3000
+    assert await cache.get("c") == sized_review(1000, "c")
+    # The same key again replaces its bytes, it does not add to them.
+    await cache.put("c", sized_review(500, "c"))
+    assert cache.bytes == 2500
+    await cache.close()
+    assert cache.bytes == 0
+
+
+async def test_a_review_over_the_entry_cap_is_answered_but_not_cached(local_fake: FakeLLM) -> None:
+    long = [
+        "Reject booleans before adding them: True and False are ints in Python, so add(True, 2) "
+        "quietly returns 3 where a caller would rather hear that the operands have the wrong type.",
+        "Adding a str to an int raises TypeError deep inside the expression; check both operands "
+        "first and raise a ValueError that says which argument was wrong and what it held.",
+        "Floating point sums round: 0.1 plus 0.2 is not 0.3, so callers who compare the result "
+        "with equality will be surprised; say so, or offer a variant that takes Decimal values.",
+        "Very large integers make the sum slow and memory hungry without bound; if inputs come "
+        "from users, cap their magnitude before adding so one request cannot pin a processor.",
+        "Name the function after what it means in your domain rather than the operator it wraps, "
+        "so that readers of the calling code learn why two quantities are combined right there.",
+        "Write a small table of examples as tests, including negative numbers, zero and mixed "
+        "int and float operands, so that later changes to this helper keep its behaviour intact.",
+    ]
+    local_fake.script("/chat/completions", review_reply(*long), review_reply(*long))
+    settings = local_settings(local_fake, review_cache_max_entry_bytes=1024)
+    async with gateway_client(settings) as client:
+        first = await client.post("/analyze", json={"function_code": ADD})
+        second = await client.post("/analyze", json={"function_code": ADD})
+    assert first.status_code == second.status_code == 200
+    assert len(msgspec.json.encode(first.json())) > 1024
+    assert len(local_fake.sent("/chat/completions")) == 2
+
+
+@pytest.mark.nats
+async def test_the_nats_bucket_holds_at_most_max_bytes_dropping_its_oldest(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = f"reviews_{uuid.uuid4().hex[:8]}"
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        # A bucket made before the cap (nats-py's defaults: no byte limit, discard new when full).
+        await js.create_key_value(bucket=bucket, history=1, ttl=600)
+        cache = NatsCache(nats_url, bucket, ttl=600, start_wait_s=5, max_bytes=8192, max_entry_bytes=2048)
+        await cache.open()
+        try:
+            config = (await js.stream_info(f"KV_{bucket}")).config
+            assert (config.max_bytes, config.discard) == (8192, DiscardPolicy.OLD)
+            for n in range(40):
+                await cache.put(f"k{n}", sized_review(1000, str(n)))
+            await cache.put("big", sized_review(2049))
+            state = (await js.stream_info(f"KV_{bucket}")).state
+            newest, oldest, big = await cache.get("k39"), await cache.get("k0"), await cache.get("big")
+        finally:
+            await cache.close()
+    finally:
+        await connection.close()
+    assert state.bytes <= 8192
+    assert newest == sized_review(1000, "39")
+    assert oldest is None
+    assert big is None
+    # A full bucket took every new review: no write was refused.
+    assert "review cache write failed" not in caplog.text

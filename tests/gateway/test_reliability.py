@@ -187,7 +187,10 @@ async def test_a_client_error_from_the_provider_is_a_502_on_review_and_passed_th
             json={"model": "gpt-nope", "messages": [{"role": "user", "content": "hi"}]},
         )
     assert review.status_code == 502
-    assert review.json()["error"]["message"].startswith("openai refused the review request: HTTP 400: ")
+    assert (
+        review.json()["error"]["message"]
+        == "openai refused the review request: HTTP 400 (refused the request)"
+    )
     assert passthrough.status_code == 404
     assert passthrough.json() == {"error": {"message": "no such model", "type": "fake_error"}}
 

@@ -6,16 +6,17 @@ tested with the service: tests/analyzer/test_access.py and tests/gateway/test_ac
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import pydantic
 import pytest
+from litestar import Request
 from litestar.exceptions import TooManyRequestsException
 from litestar.types import Scope
 
 import analyzer.settings
 import gateway.settings
-from servicekit.access import AccessSettings, ApiKeys, is_open, retry_after
+from servicekit.access import AccessSettings, ApiKeys, client_address, is_open, retry_after
 
 # The analyzer's and the gateway's settings read CODEREVIEW_API_KEYS and CODEREVIEW_RATE_LIMIT
 # from AccessSettings: each case runs against both, as the services build them.
@@ -74,3 +75,35 @@ def test_retry_after_is_the_limiters_reset_in_whole_seconds_and_at_least_one() -
     assert retry_after(limited) == (42, expected)
     assert retry_after(TooManyRequestsException(headers={"RateLimit-Reset": "0"}))[0] == 1
     assert retry_after(TooManyRequestsException())[1] == {"Retry-After": "1"}
+
+
+@pytest.mark.parametrize("settings_class", SERVICES)
+def test_forwarded_allow_ips_trusts_no_proxy_unless_named(settings_class: type[AccessSettings]) -> None:
+    assert settings_class(_env_file=None).trusted_proxies == []
+    named = settings_class(_env_file=None, forwarded_allow_ips=" 10.0.0.5 , 172.16.0.0/12,,::1, * ")
+    assert named.trusted_proxies == ["10.0.0.5", "172.16.0.0/12", "::1", "*"]
+    for value in ("proxy.local", "10.0.0.300", "10.0.0.0/33", "127.0.0.1;10.0.0.1"):
+        with pytest.raises(pydantic.ValidationError, match="FORWARDED_ALLOW_IPS must list IP addresses"):
+            settings_class(_env_file=None, forwarded_allow_ips=value)
+
+
+@pytest.mark.parametrize(
+    ("host", "client"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::ffff:1", "2001:db8::/64"),
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("not-an-address", "not-an-address"),
+        (None, "unknown"),
+    ],
+)
+def test_the_limit_counts_per_address_and_per_ipv6_64(host: str | None, client: str) -> None:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "client": (host, 1234) if host else None,
+        "headers": [],
+        "path": "/",
+    }
+    assert client_address(Request(cast(Scope, scope))) == client
