@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol, TextIO
 
@@ -152,7 +152,9 @@ def _exclusive(lock_path: Path, deadline: float) -> Iterator[None]:
     try:
         yield
     finally:
-        lock_path.unlink(missing_ok=True)
+        # A lock file that cannot be removed is only clutter: it must not replace the result.
+        with suppress(OSError):
+            lock_path.unlink(missing_ok=True)
         lock.close()  # which releases the lock
 
 
