@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from codereview.errors import ExitCode
+from servicekit.text import printable
 
 # The command line's own libraries come with the `cli` extra; the services never install them.
 MISSING_EXTRA = (
@@ -27,7 +28,8 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        sys.stderr.write(f"codereview: unexpected error, a bug in codereview: {type(exc).__name__}: {exc}\n")
+        reason = printable(f"{type(exc).__name__}: {exc}")  # its message may quote what a service sent
+        sys.stderr.write(f"codereview: unexpected error, a bug in codereview: {reason}\n")
         sys.exit(int(ExitCode.SERVICE))
 
 

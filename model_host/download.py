@@ -3,20 +3,27 @@
 The file grows as `<name>.part` beside its destination; an interrupted download resumes from
 there with an HTTP Range request. Only a file whose size and SHA-256 match the pinned ones is
 renamed (atomically) to its final name, so a file under its final name is always a verified one.
-A `<name>.lock` file keeps two processes from writing the same `.part` at once.
+A `<name>.lock` file keeps two processes from writing the same `.part` at once; it is removed
+when the download ends (see `_exclusive` for why that is safe).
+
+Redirects are followed as HuggingFace sends them (to its CDN), at most MAX_REDIRECTS of them,
+and only to https URLs (http only on a loopback host, as the tests serve): a redirect cannot
+downgrade the download to plain http elsewhere or send it to another scheme.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import IO, TYPE_CHECKING, Protocol, TextIO
 
 import httpx
 
@@ -27,6 +34,8 @@ GGUF_MAGIC = b"GGUF"
 CHUNK = 1 << 20
 # No single read waits longer than this (nor past the whole download's deadline).
 READ_TIMEOUT_S = 60.0
+# HuggingFace answers a resolve URL with one redirect (to its CDN); a chain longer than this is a loop.
+MAX_REDIRECTS = 5
 
 
 class DownloadError(Exception):
@@ -131,20 +140,67 @@ def default_progress() -> Progress:
 
 @contextmanager
 def _exclusive(lock_path: Path, deadline: float) -> Iterator[None]:
-    with lock_path.open("a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    message = f"another process kept {lock_path} locked past the deadline"
-                    raise DownloadError(message) from None
-                time.sleep(0.2)
+    """Hold the lock `lock_path` (flock) for the block; the file is removed when the block ends.
+
+    Removing a lock file is safe only with a check: a process waiting on the old file gets its
+    lock once the holder is done, but the file is gone by then, and a third process may have
+    made a new one and locked that. So whoever gets a lock checks that its file is still the one
+    at `lock_path`, and starts over if not; the holder removes the file while it still holds it.
+    Raises DownloadError when the lock is still not ours at `deadline`.
+    """
+    lock = _locked(lock_path, deadline)
+    try:
+        yield
+    finally:
+        # A lock file that cannot be removed is only clutter: it must not replace the result.
+        with suppress(OSError):
+            lock_path.unlink(missing_ok=True)
+        lock.close()  # which releases the lock
+
+
+def _locked(lock_path: Path, deadline: float) -> IO[str]:
+    while True:
+        lock = lock_path.open("a")
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        message = f"another process kept {lock_path} locked past the deadline"
+                        raise DownloadError(message) from None
+                    time.sleep(0.2)
+            if _is_at(lock, lock_path):
+                return lock
+        except BaseException:
+            lock.close()
+            raise
+        lock.close()  # the holder before us removed this file: lock the one there now
+
+
+def _is_at(file: IO[str], path: Path) -> bool:
+    """Whether the open `file` is still the file at `path` (not removed, not replaced)."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(file.fileno())
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _allowed(url: httpx.URL) -> bool:
+    """https, or http on a loopback host (the tests' servers): what the download may fetch."""
+    if url.scheme == "https":
+        return True
+    if url.scheme != "http":
+        return False
+    if url.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(url.host).is_loopback
+    except ValueError:
+        return False
 
 
 def _hash_of(path: Path) -> tuple[hashlib._Hash, int]:
@@ -217,9 +273,23 @@ def _receive(
         headers["Range"] = f"bytes={have}-"
     remaining = max(deadline - time.monotonic(), 0.001)
     timeout = httpx.Timeout(min(READ_TIMEOUT_S, remaining))
+
+    def refuse_insecure(request: httpx.Request) -> None:
+        # Called for the first request and for each redirect before it is sent.
+        if not _allowed(request.url):
+            raise DownloadError(
+                f"{url}: refused to fetch {request.url}: only https URLs are downloaded "
+                "(http only from a loopback host)"
+            )
+
     try:
         with (
-            httpx.Client(follow_redirects=True, timeout=timeout) as client,
+            httpx.Client(
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                timeout=timeout,
+                event_hooks={"request": [refuse_insecure]},
+            ) as client,
             client.stream("GET", url, headers=headers) as response,
         ):
             if response.status_code == 206 and have:
@@ -244,12 +314,21 @@ def _receive(
                     f"more than {size} bytes, the size the catalogue pins"
                 )
             with part.open(mode) as out:
+                # The file's first bytes, held until there are enough to check the magic: a
+                # server may send them in pieces smaller than the magic.
+                head = b"" if have == 0 else GGUF_MAGIC
                 # As the bytes arrive, so what came before a cut is kept for the resume.
-                for chunk in response.iter_bytes():
-                    if have == 0 and not chunk.startswith(GGUF_MAGIC):
-                        out.close()
-                        part.unlink()
-                        raise DownloadError(f"{url} is not a GGUF file (it starts with {chunk[:4]!r})")
+                for piece in response.iter_bytes():
+                    chunk = piece
+                    if len(head) < len(GGUF_MAGIC):
+                        head += piece
+                        if head[: len(GGUF_MAGIC)] != GGUF_MAGIC[: len(head)]:
+                            out.close()
+                            part.unlink()
+                            raise DownloadError(f"{url} is not a GGUF file (it starts with {head[:4]!r})")
+                        if len(head) < len(GGUF_MAGIC):
+                            continue
+                        chunk = head
                     if have + len(chunk) > size:
                         out.close()
                         part.unlink()
@@ -260,6 +339,8 @@ def _receive(
                     progress.advance(len(chunk))
                     if time.monotonic() > deadline and have < size:
                         raise _past_deadline(url, have, size)
+    except httpx.TooManyRedirects:
+        raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
     except httpx.HTTPError as exc:
         if isinstance(exc, httpx.TimeoutException) and time.monotonic() >= deadline:
             # Reads wait at most until the deadline: this timeout is the deadline's.

@@ -14,6 +14,15 @@ through structlog's ProcessorFormatter, so a line looks the same whoever wrote i
 The request id and job id come from structlog's context variables (servicekit.request_id binds
 the request id; the analyzer and fetcher bind the job id). Every secret the service holds is
 masked as `***` in every value and in the rendered line.
+
+Nothing from outside (a request path, a repository's file name, an exception's message) can
+forge a line or reach a terminal as a control sequence: in `text`, every control and bidi
+character is written as a visible escape (`\\n`, `\\x1b`, `\\u202e`: servicekit.text.printable);
+only a traceback keeps its own line breaks. In `json`, those JSON leaves raw (DEL, C1 such as
+U+009B, the bidi controls) are written as `\\u` escapes, so each value decodes to what was logged.
+An exception logged without a traceback (a library passing an exception it never raised, as
+FastStream does with nats-py's `UnexpectedEOF` when NATS drops) stays on its line
+(`exception=...`) instead of a bare line below it.
 """
 
 from __future__ import annotations
@@ -21,15 +30,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
 from servicekit.settings import LogFormat
+from servicekit.text import json_printable, printable
 
 MASK = "***"
+# How a formatted exception that has a stack starts (an ExceptionGroup's is indented).
+TRACEBACK_HEAD = "Traceback (most recent call last):"
 # A secret shorter than this would mask pieces of ordinary words; no real key is that short.
 MIN_SECRET_CHARS = 4
 # Libraries that attach their own handlers: theirs go, so each record is rendered once, by ours.
@@ -82,7 +95,13 @@ def _shape(service: str) -> Processor:
 
 
 def _text_line(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
-    """One readable line: `timestamp LEVEL logger [request=.. job=..] event key=value`, traceback below."""
+    """One readable line: `timestamp LEVEL logger [request=.. job=..] event key=value`, traceback below.
+
+    Control and bidi characters are escaped (servicekit.text.printable): a value holding a line
+    feed or an ESC cannot forge a line or colour the terminal. An exception without a stack is
+    one more `exception=` value on the line; a traceback follows on the lines below, each line
+    escaped the same way (its own line breaks kept).
+    """
     exception = event_dict.pop("exception", None)
     ids = f"request={event_dict.pop('request_id', None) or '-'}"
     if "job_id" in event_dict:
@@ -92,12 +111,40 @@ def _text_line(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
         f"{event_dict.pop('logger')} [{ids}] {event_dict.pop('event')}"
     )
     event_dict.pop("service", None)
+    if exception and TRACEBACK_HEAD not in str(exception):
+        # Never raised, so no stack: only "Type: message", which belongs on the line it explains.
+        event_dict["exception"] = exception
+        exception = None
     rest = "".join(f" {key}={value}" for key, value in event_dict.items())
-    return head + rest + (f"\n{exception}" if exception else "")
+    line = printable(head + rest)
+    if exception:
+        line += "".join("\n" + printable(text) for text in str(exception).split("\n"))
+    return line
+
+
+def _text_exception(exc_info: ExcInfo) -> str:
+    """The traceback as Python prints it, except that each exception's own text (its message and
+    notes) that spans several lines is written on one, with `\\n`: a message holding a line feed
+    and a forged log line after it cannot start a line of its own below the traceback."""
+    text = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc_info[1]]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__cause__, exc.__context__]
+        if isinstance(exc, BaseExceptionGroup):
+            pending += exc.exceptions
+        own = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
+        if "\n" in own:
+            text = text.replace(own, printable(own))
+    return text
 
 
 def _json_line(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
-    return json.dumps(event_dict, default=str, ensure_ascii=False)
+    return json_printable(json.dumps(event_dict, default=str, ensure_ascii=False))
 
 
 def _stamp() -> list[Processor]:
@@ -121,7 +168,10 @@ def formatter(service: str, fmt: LogFormat, secrets: Iterable[str] = ()) -> logg
     pre_chain: list[Processor] = [*_stamp(), structlog.stdlib.ExtraAdder(allow=("job_id", "request_id"))]
     processors: list[Processor] = [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-        structlog.processors.format_exc_info,
+        # In text, a traceback is on the lines below its line: exceptions' own text is kept to one.
+        structlog.processors.ExceptionRenderer(_text_exception)
+        if fmt == "text"
+        else structlog.processors.format_exc_info,
         structlog.processors.StackInfoRenderer(),
         _shape(service),
         masker.values,

@@ -23,7 +23,7 @@ from litestar.testing import AsyncTestClient
 from model_host import catalogue
 from model_host.app import create_app
 from model_host.catalogue import CatalogueEntry, CatalogueError, pull, pull_or_fall_back
-from model_host.download import LoggedProgress, PlainProgress
+from model_host.download import MAX_REDIRECTS, LoggedProgress, PlainProgress
 from model_host.engines import LlamaCppEngine
 from model_host.settings import Settings, bundled_model_path
 from tests.support.asgi import run_lifespan
@@ -45,6 +45,7 @@ class FileServer:
         self.ignore_range = False
         self.send_length = True
         self.drip_s: float | None = None
+        self.first_piece: int | None = None  # the body's first bytes go alone, a moment before the rest
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -80,6 +81,10 @@ class FileServer:
             cut, self.cut_after = self.cut_after, None
             await send({"type": "http.response.body", "body": payload[:cut], "more_body": True})
             return  # the connection closes with the body unfinished
+        if self.first_piece is not None:
+            await send({"type": "http.response.body", "body": payload[: self.first_piece], "more_body": True})
+            await asyncio.sleep(0.2)
+            payload = payload[self.first_piece :]
         piece = 64 * 1024 if self.drip_s is not None else len(payload)
         for offset in range(0, len(payload), piece):
             await send(
@@ -153,7 +158,7 @@ async def test_a_model_is_downloaded_verified_and_never_downloaded_again(
     assert path == tmp_path / "tiny.gguf"
     assert path.read_bytes() == BLOB
     assert server.requests == [(f"/{REPO}/resolve/main/tiny.gguf", None)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf", "tiny.gguf.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]  # no .lock left
     lines = progress.splitlines()
     assert lines[0] == "downloading tiny.gguf: 0% (0.0 of 3.1 MB)"
     assert lines[-1] == "downloading tiny.gguf: 100% (3.1 of 3.1 MB)"
@@ -171,6 +176,71 @@ async def test_redirects_are_followed_as_huggingface_sends_them_to_its_cdn(
     server.redirects = {resolve_path(entry): f"{url}/cdn/blob"}
     path, _ = await pull_in_thread("tiny", tmp_path, url)
     assert path.read_bytes() == BLOB
+
+
+async def test_a_body_whose_first_piece_is_shorter_than_the_magic_is_a_gguf_file(
+    blob_server: tuple[FileServer, str, CatalogueEntry], tmp_path: Path
+) -> None:
+    server, url, _ = blob_server
+    server.first_piece = 2  # b"GG", then the rest
+    path, _ = await pull_in_thread("tiny", tmp_path, url)
+    assert path.read_bytes() == BLOB
+
+
+async def test_a_first_piece_that_is_not_the_magic_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    content = b"GGML" + bytes(100)
+    entry = add_entry(monkeypatch, "tiny", content)
+    server = FileServer({resolve_path(entry): content})
+    server.first_piece = 2
+    async with serving(server) as url:
+        message = await pull_fails("tiny", tmp_path, url)
+    assert "is not a GGUF file (it starts with b'GGML')" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://example.com/cdn/blob", "ftp://127.0.0.1/cdn/blob", "file://example.com/etc/passwd"],
+    ids=["http-elsewhere", "ftp", "file"],
+)
+async def test_a_redirect_to_plain_http_elsewhere_or_another_scheme_is_refused(
+    blob_server: tuple[FileServer, str, CatalogueEntry], tmp_path: Path, target: str
+) -> None:
+    server, url, entry = blob_server
+    server.redirects = {resolve_path(entry): target}
+    message = await pull_fails("tiny", tmp_path, url)
+    assert (
+        f"refused to fetch {target}: only https URLs are downloaded (http only from a loopback host)"
+        in message
+    )
+    assert len(server.requests) == 1  # nothing was asked of the target
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+async def test_a_redirect_loop_stops_after_a_few_hops(
+    blob_server: tuple[FileServer, str, CatalogueEntry], tmp_path: Path
+) -> None:
+    server, url, entry = blob_server
+    server.redirects = {resolve_path(entry): f"{url}/hop", "/hop": f"{url}{resolve_path(entry)}"}
+    message = await pull_fails("tiny", tmp_path, url)
+    assert message.endswith(f"more than {MAX_REDIRECTS} redirects")
+    assert len(server.requests) == MAX_REDIRECTS + 1
+
+
+async def test_two_pulls_at_once_download_once_and_leave_no_lock(
+    blob_server: tuple[FileServer, str, CatalogueEntry], tmp_path: Path
+) -> None:
+    server, url, _ = blob_server
+    server.drip_s = 0.01  # long enough that the second pull waits on the lock
+    (first, _), (second, _) = await asyncio.gather(
+        pull_in_thread("tiny", tmp_path, url), pull_in_thread("tiny", tmp_path, url)
+    )
+    assert first == second == tmp_path / "tiny.gguf"
+    assert first.read_bytes() == BLOB
+    assert len(server.requests) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]
 
 
 async def test_a_cut_download_resumes_with_a_range_request(
@@ -210,7 +280,7 @@ async def test_a_refused_resume_deletes_the_partial_file(
     async with serving(FileServer({resolve_path(entry): BLOB})) as url:
         message = await pull_fails("tiny", tmp_path, url)
     assert f"refused the resume from byte {len(BLOB)}" in message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "chunked"])
@@ -223,7 +293,7 @@ async def test_a_body_larger_than_pinned_is_refused_and_nothing_is_kept(
     async with serving(server) as url:
         message = await pull_fails("tiny", tmp_path, url)
     assert f" {len(BLOB) - 1} bytes, the size the catalogue pins" in message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -241,7 +311,7 @@ async def test_content_that_does_not_verify_is_deleted(
     async with serving(FileServer({resolve_path(entry): content})) as url:
         message = await pull_fails("tiny", tmp_path, url)
     assert expected in message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 async def test_an_http_error_is_named(

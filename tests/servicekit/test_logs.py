@@ -217,3 +217,86 @@ def test_a_bad_log_setting_stops_every_service_naming_the_variable(service: str,
     )
     assert "LOG_FORMAT: Value error, LOG_FORMAT must be text or json, not 'xml'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# A repository file name or request path as an attacker writes it: a forged line (LF and CR),
+# colour (ESC), the 8-bit CSI U+009B, and a right-to-left override that shows `txt.exe` as `exe.txt`.
+HOSTILE = "src/a\n2026-01-01T00:00:00.000000Z ERROR forged [request=-] x\r\x1b[31mred\x9b2J\u202etxt.exe"
+HOSTILE_SHOWN = (
+    "src/a\\n2026-01-01T00:00:00.000000Z ERROR forged [request=-] x\\r\\x1b[31mred\\x9b2J\\u202etxt.exe"
+)
+
+
+def test_text_lines_escape_control_and_bidi_characters_wherever_they_come_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("analyzer", "INFO", "text")
+    structlog.contextvars.bind_contextvars(request_id="r1", path=HOSTILE)
+    log = logging.getLogger("analyzer.analysis")
+    log.info("reviewed %s", HOSTILE)
+    try:
+        raise ValueError(HOSTILE)
+    except ValueError:
+        log.exception("failed on %s", "ok")
+    log.info("ordinary: café, 関数, tab-free \\ backslash [x]")
+
+    reviewed, failed, *traceback, ordinary = lines(capsys)
+    assert reviewed.endswith(f"[request=r1] reviewed {HOSTILE_SHOWN} path={HOSTILE_SHOWN}")
+    assert failed.endswith(f"[request=r1] failed on ok path={HOSTILE_SHOWN}")
+    assert traceback[0] == "Traceback (most recent call last):"
+    # The exception's message is one line too: the forged line inside it does not start a line.
+    assert traceback[-1] == f"ValueError: {HOSTILE_SHOWN}"
+    assert ordinary.endswith(
+        "[request=r1] ordinary: café, 関数, tab-free \\ backslash [x] path=" + HOSTILE_SHOWN
+    )
+    output = "\n".join([reviewed, failed, *traceback, ordinary])
+    assert not {"\x1b", "\r", "\x9b", "\u202e"} & set(output)
+    assert not [line for line in output.splitlines() if line.startswith("2026-01-01T00:00:00.000000Z")]
+
+
+def test_an_ordinary_text_line_is_unchanged(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("gateway", "INFO", "text")
+    logging.getLogger("gateway.review").info("review: 2 suggestions via local/smollm2 (é, 中文, 100%)")
+    (line,) = lines(capsys)
+    assert line.endswith(
+        " INFO gateway.review [request=-] review: 2 suggestions via local/smollm2 (é, 中文, 100%)"
+    )
+
+
+def test_json_lines_write_control_and_bidi_characters_as_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("analyzer", "INFO", "json")
+    structlog.contextvars.bind_contextvars(path=HOSTILE)
+    logging.getLogger("analyzer.analysis").info("reviewed %s \x7f é 中文", HOSTILE)
+
+    (line,) = lines(capsys)
+    raw = line.encode()
+    for char in ("\n", "\r", "\x1b", "\x7f", "\x9b", "\u202e"):
+        assert char.encode() not in raw, repr(char)
+    assert "\\u009b" in line
+    assert "\\u202e" in line
+    assert "é 中文" in line  # ordinary Unicode stays as it is
+    event = json.loads(line)
+    assert event["event"] == f"reviewed {HOSTILE} \x7f é 中文"  # decoded, exactly what was logged
+    assert event["path"] == HOSTILE
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_exception_without_a_traceback_stays_on_its_line(
+    fmt: LogFormat, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As FastStream logs nats-py's UnexpectedEOF when NATS drops: an exception never raised.
+    setup_logging("fetcher", "INFO", fmt)
+    logging.getLogger("fetcher.broker").warning(
+        "Connection broken with %r", EOFError("gone"), exc_info=EOFError("nats: unexpected EOF")
+    )
+
+    (line,) = lines(capsys)
+    if fmt == "text":
+        assert TEXT_LINE.match(line)
+        assert line.endswith(
+            " WARNING fetcher.broker [request=-] Connection broken with EOFError('gone') "
+            "exception=EOFError: nats: unexpected EOF"
+        )
+    else:
+        event = json.loads(line)
+        assert (event["level"], event["exception"]) == ("WARNING", "EOFError: nats: unexpected EOF")
