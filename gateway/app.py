@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.review_cache_ttl,
             settings.nats_replicas,
             start_wait_s=settings.nats_start_wait_s,
+            timeout_s=settings.review_cache_timeout_s,
         )
     else:
         cache = MemoryCache(settings.review_cache_ttl, settings.review_cache_size)

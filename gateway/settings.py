@@ -78,6 +78,9 @@ class Settings(AccessSettings, LogSettings):
     review_cache_ttl: float = Field(default=86400.0, ge=0)
     review_cache_size: int = Field(default=4096, ge=0)
     review_cache_bucket: str = "gateway_reviews"
+    # With NATS_URL: each cache read or write waits this long for NATS at most; one that fails turns
+    # the cache off for a second (reviews skip it), then the next call tries it again.
+    review_cache_timeout_s: float = Field(default=0.05, gt=0, le=10)
     nats_url: str | None = None
     # With NATS_URL: how long to keep trying to reach NATS (and its JetStream) at start-up before
     # refusing to start; once connected, reconnects never stop (cache calls meanwhile are misses).
