@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             start_wait_s=settings.nats_start_wait_s,
             max_bytes=settings.review_cache_max_bytes,
             max_entry_bytes=settings.review_cache_max_entry_bytes,
+            timeout_s=settings.review_cache_timeout_s,
         )
     else:
         cache = MemoryCache(

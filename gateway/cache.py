@@ -2,20 +2,24 @@
 
 In NATS JetStream KV when NATS_URL is set (shared by every gateway replica; the bucket's max age
 is the TTL), in process memory otherwise. A cache failure is logged and treated as a miss: it
-never fails a review.
+never fails a review, and never slows one for long: each NATS call has REVIEW_CACHE_TIMEOUT_S, a
+breaker skips the cache while NATS is away, and writes run after the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError, ServiceUnavailableError
@@ -28,8 +32,20 @@ from servicekit.nats_connect import NatsUnreachable, connect_nats, when_jetstrea
 
 log = logging.getLogger("gateway.cache")
 
+T = TypeVar("T")
+
 # Seconds for each attempt to connect to NATS.
 _CONNECT_TIMEOUT_S = 3.0
+# After a failed cache call, reviews skip the cache this long; then one call tries it again. While
+# the client is disconnected that try costs nothing, so the cache is back about a second after NATS.
+RETRY_AFTER_S = 1.0
+# Writes still running after their reviews were answered, at most; more are dropped (a cache may
+# forget), so a NATS that answers slowly cannot grow the gateway's memory. Each lasts at most
+# REVIEW_CACHE_TIMEOUT_S, so a flood needs more than this many reviews within that time.
+MAX_PENDING_WRITES = 256
+# NATS answered and refused this one call (a full bucket, an oversized value): it is there, so the
+# breaker stays closed and the call fails alone, logged as before.
+_REFUSED: tuple[type[Exception], ...] = (APIError, MaxPayloadError)
 
 
 class CachedReview(msgspec.Struct, kw_only=True, frozen=True):
@@ -55,6 +71,8 @@ class ReviewCache(Protocol):
     async def get(self, key: str) -> CachedReview | None: ...
 
     async def put(self, key: str, review: CachedReview) -> None: ...
+
+    def put_later(self, key: str, review: CachedReview) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -113,6 +131,10 @@ class MemoryCache:
         return _DECODER.decode(data)
 
     async def put(self, key: str, review: CachedReview) -> None:
+        self.put_later(key, review)
+
+    def put_later(self, key: str, review: CachedReview) -> None:
+        """Keep `review` now: storing in memory never delays an answer."""
         if self.size == 0:
             return
         data = _ENCODER.encode(review)
@@ -132,6 +154,78 @@ class MemoryCache:
     async def close(self) -> None:
         self._items.clear()
         self.bytes = 0
+
+
+class Breaker:
+    """Whether the NATS cache is worth a call now: closed (yes); open for `retry_after_s` after a
+    failure (no: the call is skipped at once); then one call at a time tries it (a probe) until
+    one succeeds and closes it.
+
+    Says so once: one WARNING when it opens, one INFO when it closes; failed probes are silent.
+    """
+
+    def __init__(
+        self, retry_after_s: float = RETRY_AFTER_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._off_since: float | None = None  # None: closed
+        self._retry_at = 0.0
+        self._probing = False
+        self._skipped = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._off_since is not None
+
+    def admit(self) -> Literal["call", "probe"] | None:
+        """The ticket of a call that may go ahead, or None: skip the call.
+
+        "call" while closed; "probe" for the first call after the wait while no other probe runs.
+        Report each admitted call's outcome with its ticket (succeeded, failed or abandoned)."""
+        if self._off_since is None:
+            return "call"
+        if self._probing or self._clock() < self._retry_at:
+            self._skipped += 1
+            return None
+        self._probing = True
+        return "probe"
+
+    def succeeded(self, ticket: Literal["call", "probe"]) -> None:
+        """NATS answered the call. Only a probe closes the breaker: a call admitted before it
+        opened says nothing about NATS now."""
+        if ticket != "probe" or self._off_since is None:
+            return
+        log.info(
+            "review cache on again: NATS answered after %.1f s off (%d cache calls skipped)",
+            self._clock() - self._off_since,
+            self._skipped,
+        )
+        self._off_since, self._probing = None, False
+
+    def failed(self, ticket: Literal["call", "probe"], reason: str) -> None:
+        """NATS did not answer the call (`reason` says how): open, or stay open for another wait."""
+        now = self._clock()
+        if self._off_since is None:
+            self._off_since, self._skipped = now, 0
+            log.warning(
+                "review cache off: %s; reviews go without it, trying it again every %g s",
+                reason,
+                self.retry_after_s,
+            )
+        elif ticket != "probe":
+            return  # admitted before it opened: the wait already runs
+        self._probing = False
+        self._retry_at = now + self.retry_after_s
+
+    def abandoned(self, ticket: Literal["call", "probe"]) -> None:
+        """The call ended without a verdict (cancelled): the next call may probe."""
+        if ticket == "probe":
+            self._probing = False
+
+
+class _Skipped(Exception):  # noqa: N818 - a signal between NatsCache's methods, never raised out
+    """The call was not made (cache closed or off) or NATS did not answer it: a miss."""
 
 
 async def _reconcile(js: JetStreamContext, bucket: str, ttl: float, replicas: int) -> None:
@@ -192,6 +286,8 @@ class NatsCache:
         start_wait_s: float = 30.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        timeout_s: float = 0.05,
+        retry_after_s: float = RETRY_AFTER_S,
     ) -> None:
         self.url = url
         self.bucket = bucket
@@ -200,8 +296,17 @@ class NatsCache:
         self.start_wait_s = start_wait_s
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
+        # Each read or write (REVIEW_CACHE_TIMEOUT_S); nats-py's own default is 5 s.
+        self.timeout_s = timeout_s
+        self.breaker = Breaker(retry_after_s)
         self._connection: NatsClient | None = None
         self._kv: KeyValue | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes started by put_later that still run."""
+        return len(self._writes)
 
     async def open(self) -> None:
         """Connect and create (or reuse) the bucket; ConfigError naming the URL if NATS (or its
@@ -253,12 +358,46 @@ class NatsCache:
         await _cap_bytes(js, bucket, self.max_bytes)
         return kv
 
+    async def _call(self, what: str, call: Callable[[KeyValue], Awaitable[T]]) -> T:
+        """`call(kv)` within `timeout_s`, through the breaker.
+
+        Raises _Skipped when the cache is closed or off, or when NATS did not answer (a timeout,
+        no responders, JetStream unavailable, the connection down: the breaker opens); what NATS
+        answered (KeyNotFoundError, an APIError refusing this call) as it is.
+        """
+        kv, connection = self._kv, self._connection
+        if kv is None or connection is None:
+            raise _Skipped
+        ticket = self.breaker.admit()
+        if ticket is None:
+            raise _Skipped
+        if not connection.is_connected:
+            # nats-py would buffer the request until it reconnects and let it time out meanwhile.
+            self.breaker.failed(ticket, "the connection to NATS is down")
+            raise _Skipped
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await call(kv)
+        except Exception as exc:
+            if isinstance(exc, _REFUSED) and not isinstance(exc, ServiceUnavailableError):
+                self.breaker.succeeded(ticket)
+                raise
+            self.breaker.failed(ticket, _failure(what, exc, self.timeout_s))
+            raise _Skipped from exc
+        except BaseException:
+            self.breaker.abandoned(ticket)
+            raise
+        self.breaker.succeeded(ticket)
+        return result
+
     async def get(self, key: str) -> CachedReview | None:
+        """The review kept under `key`; None when there is none, it cannot be read, or NATS does
+        not answer within `timeout_s` (or is known to be away: then at once)."""
         if self._kv is None:
             return None
         try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
+            entry = await self._call("read", lambda kv: kv.get(key))
+        except (KeyNotFoundError, _Skipped):
             return None
         except Exception as exc:  # the cache must never fail a review
             log.warning("review cache read failed: %s", exc)
@@ -271,20 +410,45 @@ class NatsCache:
             return None
 
     async def put(self, key: str, review: CachedReview) -> None:
+        """Store `review` under `key` and wait for NATS (at most `timeout_s`); a failure is
+        logged, or skipped while NATS is away, never raised."""
         if self._kv is None:
             return
-        data = _ENCODER.encode(review)
-        if not _fits(data, self.max_entry_bytes, self.max_bytes):
+        value = _ENCODER.encode(review)
+        if not _fits(value, self.max_entry_bytes, self.max_bytes):
             return
         try:
-            await self._kv.put(key, data)
+            await self._call("write", lambda kv: kv.put(key, value))
+        except _Skipped:
+            return
         except Exception as exc:  # the cache must never fail a review
             log.warning("review cache write failed: %s", exc)
 
+    def put_later(self, key: str, review: CachedReview) -> None:
+        """Start `put` and return at once: an answer never waits for its review to be stored.
+
+        Dropped (a cache may forget) when the cache is closed or MAX_PENDING_WRITES writes still run.
+        """
+        if self._kv is None or len(self._writes) >= MAX_PENDING_WRITES:
+            return
+        task = asyncio.create_task(self.put(key, review))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
     async def close(self) -> None:
+        """Finish the writes still running (each within `timeout_s`), then drain the connection."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         if self._connection is not None:
             try:
                 await self._connection.drain()
             except NatsError:  # reconnecting (NATS is away) or closed: nothing left to flush
                 await self._connection.close()
             self._connection = self._kv = None
+
+
+def _failure(what: str, exc: Exception, timeout_s: float) -> str:
+    """How a cache call failed, for the one line that says the cache is off."""
+    if isinstance(exc, TimeoutError):  # asyncio.timeout's, and nats-py's own (a subclass)
+        return f"NATS did not answer a {what} within {timeout_s:g} s (REVIEW_CACHE_TIMEOUT_S)"
+    return f"a {what} failed: {type(exc).__name__}: {exc}"

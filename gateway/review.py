@@ -199,8 +199,9 @@ class Reviewer:
                 suggestions = [s.text for s in kept]
                 findings = findings_of(found, [s for s in kept if s in from_model], code, context)
                 # Only a complete review is kept: a degraded one would be served long after the cause is gone.
+                # Stored after the answer: a slow or absent cache never delays a review.
                 if degraded is None:
-                    await self.cache.put(
+                    self.cache.put_later(
                         key,
                         CachedReview(suggestions=suggestions, provider=name, model=model, findings=findings),
                     )

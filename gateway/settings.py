@@ -83,6 +83,9 @@ class Settings(AccessSettings, LogSettings):
     review_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # A review whose JSON is larger is answered but not cached (NATS's default max payload is 1 MiB).
     review_cache_max_entry_bytes: int = Field(default=256 * 1024, ge=1024)
+    # With NATS_URL: each cache read or write waits this long for NATS at most; one that fails turns
+    # the cache off for a second (reviews skip it), then the next call tries it again.
+    review_cache_timeout_s: float = Field(default=0.05, gt=0, le=10)
     nats_url: str | None = None
     # With NATS_URL: how long to keep trying to reach NATS (and its JetStream) at start-up before
     # refusing to start; once connected, reconnects never stop (cache calls meanwhile are misses).

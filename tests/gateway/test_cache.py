@@ -10,6 +10,8 @@ import msgspec
 import nats
 import pytest
 from nats.js.api import DiscardPolicy
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
 
 from gateway.cache import CachedReview, MemoryCache, NatsCache, review_key
 from gateway.checks import RuffChecker
@@ -100,6 +102,16 @@ async def test_replicas_share_the_cache_in_nats_kv(local_fake: FakeLLM, nats_url
         await connection.close()
 
 
+async def _stored_keys(kv: KeyValue) -> list[str]:
+    """The bucket's keys once there are any: a review is stored just after it is answered."""
+    for _ in range(200):
+        try:
+            return await kv.keys()
+        except NoKeysError:
+            await asyncio.sleep(0.01)
+    raise AssertionError("no review was stored within 2 s")
+
+
 async def test_an_unreadable_entry_in_nats_is_a_miss_not_an_error(local_fake: FakeLLM, nats_url: str) -> None:
     bucket = f"reviews_{uuid.uuid4().hex[:8]}"
     local_fake.script("/chat/completions", *[review_reply("Check b is a number.")] * 2)
@@ -109,7 +121,7 @@ async def test_an_unreadable_entry_in_nats_is_a_miss_not_an_error(local_fake: Fa
         connection = await nats.connect(nats_url)
         try:
             kv = await connection.jetstream().key_value(bucket)
-            for key in await kv.keys():
+            for key in await _stored_keys(kv):
                 # Invalid UTF-8 inside a JSON string: msgspec raises UnicodeDecodeError there.
                 await kv.put(key, b'{"suggestions": ["\xff"]}')
         finally:
