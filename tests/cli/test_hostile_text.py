@@ -82,6 +82,9 @@ class HostileServices:
             return 200, {"suggestions": [HOSTILE, MARKUP]}
         if (method, path) == ("POST", "/analyze"):  # the gateway's
             return 200, {"suggestions": [HOSTILE]}
+        if (method, path) == ("POST", "/v1/chat/completions"):  # the gateway's review in a module
+            content = json.dumps({"suggestions": [HOSTILE], "findings": []})
+            return 200, {"choices": [{"message": {"role": "assistant", "content": content}}]}
         if (method, path) == ("GET", f"/analyze/jobs/{JOB}/functions"):
             listed = [
                 {"name": f"mod.{HOSTILE}", "full_name": f"pkg.mod.{HOSTILE}", "path": HOSTILE, "line": 3}
