@@ -224,8 +224,8 @@ class ListingWorker:
         """The page of `query` in the snapshot `key`, or None when the worker has not answered
         within `budget_s` (+ GRACE_S): its work goes on, and a later page finds it done.
 
-        Raises ListingTooLargeError (the names bound), ListingBrokenError (the worker failed twice on it, or
-        ran out of memory), RuntimeError once closed.
+        Raises ListingTooLargeError (the bound on names), ListingBrokenError (the worker ended
+        twice on it, or ran out of memory), RuntimeError once closed.
         """
         deadline = time.monotonic() + budget_s
         future = self._thread.submit(self._call, key, files, repo, query, deadline, max_names)
@@ -256,8 +256,12 @@ class ListingWorker:
         for _ in range(_TRIES):
             try:
                 return self._try(key, files, repo, query, deadline, max_names)
-            except (EOFError, OSError, RuntimeError):
-                if self._closed:  # killed by close(), or closed before it could start
+            except RuntimeError:
+                if self._closed:  # closed before it could start
+                    return _NOT_YET
+                raise
+            except (EOFError, OSError):
+                if self._closed:  # killed by close()
                     return _NOT_YET
                 if self._ended() is None:  # no file earned it: once more, then give up
                     breaks += 1
@@ -315,9 +319,10 @@ class ListingWorker:
         EOFError / OSError when the worker ended."""
         while conn.poll(max(0.0, until - time.monotonic())):
             message = conn.recv()
-            if message[0] == "parsing" and self._owed is not None:
-                self._parsing = (self._owed[1], message[1])
-                logger.debug("function listing of %s: parsing %s", *self._parsing)
+            if message[0] == "parsing":
+                if self._owed is not None:  # always, as the worker parses only for a page
+                    self._parsing = (self._owed[1], message[1])
+                    logger.debug("function listing of %s: parsing %s", *self._parsing)
                 continue
             _, call, answer = message
             self._parsing = None

@@ -150,13 +150,13 @@ async def test_a_review_of_another_job_is_answered_while_heavy_listings_run(
         ]
         await asyncio.sleep(0.5)  # the listings have asked
         review = asyncio.create_task(analyze(client, small.job_id, "calc.add"))
-        done, _ = await asyncio.wait(
-            [review, asyncio.gather(*listings)], timeout=GUARD_S, return_when=asyncio.FIRST_COMPLETED
-        )
+        all_listed = asyncio.gather(*listings)
+        either: list[asyncio.Future[Any]] = [review, all_listed]
+        done, _ = await asyncio.wait(either, timeout=GUARD_S, return_when=asyncio.FIRST_COMPLETED)
         listings_running = sum(not listing.done() for listing in listings)
         assert review in done, f"no review within {GUARD_S} s while the listings ran"
         response = review.result()
-        results = await asyncio.wait_for(asyncio.gather(*listings), GUARD_S)
+        results = await asyncio.wait_for(all_listed, GUARD_S)
     assert response.status_code == 200, response.text
     # Answered while the heavy listings were still running, not after them.
     assert listings_running > 0
