@@ -287,7 +287,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 parse=parser.parse,
                 search=searcher.for_snapshot,
             )
-            functions = FunctionLister(jobs, snapshots)
+            functions = FunctionLister.of(settings, jobs, snapshots)
             analysis = Analysis(
                 jobs,
                 snapshots,

@@ -69,6 +69,12 @@ class Settings(AccessSettings, LogSettings):
     analyzer_parse_cpu_s: int = Field(default=10, ge=1)
     analyzer_parse_memory_bytes: int = Field(default=2_000_000_000, ge=200_000_000)
 
+    # GET /analyze/jobs/{id}/functions: seconds of listing work one page may take (past it, the
+    # page answers what it found and a cursor to go on from), and the function and class names one
+    # snapshot's listing holds at most (past it, 422).
+    analyzer_functions_page_s: float = Field(default=0.25, gt=0, le=60)
+    analyzer_functions_max_names: int = Field(default=1_000_000, ge=1)
+
     # GET /metrics (Prometheus) and the per-request counting behind it; off: neither.
     metrics_enabled: bool = True
 

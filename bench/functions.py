@@ -7,6 +7,11 @@ substring query; and a walk over every page (each file is parsed once, by the li
 warm-up, whichever comes first).
 
 Options: --limit=N (names per page, default 100), --pages=N (pages timed after the first, default 10).
+
+`--heavy=1` runs the adversarial case of issue #20 instead: a snapshot of one generated file of
+75k definitions (1.7 MB). Figures: the first page (limit 1) and how long until a page holds its
+name (following the cursors); a review of another job while 8 clients walk the heavy listing
+(the walks' time too); SIGTERM while they walk, and how long the process takes to exit.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ import httpx
 from bench.analyzer import _announce
 from tests.analyzer.helpers import stdlib_files
 from tests.analyzer.stores import job_stores, put_ready_job
+from tests.support.fake_gateway import FakeGateway
 from tests.support.nats import running_nats_server
-from tests.support.servers import service_process
+from tests.support.servers import service_process, serving
+
+HEAVY_DEFS = 75_000
+HEAVY_WALKS = 8
 
 
 def _options(argv: list[str]) -> dict[str, int]:
-    options = {"limit": 100, "pages": 10}
+    options = {"limit": 100, "pages": 10, "heavy": 0}
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
         if key in options:
@@ -60,8 +69,15 @@ async def _run(options: dict[str, int]) -> None:
                 async with httpx.AsyncClient(base_url=analyzer.url, timeout=120) as client:
                     await client.get("/health")
                     cold = await put_ready_job(stores, files, owner="python", repo="cpython")
+                    started = time.perf_counter()
                     first, page = await _page(client, cold.job_id, limit=limit)
-                    print(f"first page after ready, not preloaded (load+index+parse): {_ms(first)}")
+                    shown = len(page["functions"])
+                    while not page["functions"] and page["next_cursor"] is not None:
+                        _, page = await _page(client, cold.job_id, limit=limit, cursor=page["next_cursor"])
+                    print(
+                        f"first page after ready, not preloaded (load+index+parse): {_ms(first)} "
+                        f"({shown} names); names after {_ms(time.perf_counter() - started)}"
+                    )
 
                     announced = await put_ready_job(stores, files, owner="python", repo="cpython")
                     await _announce(nats_url, announced.job_id)
@@ -119,5 +135,85 @@ async def _run(options: dict[str, int]) -> None:
                     )
 
 
+async def _walk(client: httpx.AsyncClient, job_id: str, **params: Any) -> float:
+    """Seconds to walk every page of a listing, following the cursors."""
+    started, cursor = time.perf_counter(), ""
+    while True:
+        _, page = await _page(client, job_id, **params, cursor=cursor)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return time.perf_counter() - started
+
+
+async def _heavy() -> None:
+    heavy_files = {
+        "pkg/__init__.py": b"",
+        "pkg/big.py": "".join(f"def f{i}():\n    pass\n" for i in range(HEAVY_DEFS)).encode(),
+    }
+    small_files = {"calc.py": b"def add(a, b):\n    return a + b\n"}
+    print(
+        f"heavy snapshot: one file of {HEAVY_DEFS} definitions, {len(heavy_files['pkg/big.py']) / 1e6:.1f} MB"
+    )
+    gateway = FakeGateway()
+    with tempfile.TemporaryDirectory() as tmp, running_nats_server(Path(tmp) / "jetstream") as nats_url:
+        async with job_stores(nats_url) as stores, serving(gateway) as gateway_url:
+            env = {
+                "NATS_URL": nats_url,
+                "GATEWAY_URL": f"{gateway_url}/v1",
+                "LOG_LEVEL": "INFO",
+                "ANALYZER_TYPECHECK_ENABLED": "false",
+                "SHUTDOWN_TIMEOUT_S": "20",
+            }
+            with service_process("analyzer", env, Path(tmp), port_variable="ANALYZER_PORT") as analyzer:
+                async with httpx.AsyncClient(base_url=analyzer.url, timeout=900) as client:
+                    first_job = await put_ready_job(stores, heavy_files, owner="octo", repo="heavy")
+                    started = time.perf_counter()
+                    elapsed, page = await _page(client, first_job.job_id, limit=1)
+                    shown, pages = len(page["functions"]), 1
+                    while not page["functions"]:
+                        _, page = await _page(client, first_job.job_id, limit=1, cursor=page["next_cursor"])
+                        pages += 1
+                    print(
+                        f"first page (limit 1), snapshot load included: {_ms(elapsed)} ({shown} names); "
+                        f"the name after {_ms(time.perf_counter() - started)} ({pages} pages)"
+                    )
+
+                    heavy = await put_ready_job(stores, heavy_files, owner="octo", repo="heavy")
+                    small = await put_ready_job(stores, small_files)
+                    walks = [
+                        asyncio.create_task(_walk(client, heavy.job_id, contains="no-such-name", limit=1000))
+                        for _ in range(HEAVY_WALKS)
+                    ]
+                    await asyncio.sleep(1.0)
+                    asked = time.perf_counter()
+                    response = await client.post(
+                        "/analyze/function", json={"job_id": small.job_id, "function_name": "calc.add"}
+                    )
+                    reviewed = time.perf_counter() - asked
+                    running = sum(not walk.done() for walk in walks)
+                    took = await asyncio.gather(*walks)
+                    print(
+                        f"review of another job (its first: loads its snapshot) during {HEAVY_WALKS} "
+                        f"walks of the heavy listing: {response.status_code} in {_ms(reviewed)}, "
+                        f"{running} walks still running then; walks {min(took):.1f}-{max(took):.1f} s"
+                    )
+
+                    last = await put_ready_job(stores, heavy_files, owner="octo", repo="heavy")
+                    walks = [
+                        asyncio.create_task(_walk(client, last.job_id, contains="no-such-name", limit=1000))
+                        for _ in range(HEAVY_WALKS)
+                    ]
+                    await asyncio.sleep(1.0)
+                    signalled = time.perf_counter()
+                    analyzer.process.terminate()
+                    code = await asyncio.to_thread(analyzer.process.wait, 600)
+                    exited = time.perf_counter() - signalled
+                    await asyncio.gather(*walks, return_exceptions=True)
+                    print(
+                        f"SIGTERM during {HEAVY_WALKS} walks: exit {code} after {exited:.1f} s (bound 20 s)"
+                    )
+
+
 def main(argv: list[str]) -> None:
-    asyncio.run(_run(_options(argv)))
+    options = _options(argv)
+    asyncio.run(_heavy() if options["heavy"] else _run(options))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from analyzer.functions import MAX_LIMIT, Query, _Listing
+from analyzer.listing import MAX_LIMIT, Listing, Query
 from analyzer.locate import SnapshotIndex
 from jobs_contract import JobStatus
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
@@ -171,14 +171,14 @@ async def test_unknown_fetching_and_failed_jobs_answer_as_analyze_function_does(
 
 def test_a_page_out_of_time_answers_what_it_has_and_a_cursor_to_go_on() -> None:
     files = {f"pkg/m{i:02}.py": f"def f{i}():\n    pass\n".encode() for i in range(20)}
-    listing = _Listing(SnapshotIndex(files, "octo/many"))
+    listing = Listing(SnapshotIndex(files, "octo/many"))
     query = Query.checked("", "nothing-matches", 10, "")
-    found, cursor = listing.page(query, budget_s=0.0)
+    found, cursor = listing.page(query, deadline=0.0)
     # One file per page when the budget is spent at once, and the walk still ends.
     assert (found, cursor) == ([], "1:0")
     steps = 1
     while cursor is not None:
-        found, cursor = listing.page(Query.checked("", "nothing-matches", 10, cursor), budget_s=0.0)
+        found, cursor = listing.page(Query.checked("", "nothing-matches", 10, cursor), deadline=0.0)
         assert found == []
         steps += 1
     assert steps == 20
