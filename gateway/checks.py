@@ -218,8 +218,9 @@ class RuffChecker:
     async def check(self, code: str) -> list[Suggestion]:
         """Short suggestions for `code` cut out of its module, one per concern, most important first.
 
-        A function shaped like a method (indented, or its first parameter `self`/`cls`) is
-        judged as a method. Raises ChecksFailedError when ruff itself fails.
+        A function shaped like a method (indented, its first parameter `self`, or `cls` under
+        `@classmethod`) is judged inside a class, as a method. Raises ChecksFailedError when ruff
+        itself fails.
         """
         source = textwrap.dedent(code)
         if _method_shaped(code, source):
