@@ -98,7 +98,12 @@ _OUT_OF_MEMORY = (
     b"Cannot allocate memory",
     b"failed to spawn thread",
     b"out of memory",
+    # Seen under an 80 MB budget: the Ctrl-C handler's thread could not start.
+    b"Unexpected system error",
 )
+# A Rust panic: under RLIMIT_AS most often an allocation or a thread that could not be had (the
+# panic's own line is gone from the tail by then); reported as "out of memory (or crashed)".
+_PANIC = 101
 _MEMORY_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)
 
 
@@ -353,7 +358,8 @@ async def _run_ty(
     if returncode != 0:
         # Under RLIMIT_AS ty aborts when an allocation fails, or dies of SIGSEGV when it cannot
         # even map its allocator's or a thread's memory (below ~60 MB): both are taken for memory.
-        if any(marker in stderr for marker in _OUT_OF_MEMORY) or -returncode in _MEMORY_SIGNALS:
+        crashed = returncode == _PANIC or -returncode in _MEMORY_SIGNALS
+        if crashed or any(marker in stderr for marker in _OUT_OF_MEMORY):
             raise _OutOfMemory
         said = stderr.decode("utf-8", "replace").strip().splitlines()
         raise TypeCheckFailed(
