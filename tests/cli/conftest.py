@@ -114,3 +114,25 @@ def stack(
             )
         )
         yield Stack(nats_url, analyzer.url, gateway, fake_github, llm)
+
+
+async def watching(nats_url: str, *args: str) -> asyncio.subprocess.Process:
+    """`codereview watch ARGS` on `nats_url` as a process, once it says it is subscribed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "codereview",
+        "watch",
+        "--nats-url",
+        nats_url,
+        *args,
+        cwd=ROOT,
+        env={**CLEAN_ENV, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        ready = await process.stderr.readline()
+    assert ready.decode().startswith("watching codereview.jobs."), ready
+    return process

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from rich.console import Console
 
 from codereview.output import markup_label
 from jobs_contract import JobEvent, JobStatus
-from tests.cli.conftest import CLEAN_ENV, Result, run_cli
+from tests.cli.conftest import Result, run_cli, watching
 from tests.support.asgi import read_body, run_lifespan
-from tests.support.servers import ROOT, serving
+from tests.support.servers import serving
 
 # Clears the screen, forges a line (CR LF), CSI in its 8-bit form, a right-to-left override, DEL.
 HOSTILE = "a\x1b[2J\r\n2026-01-01 forged\x9b31m\u202etxt.exe\x7f"
@@ -187,24 +186,7 @@ async def test_watch_prints_a_hostile_event_escaped(nats_url: str) -> None:
     event = JobEvent(job_id=JOB, event="failed", status=JobStatus.FAILED, error=HOSTILE, at=0.0)
     outputs = []
     for extra in ([], ["--json"]):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "codereview",
-            "watch",
-            "--count",
-            "1",
-            "--nats-url",
-            nats_url,
-            *extra,
-            cwd=ROOT,
-            env={**CLEAN_ENV, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        async with asyncio.timeout(30):
-            assert (await process.stderr.readline()).startswith(b"watching ")
+        process = await watching(nats_url, "--count", "1", *extra)
         client = await nats.connect(nats_url)
         try:
             await client.publish(f"codereview.jobs.{JOB}.failed", msgspec.json.encode(event))

@@ -4,44 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 
 import httpx
 import nats
 import pytest
 
-from tests.cli.conftest import CLEAN_ENV, Stack
-from tests.support.servers import ROOT
+from tests.cli.conftest import Stack, watching
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 
-async def watching(stack: Stack, *args: str) -> asyncio.subprocess.Process:
-    """`codereview watch ARGS` as a process, once it says it is subscribed."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "codereview",
-        "watch",
-        "--nats-url",
-        stack.nats_url,
-        *args,
-        cwd=ROOT,
-        env={**CLEAN_ENV, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(30):
-        ready = await process.stderr.readline()
-    assert ready.decode().startswith("watching codereview.jobs."), ready
-    return process
-
-
 async def test_watch_prints_a_jobs_events_until_the_count(stack: Stack) -> None:
     stack.github.add_repo("octo", "demo", {"app.py": "def main():\n    return 0\n"})
-    text = await watching(stack, "--count", "2")
-    as_json = await watching(stack, "--count", "2", "--json")
+    text = await watching(stack.nats_url, "--count", "2")
+    as_json = await watching(stack.nats_url, "--count", "2", "--json")
     client = await nats.connect(stack.nats_url)
     try:
         # Something on the subjects that is not a job event is shown as such, not a crash.
