@@ -250,13 +250,11 @@ class RuffChecker:
             )
             run = context_run(msgspec.structs.replace(context, lint=None))
             found = await self.findings(context.module, run)
-        lines = context.module.splitlines()
-        indent = _indent_of(lines[context.start_line - 1] if context.start_line <= len(lines) else "")
-        last = context.start_line + len(code.splitlines()) - 1
+        span = function_span(code, context)
         kept = [
-            _shifted(f, context.start_line - 1, len(indent))
+            _shifted(f, span.first - 1, span.indent)
             for f in found
-            if context.start_line <= f.location.row <= min(last, context.end_line)
+            if span.first <= f.location.row <= span.last
             and reported(f.code or "invalid-syntax", context.lint)
         ]
         return suggestions_from(kept, code)
@@ -292,13 +290,11 @@ def type_suggestions(code: str, context: ReviewContext) -> list[Suggestion]:
     one suggestion per distinct message, as bugs."""
     if not context.types:
         return []
-    lines = context.module.splitlines()
-    indent = _indent_of(lines[context.start_line - 1] if context.start_line <= len(lines) else "")
-    last = min(context.start_line + len(code.splitlines()) - 1, context.end_line)
+    span = function_span(code, context)
     out: list[Suggestion] = []
     said: set[str] = set()
     for finding in context.types:
-        if not context.start_line <= finding.line <= last or finding.rule in _SAID_BY_RUFF:
+        if not span.first <= finding.line <= span.last or finding.rule in _SAID_BY_RUFF:
             continue
         text = plain_message(finding.message.splitlines()[0] if finding.message else finding.rule)
         if finding.rule == "missing-union-attribute" and "None" in text:
@@ -308,9 +304,7 @@ def type_suggestions(code: str, context: ReviewContext) -> list[Suggestion]:
         said.add(text)
         rule = f"ty/{finding.rule}"
         place = Place(
-            rule=rule,
-            line=finding.line - context.start_line + 1,
-            column=max(1, finding.column - len(indent)),
+            rule=rule, line=finding.line - span.first + 1, column=max(1, finding.column - span.indent)
         )
         out.append(Suggestion(text=text, priority=CORRECTNESS, topic=rule, places=(place,)))
     return out
@@ -385,8 +379,30 @@ def _method_shaped(code: str, source: str) -> bool:
     return first[0].arg == "self" or (first[0].arg == "cls" and "classmethod" in decorators)
 
 
-def _indent_of(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
+# Line ends as Python and ruff count lines (str.splitlines also splits at form feeds and U+2028).
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class FunctionSpan:
+    """Where the code sent stands in its module: its first line, the last line sent (a cut
+    function ends early), and the columns its first line is indented by."""
+
+    first: int
+    last: int
+    indent: int
+
+
+def function_span(code: str, context: ReviewContext) -> FunctionSpan:
+    """The span of `code`, lines `context.start_line`.. of `context.module`."""
+    rows = LINE_END.split(context.module, maxsplit=context.start_line)
+    line = rows[context.start_line - 1] if context.start_line <= len(rows) else ""
+    sent = len(LINE_END.split(code.rstrip("\r\n")))
+    return FunctionSpan(
+        first=context.start_line,
+        last=min(context.start_line + sent - 1, context.end_line),
+        indent=len(line) - len(line.lstrip(" \t")),
+    )
 
 
 def _shifted(finding: _Finding, rows: int, columns: int) -> _Finding:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from gateway.checks import LINE_END, function_span
 from gateway.rules import severity_of
 from gateway.suggestions import Suggestion
 from review_contract import Finding, ReviewContext, fingerprint
@@ -26,9 +27,10 @@ def findings_of(
     its `start_line`), else in `code`. The fingerprint leaves the line number out, so a finding
     keeps it when code above it moves.
     """
-    lines = code.splitlines()
-    offset = context.start_line - 1 if context is not None else 0
-    indent = _indent(context) if context is not None else 0
+    lines = LINE_END.split(code)
+    span = function_span(code, context) if context is not None else None
+    offset = span.first - 1 if span is not None else 0
+    indent = span.indent if span is not None else 0
     path = context.path if context is not None else None
     match = _DEF.search(code)
     function = match.group(1) if match else ""
@@ -62,9 +64,3 @@ def findings_of(
             )
         )
     return out
-
-
-def _indent(context: ReviewContext) -> int:
-    lines = context.module.splitlines()
-    first = lines[context.start_line - 1] if context.start_line <= len(lines) else ""
-    return len(first) - len(first.lstrip(" \t"))

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from gateway.cache import CachedReview, ReviewCache, review_key
-from gateway.checks import ChecksFailedError, RuffChecker, type_suggestions
+from gateway.checks import LINE_END, ChecksFailedError, RuffChecker, type_suggestions
 from gateway.errors import (
     UNDECODABLE,
     InvalidInputError,
@@ -89,7 +89,7 @@ def validate_code(code: str, max_bytes: int) -> None:
 
 def validate_context(context: ReviewContext) -> None:
     """Raise InvalidInputError when the function's lines do not lie in the module sent."""
-    lines = context.module.count("\n") + 1
+    lines = len(LINE_END.split(context.module))
     if not context.start_line <= context.end_line <= lines:
         raise InvalidInputError(
             f"review_context: lines {context.start_line}-{context.end_line} are not in the module's "

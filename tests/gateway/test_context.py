@@ -259,3 +259,15 @@ async def test_in_a_repository_the_python_it_targets_and_its_preview_choice_deci
     # For Python 3.9 the quotes are needed (UP037 is for 3.14's deferred annotations); an unused
 
     assert await RuffChecker().check_in_context(module, context) == []
+
+
+async def test_lines_are_counted_as_ruff_counts_them_a_form_feed_is_no_line_end() -> None:
+    # str.splitlines would split at the form feed too, take "class Box:" for the method's first
+    # line, and shift every column of the finding by its indentation.
+    module = "import os\n\x0c\nclass Box:\n    def size(self):\n        return missing\n"
+    code = "def size(self):\n    return missing\n"
+    context = ReviewContext(
+        path="box.py", module=module, start_line=4, end_line=5, lint=LintSettings(source="x")
+    )
+    [undefined] = await RuffChecker().check_in_context(code, context)
+    assert [(p.rule, p.line, p.column) for p in undefined.places] == [("F821", 2, 12)]
