@@ -59,8 +59,14 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(CachedReview)
 
 
-def review_key(code: str, provider: str, model: str, limit: int, context: ReviewContext | None = None) -> str:
-    """A key over everything that changes a review, its context included; hex: a valid NATS KV key."""
+def context_digest(context: ReviewContext | None) -> str | None:
+    """SHA-256 of a review's context (its module may be a megabyte: hashed once a review), or None."""
+    return None if context is None else hashlib.sha256(_ENCODER.encode(context)).hexdigest()
+
+
+def review_key(code: str, provider: str, model: str, limit: int, context: str | None = None) -> str:
+    """A key over everything that changes a review, its context's digest (`context_digest`)
+    included; hex: a valid NATS KV key."""
     digest = hashlib.sha256(_ENCODER.encode([code, provider, model, PROMPT_VERSION, limit, context]))
     return digest.hexdigest()
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from gateway.cache import CachedReview, ReviewCache, review_key
+from gateway.cache import CachedReview, ReviewCache, context_digest, review_key
 from gateway.checks import LINE_END, ChecksFailedError, RuffChecker, type_suggestions
 from gateway.errors import (
     UNDECODABLE,
@@ -97,12 +96,6 @@ def validate_context(context: ReviewContext) -> None:
         )
 
 
-def _request_key(code: str, context: ReviewContext | None) -> str:
-    if context is None:
-        return code
-    return code + "\0" + hashlib.sha256(msgspec.json.encode(context)).hexdigest()
-
-
 class Reviewer:
     """Reviews one function: ruff and the provider chain run at the same time, then merge."""
 
@@ -133,10 +126,11 @@ class Reviewer:
         validate_code(code, self.limits.max_code_bytes)
         if context is not None:
             validate_context(context)
-        request = _request_key(code, context)
+        digest = context_digest(context)
+        request = code if digest is None else f"{code}\0{digest}"
         task = self._inflight.get(request)
         if task is None:
-            task = asyncio.create_task(self._review(code, context))
+            task = asyncio.create_task(self._review(code, context, digest))
             self._inflight[request] = task
             task.add_done_callback(lambda done: self._finished(request, done))
         # Shielded: a caller that goes away does not cancel the review the others wait for.
@@ -159,7 +153,7 @@ class Reviewer:
         found = await self.checker.check_in_context(code, context)
         return sorted([*found, *type_suggestions(code, context)], key=lambda s: s.priority)
 
-    async def _review(self, code: str, context: ReviewContext | None) -> Review:
+    async def _review(self, code: str, context: ReviewContext | None, digest: str | None) -> Review:
         checks: asyncio.Task[list[Suggestion]] | None = None
         failures: list[UpstreamError] = []
         try:
@@ -167,7 +161,7 @@ class Reviewer:
                 name = provider.name
                 try:
                     model = await self.upstream.model_for(provider)
-                    key = review_key(code, name, model, self.limits.max_suggestions, context)
+                    key = review_key(code, name, model, self.limits.max_suggestions, digest)
                     hit = await self.cache.get(key)
                     if hit is not None:
                         log.info("review cache hit (%s, %s)", name, model)
