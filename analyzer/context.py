@@ -12,12 +12,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from threading import Lock
-from typing import Any
+from typing import Any, TypeVar
 
 from analyzer import locate
 from analyzer.lintconfig import LintConfigs
 from analyzer.snapshots import LoadedSnapshot
-from analyzer.sources import SourceDecodeError, decode_source
+from analyzer.sources import Lines, SourceDecodeError, decode_source
 from analyzer.uses import uses_of
 from review_contract import MAX_CONTEXT_CHARS, MAX_MODULE_BYTES, ReviewContext, TypeFinding
 
@@ -31,7 +31,9 @@ _CONFIGS_KEPT = 32
 _MODULES_KEPT = 32
 _USES_KEPT = 1024
 # A module that is not reviewed in context: over MAX_MODULE_BYTES, or it does not decode.
-_ALONE = ""
+_ALONE = Lines("")
+
+_T = TypeVar("_T")
 
 
 class ContextBuilder:
@@ -40,21 +42,9 @@ class ContextBuilder:
     def __init__(self, *, uses_max_chars: int = MAX_CONTEXT_CHARS) -> None:
         self.uses_max_chars = uses_max_chars
         self._configs: OrderedDict[str, LintConfigs] = OrderedDict()
-        self._modules: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._modules: OrderedDict[tuple[str, str], Lines] = OrderedDict()
         self._uses: OrderedDict[tuple[str, str, int, int], str] = OrderedDict()
         self._lock = Lock()
-
-    def _lint_configs(self, loaded: LoadedSnapshot) -> LintConfigs:
-        with self._lock:
-            configs = self._configs.get(loaded.key)
-            if configs is None:
-                configs = LintConfigs(loaded.snapshot.configs)
-                self._configs[loaded.key] = configs
-                while len(self._configs) > _CONFIGS_KEPT:
-                    self._configs.popitem(last=False)
-            else:
-                self._configs.move_to_end(loaded.key)
-            return configs
 
     def build(
         self, loaded: LoadedSnapshot, found: locate.FoundFunction, types: list[TypeFinding] | None
@@ -66,47 +56,42 @@ class ContextBuilder:
         call it in a thread (it may parse files of the snapshot for `uses`).
         """
         module = self._remembered(
-            self._modules, (loaded.key, found.path), _MODULES_KEPT, self._module, loaded, found
+            self._modules, (loaded.key, found.path), _MODULES_KEPT, lambda: self._module(loaded, found)
         )
-        if not module:
+        if not module.text:
             return None
-        rows = module.splitlines(keepends=True)
-        span = "".join(rows[found.start_line - 1 : found.end_line])
-        if span.rstrip("\r\n") != found.indent + found.source.rstrip("\r\n"):
+        # Lines as ast numbers them (Lines splits where the tokenizer does, not at form feeds).
+        starts, size = module.starts, len(module.text)
+        begin = starts[found.start_line - 1] if found.start_line <= len(starts) else size
+        end = starts[found.end_line] if found.end_line < len(starts) else size
+        if module.text[begin:end].rstrip("\r\n") != found.indent + found.source.rstrip("\r\n"):
             return None
         uses = self._remembered(
             self._uses,
             (loaded.key, found.path, found.start_line, found.end_line),
             _USES_KEPT,
-            self._uses_of,
-            loaded,
-            found,
+            lambda: self._uses_of(loaded, found),
+        )
+        configs = self._remembered(
+            self._configs, loaded.key, _CONFIGS_KEPT, lambda: LintConfigs(loaded.snapshot.configs)
         )
         return ReviewContext(
             path=found.path,
-            module=module,
+            module=module.text,
             start_line=found.start_line,
             end_line=found.end_line,
-            lint=self._lint_configs(loaded).for_path(found.path),
+            lint=configs.for_path(found.path),
             types=types,
             uses=uses,
         )
 
-    def _remembered(
-        self,
-        memory: OrderedDict[Any, str],
-        key: Any,
-        kept: int,
-        make: Callable[[LoadedSnapshot, locate.FoundFunction], str],
-        loaded: LoadedSnapshot,
-        found: locate.FoundFunction,
-    ) -> str:
+    def _remembered(self, memory: OrderedDict[Any, _T], key: Any, kept: int, make: Callable[[], _T]) -> _T:
+        """`memory[key]`, made by `make` (outside the lock) if missing; the `kept` most recent stay."""
         with self._lock:
-            value = memory.get(key)
-            if value is not None:
+            if key in memory:
                 memory.move_to_end(key)
-                return value
-        value = make(loaded, found)
+                return memory[key]
+        value = make()
         with self._lock:
             memory[key] = value
             while len(memory) > kept:
@@ -114,12 +99,12 @@ class ContextBuilder:
         return value
 
     @staticmethod
-    def _module(loaded: LoadedSnapshot, found: locate.FoundFunction) -> str:
+    def _module(loaded: LoadedSnapshot, found: locate.FoundFunction) -> Lines:
         data = loaded.snapshot.files.get(found.path)
         if data is None or len(data) > MAX_MODULE_BYTES:
             return _ALONE
         try:
-            return decode_source(data) or _ALONE
+            return Lines(decode_source(data))
         except SourceDecodeError:
             return _ALONE
 

@@ -210,3 +210,20 @@ async def test_a_type_check_that_times_out_leaves_the_review_without_types_and_u
     assert greet == again == []
     assert "ANALYZER_TYPECHECK_TIMEOUT_S" in caplog.text
     assert caplog.text.count("DEGRADED (not cached): no type check") == 2
+
+
+async def test_a_module_with_a_form_feed_is_still_reviewed_in_context(nats_url: str) -> None:
+    # str.splitlines splits at a form feed, ast does not: the lines must be counted as ast does.
+    views = "from shop.models import load\n\x0c\n\ndef total(items: list[int]) -> int:\n"
+    views += "    return sum(items) + gone\n"
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(
+            stores, {**FILES, "shop/views.py": views}, configs={"pyproject.toml": PYPROJECT}
+        )
+    async with stack(nats_url) as client:
+        answer = await client.post(
+            "/analyze/findings", json={"job_id": job.job_id, "function_name": "shop.views.total"}
+        )
+    assert answer.status_code == 200
+    assert answer.json()["in_context"] is True
+    assert answer.json()["suggestions"] == ["Undefined name gone."]
