@@ -22,7 +22,7 @@ from analyzer.errors import (
 )
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.locate import MAX_NAME_CHARS
-from analyzer.review import Reviewer
+from analyzer.review import GatewayClient
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.sources import LINE_END
 from analyzer.typecheck import TypeChecks
@@ -190,7 +190,7 @@ class Analysis:
         self,
         jobs: JobStore,
         snapshots: SnapshotCache,
-        reviewer: Reviewer,
+        reviewer: GatewayClient,
         *,
         wait_timeout_s: float,
         source_max_chars: int,
@@ -231,7 +231,7 @@ class Analysis:
     async def review(self, job_id: str, function_name: str, *, request_id: str | None = None) -> list[str]:
         """The gateway's suggestions for the function, led by a notice if its source had to be cut.
 
-        Raises what `find` raises, and GatewayError (502) / GatewayTimeout (504).
+        Raises what `find` raises, and GatewayFailed (502) / GatewayTimeout (504).
         """
         return (await self.reviewed(job_id, function_name, request_id=request_id)).suggestions
 

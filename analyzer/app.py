@@ -48,7 +48,7 @@ from analyzer.metrics import MetricsController, http_metrics
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
-from analyzer.review import Reviewer
+from analyzer.review import GatewayClient
 from analyzer.searching import SearchPool
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
@@ -291,7 +291,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             analysis = Analysis(
                 jobs,
                 snapshots,
-                Reviewer(gateway, settings.gateway_model),
+                GatewayClient(gateway, settings.gateway_model),
                 wait_timeout_s=settings.analyzer_wait_timeout_s,
                 source_max_chars=settings.analyzer_source_max_chars,
                 context=(

@@ -133,13 +133,13 @@ class SnapshotExpired(AnalyzerError):
 # -- upstream (502/503/504) ------------------------------------------------------------------
 
 
-class GatewayError(AnalyzerError):
+class GatewayFailed(AnalyzerError):
     """The gateway could not be reached, failed, or answered something that is not a review."""
 
     status_code = HTTP_502_BAD_GATEWAY
 
 
-class GatewayTimeout(GatewayError):
+class GatewayTimeout(GatewayFailed):
     status_code = HTTP_504_GATEWAY_TIMEOUT
 
 

@@ -14,7 +14,7 @@ import msgspec
 import openai
 from openai import AsyncOpenAI
 
-from analyzer.errors import GatewayError, GatewayTimeout
+from analyzer.errors import GatewayFailed, GatewayTimeout
 from review_contract import Finding, ReviewContext
 from servicekit.redact import excerpt
 
@@ -47,7 +47,7 @@ _completion_decoder = msgspec.json.Decoder(_Completion)
 _GATEWAY_MESSAGE_CHARS = 300
 
 
-def _gateway_status_error(exc: openai.APIStatusError) -> GatewayError:
+def _gateway_status_error(exc: openai.APIStatusError) -> GatewayFailed:
     """The gateway's refusal in the analyzer's words: its status, and the message of its own error
     body (`{"error": {"message": ...}}`, which names what failed in the gateway's words) cut to 300
     characters, anything key-like masked and control characters escaped. Any other body (a
@@ -59,11 +59,11 @@ def _gateway_status_error(exc: openai.APIStatusError) -> GatewayError:
     said = ""
     if isinstance(message, str) and message:
         said = f": {excerpt(message, limit=_GATEWAY_MESSAGE_CHARS)}"
-    error_class = GatewayTimeout if status == 504 else GatewayError
+    error_class = GatewayTimeout if status == 504 else GatewayFailed
     return error_class(f"the gateway answered HTTP {status}{said}", upstream="gateway", gateway_status=status)
 
 
-class Reviewer:
+class GatewayClient:
     """Reviews a function source through the gateway's OpenAI-compatible chat completions."""
 
     def __init__(self, client: AsyncOpenAI, model: str) -> None:
@@ -79,7 +79,7 @@ class Reviewer:
         `review_context`, beside the OpenAI fields.
 
         Raises GatewayTimeout (504) when the gateway does not answer in time or answers 504, and
-        GatewayError (502) when it cannot be reached, answers an error, or answers anything that
+        GatewayFailed (502) when it cannot be reached, answers an error, or answers anything that
         is not a JSON object with a list of string suggestions.
         """
         started = time.perf_counter()
@@ -96,27 +96,27 @@ class Reviewer:
         except openai.APITimeoutError as exc:
             unreached = _connection_failure(exc)
             if unreached is not None:
-                raise GatewayError(
+                raise GatewayFailed(
                     f"the gateway could not be reached: {unreached}", upstream="gateway"
                 ) from exc
             raise GatewayTimeout(
                 "the gateway did not answer in time (GATEWAY_TIMEOUT_S)", upstream="gateway"
             ) from exc
         except openai.APIConnectionError as exc:
-            raise GatewayError(f"the gateway could not be reached: {exc}", upstream="gateway") from exc
+            raise GatewayFailed(f"the gateway could not be reached: {exc}", upstream="gateway") from exc
         except openai.APIStatusError as exc:
             raise _gateway_status_error(exc) from exc
         except Exception as exc:
             # A 200 whose body is not JSON surfaces as json's ValueError, and the package may raise
             # others on garbage: whatever it is, it is the gateway's answer that is wrong, not us.
-            raise GatewayError(
+            raise GatewayFailed(
                 f"the gateway's answer could not be read: {type(exc).__name__}: {exc}", upstream="gateway"
             ) from exc
         content = _content_of(body)
         try:
             review = _review_decoder.decode(content)
         except msgspec.DecodeError as exc:
-            raise GatewayError(
+            raise GatewayFailed(
                 f'the gateway\'s answer is not {{"suggestions": [strings]}}: {exc}; '
                 f"it began {content[:120]!r}",
                 upstream="gateway",
@@ -152,13 +152,13 @@ def _content_of(body: bytes) -> str:
     try:
         completion = _completion_decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise GatewayError(
+        raise GatewayFailed(
             f"the gateway's answer is not a chat completion: {exc}; it began {body[:120]!r}",
             upstream="gateway",
         ) from exc
     if not completion.choices:
-        raise GatewayError("the gateway's answer has no choices", upstream="gateway")
+        raise GatewayFailed("the gateway's answer has no choices", upstream="gateway")
     content = completion.choices[0].message.content
     if content is None:
-        raise GatewayError("the gateway's answer has no message content", upstream="gateway")
+        raise GatewayFailed("the gateway's answer has no message content", upstream="gateway")
     return content

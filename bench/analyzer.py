@@ -22,7 +22,7 @@ and warm lookups of another job are timed, and 404s of another job (names never 
 a search of that job's text), against the same when idle (--samples=N each, default 300), and the
 peak resident memory of the analyzer and of its worker processes.
 
---transport=1 runs only this instead: the analyzer's gateway client (`Reviewer`) against an instant
+--transport=1 runs only this instead: the analyzer's gateway client (`GatewayClient`) against an instant
 upstream (bench.gateway's, in its own process), with the `openai` package's default httpx
 transport and with aiohttp (`DefaultAioHttpClient`): wall time and this process's CPU per review,
 --requests=N each (default 3000), alternating rounds.
@@ -51,7 +51,7 @@ import msgspec
 import nats
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from analyzer.review import Reviewer
+from analyzer.review import GatewayClient
 from bench.gateway import MODEL, _free_port, _start
 from bench.lookup import dotted_names
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
@@ -397,7 +397,7 @@ async def _transport(options: dict[str, int]) -> None:
                 client = AsyncOpenAI(
                     base_url=f"{url}/v1", api_key="bench", max_retries=0, http_client=http_client
                 )
-                reviewer = Reviewer(client, MODEL)
+                reviewer = GatewayClient(client, MODEL)
                 for _ in range(50):  # connections open, code paths warm
                     await reviewer.review(_REVIEWED)
                 latencies, cpu, count = figures[label]

@@ -42,7 +42,7 @@ class JobFinished(Exception):  # noqa: N818 - a state, not a failure
         super().__init__(f"job {record.job_id} is already {record.status}")
 
 
-class Job:
+class FetchJob:
     """The record of one job as last read or written, and the revision to write against."""
 
     def __init__(self, kv: KeyValue, nc: NatsClient, record: JobRecord, revision: int) -> None:
@@ -52,7 +52,7 @@ class Job:
         self.revision = revision
 
     @classmethod
-    async def open(cls, kv: KeyValue, nc: NatsClient, request: FetchRequest) -> Job:
+    async def open(cls, kv: KeyValue, nc: NatsClient, request: FetchRequest) -> FetchJob:
         """Read the job's record; create it from the request if the analyzer's write is missing."""
         try:
             entry = await kv.get(request.job_id)

@@ -37,7 +37,7 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError, ServiceUnavailabl
 from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
 from fetcher.errors import DownloadTimeoutError, FetchError, InvalidRequestError, StorageFullError
 from fetcher.github import GitHubClient
-from fetcher.jobs import Job, JobFinished
+from fetcher.jobs import FetchJob, JobFinished
 from fetcher.metrics import DOWNLOADED_BYTES, STORED_BYTES, record_delivery
 from fetcher.settings import Settings
 from jobs_contract import (
@@ -168,9 +168,9 @@ class Fetcher:
 
     async def _handle(self, request: FetchRequest, attempt: int, last: bool) -> Outcome:
         extra = {"job_id": request.job_id}
-        job: Job | None = None
+        job: FetchJob | None = None
         try:
-            job = await Job.open(self.stores.kv, self.nc, request)
+            job = await FetchJob.open(self.stores.kv, self.nc, request)
             if job.finished:
                 log.info("job already %s; nothing to do", job.record.status, extra=extra)
                 return Outcome(request.job_id, "finished-before", str(job.record.status))
@@ -208,7 +208,7 @@ class Fetcher:
                 request, job, f"internal error in the fetcher: {type(error).__name__}: {error}"
             )
 
-    async def _requeue(self, job: Job) -> None:
+    async def _requeue(self, job: FetchJob) -> None:
         """Put a job this fetcher stops working on back to queued (before its request is nacked,
         so the next fetcher's writes come after this one)."""
         extra = {"job_id": job.record.job_id}
@@ -225,10 +225,10 @@ class Fetcher:
             return
         log.info("fetcher stopping: the job is queued again for another fetcher", extra=extra)
 
-    async def _fail(self, request: FetchRequest, job: Job | None, reason: str) -> Outcome:
+    async def _fail(self, request: FetchRequest, job: FetchJob | None, reason: str) -> Outcome:
         extra = {"job_id": request.job_id}
         try:
-            job = job or await Job.open(self.stores.kv, self.nc, request)
+            job = job or await FetchJob.open(self.stores.kv, self.nc, request)
             changed = await job.fail(reason)
         except Exception:
             log.exception("could not mark the job failed (%s)", reason, extra=extra)
@@ -253,7 +253,7 @@ class Fetcher:
             request = FetchRequest(
                 job_id=job_id, owner=record.owner, repo=record.repo, requested_at=record.created_at
             )
-            job = await Job.open(self.stores.kv, self.nc, request)
+            job = await FetchJob.open(self.stores.kv, self.nc, request)
             await job.fail(reason)
         except Exception as error:
             log.info("malformed request names no job we can fail (%s)", error, extra={"job_id": job_id})
@@ -268,7 +268,7 @@ class Fetcher:
     async def _give_up(self, request: FetchRequest, attempts: int) -> Outcome:
         """The delivery after the last attempt: that attempt died, so the job fails now."""
         try:
-            job = await Job.open(self.stores.kv, self.nc, request)
+            job = await FetchJob.open(self.stores.kv, self.nc, request)
             if job.finished:
                 return Outcome(request.job_id, "finished-before", str(job.record.status))
         except Exception as error:
@@ -290,7 +290,7 @@ class Fetcher:
             request = None
         if request is not None:
             reason = self._abandoned_reason(self.settings.fetcher_max_deliveries)
-            job = await Job.open(self.stores.kv, self.nc, request)
+            job = await FetchJob.open(self.stores.kv, self.nc, request)
             if await job.fail(reason):
                 log.warning("job failed: %s", reason, extra={"job_id": request.job_id})
         with contextlib.suppress(NotFoundError):
@@ -298,7 +298,7 @@ class Fetcher:
 
     # -- the fetch -------------------------------------------------------------------------
 
-    async def _fetch(self, request: FetchRequest, job: Job) -> Outcome:
+    async def _fetch(self, request: FetchRequest, job: FetchJob) -> Outcome:
         extra = {"job_id": request.job_id}
         owner, repo = request.owner, request.repo
         await job.progress(progress=0.0, bytes=0, files=0, error=None)
@@ -356,7 +356,7 @@ class Fetcher:
         return outcome
 
     async def _complete(
-        self, job: Job, ref: str, sha: str, files: int, size: int, *, stored_before: bool
+        self, job: FetchJob, ref: str, sha: str, files: int, size: int, *, stored_before: bool
     ) -> Outcome:
         key = snapshot_key(job.record.owner, job.record.repo, sha)
         if await job.complete(ref=ref, commit_sha=sha, snapshot=key, files=files, bytes=size):
@@ -372,7 +372,7 @@ class Fetcher:
         return Outcome(job.record.job_id, "finished-before", str(job.record.status))
 
     async def _download(
-        self, owner: str, repo: str, ref: str, job: Job
+        self, owner: str, repo: str, ref: str, job: FetchJob
     ) -> tuple[ArchiveContents, int, float]:
         """(contents, bytes received, monotonic time the last byte arrived)."""
         reader: ArchiveReader | None = None

@@ -1,4 +1,4 @@
-"""From an OpenAI chat completion request to a `Job` the engine can run, or a clear 400.
+"""From an OpenAI chat completion request to a `Generation` the engine can run, or a clear 400.
 
 The body's shape is checked by Litestar (the handler's typed `data`, errors.validation_error_handler);
 everything else that can be refused is refused here, before the request queues: unknown roles,
@@ -20,7 +20,7 @@ from model_host.errors import (
     ModelNotFoundError,
     UnsupportedParameterError,
 )
-from model_host.generation import Job
+from model_host.generation import Generation
 from model_host.schemas import ChatCompletionRequest, Message, ResponseFormat
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -171,8 +171,8 @@ GRAMMAR_CHAR_RULE_FIXED = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 def prepare_job(
     request: ChatCompletionRequest, engine: Engine, *, served_model: str, default_max_tokens: int
-) -> Job:
-    """Validate the request against the loaded model and build its Job.
+) -> Generation:
+    """Validate the request against the loaded model and build its Generation.
 
     Raises InvalidRequestError (400, and its subclasses) or ModelNotFoundError (404).
     """
@@ -221,7 +221,7 @@ def prepare_job(
             param=name,
         )
     stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-    return Job(
+    return Generation(
         prompt_tokens=prompt_tokens,
         max_tokens=requested if requested is not None else min(default_max_tokens, room),
         stop=[s for s in [*stop, *rendered.stop] if s],

@@ -20,7 +20,7 @@ from model_host.metrics import record_generation
 logger = logging.getLogger("model_host.generation")
 
 
-class Job(msgspec.Struct, kw_only=True, frozen=True):
+class Generation(msgspec.Struct, kw_only=True, frozen=True):
     """A validated request, ready for the engine."""
 
     prompt_tokens: list[int]
@@ -58,7 +58,7 @@ def _complete_utf8(data: bytes) -> int:
     return len(data)
 
 
-def generate(engine: Engine, job: Job, cancelled: threading.Event) -> Iterator[str | Finish]:
+def generate(engine: Engine, job: Generation, cancelled: threading.Event) -> Iterator[str | Finish]:
     """Text pieces, then one Finish. `cancelled` is checked after every token."""
     stops = [stop for stop in job.stop if stop]
     pending = b""  # bytes of an unfinished UTF-8 character

@@ -16,7 +16,7 @@ import structlog
 from model_host.chat import prepare_job
 from model_host.engines import Engine, load_engine
 from model_host.errors import ModelFailedError, ModelHostError, ModelLoadingError
-from model_host.generation import Finish, Job
+from model_host.generation import Finish, Generation
 from model_host.scheduler import GenerationSlot
 from model_host.schemas import (
     AssistantMessage,
@@ -111,7 +111,7 @@ class ModelHost:
             "the model is still loading; retry shortly", retry_after_s=self.settings.model_retry_after_s
         )
 
-    def _prepare(self, request: ChatCompletionRequest) -> tuple[Engine, Job]:
+    def _prepare(self, request: ChatCompletionRequest) -> tuple[Engine, Generation]:
         engine = self.ready_engine()
         job = prepare_job(
             request,

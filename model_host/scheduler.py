@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from model_host.engines import Engine
 from model_host.errors import GenerationFailedError, QueueFullError, ShuttingDownError, UnavailableError
-from model_host.generation import Finish, Job, generate
+from model_host.generation import Finish, Generation, generate
 from model_host.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
 T = TypeVar("T")
@@ -146,7 +146,7 @@ class GenerationSlot:
             future = asyncio.get_running_loop().run_in_executor(self.executor, context.run, work, cancelled)
             return await _outlast(future, cancelled)
 
-    async def complete(self, engine: Engine, job: Job) -> tuple[str, Finish]:
+    async def complete(self, engine: Engine, job: Generation) -> tuple[str, Finish]:
         """The whole completion text and how it ended. GenerationFailedError if the engine raised."""
 
         def work(cancelled: threading.Event) -> tuple[str, Finish]:
@@ -166,7 +166,7 @@ class GenerationSlot:
                 f"the model failed while generating: {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def stream(self, engine: Engine, job: Job) -> AsyncIterator[str | Finish]:
+    async def stream(self, engine: Engine, job: Generation) -> AsyncIterator[str | Finish]:
         """Text pieces as the worker produces them, then a Finish; GenerationFailedError if it raised."""
         async with self.turn():
             loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""Turning an OpenAI request into a Job, and every way a request is refused before it queues."""
+"""Turning an OpenAI request into a Generation, and every way a request is refused before it queues."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from model_host.errors import (
     ModelNotFoundError,
     UnsupportedParameterError,
 )
-from model_host.generation import Job
+from model_host.generation import Generation
 from model_host.schemas import ChatCompletionRequest
 from tests.model_host.fakes import ScriptedEngine
 
@@ -28,7 +28,7 @@ def body(**fields: Any) -> bytes:
     return json.dumps(request).encode()
 
 
-def prepare(raw: bytes, engine: ScriptedEngine | None = None, default_max_tokens: int = 8) -> Job:
+def prepare(raw: bytes, engine: ScriptedEngine | None = None, default_max_tokens: int = 8) -> Generation:
     return prepare_job(
         msgspec.json.decode(raw, type=ChatCompletionRequest),
         engine or ScriptedEngine(),

@@ -7,16 +7,16 @@ import threading
 import pytest
 
 from model_host.engines import Sampling
-from model_host.generation import Finish, Job, generate
+from model_host.generation import Finish, Generation, generate
 from tests.model_host.fakes import ScriptedEngine
 
 
-def job(max_tokens: int = 16, stop: list[str] | None = None) -> Job:
-    return Job(prompt_tokens=[1, 2, 3], max_tokens=max_tokens, stop=stop or [], sampling=Sampling())
+def job(max_tokens: int = 16, stop: list[str] | None = None) -> Generation:
+    return Generation(prompt_tokens=[1, 2, 3], max_tokens=max_tokens, stop=stop or [], sampling=Sampling())
 
 
 def run(
-    engine: ScriptedEngine, the_job: Job, cancelled: threading.Event | None = None
+    engine: ScriptedEngine, the_job: Generation, cancelled: threading.Event | None = None
 ) -> tuple[list[str], Finish]:
     items = list(generate(engine, the_job, cancelled or threading.Event()))
     finish = items[-1]
