@@ -9,8 +9,20 @@ finding as data (rule, line, severity, fingerprint).
 
 Nothing here is needed for `POST /analyze` or `POST /analyze/function`: their bodies stay
 exactly `{"function_code"}` / `{"job_id", "function_name"}` -> `{"suggestions": [...]}`.
+
+For scans, `review_contract.checks` holds the shapes of `POST /checks` (whole modules at once).
 """
 
+from review_contract.checks import (
+    MAX_CHECK_FUNCTIONS,
+    MAX_CHECK_MODULES,
+    CheckedFunction,
+    ChecksRequest,
+    ChecksResponse,
+    FunctionFindings,
+    ModuleFindings,
+    ModuleToCheck,
+)
 from review_contract.shapes import (
     MAX_CONTEXT_CHARS,
     MAX_MODULE_BYTES,
@@ -26,12 +38,20 @@ from review_contract.shapes import (
 )
 
 __all__ = [
+    "MAX_CHECK_FUNCTIONS",
+    "MAX_CHECK_MODULES",
     "MAX_CONTEXT_CHARS",
     "MAX_MODULE_BYTES",
     "MAX_TYPE_FINDINGS",
     "SEVERITIES",
+    "CheckedFunction",
+    "ChecksRequest",
+    "ChecksResponse",
     "Finding",
+    "FunctionFindings",
     "LintSettings",
+    "ModuleFindings",
+    "ModuleToCheck",
     "ReviewContent",
     "ReviewContext",
     "Severity",
