@@ -67,5 +67,16 @@ class ModuleFindings(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     error: str | None = None
 
 
+class RuleInfo(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What a rule is, for SARIF's rule list and for people: ruff's name for it ("mutable-argument-
+    default"), one sentence, and where its documentation is (None: none known)."""
+
+    name: str
+    summary: str
+    url: str | None = None
+
+
 class ChecksResponse(msgspec.Struct, kw_only=True, frozen=True):
     modules: list[ModuleFindings]
+    # Every rule that a finding above names.
+    rules: dict[str, RuleInfo] = {}
