@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 
 from analyzer.errors import GatewayFailed, GatewayTimeout
 from review_contract import Finding, ReviewContext
+from servicekit.openai_wire import CompletionRead
 from servicekit.redact import excerpt
 
 logger = logging.getLogger("analyzer.review")
@@ -26,21 +27,9 @@ class _Review(msgspec.Struct):
     findings: list[Finding] = []
 
 
-# Only what the analyzer reads of a chat completion; other fields are ignored.
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-
-
-class _Completion(msgspec.Struct):
-    choices: list[_Choice]
-
-
 _review_decoder = msgspec.json.Decoder(_Review)
-_completion_decoder = msgspec.json.Decoder(_Completion)
+# Only what the analyzer reads of a chat completion; other fields are ignored.
+_completion_decoder = msgspec.json.Decoder(CompletionRead)
 
 
 # The most of the gateway's error message the analyzer repeats.

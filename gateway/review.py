@@ -25,31 +25,13 @@ from gateway.prompt import asks_the_model, response_format, review_messages
 from gateway.suggestions import Suggestion, merged, model_suggestions, parse_model_output
 from gateway.upstream import Provider, Upstream
 from review_contract import Finding, ReviewContext
+from servicekit.openai_wire import CompletionRead, Usage
 from servicekit.redact import excerpt
 
 log = logging.getLogger("gateway.review")
 
 
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-
-
-class Usage(msgspec.Struct, kw_only=True, frozen=True):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-class _Completion(msgspec.Struct):
-    choices: list[_Choice]
-    usage: Usage | None = None
-
-
-_COMPLETION = msgspec.json.Decoder(_Completion)
+_COMPLETION = msgspec.json.Decoder(CompletionRead)
 
 
 @dataclass(frozen=True)
@@ -243,7 +225,7 @@ class Reviewer:
                 record_tokens(
                     provider.name, completion.usage.prompt_tokens, completion.usage.completion_tokens
                 )
-            content = completion.choices[0].message.content if completion.choices else None
+            content = completion.content()
             parsed = parse_model_output(content)
             if parsed is not None:
                 return parsed, usage

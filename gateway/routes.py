@@ -22,21 +22,24 @@ from gateway.schemas import (
     UPSTREAM_MODELS,
     AnalyzeRequest,
     AnalyzeResponse,
-    AssistantMessage,
-    ChatCompletion,
-    ChatCompletionChunk,
     ChatRequest,
-    Choice,
-    ChunkChoice,
-    Delta,
     Health,
-    ModelCard,
-    ModelList,
     Readiness,
 )
 from gateway.upstream import Provider, Upstream
 from gateway.upstream import Stream as UpstreamStream
 from review_contract import ReviewContent
+from servicekit.openai_wire import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    Delta,
+    FinishReason,
+    ModelCard,
+    ModelList,
+)
 
 log = logging.getLogger("gateway.routes")
 
@@ -126,6 +129,7 @@ async def chat_completions(
             model=CODE_REVIEW_MODEL,
             choices=[Choice(message=AssistantMessage(content=content))],
             usage=review.usage,
+            system_fingerprint=None,
         )
     raw = await request.body()
     upstream = reviewer.upstream
@@ -170,7 +174,7 @@ async def _relay(stream: UpstreamStream) -> AsyncIterator[bytes]:
 async def _review_chunks(content: str) -> AsyncIterator[bytes]:
     """A finished review as an OpenAI stream: role, the content, the stop, then [DONE]."""
     ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
-    deltas = [
+    deltas: list[tuple[Delta, FinishReason | None]] = [
         (Delta(role="assistant", content=""), None),
         (Delta(content=content), None),
         (Delta(), "stop"),

@@ -1,4 +1,5 @@
-"""Request and response bodies of the gateway's routes (the OpenAI shapes it needs, nothing more)."""
+"""Request and response bodies of the gateway's own routes; the OpenAI response shapes it writes are
+servicekit.openai_wire's, shared with model_host."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.review import Usage
 from review_contract import ReviewContext
+from servicekit.openai_wire import ModelCard
 
 CODE_REVIEW_MODEL = "code-review"
 
@@ -41,60 +42,6 @@ class ChatRequest(msgspec.Struct, kw_only=True, frozen=True):
     stream: bool = False
     # Only for `code-review`: where the function stands in its repository (sent by the analyzer).
     review_context: ReviewContext | None = None
-
-
-class AssistantMessage(msgspec.Struct, kw_only=True, frozen=True):
-    role: str = "assistant"
-    content: str
-
-
-class Choice(msgspec.Struct, kw_only=True, frozen=True):
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: str = "stop"
-    logprobs: None = None
-
-
-class ChatCompletion(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    object: str = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    system_fingerprint: str | None = None
-
-
-class Delta(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-
-
-class ChunkChoice(msgspec.Struct, kw_only=True, frozen=True):
-    index: int = 0
-    delta: Delta
-    finish_reason: str | None = None
-    logprobs: None = None
-
-
-class ChatCompletionChunk(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    object: str = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-
-
-class ModelCard(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    object: str = "model"
-    created: int = 0
-    owned_by: str = ""
-
-
-class ModelList(msgspec.Struct, kw_only=True, frozen=True):
-    object: str = "list"
-    data: list[ModelCard]
 
 
 class _UpstreamModels(msgspec.Struct):

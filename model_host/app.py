@@ -31,9 +31,10 @@ from model_host.errors import (
 )
 from model_host.host import ModelHost, new_completion_id
 from model_host.metrics import MetricsController, http_metrics
-from model_host.schemas import ChatCompletion, ChatCompletionRequest, Health, ModelCard, ModelList
+from model_host.schemas import ChatCompletionRequest, Health
 from model_host.settings import Settings
 from servicekit.bodies import require_utf8_body
+from servicekit.openai_wire import ChatCompletion, ModelCard, ModelList
 from servicekit.request_id import request_id_middleware
 
 

@@ -18,17 +18,18 @@ from model_host.engines import Engine, load_engine
 from model_host.errors import ModelFailedError, ModelHostError, ModelLoadingError
 from model_host.generation import Finish, Generation
 from model_host.scheduler import GenerationSlot
-from model_host.schemas import (
+from model_host.schemas import ChatCompletionRequest
+from model_host.settings import Settings
+from servicekit.openai_wire import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
-    ChatCompletionRequest,
     Choice,
     ChunkChoice,
     Delta,
+    FinishReason,
     Usage,
 )
-from model_host.settings import Settings
 
 logger = logging.getLogger("model_host.host")
 
@@ -171,7 +172,7 @@ class ModelHost:
                     if isinstance(item, Finish):
                         if item.reason == "cancelled":
                             return
-                        reason: Literal["stop", "length"] = "length" if item.reason == "length" else "stop"
+                        reason: FinishReason = "length" if item.reason == "length" else "stop"
                         yield opening + event([ChunkChoice(delta=Delta(), finish_reason=reason)])
                         opening = b""
                         if include_usage:

@@ -1,4 +1,5 @@
-"""The OpenAI wire shapes model_host reads and writes (the subset it implements), as msgspec Structs.
+"""The OpenAI request shape model_host reads (the subset it implements), as msgspec Structs; the
+response shapes it writes are servicekit.openai_wire's, shared with the gateway.
 
 Requests reject unknown keys: a parameter this server would silently ignore is a clear 400
 instead. Responses carry the keys OpenAI's own responses carry, so the `openai` package parses
@@ -60,73 +61,6 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_un
     frequency_penalty: Annotated[float, Meta(ge=-2, le=2)] | None = None
     logprobs: bool | None = None
     user: str | None = None
-
-
-# -- responses ---------------------------------------------------------------------------------
-
-
-FinishReason = Literal["stop", "length"]
-
-
-class Usage(msgspec.Struct, kw_only=True, frozen=True):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class AssistantMessage(msgspec.Struct, kw_only=True, frozen=True):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class Choice(msgspec.Struct, kw_only=True, frozen=True):
-    index: int = 0
-    message: AssistantMessage
-    logprobs: None = None
-    finish_reason: FinishReason
-
-
-class ChatCompletion(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-
-
-class Delta(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(msgspec.Struct, kw_only=True, frozen=True):
-    index: int = 0
-    delta: Delta
-    logprobs: None = None
-    finish_reason: FinishReason | None = None
-
-
-class ChatCompletionChunk(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    # Only on the extra last chunk asked for with stream_options.include_usage (choices is empty there).
-    usage: Usage | None = None
-
-
-class ModelCard(msgspec.Struct, kw_only=True, frozen=True):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-
-
-class ModelList(msgspec.Struct, kw_only=True, frozen=True):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
 
 
 class Health(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
