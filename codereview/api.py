@@ -7,7 +7,7 @@ keys the command needs, so a broken answer is one clear line too, never a KeyErr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -16,10 +16,15 @@ import msgspec
 from codereview.errors import CliError, ExitCode
 from jobs_contract import JobRecord
 from review_contract import ReviewContext
+from review_contract.scan import FindingsPage, ScanRequest, ScanStatus
 
 # Far above any answer of ours (a page of names, a list of suggestions, a job record).
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+# A scan's SARIF holds every finding of a repository: the stdlib's is a few MB.
+MAX_SARIF_BYTES = 256 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
+
+_T = TypeVar("_T")
 
 
 class Service:
@@ -59,6 +64,7 @@ class Service:
         *,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
+        max_bytes: int = MAX_ANSWER_BYTES,
     ) -> dict[str, Any]:
         """The JSON object the service answered with 200.
 
@@ -70,9 +76,9 @@ class Service:
                 data = bytearray()
                 async for chunk in response.aiter_bytes():
                     data += chunk
-                    if len(data) > MAX_ANSWER_BYTES:
+                    if len(data) > max_bytes:
                         raise self._error(
-                            f"answered more than {MAX_ANSWER_BYTES} bytes to {method} {path}; "
+                            f"answered more than {max_bytes} bytes to {method} {path}; "
                             "is this URL really the service?",
                             ExitCode.SERVICE,
                         )
@@ -184,6 +190,38 @@ class Analyzer(Service):
         ):
             raise self._error("answered a function list without names", ExitCode.SERVICE)
         return answer
+
+    async def scan(self, request: ScanRequest) -> str:
+        """Start a scan (`POST /analyze/scan`); its id."""
+        answer = await self.call("POST", "/analyze/scan", body=msgspec.to_builtins(request))
+        scan_id = answer.get("scan_id")
+        if not isinstance(scan_id, str):
+            raise self._error("answered /analyze/scan without a scan_id", ExitCode.SERVICE)
+        return scan_id
+
+    async def scan_status(self, scan_id: str) -> ScanStatus:
+        answer = await self.call("GET", f"/analyze/scans/{quote(scan_id, safe='')}")
+        return self._shaped(answer, ScanStatus, "a scan status")
+
+    async def scan_findings(self, scan_id: str, *, limit: int, cursor: str | None) -> FindingsPage:
+        params: dict[str, str | int] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        answer = await self.call("GET", f"/analyze/scans/{quote(scan_id, safe='')}/findings", params=params)
+        return self._shaped(answer, FindingsPage, "a page of findings")
+
+    async def scan_sarif(self, scan_id: str) -> dict[str, Any]:
+        """The scan's SARIF log, as the analyzer wrote it (a JSON object with `runs`)."""
+        answer = await self.call(
+            "GET", f"/analyze/scans/{quote(scan_id, safe='')}/sarif", max_bytes=MAX_SARIF_BYTES
+        )
+        if not isinstance(answer.get("runs"), list):
+            raise self._error("answered a SARIF log without runs", ExitCode.SERVICE)
+        return answer
+
+    def _shaped(self, answer: dict[str, Any], shape: type[_T], what: str) -> _T:
+        try:
+            return msgspec.convert(answer, shape)
+        except msgspec.ValidationError as exc:
+            raise self._error(f"answered {what} that is not one: {exc}", ExitCode.SERVICE) from None
 
 
 class Gateway(Service):

@@ -1,4 +1,4 @@
-"""The `codereview` commands (Typer): review, functions, code, watch.
+"""The `codereview` commands (Typer): review, functions, code, scan, watch.
 
 Every command runs one coroutine; a CliError from anywhere below ends it with one line and the
 exit code that says what happened (codereview.errors.ExitCode).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -18,6 +19,7 @@ from codereview import local, output
 from codereview.api import Analyzer, Gateway
 from codereview.errors import CliError, ExitCode
 from codereview.events import wait_for_job, watch
+from codereview.scanning import FailOn, ScanOptions, run_scan
 from jobs_contract import JobEvent, JobStatus
 
 DEFAULT_ANALYZER_URL = "http://127.0.0.1:8000"
@@ -235,6 +237,70 @@ async def _functions(
     elif not listed:
         output.line(f"no function names match in job {job_id}", err=True)
     return ExitCode.OK
+
+
+# -- scan -------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Examples: [bold]codereview scan https://github.com/psf/requests --sarif codereview.sarif[/], "
+    "[bold]codereview scan https://github.com/owner/repo --pr 42 --fail-on error[/]"
+)
+def scan(
+    repo_url: Annotated[str, typer.Argument(help="https://github.com/owner/repo (or /tree/<ref>).")],
+    pull: Annotated[
+        int | None,
+        typer.Option("--pr", min=1, help="Only the functions whose lines pull request N adds or changes."),
+    ] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="Only files matching this glob (src/**/*.py); may be repeated."),
+    ] = None,
+    model: Annotated[
+        bool, typer.Option("--model", help="Also ask the model about each function (else: checks only).")
+    ] = False,
+    max_functions: Annotated[
+        int | None, typer.Option("--max-functions", min=0, help="Ask the model about at most N functions.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=0, help="Spend at most N tokens of the model.")
+    ] = None,
+    sarif: Annotated[
+        Path | None,
+        typer.Option("--sarif", help="Write the findings as SARIF 2.1.0 to FILE.", dir_okay=False),
+    ] = None,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option("--fail-on", help="Exit with 1 when a finding is this severe or more."),
+    ] = FailOn.NEVER,
+    analyzer_url: AnalyzerUrl = DEFAULT_ANALYZER_URL,
+    api_key: ApiKey = None,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0.1, help="Seconds to wait for the fetch and the scan together.")
+    ] = 3600.0,
+    timeout: Timeout = 60.0,
+    as_json: Json = False,
+) -> None:
+    """Review every function of a repository (or a pull request's changed ones) in one scan."""
+    options = ScanOptions(
+        repo_url=repo_url,
+        pull=pull,
+        paths=paths or None,
+        mode="model" if model else "checks",
+        max_functions=max_functions,
+        max_tokens=max_tokens,
+        sarif=sarif,
+        fail_on=fail_on,
+        wait_s=wait,
+    )
+    _run(_scan(options, analyzer_url, api_key, timeout, as_json), as_json=as_json)
+
+
+async def _scan(
+    options: ScanOptions, analyzer_url: str, api_key: str | None, timeout_s: float, as_json: bool
+) -> ExitCode:
+    async with Analyzer(analyzer_url, timeout_s=timeout_s, api_key=api_key) as analyzer:
+        return await run_scan(analyzer, options, as_json=as_json)
 
 
 # -- code -------------------------------------------------------------------------------------

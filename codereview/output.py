@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +20,13 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from codereview.errors import CliError
 from jobs_contract import TERMINAL, JobStatus
+from review_contract import SEVERITIES
+from review_contract.scan import ScanFinding, ScanStatus
 from servicekit.text import json_printable, printable
 
 
@@ -112,3 +117,91 @@ def count_progress(label: str, total: int, *, enabled: bool) -> Iterator[Callabl
     ) as progress:
         task = progress.add_task(markup_label(label), total=total)
         yield lambda: progress.advance(task)
+
+
+class ScanProgress:
+    """The progress bar of a scan (its pieces done of all), on stderr; fed by polling."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(label, total=None, status="queued", findings=0)
+
+    def update(self, status: ScanStatus) -> None:
+        total = status.progress.pieces_total or None
+        self._progress.update(
+            self._task,
+            total=total,
+            completed=status.progress.pieces_done,
+            status=status.status,
+            findings=status.counts.findings,
+        )
+
+
+@contextmanager
+def scan_progress(label: str, *, enabled: bool) -> Iterator[ScanProgress]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} pieces"),
+        TextColumn("{task.fields[status]}, {task.fields[findings]} findings"),
+        TimeElapsedColumn(),
+    )
+    console = stderr()
+    with Progress(
+        *columns, console=console, transient=True, disable=not (enabled and console.is_terminal)
+    ) as progress:
+        yield ScanProgress(progress, markup_label(label))
+
+
+# The files the summary names one by one; the rest are counted together.
+SUMMARY_FILES = 20
+
+
+def scan_report(status: ScanStatus, findings: Sequence[ScanFinding], *, complete: bool) -> None:
+    """Each finding as `path:line:column: severity rule message (function)`, then the summary: the
+    counts by severity, the files with the most severe findings, what was skipped or cut short."""
+    for finding in sorted(findings, key=lambda f: (f.path, f.line or 0, f.column or 0, f.rule)):
+        place = f"{finding.path}:{finding.line or 0}:{finding.column or 0}"
+        line(f"{place}: {finding.severity} {finding.rule} {finding.message} ({finding.function})")
+    counts = status.counts
+    table = Table(title=None, show_edge=False, box=None, pad_edge=False)
+    table.add_column("file")
+    for severity in SEVERITIES:
+        table.add_column(severity, justify="right")
+    files = by_file(findings)
+    for path, per in files[:SUMMARY_FILES]:
+        table.add_row(Text(printable(path)), *(str(per[s]) for s in SEVERITIES))
+    if len(files) > SUMMARY_FILES:
+        rest = files[SUMMARY_FILES:]
+        table.add_row(
+            Text(f"({len(rest)} more files)"), *(str(sum(per[s] for _, per in rest)) for s in SEVERITIES)
+        )
+    table.add_row(Text("total", style="bold"), str(counts.error), str(counts.warning), str(counts.note))
+    console = stdout()
+    console.print()
+    console.print(table)
+    line(
+        f"{counts.functions} functions in {counts.files} files, {counts.findings} findings "
+        f"({counts.error} error, {counts.warning} warning, {counts.note} note)",
+        style="bold",
+    )
+    if counts.skipped:
+        shown = ", ".join(f"{s.path} ({s.reason})" for s in status.skipped[:5])
+        line(f"{counts.skipped} files skipped: {shown}{', ...' if counts.skipped > 5 else ''}", err=True)
+    if status.budget is not None and status.budget.exhausted:
+        budget = status.budget
+        line(
+            f"the model's budget ran out ({budget.functions_asked} functions asked, {budget.tokens_used} "
+            "tokens): the other functions were checked without it",
+            err=True,
+        )
+    if not complete:
+        line(f"only the first {len(findings)} findings were read; the SARIF file holds them all", err=True)
+
+
+def by_file(findings: Sequence[ScanFinding]) -> list[tuple[str, Counter[str]]]:
+    """Each file's findings counted by severity, the files with the most severe first."""
+    counts: dict[str, Counter[str]] = {}
+    for finding in findings:
+        counts.setdefault(finding.path, Counter())[finding.severity] += 1
+    return sorted(counts.items(), key=lambda item: (*(-item[1][s] for s in SEVERITIES), item[0]))
