@@ -1,4 +1,8 @@
-"""The README is the front door: its settings tables and links must match the code."""
+"""The README is the front door: short, its links and its one settings table true to the code.
+
+Each service's settings are documented once, in its page's table (tests/test_docs.py); the
+README links to those tables.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import importlib
 import re
 from pathlib import Path
 
-import pytest
 from pydantic_settings import BaseSettings
 
 from devstack.runner import StackSettings
@@ -40,14 +43,6 @@ def table_variables(text: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("package", SERVICES)
-def test_every_setting_of_a_service_is_in_its_readme_table(package: str) -> None:
-    documented = table_variables(
-        section("Configuration").split(f"\n### {package}\n", 1)[1].split("\n### ", 1)[0]
-    )
-    assert variables(settings_class(package)) - documented == set()
-
-
 def test_every_variable_in_the_readme_tables_is_read_by_something() -> None:
     known = variables(StackSettings).union(*(variables(settings_class(p)) for p in SERVICES))
     assert table_variables(section("Configuration")) - known == set()
@@ -60,11 +55,41 @@ def test_env_example_names_only_real_settings() -> None:
     assert named - known == set()
 
 
-def test_local_links_point_at_files_that_exist() -> None:
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings (lower case, punctuation dropped, spaces to -)."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", markdown, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_local_links_point_at_files_and_headings_that_exist() -> None:
     targets = re.findall(r"\]\(((?!https?://|#)[^)\s]+)\)", README)
     assert targets
     missing = [t for t in targets if not (ROOT / t.split("#", 1)[0]).exists()]
     assert missing == []
+    unanchored = [
+        target
+        for target in targets
+        if "#" in target
+        and target.split("#", 1)[1] not in anchors((ROOT / target.split("#", 1)[0]).read_text())
+    ]
+    assert unanchored == []
+
+
+def test_the_anchor_check_would_catch_a_wrong_heading() -> None:
+    assert "settings" in anchors("# analyzer\n\n## Settings\n")
+    assert "the-local-stack-python3-devpy-up" in anchors("### The local stack (`python3 dev.py up`)\n")
+    assert "setting" not in anchors("## Settings\n")
+
+
+def test_the_readme_is_a_front_door_not_a_record() -> None:
+    """What it is, the two commands, using it, configuration, links: figures live in
+    docs/benchmarks.md, transcripts in docs/examples.md."""
+    assert len(README.splitlines()) <= 300
+    assert "## Benchmarks" not in README
+    assert "[docs/benchmarks.md](docs/benchmarks.md)" in README
 
 
 def test_quick_start_commands_are_the_ones_ci_runs() -> None:
