@@ -99,3 +99,30 @@ def test_the_name_check_would_catch_a_misspelt_variable() -> None:
     assert "ANALYZE_WAIT_TIMEOUT_S" not in known_variables()
     assert {"CODEREVIEW_ANALYZER_URL", "NATS_URL"} <= cli_variables()
     assert "ANALYZER_WAIT_TIMEOUT_S" in known_variables()
+
+
+# A path of ours in backticks: `gateway/checks.py`, `analyzer/uses/`, `bench/corpus/clean/`.
+_PATH = re.compile(
+    r"`((?:analyzer|gateway|fetcher|model_host|jobs_contract|review_contract|servicekit|codereview|devstack"
+    r"|bench|docker|tests)/[A-Za-z0-9_./-]*)(?::[^`]*)?`"
+)
+
+
+def named_paths(text: str) -> set[str]:
+    return set(_PATH.findall(text))
+
+
+@pytest.mark.parametrize("page", [*DOCS, ROOT / "README.md"], ids=lambda page: page.name)
+def test_every_file_a_page_names_exists(page: Path) -> None:
+    """A page that names a module names one that is there (no `gateway/http1.py` years after it went);
+    a module gone but worth recalling is named in prose, not as a path."""
+    missing = sorted(path for path in named_paths(page.read_text()) if not (ROOT / path).exists())
+    assert missing == []
+
+
+def test_the_path_check_would_catch_a_moved_module() -> None:
+    assert named_paths("the client (`gateway/http1.py`) and `analyzer/uses/` and `bench/x.py:12`") == {
+        "gateway/http1.py",
+        "analyzer/uses/",
+        "bench/x.py",
+    }
