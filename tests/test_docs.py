@@ -126,3 +126,26 @@ def test_the_path_check_would_catch_a_moved_module() -> None:
         "analyzer/uses/",
         "bench/x.py",
     }
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings (lower case, punctuation dropped, spaces to -)."""
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", markdown, re.MULTILINE)
+    }
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda page: page.name)
+def test_every_link_of_a_page_reaches_a_file_and_heading(page: Path) -> None:
+    """Links between pages (and to the tree) land: the file exists, and the heading an anchor names."""
+    text = page.read_text()
+    broken = []
+    for target in re.findall(r"\]\(((?!https?://)[^)\s]+)\)", text):
+        path, _, anchor = target.partition("#")
+        file = page if not path else (page.parent / path).resolve()
+        if not file.exists() or (
+            anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text())
+        ):
+            broken.append(target)
+    assert broken == []
