@@ -41,6 +41,8 @@ logger = logging.getLogger("analyzer.scan.worker")
 
 # The first skipped files a scan's status lists (all are counted).
 MAX_SKIPPED_LISTED = 100
+# Starts one process waits on at once (past it, a worker waits on the next itself).
+_MAX_STARTS = 64
 # Seconds a worker waits for a message before asking again (and noticing a stop).
 _FETCH_WAIT_S = 5.0
 
@@ -98,6 +100,8 @@ class ScanWorkers:
         self._events = events
         self._settings = settings
         self._tasks: list[asyncio.Task[None]] = []
+        # Starts of this process waiting for their jobs, each in a task of its own.
+        self._starts: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Create (or update) the shared consumer and start the workers. Raises nats errors."""
@@ -110,9 +114,10 @@ class ScanWorkers:
 
     async def stop(self) -> None:
         """Stop the workers; a piece in hand is handed back to the queue at once (nak)."""
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._starts]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
@@ -127,7 +132,14 @@ class ScanWorkers:
                     await asyncio.sleep(1.0)
                     continue
                 for message in messages:
-                    await self.handle(message)
+                    if message.subject == SCAN_START_SUBJECT and len(self._starts) < _MAX_STARTS:
+                        # A start may wait long for its job's fetch: off the worker, which goes on
+                        # with other scans' pieces meanwhile.
+                        task = asyncio.create_task(self.handle(message), name="scan start")
+                        self._starts.add(task)
+                        task.add_done_callback(self._starts.discard)
+                    else:
+                        await self.handle(message)
         finally:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await subscription.unsubscribe()
