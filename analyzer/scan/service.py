@@ -252,11 +252,11 @@ class ScanService:
                 part = await self.store.part(scan_id, piece, number)
                 taken = part[offset - start : offset - start + limit - len(found)]
                 found.extend(taken)
+                rules.update({f.rule: stored.rules[f.rule] for f in taken if f.rule in stored.rules})
                 offset += len(taken)
                 start += size
                 if len(found) >= limit:
                     break
-            rules.update({f.rule: stored.rules[f.rule] for f in found if f.rule in stored.rules})
             if offset >= stored.findings:
                 piece, offset = piece + 1, 0
         next_cursor = None if piece >= total else f"{piece}:{offset}"

@@ -145,7 +145,8 @@ class ScanWorkers:
                 await subscription.unsubscribe()
 
     async def handle(self, message: Msg) -> None:
-        """Do one queue message, with heartbeats while it runs; acknowledge it once done."""
+        """Do one queue message, with heartbeats while it runs; acknowledge it once done. Raises
+        nothing but CancelledError (a bug is logged, and the message comes back after the ack wait)."""
         heartbeat = asyncio.create_task(self._heartbeat(message))
         attempt = message.metadata.num_delivered or 1
         try:
@@ -163,12 +164,19 @@ class ScanWorkers:
                 await message.term()
         except msgspec.DecodeError as exc:
             logger.warning("scan queue: an unreadable message on %s dropped: %s", message.subject, exc)
-            await message.term()
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await message.term()
+        except (TimeoutError, nats.errors.Error, AnalyzerError) as exc:
+            # NATS failed while acknowledging or recording: the message comes back after the ack
+            # wait, and its next attempt finds what was stored.
+            logger.warning("scan worker: a message on %s was left to come back: %r", message.subject, exc)
         except asyncio.CancelledError:
             # Stopping: another worker may take it at once rather than after the ack wait.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await asyncio.shield(message.nak())
             raise
+        except Exception:
+            logger.exception("scan worker: a message on %s failed", message.subject)
         finally:
             heartbeat.cancel()
 
