@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ class DefChecker:
 @asynccontextmanager
 async def worker_analyzer(
     nats_url: str, checker: DefChecker | None, **settings: Any
-) -> AsyncIterator[ScanService]:
+) -> AsyncGenerator[ScanService]:
     """A ScanService on a NATS connection of its own (as another analyzer process has): its
     workers take pieces when `checker` is given."""
     client = await nats.connect(nats_url)

@@ -260,3 +260,17 @@ async def test_bad_pages_are_400(nats_url: str) -> None:
         ):
             response = await client.get(f"/analyze/scans/{scan_id}/findings", params=params)
             assert response.status_code == 400, (params, response.text)
+
+
+async def test_a_full_scan_queue_refuses_a_new_scan_with_retry_after(nats_url: str) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    # No workers: the first start stays in the queue, which holds one message.
+    async with AsyncTestClient(app(nats_url, None, analyzer_scan_queue_max_msgs=1)) as client:
+        first = await client.post("/analyze/scan", json={"job_id": job.job_id})
+        assert first.status_code == 200
+        refused = await client.post("/analyze/scan", json={"job_id": job.job_id, "paths": ["a.py"]})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "30"
+        assert "ANALYZER_SCAN_QUEUE_MAX_MSGS" in refused.json()["detail"]
+        assert (await client.get(f"/analyze/scans/{first.json()['scan_id']}")).json()["status"] == "queued"
