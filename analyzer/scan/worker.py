@@ -36,6 +36,7 @@ from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from jobs_contract import stream_full
 from jobs_contract.messages import SCAN_DURABLE, SCAN_PIECE_SUBJECT, SCAN_START_SUBJECT, SCAN_STREAM
 from review_contract.scan import ScanBudget, ScanCounts, ScanProgress
+from servicekit.text import printable
 
 logger = logging.getLogger("analyzer.scan.worker")
 
@@ -43,6 +44,8 @@ logger = logging.getLogger("analyzer.scan.worker")
 MAX_SKIPPED_LISTED = 100
 # Starts one process waits on at once (past it, a worker waits on the next itself).
 _MAX_STARTS = 64
+# Characters of a failed scan's reason at most (an exception's text can hold a whole file).
+MAX_REASON_CHARS = 1_000
 # Seconds a worker waits for a message before asking again (and noticing a stop).
 _FETCH_WAIT_S = 5.0
 
@@ -351,7 +354,11 @@ class ScanWorkers:
             await self._events.progress(changed.status)
 
     async def fail(self, scan_id: str, reason: str) -> None:
-        """Mark the scan failed with `reason` (unless it already ended) and say so on NATS."""
+        """Mark the scan failed with `reason` (unless it already ended) and say so on NATS. The
+        reason is kept printable and at most MAX_REASON_CHARS long."""
+        reason = printable(reason)
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[: MAX_REASON_CHARS - 3] + "..."
 
         def failed(current: ScanRecord) -> ScanRecord | None:
             if current.status.status in TERMINAL:

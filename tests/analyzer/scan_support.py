@@ -37,9 +37,10 @@ def def_findings(files: Mapping[str, str]) -> list[tuple[str, int, str]]:
 
 
 class DefChecker:
-    """One finding per `def` line, severities in turn (error, warning, note by line number); a file
-    whose text holds `RAISE` fails the piece; `delay_s` per piece; `marker` gets a line per piece
-    begun (the kill test waits for it); `pieces` lists the indexes this checker finished."""
+    """One finding per `def` line, severities in turn (error, warning, note by line number).
+    A file holding `# scan-test: raise` fails the piece, one holding `# scan-test: skip` is
+    skipped; `delay_s` per piece; `marker` gets a line per piece begun (the kill test waits for
+    it); `pieces` lists the indexes this checker finished."""
 
     def __init__(self, delay_s: float = 0.0, marker: Path | None = None, ask_model: bool = False) -> None:
         self.delay_s = delay_s
@@ -58,10 +59,10 @@ class DefChecker:
         exhausted = False
         for path in piece.paths:
             data = loaded.snapshot.files[path]
-            text = data.decode()
-            if "RAISE" in text:
+            text = data.decode(errors="replace")
+            if "# scan-test: raise" in text:
                 raise ValueError(f"the checker refuses {path}")
-            if "SKIP" in text:
+            if "# scan-test: skip" in text:
                 skipped.append(SkippedFile(path=path, reason="over the limits: test"))
                 continue
             for _, line, name in def_findings({path: text}):

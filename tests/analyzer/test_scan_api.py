@@ -218,7 +218,7 @@ async def test_a_scan_over_the_file_limit_fails_saying_so(nats_url: str) -> None
 
 async def test_a_piece_that_keeps_failing_fails_the_scan(nats_url: str) -> None:
     async with job_stores(nats_url) as stores:
-        job = await put_ready_job(stores, {**FILES, "bad.py": "RAISE = 1\n"})
+        job = await put_ready_job(stores, {**FILES, "bad.py": "# scan-test: raise\n"})
     async with AsyncTestClient(app(nats_url, DefChecker(), analyzer_scan_max_attempts=2)) as client:
         scan_id = (await client.post("/analyze/scan", json={"job_id": job.job_id})).json()["scan_id"]
         status = await until_ended(client, scan_id)
@@ -230,7 +230,7 @@ async def test_a_piece_that_keeps_failing_fails_the_scan(nats_url: str) -> None:
 
 async def test_skipped_files_and_an_empty_scan(nats_url: str) -> None:
     async with job_stores(nats_url) as stores:
-        job = await put_ready_job(stores, {**FILES, "huge.py": "SKIP = 1\n"})
+        job = await put_ready_job(stores, {**FILES, "huge.py": "# scan-test: skip\n"})
     async with AsyncTestClient(app(nats_url, DefChecker())) as client:
         scan_id = (await client.post("/analyze/scan", json={"job_id": job.job_id})).json()["scan_id"]
         status = await until_ended(client, scan_id)
