@@ -156,7 +156,11 @@ class ScanWorkers:
             if message.subject == SCAN_START_SUBJECT:
                 start = _start.decode(message.data)
                 await self._attempt(
-                    message, start.scan_id, attempt, "starting it", lambda: self._begin(start)
+                    message,
+                    start.scan_id,
+                    attempt,
+                    "its start (the wait for the job, the cut)",
+                    lambda: self._begin(start),
                 )
             elif message.subject == SCAN_PIECE_SUBJECT:
                 piece = _piece.decode(message.data)
