@@ -182,7 +182,7 @@ async def _describe(github: GitHubClient, query: PullQuery, limits: PullLimits) 
                 )
             listed += 1
         # A short page is the last; GitHub's count, when it gives one, saves asking past it.
-        more = len(entries) == PER_PAGE and (changed is None or listed < changed)
+        more = len(entries) >= PER_PAGE and (changed is None or listed < changed)
         page += 1
     if listed >= wanted and (more or (changed is not None and changed > listed)):
         total = f"the {changed}" if changed is not None else "the"
