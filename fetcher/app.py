@@ -29,6 +29,7 @@ from pydantic import WithJsonSchema
 from fetcher.archive import INFLATE_ENGINE
 from fetcher.github import GitHubClient, GitHubConfig
 from fetcher.metrics import broker_middleware, metrics_app
+from fetcher.pulls import subscribe_pulls
 from fetcher.settings import Settings
 from fetcher.worker import Fetcher, JobSlots
 from jobs_contract import (
@@ -172,6 +173,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             log.warning("unreadable max-deliveries advisory: %r", message.body[:200])
             return
         await fetcher.abandoned(stream_seq)
+
+    subscribe_pulls(broker, settings, FETCHER_KEY)
 
     for event, what in (
         (EVENT_PROGRESS, "throttled progress while fetching"),

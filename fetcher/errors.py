@@ -38,6 +38,14 @@ class RedirectRefusedError(GitHubError):
     """A redirect pointed at a host other than codeload or the API host; it is not followed."""
 
 
+class AnswerTooLargeError(GitHubError):
+    """An API answer read whole (a pull request, a page of its files) is larger than allowed."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"GitHub's answer for {what} is over {limit} bytes")
+
+
 class GitHubUnavailableError(GitHubError):
     """5xx answers or dropped connections that outlived the bounded retries."""
 

@@ -1,4 +1,5 @@
-"""Talk to GitHub's REST API (or GitHub Enterprise, or the tests' fake): repository, commit, tarball.
+"""Talk to GitHub's REST API (or GitHub Enterprise, or the tests' fake): repository, commit, tarball,
+pull request and its files.
 
 Rules this client keeps, whatever the answers say:
 - GITHUB_TOKEN goes only to the host of GITHUB_API_URL (scheme and port included).
@@ -25,6 +26,7 @@ import stamina
 
 from fetcher.errors import (
     AccessDeniedError,
+    AnswerTooLargeError,
     DownloadTooSlowError,
     GitHubError,
     GitHubUnavailableError,
@@ -109,6 +111,27 @@ class GitHubClient:
                 raise GitHubError(f"GitHub's answer for {owner}/{repo}@{ref} has no sha") from error
         return body.lower()
 
+    async def pull_request(self, owner: str, repo: str, number: int, *, max_bytes: int) -> bytes:
+        """The JSON body of `GET /repos/{owner}/{repo}/pulls/{number}` (at most `max_bytes`).
+
+        Raises RepositoryNotFoundError (no such pull request or repository, or private),
+        RateLimitedError, AccessDeniedError, GitHubUnavailableError, AnswerTooLargeError, GitHubError.
+        """
+        path = f"{self._repo_path(owner, repo)}/pulls/{number}"
+        return await self._read(path, f"pull request {number} of {owner}/{repo}", max_bytes)
+
+    async def pull_request_files(
+        self, owner: str, repo: str, number: int, *, page: int, per_page: int, max_bytes: int
+    ) -> bytes:
+        """The JSON body of one page of `GET /repos/{owner}/{repo}/pulls/{number}/files` (a list
+        of files with their `patch`; GitHub lists at most 3,000), at most `max_bytes`.
+
+        Raises what `pull_request` raises.
+        """
+        path = f"{self._repo_path(owner, repo)}/pulls/{number}/files?per_page={per_page}&page={page}"
+        what = f"page {page} of the files of pull request {number} of {owner}/{repo}"
+        return await self._read(path, what, max_bytes)
+
     async def download_tarball(
         self,
         owner: str,
@@ -175,14 +198,33 @@ class GitHubClient:
                     )
                 await on_chunk(chunk, announced)
 
+    async def _read(self, path: str, what: str, max_bytes: int) -> bytes:
+        """A whole 200 body of at most `max_bytes`, read as it comes and refused once past them.
+
+        Asked unencoded (`Accept-Encoding: identity`): a gzip body can inflate a thousandfold
+        within one chunk before any count sees it.
+        """
+        async with self._get(path, what=what, encoding="identity") as response:
+            announced = _content_length(response)
+            if announced is not None and announced > max_bytes:
+                raise AnswerTooLargeError(what, max_bytes)
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise AnswerTooLargeError(what, max_bytes)
+        return bytes(body)
+
     # -- requests ----------------------------------------------------------------------------
 
     @staticmethod
     def _repo_path(owner: str, repo: str) -> str:
         return f"repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
 
-    def _headers_for(self, url: httpx.URL, accept: str) -> dict[str, str]:
+    def _headers_for(self, url: httpx.URL, accept: str, encoding: str | None = None) -> dict[str, str]:
         headers = {"Accept": accept}
+        if encoding is not None:
+            headers["Accept-Encoding"] = encoding
         if self.config.token and _origin(url) == _origin(self._api):
             headers["Authorization"] = f"Bearer {self.config.token}"
         return headers
@@ -206,12 +248,12 @@ class GitHubClient:
             wait_jitter=self.config.backoff_s,
         )
 
-    async def _send(self, path: str, what: str, accept: str) -> httpx.Response:
+    async def _send(self, path: str, what: str, accept: str, encoding: str | None = None) -> httpx.Response:
         """GET `path`, following allowed redirects by hand; the response's body is unread."""
         url = self._api.join(path)
         redirects = 0
         while True:
-            request = self._client.build_request("GET", url, headers=self._headers_for(url, accept))
+            request = self._client.build_request("GET", url, headers=self._headers_for(url, accept, encoding))
             response = await self._client.send(request, stream=True)
             if response.status_code not in _REDIRECTS:
                 return response
@@ -230,9 +272,9 @@ class GitHubClient:
                 raise GitHubError(f"more than {self.config.max_redirects} redirects for {what}")
             url = target
 
-    async def _answer(self, path: str, what: str, accept: str) -> httpx.Response:
+    async def _answer(self, path: str, what: str, accept: str, encoding: str | None = None) -> httpx.Response:
         """A 200 response (body unread); raises _Retry for what another try may fix."""
-        response = await self._send(path, what, accept)
+        response = await self._send(path, what, accept, encoding)
         status = response.status_code
         if status == 200:
             return response
@@ -257,15 +299,22 @@ class GitHubClient:
 
     @asynccontextmanager
     async def _get(
-        self, path: str, *, what: str, accept: str = "application/vnd.github+json"
+        self,
+        path: str,
+        *,
+        what: str,
+        accept: str = "application/vnd.github+json",
+        encoding: str | None = None,
     ) -> AsyncIterator[httpx.Response]:
-        """GET with redirects, retries and rate-limit waits; yields a 200 response, body unread."""
+        """GET with redirects, retries and rate-limit waits; yields a 200 response, body unread.
+
+        `encoding`: the Accept-Encoding to ask for (None: httpx's own)."""
         attempts = 0
         try:
             async for attempt in self._policy():
                 with attempt:
                     attempts = attempt.num
-                    response = await self._answer(path, what, accept)
+                    response = await self._answer(path, what, accept, encoding)
         except _Retry as error:
             if error.rate_limited:
                 raise RateLimitedError(str(error)) from error

@@ -75,5 +75,16 @@ class Settings(StorageSettings, LogSettings):
     fetcher_rate_limit_max_wait_s: float = Field(default=60.0, ge=0)
     fetcher_max_redirects: int = Field(default=3, ge=0)
 
+    # Pull requests described for scans (PULLS_SUBJECT, request-reply): the most files described
+    # (GitHub itself lists at most 3,000; past it the answer is `truncated`), the most bytes of one
+    # API answer (a page of 100 files with their patches) and of one file's patch (a larger one is
+    # skipped), the whole answer's deadline (retries and rate-limit waits included), and how many
+    # one fetcher answers at once (beside its fetch jobs).
+    fetcher_pull_max_files: int = Field(default=3_000, ge=1, le=3_000)
+    fetcher_pull_max_page_bytes: int = Field(default=16 * MIB, gt=0)
+    fetcher_pull_max_patch_bytes: int = Field(default=1 * MIB, gt=0)
+    fetcher_pull_timeout_s: float = Field(default=60.0, gt=0)
+    fetcher_pull_concurrency: int = Field(default=4, ge=1)
+
     # Job progress goes to KV and the progress subject at most this often.
     fetcher_progress_interval_s: float = Field(default=0.5, ge=0)

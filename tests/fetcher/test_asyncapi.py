@@ -20,6 +20,8 @@ def test_the_document_names_the_work_queue_and_the_event_subjects_with_their_pay
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert addresses == {
         "codereview.fetch.requests",
+        "codereview.pulls.describe",
+        "_INBOX.{inbox}",
         "codereview.jobs.{job_id}.progress",
         "codereview.jobs.{job_id}.completed",
         "codereview.jobs.{job_id}.failed",
@@ -28,6 +30,11 @@ def test_the_document_names_the_work_queue_and_the_event_subjects_with_their_pay
     request = next(s for name, s in schemas.items() if name.startswith("fetch requests"))
     assert set(request["properties"]) == {"job_id", "owner", "repo", "ref", "requested_at", "request_id"}
     assert set(request["required"]) == {"job_id", "owner", "repo", "requested_at"}
+    pull = next(s for name, s in schemas.items() if name.startswith("pull requests"))
+    assert set(pull["properties"]) == set(pull["required"]) == {"owner", "repo", "number"}
+    reply = next(s for name, s in schemas.items() if name.startswith("pull request descriptions"))
+    assert set(reply["properties"]) == {"head_sha", "files", "skipped", "truncated", "error"}
+    assert reply["properties"]["files"]["items"]["required"] == ["path", "lines"]
     event = next(s for name, s in schemas.items() if name.startswith("job completed"))
     assert event["properties"]["status"]["enum"] == ["failed", "fetching", "queued", "ready"]
 

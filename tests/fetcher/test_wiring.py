@@ -9,9 +9,11 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from faststream.nats.subscriber.usecases import CoreSubscriber, PullStreamSubscriber
 
 from fetcher.app import ADVISORY_QUEUE, FETCHER_KEY, MAX_DELIVERIES_ADVISORY, SLOTS_KEY, create_app
+from fetcher.pulls import PULLS_QUEUE
 from fetcher.settings import Settings
 from fetcher.worker import Delivery, JobSlots, Outcome, redelivery_delay
 from jobs_contract import FETCH_DURABLE, FETCH_STREAM, FETCH_SUBJECT, FetchRequest
+from jobs_contract.pulls import PULLS_SUBJECT, PullDescription, PullQuery
 
 
 async def test_fetch_requests_reach_the_pull_subscriber_as_raw_bytes() -> None:
@@ -19,7 +21,11 @@ async def test_fetch_requests_reach_the_pull_subscriber_as_raw_bytes() -> None:
     app = create_app(settings, configure_logging=False)
     assert isinstance(app.broker, NatsBroker)
     [requests] = [s for s in app.broker.subscribers if isinstance(s, PullStreamSubscriber)]
-    [advisories] = [s for s in app.broker.subscribers if isinstance(s, CoreSubscriber)]
+    [advisories] = [
+        s
+        for s in app.broker.subscribers
+        if isinstance(s, CoreSubscriber) and s.subject.template != PULLS_SUBJECT
+    ]
     body = msgspec.json.encode(FetchRequest(job_id="j1", owner="octo", repo="demo", requested_at=1.0))
     handled: list[tuple[bytes, int]] = []
 
@@ -45,6 +51,26 @@ async def test_fetch_requests_reach_the_pull_subscriber_as_raw_bytes() -> None:
     assert (requests.stream.name, requests.config.durable_name) == (FETCH_STREAM, FETCH_DURABLE)
     assert (requests.config.ack_wait, requests.config.max_deliver) == (12.0, 5)
     assert (advisories.subject.template, advisories.queue) == (MAX_DELIVERIES_ADVISORY, ADVISORY_QUEUE)
+
+
+async def test_pull_questions_reach_a_queue_group_answered_several_at_once() -> None:
+    settings = Settings.model_construct(fetcher_pull_concurrency=3)
+    app = create_app(settings, configure_logging=False)
+    assert isinstance(app.broker, NatsBroker)
+    [pulls] = [
+        s
+        for s in app.broker.subscribers
+        if isinstance(s, CoreSubscriber) and s.subject.template == PULLS_SUBJECT
+    ]
+    assert pulls.queue == PULLS_QUEUE
+    assert pulls.max_workers == 3  # type: ignore[attr-defined]
+    query = msgspec.json.encode(PullQuery(owner="octo", repo="demo", number=1))
+    async with TestNatsBroker(app.broker) as broker:
+        # Before the lifespan has put the fetcher in the context: an answer, not a timeout.
+        reply = await broker.request(query, PULLS_SUBJECT)
+        assert msgspec.json.decode(reply.body, type=PullDescription) == PullDescription(
+            error="the fetcher is starting; ask again"
+        )
 
 
 def test_a_failed_delivery_comes_back_after_a_doubling_delay_at_most_the_ack_wait() -> None:

@@ -7,6 +7,10 @@ Routes (as GitHub answers them):
 - `GET /repos/{owner}/{repo}/tarball[/{ref}]` -> 302 to `/codeload/{owner}/{repo}/legacy.tar.gz/{ref}`.
 - `GET /codeload/{owner}/{repo}/legacy.tar.gz/{ref}` -> the `.tar.gz`, its top folder named
   `{owner}-{repo}-{sha7}/` and a pax global header whose comment is the commit sha, as GitHub's are.
+- `GET /repos/{owner}/{repo}/pulls/{n}` -> the pull request JSON (`head.sha`, `changed_files`).
+- `GET /repos/{owner}/{repo}/pulls/{n}/files?per_page=&page=` -> one page of its files (`filename`,
+  `status`, `patch`, ...), `per_page` 30 by default and at most 100, at most 3,000 files in all,
+  with GitHub's `Link` header.
 
 Tests add repositories from a folder or a dict of files, or hand over raw archive bytes
 (hostile tarballs), script faults per path, and read `requests` to check what was sent.
@@ -57,6 +61,50 @@ class Fault:
     delay: float = 0.0
 
 
+# GitHub lists at most this many files of a pull request.
+PULL_FILES_CAP = 3_000
+
+
+@dataclass
+class FakePull:
+    number: int
+    head_sha: str
+    # GitHub's file entries (see `pull_file`).
+    files: list[dict[str, object]]
+    # What the pull request object says; None: len(files).
+    changed_files: int | None = None
+
+
+def pull_file(
+    filename: str,
+    patch: str | None = "@@ -1,1 +1,2 @@\n line\n+added",
+    *,
+    status: str = "modified",
+    previous_filename: str | None = None,
+) -> dict[str, object]:
+    """One entry of a pull request's files as GitHub sends it (`patch` None: left out, as GitHub
+    does for binary files and large diffs); additions, deletions and changes counted from the patch."""
+    lines = patch.split("\n") if patch else []
+    additions = sum(1 for line in lines if line.startswith("+"))
+    deletions = sum(1 for line in lines if line.startswith("-"))
+    entry: dict[str, object] = {
+        "sha": make_sha(filename),
+        "filename": filename,
+        "status": status,
+        "additions": additions,
+        "deletions": deletions,
+        "changes": additions + deletions,
+        "blob_url": f"https://github.com/octo/demo/blob/x/{filename}",
+        "raw_url": f"https://github.com/octo/demo/raw/x/{filename}",
+        "contents_url": f"https://api.github.com/repos/octo/demo/contents/{filename}",
+    }
+    if patch is not None:
+        entry["patch"] = patch
+    if previous_filename is not None:
+        entry["previous_filename"] = previous_filename
+    return entry
+
+
 @dataclass
 class FakeRepo:
     owner: str
@@ -71,6 +119,7 @@ class FakeRepo:
     # between writes (one slow download among fast ones); None: the server-wide chunk settings.
     trickle: int | None = None
     trickle_delay: float = 0.0
+    pulls: dict[int, FakePull] = field(default_factory=dict)
 
 
 def make_sha(seed: str) -> str:
@@ -179,6 +228,27 @@ class FakeGitHub:
             entry.archives[sha] = archive
         return sha
 
+    def add_pull(
+        self,
+        owner: str,
+        repo: str,
+        number: int,
+        files: list[dict[str, object]],
+        *,
+        head_sha: str | None = None,
+        changed_files: int | None = None,
+    ) -> str:
+        """Serve pull request `number` with these file entries (`pull_file`); returns its head sha.
+
+        The repository is created (with no commits) if it is not served yet.
+        """
+        head_sha = head_sha or make_sha(f"{owner}/{repo}#{number}")
+        with self.lock:
+            key = (owner.lower(), repo.lower())
+            entry = self.repos.setdefault(key, FakeRepo(owner, repo))
+            entry.pulls[number] = FakePull(number, head_sha, files, changed_files)
+        return head_sha
+
     def trickle(self, owner: str, repo: str, *, size: int = 1, delay: float = 1.0) -> None:
         """Serve this repository's archives `size` bytes at a time, `delay` seconds apart."""
         with self.lock:
@@ -237,6 +307,8 @@ class _Server(ThreadingHTTPServer):
 _REPO = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)$")
 _COMMIT = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/commits/(?P<ref>.+)$")
 _TARBALL = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/tarball(?:/(?P<ref>.+))?$")
+_PULL = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls/(?P<number>[0-9]+)$")
+_PULL_FILES = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls/(?P<number>[0-9]+)/files$")
 _CODELOAD = re.compile(r"^/codeload/(?P<owner>[^/]+)/(?P<repo>[^/]+)/legacy\.tar\.gz/(?P<ref>.+)$")
 
 
@@ -266,6 +338,11 @@ def _handler_for(github: FakeGitHub) -> Callable[..., BaseHTTPRequestHandler]:
                 self._tarball(match["owner"], match["repo"], match["ref"])
             elif match := _CODELOAD.match(path):
                 self._codeload(match["owner"], match["repo"], match["ref"])
+            elif match := _PULL.match(path):
+                self._pull(match["owner"], match["repo"], int(match["number"]))
+            elif match := _PULL_FILES.match(path):
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                self._pull_files(match["owner"], match["repo"], int(match["number"]), query)
             else:
                 self._json(404, {"message": "Not Found"})
 
@@ -345,6 +422,52 @@ def _handler_for(github: FakeGitHub) -> Callable[..., BaseHTTPRequestHandler]:
                         time.sleep(delay)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+
+        def _find_pull(self, owner: str, repo: str, number: int) -> FakePull | None:
+            entry = github._find(owner, repo)
+            if entry is None or entry.private:
+                return None
+            return entry.pulls.get(number)
+
+        def _pull(self, owner: str, repo: str, number: int) -> None:
+            pull = self._find_pull(owner, repo, number)
+            if pull is None:
+                self._json(404, {"message": "Not Found"})
+                return
+            changed = len(pull.files) if pull.changed_files is None else pull.changed_files
+            self._json(
+                200,
+                {
+                    "number": pull.number,
+                    "state": "open",
+                    "title": f"pull request {pull.number}",
+                    "head": {"ref": f"topic-{pull.number}", "sha": pull.head_sha, "label": "octo:topic"},
+                    "base": {"ref": "main", "sha": make_sha(f"base of {pull.number}")},
+                    "changed_files": changed,
+                    "additions": 0,
+                    "deletions": 0,
+                },
+            )
+
+        def _pull_files(self, owner: str, repo: str, number: int, query: dict[str, list[str]]) -> None:
+            pull = self._find_pull(owner, repo, number)
+            if pull is None:
+                self._json(404, {"message": "Not Found"})
+                return
+            try:
+                per_page = min(100, int(query.get("per_page", ["30"])[0]))
+                page = max(1, int(query.get("page", ["1"])[0]))
+            except ValueError:
+                self._json(400, {"message": "Bad Request"})
+                return
+            listed = pull.files[:PULL_FILES_CAP]
+            start = (page - 1) * per_page
+            last = max(1, -(-len(listed) // per_page))
+            base = f"{github.api_url}/repos/{owner}/{repo}/pulls/{number}/files?per_page={per_page}"
+            links = [f'<{base}&page={page + 1}>; rel="next"'] if page < last else []
+            links.append(f'<{base}&page={last}>; rel="last"')
+            body = json.dumps(listed[start : start + per_page]).encode()
+            self._send(200, body, {"Content-Type": "application/json", "Link": ", ".join(links)})
 
         def _json(self, status: int, body: object) -> None:
             self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
