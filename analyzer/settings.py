@@ -107,6 +107,9 @@ class Settings(AccessSettings, LogSettings):
     # that died), and how many times a piece is tried before its scan fails.
     analyzer_scan_ack_wait_s: float = Field(default=30.0, ge=1)
     analyzer_scan_max_attempts: int = Field(default=3, ge=1, le=20)
+    # How long a pull request scan waits for a fetcher to describe the pull request (the
+    # fetcher's own bound, FETCHER_PULL_TIMEOUT_S, is 60 s).
+    analyzer_scan_pull_timeout_s: float = Field(default=90.0, gt=0)
     # How long a scan waits for its job's fetch before it fails.
     analyzer_scan_job_wait_s: float = Field(default=600.0, gt=0)
     # The model budget of a "model" scan when the request names none.

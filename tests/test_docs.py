@@ -101,10 +101,11 @@ def test_the_name_check_would_catch_a_misspelt_variable() -> None:
     assert "ANALYZER_WAIT_TIMEOUT_S" in known_variables()
 
 
-# A path of ours in backticks: `gateway/checks.py`, `analyzer/uses/`, `bench/corpus/clean/`.
+# A path of ours in backticks: `gateway/checks.py`, `analyzer/uses/`, `bench/corpus/clean/` (a
+# folder ends with `/`, a file has an extension: `codereview/v1`, a SARIF key, is neither).
 _PATH = re.compile(
     r"`((?:analyzer|gateway|fetcher|model_host|jobs_contract|review_contract|servicekit|codereview|devstack"
-    r"|bench|docker|tests)/[A-Za-z0-9_./-]*)(?::[^`]*)?`"
+    r"|bench|docker|tests)/(?:[A-Za-z0-9_./-]*/|[A-Za-z0-9_./-]*\.[a-z]+)?)(?::[^`]*)?`"
 )
 
 
@@ -121,7 +122,8 @@ def test_every_file_a_page_names_exists(page: Path) -> None:
 
 
 def test_the_path_check_would_catch_a_moved_module() -> None:
-    assert named_paths("the client (`gateway/http1.py`) and `analyzer/uses/` and `bench/x.py:12`") == {
+    text = "the client (`gateway/http1.py`) and `analyzer/uses/` and `bench/x.py:12`, `codereview/v1`"
+    assert named_paths(text) == {
         "gateway/http1.py",
         "analyzer/uses/",
         "bench/x.py",

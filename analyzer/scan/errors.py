@@ -11,7 +11,6 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
-    HTTP_501_NOT_IMPLEMENTED,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
@@ -34,12 +33,6 @@ class BadCursor(AnalyzerError):
     """A findings cursor this analyzer never gave out."""
 
     status_code = HTTP_400_BAD_REQUEST
-
-
-class PullScansUnavailable(AnalyzerError):
-    """`pull` was asked of an analyzer that cannot ask the fetcher about pull requests."""
-
-    status_code = HTTP_501_NOT_IMPLEMENTED
 
 
 class ScanQueueFull(AnalyzerError):

@@ -76,6 +76,9 @@ class ScanStart(msgspec.Struct, kw_only=True, frozen=True):
     job_id: str
     mode: ScanMode = "checks"
     paths: list[str] | None = None
+    # A pull request scan: its number, until a worker has asked the fetcher for its scope and the
+    # head commit's job (then `pull` holds the scope; tests may give it directly).
+    pull_number: int | None = None
     pull: PullScope | None = None
     # How the analyzer that accepted the scan cuts it: every redelivery cuts it the same way,
     # whichever analyzer's worker takes it.

@@ -24,9 +24,10 @@ from nats.js.object_store import ObjectStore
 from analyzer.errors import JobFailed, NatsUnavailable, SnapshotExpired
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.scan.cutting import compile_paths
-from analyzer.scan.errors import BadCursor, PullScansUnavailable, ScanNotFinished, ScanNotFound, ScanQueueFull
+from analyzer.scan.errors import BadCursor, ScanNotFinished, ScanNotFound, ScanQueueFull
 from analyzer.scan.events import ScanEvents
 from analyzer.scan.model import PieceChecker, PullScope, ScanRecord, ScanStart
+from analyzer.scan.pulls import PullDescriber
 from analyzer.scan.store import ScanStore, check_scan_id
 from analyzer.scan.worker import ScanWorkers, WorkerSettings
 from analyzer.settings import Settings
@@ -97,6 +98,7 @@ class ScanService:
             self._snapshots,
             self._checker,
             ScanEvents(self._nc, progress_every_s=settings.analyzer_scan_progress_every_s),
+            PullDescriber(self._nc, timeout_s=settings.analyzer_scan_pull_timeout_s),
             WorkerSettings(
                 workers=settings.analyzer_scan_workers if self._checker is not None else 0,
                 ack_wait_s=settings.analyzer_scan_ack_wait_s,
@@ -125,15 +127,11 @@ class ScanService:
         scan of the same job). `pull`: the pull request's changed lines, when `request.pull` is set.
 
         Raises InvalidJobId (422), InvalidGlob (422), JobNotFound (404), JobFailed (409),
-        SnapshotExpired (410), PullScansUnavailable (501: `pull` without a way to describe it),
-        ScanQueueFull (503), NatsUnavailable (503).
+        SnapshotExpired (410), ScanQueueFull (503), NatsUnavailable (503). A pull request is
+        described later, by the worker that takes the start (a fetcher asks GitHub).
         """
         check_job_id(request.job_id)
         compile_paths(request.paths)
-        if request.pull is not None and pull is None:
-            raise PullScansUnavailable(
-                "this analyzer cannot ask the fetcher about pull requests yet: scan without `pull`"
-            )
         job = await self._jobs.get(request.job_id)
         if job.status == JobStatus.FAILED:
             raise JobFailed(
@@ -185,6 +183,7 @@ class ScanService:
             job_id=request.job_id,
             mode=request.mode,
             paths=request.paths,
+            pull_number=request.pull if pull is None else None,
             pull=pull,
             piece_files=settings.analyzer_scan_piece_files,
             piece_bytes=settings.analyzer_scan_piece_bytes,

@@ -26,11 +26,21 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from analyzer.errors import AnalyzerError, JobFailed, JobNotFound, JobNotReady
 from analyzer.jobs import JobStore
+from analyzer.repo_url import RepoTarget
 from analyzer.scan.budget import KvBudget
 from analyzer.scan.cutting import cut, select
 from analyzer.scan.errors import ScanNotFound
 from analyzer.scan.events import ScanEvents
-from analyzer.scan.model import Piece, PieceChecker, PieceResult, ScanRecord, ScanStart, StoredPiece
+from analyzer.scan.model import (
+    Piece,
+    PieceChecker,
+    PieceResult,
+    PullScope,
+    ScanRecord,
+    ScanStart,
+    StoredPiece,
+)
+from analyzer.scan.pulls import PullDescriber, PullNotDescribedError
 from analyzer.scan.store import ScanStore
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from jobs_contract import stream_full
@@ -93,6 +103,7 @@ class ScanWorkers:
         snapshots: SnapshotCache,
         checker: PieceChecker | None,
         events: ScanEvents,
+        pulls: PullDescriber,
         settings: WorkerSettings,
     ) -> None:
         self._js = js
@@ -101,6 +112,7 @@ class ScanWorkers:
         self._snapshots = snapshots
         self._checker = checker
         self._events = events
+        self._pulls = pulls
         self._settings = settings
         self._tasks: list[asyncio.Task[None]] = []
         # Starts of this process waiting for their jobs, each in a task of its own.
@@ -257,9 +269,12 @@ class ScanWorkers:
         record, _ = await self._store.get(start.scan_id)
         if record.status.status in TERMINAL:
             return
-        loaded = await self._job_snapshot(start.job_id, self._settings.job_wait_s)
+        job_id, pull = start.job_id, start.pull
+        if start.pull_number is not None:
+            job_id, pull = await self._pull_scope(start.job_id, start.pull_number)
+        loaded = await self._job_snapshot(job_id, self._settings.job_wait_s)
         files = loaded.snapshot.files
-        paths, skipped = select(files, start.paths, start.pull, loaded.snapshot.skipped)
+        paths, skipped = select(files, start.paths, pull, loaded.snapshot.skipped)
         if len(paths) > start.max_files:
             raise FinalScanError(
                 f"the scan covers {len(paths)} files, over the {start.max_files} a scan may have "
@@ -297,13 +312,13 @@ class ScanWorkers:
             piece = Piece(
                 scan_id=start.scan_id,
                 index=index,
-                job_id=start.job_id,
+                job_id=job_id,
                 paths=piece_paths,
                 mode=start.mode,
                 lines=(
                     None
-                    if start.pull is None
-                    else {path: start.pull.lines[path] for path in piece_paths if path in start.pull.lines}
+                    if pull is None
+                    else {path: pull.lines[path] for path in piece_paths if path in pull.lines}
                 ),
             )
             try:
@@ -319,6 +334,22 @@ class ScanWorkers:
                         f"{len(pieces)} pieces: {exc.description}"
                     ) from exc
                 raise
+
+    async def _pull_scope(self, job_id: str, number: int) -> tuple[str, PullScope]:
+        """The job of the pull request's head commit (started here: the fetcher stores a commit
+        once, however many jobs ask for it) and the lines the pull request adds or changes.
+        Raises FinalScanError when the fetcher says the pull request cannot be described."""
+        try:
+            record = await self._jobs.get(job_id)
+        except JobNotFound as exc:
+            raise FinalScanError(f"the job {job_id} is gone (aged out of the jobs bucket)") from exc
+        try:
+            head_sha, scope = await self._pulls.describe(record.owner, record.repo, number)
+        except PullNotDescribedError as exc:
+            raise FinalScanError(str(exc)) from exc
+        head = await self._jobs.start(RepoTarget(owner=record.owner, repo=record.repo, ref=head_sha))
+        logger.info("pull request %d of job %s: its head commit is job %s", number, job_id, head.job_id)
+        return head.job_id, scope
 
     async def _check(self, piece: Piece) -> None:
         record, _ = await self._store.get(piece.scan_id)

@@ -47,12 +47,15 @@ class DefChecker:
         self.marker = marker
         self.ask_model = ask_model
         self.pieces: list[int] = []
+        # The changed lines each piece of a pull request scan came with, by path.
+        self.lines: dict[str, list[tuple[int, int]]] = {}
 
     async def check(self, piece: Piece, loaded: LoadedSnapshot, budget: ModelBudget | None) -> PieceResult:
         if self.marker is not None:
             with self.marker.open("a") as marker:
                 marker.write(f"{piece.index}\n")
         await asyncio.sleep(self.delay_s)
+        self.lines.update(piece.lines or {})
         findings = []
         skipped = []
         functions = asked = 0

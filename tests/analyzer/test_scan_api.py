@@ -15,7 +15,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from analyzer.app import create_app
-from jobs_contract import JobStatus
+from jobs_contract import JobRecord, JobStatus
+from jobs_contract.pulls import PULLS_SUBJECT, PullDescription, PullFile, PullQuery, PullSkipped
 from review_contract.scan import ScanStatus
 from tests.analyzer.helpers import settings_without_gateway
 from tests.analyzer.scan_support import DefChecker, def_findings
@@ -151,7 +152,7 @@ async def test_bad_requests_are_refused_with_a_reason(nats_url: str) -> None:
             ({"job_id": ready.job_id, "paths": []}, 422, "paths"),
             ({"job_id": ready.job_id, "mode": "everything"}, 422, "mode"),
             ({"job_id": ready.job_id, "surprise": 1}, 422, "surprise"),
-            ({"job_id": ready.job_id, "pull": 7}, 501, "pull requests"),
+            ({"job_id": ready.job_id, "pull": 0}, 422, "pull"),
         ]
         for body, code, words in cases:
             response = await client.post("/analyze/scan", json=body)
@@ -274,3 +275,104 @@ async def test_a_full_scan_queue_refuses_a_new_scan_with_retry_after(nats_url: s
         assert refused.headers["retry-after"] == "30"
         assert "ANALYZER_SCAN_QUEUE_MAX_MSGS" in refused.json()["detail"]
         assert (await client.get(f"/analyze/scans/{first.json()['scan_id']}")).json()["status"] == "queued"
+
+
+class FakeFetcherPulls:
+    """Stands in for the fetchers' answers on PULLS_SUBJECT (the fetcher's side is tested in
+    tests/fetcher/test_pulls.py), recording each question, and makes the head commit's job ready
+    once the scan starts it, as a fetcher would."""
+
+    def __init__(self, stores: Any, answer: PullDescription, head_files: dict[str, str]) -> None:
+        self.stores = stores
+        self.answer = answer
+        self.head_files = head_files
+        self.questions: list[PullQuery] = []
+
+    async def reply(self, message: Any) -> None:
+        self.questions.append(msgspec.json.decode(message.data, type=PullQuery))
+        await message.respond(msgspec.json.encode(self.answer))
+
+    async def make_head_ready(self, known: set[str]) -> str:
+        """Wait for a job the test did not make (the head commit's), store its files, mark it ready."""
+        while True:
+            for key in await self.stores.kv.keys():
+                if key not in known:
+                    record = msgspec.json.decode((await self.stores.kv.get(key)).value, type=JobRecord)
+                    ready = await put_ready_job(self.stores, self.head_files, sha=record.ref)
+                    await put_job(self.stores, msgspec.structs.replace(ready, job_id=record.job_id))
+                    return record.ref or ""
+            await asyncio.sleep(0.05)
+
+
+async def test_a_pull_request_scan_reviews_the_head_commits_changed_functions(nats_url: str) -> None:
+    head_sha = "ab" * 20
+    head = {**FILES, "a.py": FILES["a.py"] + "\n\ndef three():\n    pass\n"}
+    answer = PullDescription(
+        head_sha=head_sha,
+        files=[PullFile(path="a.py", lines=[(9, 10)]), PullFile(path="pkg/b.py", lines=[(3, 3)])],
+        skipped=[
+            PullSkipped(path="README.md", reason="not Python"),
+            PullSkipped(path="old.py", reason="deleted"),
+        ],
+    )
+    async with job_stores(nats_url) as stores:
+        base = await put_ready_job(stores, FILES)
+        fetcher = FakeFetcherPulls(stores, answer, head)
+        checker = DefChecker()
+        listener = await nats.connect(nats_url)
+        await listener.subscribe(PULLS_SUBJECT, cb=fetcher.reply)
+        try:
+            known = set(await stores.kv.keys())
+            async with AsyncTestClient(app(nats_url, checker)) as client:
+                response = await client.post("/analyze/scan", json={"job_id": base.job_id, "pull": 7})
+                assert response.status_code == 200, response.text
+                assert await asyncio.wait_for(fetcher.make_head_ready(known), 30) == head_sha
+                status = await until_ended(client, response.json()["scan_id"])
+                assert status["status"] == "completed", status
+                assert status["pull"] == 7
+                assert status["job_id"] == base.job_id
+                assert {(s["path"], s["reason"]) for s in status["skipped"]} >= {
+                    ("README.md", "not Python"),
+                    ("old.py", "deleted"),
+                }
+                found = await all_findings(client, status["scan_id"], 100)
+        finally:
+            await listener.close()
+    assert fetcher.questions == [PullQuery(owner="octo", repo="demo", number=7)]
+    # Only the files the pull request changed, from the head commit (`three` is not in the base),
+    # each piece with its changed lines (the checker keeps the functions on them: test_scan_pieces).
+    assert {(f["path"], f["function"]) for f in found} == {
+        ("a.py", "one"),
+        ("a.py", "two"),
+        ("a.py", "three"),
+        ("pkg/b.py", "method"),
+    }
+    assert checker.lines == {"a.py": [(9, 10)], "pkg/b.py": [(3, 3)]}
+
+
+async def test_a_pull_request_the_fetcher_cannot_describe_fails_the_scan_saying_why(nats_url: str) -> None:
+    answer = PullDescription(error="pull request 7 not found in octo/demo")
+    async with job_stores(nats_url) as stores:
+        base = await put_ready_job(stores, FILES)
+        fetcher = FakeFetcherPulls(stores, answer, {})
+        listener = await nats.connect(nats_url)
+        await listener.subscribe(PULLS_SUBJECT, cb=fetcher.reply)
+        try:
+            async with AsyncTestClient(app(nats_url, DefChecker())) as client:
+                response = await client.post("/analyze/scan", json={"job_id": base.job_id, "pull": 7})
+                status = await until_ended(client, response.json()["scan_id"])
+        finally:
+            await listener.close()
+    assert status["status"] == "failed"
+    assert status["error"] == "pull request 7 not found in octo/demo"
+    assert len(fetcher.questions) == 1  # said once by the fetcher: not asked again
+
+
+async def test_a_pull_request_scan_with_no_fetcher_listening_fails_naming_it(nats_url: str) -> None:
+    async with job_stores(nats_url) as stores:
+        base = await put_ready_job(stores, FILES)
+    async with AsyncTestClient(app(nats_url, DefChecker(), analyzer_scan_max_attempts=1)) as client:
+        response = await client.post("/analyze/scan", json={"job_id": base.job_id, "pull": 7})
+        status = await until_ended(client, response.json()["scan_id"])
+    assert status["status"] == "failed"
+    assert "no fetcher answers pull request questions" in status["error"]
