@@ -256,7 +256,7 @@ async def test_unsafe_and_repeated_paths_get_an_error_and_the_others_are_answere
     assert errors[4] is None
     assert (errors[5] or "").startswith("not checked: the module could not be written")
     assert errors[6] == "not checked: the module could not be written (OSError)"
-    assert [f.rule for f in answer.modules[2].functions[0].findings] == ["B006", "ANN001", "ANN201", "D100", "D103"]
+    assert [f.rule for f in answer.modules[2].functions[0].findings] == ["B006", "ANN201", "ANN001", "D100", "D103"]
     assert not (tmp_path.parent / "escape.py").exists()
     assert list(tmp_path.iterdir()) == []
 
