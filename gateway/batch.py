@@ -26,6 +26,7 @@ from gateway.checks import (
     RuffRun,
     context_checks,
     function_suggestions,
+    line_starts,
     lint_run,
 )
 from gateway.errors import InvalidInputError
@@ -259,7 +260,7 @@ def _answers(modules: list[_Module]) -> list[ModuleFindings]:
 
 def _function_findings(module: _Module) -> list[tuple[CheckedFunction, list[Finding]]]:
     text = module.given.module
-    starts = [0, *(match.end() for match in LINE_END.finditer(text))]
+    starts = line_starts(text)
     # ruff's findings by line, so each function looks only at its own (a module may hold thousands).
     order = sorted(range(len(module.found)), key=lambda i: module.found[i].location.row)
     rows = [module.found[i].location.row for i in order]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import functools
 import importlib
 import keyword
 import logging
@@ -446,10 +447,22 @@ class FunctionSpan:
     indent: int
 
 
+@functools.lru_cache(maxsize=8)
+def line_starts(module: str) -> list[int]:
+    """Where each line of `module` starts (LINE_END's lines). Kept for the last few modules: POST
+    /checks asks for every function of a module, and splitting it each time cost most of its time."""
+    return [0, *(match.end() for match in LINE_END.finditer(module))]
+
+
 def function_span(code: str, context: ReviewContext) -> FunctionSpan:
     """The span of `code`, lines `context.start_line`.. of `context.module`."""
-    rows = LINE_END.split(context.module, maxsplit=context.start_line)
-    line = rows[context.start_line - 1] if context.start_line <= len(rows) else ""
+    starts = line_starts(context.module)
+    first = context.start_line
+    line = (
+        context.module[starts[first - 1] : starts[first] if first < len(starts) else None]
+        if first <= len(starts)
+        else ""
+    )
     sent = len(LINE_END.split(code.rstrip("\r\n")))
     return FunctionSpan(
         first=context.start_line,
