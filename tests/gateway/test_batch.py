@@ -256,7 +256,13 @@ async def test_unsafe_and_repeated_paths_get_an_error_and_the_others_are_answere
     assert errors[4] is None
     assert (errors[5] or "").startswith("not checked: the module could not be written")
     assert errors[6] == "not checked: the module could not be written (OSError)"
-    assert [f.rule for f in answer.modules[2].functions[0].findings] == ["B006", "ANN201", "ANN001", "D100", "D103"]
+    assert [f.rule for f in answer.modules[2].functions[0].findings] == [
+        "B006",
+        "ANN201",
+        "ANN001",
+        "D100",
+        "D103",
+    ]
     assert not (tmp_path.parent / "escape.py").exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -363,6 +369,9 @@ async def test_limits_and_refusals_over_http() -> None:
         )
         response = await client.post("/checks", content=huge, headers={"content-type": "application/json"})
         assert response.status_code == 413
+        assert response.json()["error"]["message"] == (
+            "request body is larger than /checks accepts (GATEWAY_CHECKS_MAX_BYTES)"
+        )
         assert response.json()["error"]["type"] == "invalid_request_error"
         # The limit is this route's own: other routes keep theirs.
         assert (await client.post("/analyze", json={"function_code": "x = 1\n" * 1000})).status_code == 200
