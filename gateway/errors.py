@@ -152,6 +152,11 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return error_response(exc.status_code, exc.message, exc.error_type, exc.provider, exc.headers)
     if isinstance(exc, TooManyRequestsException):
         return rate_limited_response(exc)
+    if isinstance(exc, HTTPException) and exc.status_code == 413:
+        # Litestar says only "Request Entity Too Large": name the limit that applies.
+        limit = "GATEWAY_CHECKS_MAX_BYTES" if request.url.path == "/checks" else "10 MB"
+        message = f"request body is larger than {request.url.path} accepts ({limit})"
+        return error_response(413, message, "invalid_request_error")
     if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
         return error_response(400, f"request body is not valid JSON: {exc.detail}", "invalid_request_error")
     if isinstance(exc, HTTPException):

@@ -110,6 +110,7 @@ async def test_the_openapi_document_describes_the_routes(local_fake: FakeLLM) ->
     document = response.json()
     assert set(document["paths"]) == {
         "/analyze",
+        "/checks",
         "/v1/chat/completions",
         "/v1/models",
         "/health",

@@ -167,7 +167,7 @@ DOC = '    """Doc."""\n'
         ),
         (
             f"def drop(d: dict[str, int]) -> None:\n{DOC}    for k in d:\n        del d[k]\n",
-            "Do not change d while iterating over it; iterate over a copy (list(...)) instead.",
+            "Do not change the collection the loop iterates over; iterate over a copy (list(...)) instead.",
         ),
         (
             f"def names(xs: list[str]) -> list[str]:\n{DOC}"
