@@ -115,6 +115,8 @@ class Settings(AccessSettings, LogSettings):
     # The model budget of a "model" scan when the request names none.
     analyzer_scan_max_functions: int = Field(default=500, ge=0)
     analyzer_scan_max_tokens: int = Field(default=2_000_000, ge=0)
+    # Results in a scan's SARIF log at most (GitHub code scanning takes 25,000 a run).
+    analyzer_scan_sarif_max_results: int = Field(default=25_000, ge=1)
     # Seconds between two progress events of one scan (at least).
     analyzer_scan_progress_every_s: float = Field(default=0.5, ge=0)
     # The scan queue's bounds (messages, bytes, seconds) and the `scans` bucket's (bytes, seconds).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -41,4 +43,10 @@ async def get_scan_findings(
     return await scans.findings(scan_id, limit=limit, cursor=cursor)
 
 
-SCAN_ROUTES = [start_scan, get_scan, get_scan_findings]
+@get("/analyze/scans/{scan_id:str}/sarif")
+async def get_scan_sarif(scan_id: FromPath[str], scans: NamedDependency[ScanService]) -> dict[str, Any]:
+    """A completed scan's findings as SARIF 2.1.0, for GitHub code scanning, editors and CI."""
+    return await scans.sarif(scan_id)
+
+
+SCAN_ROUTES = [start_scan, get_scan, get_scan_findings, get_scan_sarif]

@@ -9,11 +9,13 @@ while the first is queued or running answers the first's scan id; once that scan
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import re
 import time
 import uuid
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -28,6 +30,7 @@ from analyzer.scan.errors import BadCursor, ScanNotFinished, ScanNotFound, ScanQ
 from analyzer.scan.events import ScanEvents
 from analyzer.scan.model import PieceChecker, PullScope, ScanRecord, ScanStart
 from analyzer.scan.pulls import PullDescriber
+from analyzer.scan.sarif import sarif_log
 from analyzer.scan.store import ScanStore, check_scan_id
 from analyzer.scan.worker import ScanWorkers, WorkerSettings
 from analyzer.settings import Settings
@@ -263,6 +266,33 @@ class ScanService:
             findings=found, rules={rule: rules[rule] for rule in sorted(rules)}, next_cursor=next_cursor
         )
 
+    async def sarif(self, scan_id: str) -> dict[str, Any]:
+        """The completed scan's findings as a SARIF 2.1.0 log (analyzer.scan.sarif), at most
+        `analyzer_scan_sarif_max_results` of them (GitHub takes 25,000 results a run): past it the
+        log says so in a notification. Raises what `findings` raises."""
+        limit = self._settings.analyzer_scan_sarif_max_results
+        found: list[ScanFinding] = []
+        rules: dict[str, RuleInfo] = {}
+        cursor: str | None = ""
+        while cursor is not None and len(found) < limit:
+            page = await self.findings(scan_id, limit=MAX_LIMIT, cursor=cursor)
+            found.extend(page.findings)
+            rules.update(page.rules)
+            cursor = page.next_cursor
+        log = sarif_log(found[:limit], rules, tool_version=tool_version())
+        if cursor is not None or len(found) > limit:
+            invocation = log["runs"][0]["invocations"][0]
+            invocation.setdefault("toolExecutionNotifications", []).append(
+                {
+                    "level": "warning",
+                    "message": {
+                        "text": f"only the first {limit} findings are in this log "
+                        "(ANALYZER_SCAN_SARIF_MAX_RESULTS); GET /analyze/scans/{id}/findings lists all"
+                    },
+                }
+            )
+        return log
+
     async def _still_going(self, scan_id: str) -> bool:
         try:
             return (await self.store.get(scan_id))[0].status.status in ("queued", "running")
@@ -299,6 +329,14 @@ class ScanService:
             await self.store.change(scan_id, failed)
         except (NatsUnavailable, ScanNotFound):
             logger.warning("scan %s: could not mark it failed after the queueing error", scan_id)
+
+
+def tool_version() -> str:
+    """This release's version, as its package metadata says (images run from source: "unknown")."""
+    try:
+        return importlib.metadata.version("codereview")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _digest(request: ScanRequest, pull: PullScope | None) -> str:

@@ -238,5 +238,6 @@ async def test_the_openapi_document_lists_the_routes(nats_url: str) -> None:
         "/analyze/scan",
         "/analyze/scans/{scan_id}",
         "/analyze/scans/{scan_id}/findings",
+        "/analyze/scans/{scan_id}/sarif",
         "/health",
     }

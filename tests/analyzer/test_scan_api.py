@@ -21,6 +21,7 @@ from review_contract.scan import ScanStatus
 from tests.analyzer.helpers import settings_without_gateway
 from tests.analyzer.scan_support import DefChecker, def_findings
 from tests.analyzer.stores import job_record, job_stores, put_job, put_ready_job
+from tests.analyzer.test_sarif import valid
 
 pytestmark = pytest.mark.nats
 
@@ -376,3 +377,35 @@ async def test_a_pull_request_scan_with_no_fetcher_listening_fails_naming_it(nat
         status = await until_ended(client, response.json()["scan_id"])
     assert status["status"] == "failed"
     assert "no fetcher answers pull request questions" in status["error"]
+
+
+async def test_a_completed_scan_answers_valid_sarif_and_says_when_it_is_cut(nats_url: str) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with AsyncTestClient(app(nats_url, DefChecker(), analyzer_scan_sarif_max_results=3)) as client:
+        response = await client.post("/analyze/scan", json={"job_id": job.job_id})
+        scan_id = response.json()["scan_id"]
+        await until_ended(client, scan_id)
+        sarif = await client.get(f"/analyze/scans/{scan_id}/sarif")
+        unknown = await client.get(f"/analyze/scans/{uuid.uuid4().hex}/sarif")
+    assert sarif.status_code == 200, sarif.text
+    log = valid(sarif.json())
+    run = log["runs"][0]
+    assert [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]] == [
+        "a.py",
+        "a.py",
+        "pkg/b.py",
+    ]
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    assert "only the first 3 findings" in notes[-1]["message"]["text"]
+    assert unknown.status_code == 404
+
+
+async def test_sarif_of_a_scan_still_running_is_409(nats_url: str) -> None:
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, FILES)
+    async with AsyncTestClient(app(nats_url, DefChecker(delay_s=5.0))) as client:
+        response = await client.post("/analyze/scan", json={"job_id": job.job_id})
+        sarif = await client.get(f"/analyze/scans/{response.json()['scan_id']}/sarif")
+    assert sarif.status_code == 409
+    assert "listed once it has completed" in sarif.json()["detail"]
