@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import nats.errors
+import nats.js.errors
 
 from servicekit.nats_connect import NOT_READY
 
@@ -31,8 +32,16 @@ T = TypeVar("T")
 # most 1 s apart, so the request learns of the new leader within a second of its election.
 _FIRST_WAIT_S = 0.05
 _MAX_WAIT_S = 1.0
-# Besides NOT_READY: while the client reconnects to another node, nats-py refuses some calls at once.
-RETRIED: tuple[type[BaseException], ...] = (*NOT_READY, nats.errors.ConnectionReconnectingError)
+# The longest one attempt may take, as a share of the deadline (see `ride_through`).
+_ATTEMPT_SHARE = 0.25
+# Besides NOT_READY: a publish that no stream leader takes (nats-py's NoStreamResponseError, the
+# server's 503 "no responders" to a JetStream publish), and calls nats-py refuses at once while
+# the client reconnects to another node.
+RETRIED: tuple[type[BaseException], ...] = (
+    *NOT_READY,
+    nats.js.errors.NoStreamResponseError,
+    nats.errors.ConnectionReconnectingError,
+)
 
 
 class NatsDeadline(TimeoutError):  # noqa: N818 - named for what the caller meets
@@ -57,8 +66,10 @@ async def ride_through(
     """`call()`, tried again while NATS answers one of `retry_on` (not ready, no responders, a
     timeout), until `deadline_s` seconds have passed; `what` names the call in the error.
 
-    With `cut_attempts` (the default) an attempt still running at the deadline is cancelled, so
-    the whole never takes longer than `deadline_s` (plus a scheduling tick); without it (a large
+    With `cut_attempts` (the default) each attempt gets at most a quarter of the deadline (2.5 s
+    of the default 10 s: a request whose answer was lost with a dead node is asked again, not
+    waited for until nats-py's own timeout), and none runs past the deadline, so the whole never
+    takes longer than `deadline_s` (plus a scheduling tick); without it (a large
     read that is moving, bounded by its own stall timeout) only new attempts stop at the deadline.
     Raises NatsDeadline (a TimeoutError) when the deadline passes; any other error at once.
     Only for calls that are safe to repeat: reads, and writes NATS deduplicates (Nats-Msg-Id) or
@@ -72,7 +83,7 @@ async def ride_through(
         left = deadline - time.monotonic()
         try:
             if cut_attempts:
-                async with asyncio.timeout(max(left, 0.0)):
+                async with asyncio.timeout(max(min(left, deadline_s * _ATTEMPT_SHARE), 0.0)):
                     return await call()
             return await call()
         except retry_on as exc:
