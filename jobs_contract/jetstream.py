@@ -180,8 +180,11 @@ async def provision(js: JetStreamContext, specs: Sequence[StreamSpec]) -> None:
         if await _create_or_update(js, spec):
             created.append(spec.stream)
     if created and len(created) == len(specs):
-        replicas = (await js.stream_info(created[0])).config.num_replicas
-        log.warning(
+        replicas = (await js.stream_info(created[0])).config.num_replicas or 1
+        # On a cluster, say where the data of an earlier single server went; a single server
+        # made anew is a first start.
+        log.log(
+            logging.WARNING if replicas > 1 else logging.INFO,
             "created the streams %s, empty, with %d replica(s). If this NATS replaces another (a "
             "single server moved to a cluster), the old one's jobs and snapshots are not here: "
             "nats-server never adopts a single server's streams into a cluster. Copy them with "

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import nats.errors
 import nats.js.errors
+from nats.js.errors import APIError
 
 from servicekit.nats_connect import NOT_READY
 
@@ -42,6 +43,12 @@ RETRIED: tuple[type[BaseException], ...] = (
     nats.js.errors.NoStreamResponseError,
     nats.errors.ConnectionReconnectingError,
 )
+
+
+# JetStream answers these with status 503 as well, but they are no election: a stream at its max
+# messages or max bytes (discard "new") has no room until something leaves, so they are raised
+# at once for the caller to word (10077: "maximum messages/bytes exceeded").
+NOT_PASSING = frozenset({10077})
 
 
 class NatsDeadline(TimeoutError):  # noqa: N818 - named for what the caller meets
@@ -87,6 +94,8 @@ async def ride_through(
                     return await call()
             return await call()
         except retry_on as exc:
+            if isinstance(exc, APIError) and exc.err_code in NOT_PASSING:
+                raise
             last: BaseException = exc
         left = deadline - time.monotonic()
         if left <= 0:

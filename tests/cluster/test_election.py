@@ -32,23 +32,29 @@ READY_WITHIN_S = 60.0
 
 @dataclass
 class Flows:
-    """Each finished flow: (started at, seconds it took, the failure or None)."""
+    """Each finished flow: (started at, seconds it took, the failure or None), and its steps' seconds."""
 
     done: list[tuple[float, float, str | None]] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
 
     def failures(self) -> list[str]:
         return [failure for _, _, failure in self.done if failure is not None]
 
 
-async def one_flow(client: httpx.AsyncClient, services: Services, worker: int, turn: int) -> str | None:
-    """start -> poll the job until ready -> review one function; None, or what went wrong."""
+async def one_flow(
+    client: httpx.AsyncClient, services: Services, worker: int, turn: int, steps: dict[str, float]
+) -> str | None:
+    """start -> poll the job until ready -> review one function; None, or what went wrong.
+    `steps` gets the seconds each step took."""
     first, second = services.analyzers[turn % 2], services.analyzers[(turn + 1) % 2]
+    began = time.monotonic()
     started = await client.post(
         f"{first.url}/analyze/start", json={"repo_url": f"https://github.com/octo/demo{worker}"}
     )
     if started.status_code != 200:
         return f"start {started.status_code}: {started.text[:200]}"
     job_id = started.json()["job_id"]
+    steps["start"] = time.monotonic() - began
     deadline = time.monotonic() + READY_WITHIN_S
     while True:
         job = await client.get(f"{second.url}/analyze/jobs/{job_id}")
@@ -60,9 +66,11 @@ async def one_flow(client: httpx.AsyncClient, services: Services, worker: int, t
         if status == "failed" or time.monotonic() > deadline:
             return f"job {status}: {job.text[:200]}"
         await asyncio.sleep(0.05)
+    steps["ready"] = time.monotonic() - began - steps["start"]
     reviewed = await client.post(
         f"{first.url}/analyze/function", json={"job_id": job_id, "function_name": "mod.double"}
     )
+    steps["function"] = time.monotonic() - began - steps["start"] - steps["ready"]
     if reviewed.status_code != 200:
         return f"function {reviewed.status_code}: {reviewed.text[:200]}"
     return None
@@ -73,11 +81,13 @@ async def run_flows(client: httpx.AsyncClient, services: Services, flows: Flows,
         turn = 0
         while not stop.is_set():
             began = time.monotonic()
+            steps: dict[str, float] = {}
             try:
-                failure = await one_flow(client, services, number, turn)
+                failure = await one_flow(client, services, number, turn, steps)
             except httpx.HTTPError as exc:
                 failure = f"{type(exc).__name__}: {exc}"
             flows.done.append((began, time.monotonic() - began, failure))
+            flows.steps.append(steps)
             turn += 1
 
     await asyncio.gather(*(worker(n) for n in range(CLIENTS)))
@@ -102,10 +112,13 @@ async def test_flows_ride_through_the_loss_of_the_jobs_leader(
 
     around = [took for began, took, _ in flows.done if began + took >= killed_at]
     slowest = max(took for _, took, _ in flows.done)
+    slowest_steps = flows.steps[[took for _, took, _ in flows.done].index(slowest)]
     print(
         f"\nelection: {len(flows.done)} flows ({len(around)} finished after the kill of "
         f"{nats_cluster.nodes[victim].name}, the jobs KV leader), {len(flows.failures())} failed, "
-        f"slowest {slowest:.1f} s (after the kill: {max(around, default=0.0):.1f} s)"
+        f"slowest {slowest:.1f} s (after the kill: {max(around, default=0.0):.1f} s; its steps: "
+        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in slowest_steps.items())
+        + ")"
     )
     kinds = Counter(failure[:120] for failure in flows.failures())
     assert flows.failures() == [], kinds.most_common(8)
