@@ -13,8 +13,7 @@ Usage: python -m bench cluster [--seconds=15] [--concurrency=8] [--order=single,
 (GET the job) -> /analyze/function back to back against a three-node cluster at replicas 3; the
 node leading the `jobs` KV is killed (SIGKILL) after a warm-up, and the flows go on for SECONDS
 more. It reports the flows done, failed and the slowest, overall and of those finishing after
-the kill. `--deadline=S` sets the analyzer's NATS_REQUEST_DEADLINE_S (default 10; 0.001 is close
-to not riding through an election at all).
+the kill. `--deadline=S` sets the analyzer's NATS_REQUEST_DEADLINE_S (default 10).
 
 Usage: python -m bench cluster --scenario=election [--seconds=15] [--deadline=10]
 """
