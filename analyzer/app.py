@@ -280,13 +280,19 @@ def create_app(settings: Settings | None = None, *, scan_checker: PieceChecker |
                 start_wait_s=settings.nats_start_wait_s,
                 log=NATS_LOG,
             )
-            jobs = JobStore(js, stores.kv, ready_cache_s=settings.analyzer_ready_cache_s)
+            jobs = JobStore(
+                js,
+                stores.kv,
+                ready_cache_s=settings.analyzer_ready_cache_s,
+                deadline_s=settings.nats_request_deadline_s,
+            )
             snapshots = SnapshotCache(
                 js,
                 stores.repos,
                 max_entries=settings.analyzer_snapshot_cache_entries,
                 max_bytes=settings.analyzer_snapshot_cache_bytes,
                 timeout_s=settings.nats_timeout_s,
+                deadline_s=settings.nats_request_deadline_s,
                 on_loaded=on_loaded,
                 parse=parser.parse,
                 search=searcher.for_snapshot,

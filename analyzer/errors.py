@@ -144,9 +144,12 @@ class GatewayTimeout(GatewayFailed):
 
 
 class NatsUnavailable(AnalyzerError):
-    """NATS (job records, the fetch queue, the stored files) did not answer."""
+    """NATS (job records, the fetch queue, the stored files) did not answer within
+    NATS_REQUEST_DEADLINE_S (or answered something unreadable)."""
 
     status_code = HTTP_503_SERVICE_UNAVAILABLE
+    # A NATS leader election takes seconds; a NATS that is gone is back when it is back.
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
 
 
 class WorkersUnavailable(AnalyzerError):

@@ -40,6 +40,7 @@ from jobs_contract import (
     is_job_id,
     stream_full,
 )
+from servicekit.nats_calls import NatsDeadline, ride_through
 from servicekit.request_id import current_request_id
 
 logger = logging.getLogger("analyzer.jobs")
@@ -50,6 +51,9 @@ logger = logging.getLogger("analyzer.jobs")
 # within 5 minutes and every later wait failed. While the watch runs, its subscription is the
 # consumer's interest, so it never counts as inactive however long the job takes.
 WATCH_INACTIVE_S = 2.0
+# Seconds a watch may stay quiet before the record is read directly: a watch whose consumer was
+# lost with a NATS node says nothing, and its waiters would wait for the whole of their wait.
+WATCH_CHECK_S = 2.0
 
 
 def check_job_id(job_id: str) -> str:
@@ -72,9 +76,12 @@ class JobStore:
         *,
         ready_cache_s: float = 0.0,
         ready_cache_entries: int = 10_000,
+        deadline_s: float = 10.0,
     ) -> None:
         self._js = js
         self._kv = kv
+        # NATS_REQUEST_DEADLINE_S: how long one request waits for NATS (a leader election) in all.
+        self._deadline_s = deadline_s
         # Ready records never change (a job is fetched once; a new fetch is a new job), so reviews
         # may reuse one for a few seconds instead of asking NATS each time: a cache, not state.
         self._ready_cache_s = ready_cache_s
@@ -113,13 +120,22 @@ class JobStore:
             requested_at=now,
             request_id=current_request_id(),
         )
+        deadline = time.monotonic() + self._deadline_s
         try:
-            await self._kv.create(record.job_id, encode_json(record))
+            await ride_through(
+                lambda: self._create(record), deadline_s=self._deadline_s, what="creating the job record"
+            )
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailable(f"could not create the job record on NATS: {exc!r}") from exc
         try:
-            await self._js.publish(
-                FETCH_SUBJECT, encode_json(request), headers={"Nats-Msg-Id": record.job_id}
+            # The message id is the job id: a second attempt after a first that NATS took but
+            # answered too late is dropped by the stream's duplicate window, never fetched twice.
+            await ride_through(
+                lambda: self._js.publish(
+                    FETCH_SUBJECT, encode_json(request), headers={"Nats-Msg-Id": record.job_id}
+                ),
+                deadline_s=max(deadline - time.monotonic(), 0.0),
+                what="queueing the fetch request",
             )
         except (TimeoutError, nats.errors.Error) as exc:
             if stream_full(exc):
@@ -139,6 +155,16 @@ class JobStore:
         )
         return record
 
+    async def _create(self, record: JobRecord) -> None:
+        try:
+            await self._kv.create(record.job_id, encode_json(record))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            # The id is new (uuid4): a record under it is this request's own, written by an
+            # attempt whose answer was lost in an election. Anything else would be a collision.
+            entry = await self._kv.get(record.job_id)
+            if entry.value != encode_json(record):
+                raise
+
     async def _fail_unqueued(self, record: JobRecord, reason: str) -> None:
         failed = msgspec.structs.replace(
             record,
@@ -155,7 +181,9 @@ class JobStore:
         """The job's current record. Raises InvalidJobId (422), JobNotFound (404), NatsUnavailable (503)."""
         check_job_id(job_id)
         try:
-            entry = await self._kv.get(job_id)
+            entry = await ride_through(
+                lambda: self._kv.get(job_id), deadline_s=self._deadline_s, what=f"reading job {job_id}"
+            )
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError) as exc:
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id) from exc
         except (TimeoutError, nats.errors.Error) as exc:
@@ -245,32 +273,66 @@ class JobStore:
     async def _run_watch(self, shared: _SharedWatch) -> None:
         job_id = shared.latest.job_id
         try:
-            watcher = await self._kv.watch(job_id, inactive_threshold=WATCH_INACTIVE_S)
+            # A watch that breaks (its consumer lost with a NATS node) is made again, until
+            # NATS_REQUEST_DEADLINE_S has passed since it broke; the waiters' own wait bounds the rest.
+            broke_at: float | None = None
+            while not await self._watch_once(shared, job_id):
+                now = time.monotonic()
+                broke_at = broke_at or now
+                if now - broke_at > self._deadline_s:
+                    raise NatsDeadline(f"watching job {job_id}", self._deadline_s, 1, RuntimeError("broke"))
+                await asyncio.sleep(0.1)
         except (TimeoutError, nats.errors.Error) as exc:
             shared.fail(NatsUnavailable(f"could not watch job {job_id!r} on NATS: {exc!r}"))
-            return
+        finally:
+            if self._watches.get(job_id) is shared:
+                del self._watches[job_id]
+
+    async def _watch_once(self, shared: _SharedWatch, job_id: str) -> bool:
+        """Watch the job until it ends (True: the waiters have their answer) or the watch breaks (False)."""
+        watcher = await ride_through(
+            lambda: self._kv.watch(job_id, inactive_threshold=WATCH_INACTIVE_S),
+            deadline_s=self._deadline_s,
+            what=f"watching job {job_id}",
+        )
         try:
             # The watcher first delivers the key's current value, so no update between the
-            # waiter's get and this watch can be missed.
-            async for entry in watcher:
+            # waiter's get (or the watch that broke) and this watch can be missed.
+            updates = aiter(watcher)
+            while True:
+                try:
+                    entry = await asyncio.wait_for(anext(updates), WATCH_CHECK_S)
+                except StopAsyncIteration:
+                    return False
+                except TimeoutError:
+                    # Quiet for a while: a watch whose consumer died with its node says nothing,
+                    # so read the record itself (riding through an election, as any read).
+                    try:
+                        shared.latest = await self.get(job_id)
+                    except (JobNotFound, NatsUnavailable) as exc:
+                        shared.fail(exc)
+                        return True
+                    if shared.latest.status in TERMINAL:
+                        shared.done.set_result(shared.latest)
+                        return True
+                    continue
                 if entry is None:  # "no more history" marker
                     continue
                 if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
                     shared.fail(JobNotFound(f"job {job_id!r} was deleted while waiting", job_id=job_id))
-                    return
+                    return True
                 try:
                     shared.latest = _decode(job_id, entry.value)
                 except NatsUnavailable as exc:
                     shared.fail(exc)
-                    return
+                    return True
                 if shared.latest.status in TERMINAL:
                     shared.done.set_result(shared.latest)
-                    return
-        except Exception as exc:  # whatever breaks the watch, the waiters hear of it now
-            shared.fail(NatsUnavailable(f"watching job {job_id!r} on NATS failed: {exc!r}"))
+                    return True
+        except Exception as exc:  # whatever breaks the watch, it is made again (or the waiters hear)
+            logger.info("job %s: the watch broke (%r); watching again", job_id, exc)
+            return False
         finally:
-            if self._watches.get(job_id) is shared:
-                del self._watches[job_id]
             try:
                 await watcher.stop()  # type: ignore[no-untyped-call]
             except (TimeoutError, nats.errors.Error):

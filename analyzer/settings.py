@@ -28,6 +28,10 @@ class Settings(AccessSettings, LogSettings):
     # How long to keep trying to reach NATS (and its JetStream) at start-up before giving up
     # (reconnects later never stop).
     nats_start_wait_s: float = Field(default=30.0, ge=0)
+    # How long one request waits in all for NATS to answer (a JetStream leader election after a
+    # node loss takes seconds), retrying "not ready" with backoff; then 503 with Retry-After.
+    # Below the clients' timeouts, so they hear why.
+    nats_request_deadline_s: float = Field(default=10.0, gt=0)
     # On SIGTERM: how long requests in flight may take to finish before they are cut.
     shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
 

@@ -29,6 +29,7 @@ from analyzer.errors import NatsUnavailable, SnapshotExpired, SnapshotUnavailabl
 from analyzer.locate import ParsedFile, SnapshotIndex
 from analyzer.locate.text import Search
 from jobs_contract import REPOS_BUCKET, Snapshot, decode_snapshot
+from servicekit.nats_calls import ride_through
 
 logger = logging.getLogger("analyzer.snapshots")
 
@@ -211,6 +212,7 @@ class SnapshotCache:
         max_entries: int,
         max_bytes: int,
         timeout_s: float = 10.0,
+        deadline_s: float = 10.0,
         on_loaded: Callable[[LoadedSnapshot, Callable[[], bool]], None] | None = None,
         parse: Callable[[bytes, str], ParsedFile] | None = None,
         search: SearchFactory | None = None,
@@ -221,6 +223,7 @@ class SnapshotCache:
         self._repos = repos
         self._bucket = bucket
         self._timeout_s = timeout_s
+        self._deadline_s = deadline_s
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._entries: OrderedDict[str, LoadedSnapshot] = OrderedDict()
@@ -270,7 +273,14 @@ class SnapshotCache:
     async def _load(self, key: str) -> LoadedSnapshot:
         started = time.perf_counter()
         try:
-            data, digest = await read_object(self._js, self._repos, self._bucket, key, self._timeout_s)
+            # A read that is moving is not cut (a large snapshot may take a while); one that NATS
+            # does not answer (an election) is tried again until NATS_REQUEST_DEADLINE_S.
+            data, digest = await ride_through(
+                lambda: read_object(self._js, self._repos, self._bucket, key, self._timeout_s),
+                deadline_s=self._deadline_s,
+                what=f"reading snapshot {key}",
+                cut_attempts=False,
+            )
         except (ObjectNotFoundError, ObjectDeletedError) as exc:
             raise SnapshotExpired(
                 f"the stored files of {key} are gone from the Object Store (they are kept for a "

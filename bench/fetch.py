@@ -51,6 +51,7 @@ from fetcher.archive import INFLATE_ENGINE
 from jobs_contract import FETCH_SUBJECT, FetchRequest, JobRecord, JobStatus, ensure_jetstream
 from tests.support.fake_github import FakeGitHub, files_from_folder, make_sha
 from tests.support.nats import running_nats_server
+from tests.support.provision import provision_jobs_async
 from tests.support.servers import ServiceProcess, service_process
 
 SKIP = {"site-packages", "__pycache__"}
@@ -115,6 +116,7 @@ async def run(runs: int, gz_mb: float) -> None:
         github.chunk_size = 256 * 1024
         github.add_archive("python", "cpython", archive, sha=sha)
         with running_nats_server(Path(folder) / "js") as nats_url:
+            await provision_jobs_async(nats_url)  # the analyzer's part: the fetcher only checks
             env = {
                 "NATS_URL": nats_url,
                 "GITHUB_API_URL": github.api_url,
@@ -277,6 +279,7 @@ async def hostile() -> None:
         for _, repo, archive in cases:
             github.add_archive("evil", repo, archive)
         with running_nats_server(Path(folder) / "js") as nats_url:
+            await provision_jobs_async(nats_url)  # the analyzer's part: the fetcher only checks
             env = {"NATS_URL": nats_url, "GITHUB_API_URL": github.api_url, "LOG_LEVEL": "WARNING"}
             with service_process(
                 "fetcher", env, Path(folder), port_variable="FETCHER_HEALTH_PORT"
@@ -310,6 +313,7 @@ async def slow(jobs: int = 8) -> None:
         for number in range(jobs):
             github.add_repo("octo", f"fast{number}", {"a.py": f"a = {number}\n"})
         with running_nats_server(Path(folder) / "js") as nats_url:
+            await provision_jobs_async(nats_url)  # the analyzer's part: the fetcher only checks
             env = {"NATS_URL": nats_url, "GITHUB_API_URL": github.api_url, "LOG_LEVEL": "WARNING"}
             with service_process("fetcher", env, Path(folder), port_variable="FETCHER_HEALTH_PORT"):
                 nc = await nats.connect(nats_url)
@@ -349,6 +353,7 @@ async def floor(rate_off: bool = False) -> None:
             github.trickle("octo", name, size=1, delay=0.5)
         github.add_repo("octo", "fine", {"a.py": "a = 1\n"})
         with running_nats_server(Path(folder) / "js") as nats_url:
+            await provision_jobs_async(nats_url)  # the analyzer's part: the fetcher only checks
             env = {"NATS_URL": nats_url, "GITHUB_API_URL": github.api_url, "LOG_LEVEL": "WARNING"}
             if rate_off:
                 env["FETCHER_MIN_RATE_BYTES_S"] = "0"

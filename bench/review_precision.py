@@ -201,21 +201,22 @@ def repository_stack(folder: Path, gateway: ServiceProcess, libraries: list[Libr
             github.add_repo(owner, name, library.path)
         nats_url = stack.enter_context(running_nats_server(folder / "js"))
         common = {"NATS_URL": nats_url, "LOG_LEVEL": "WARNING"}
-        stack.enter_context(
-            service_process(
-                "fetcher",
-                {**common, "GITHUB_API_URL": github.api_url},
-                folder,
-                port_variable="FETCHER_HEALTH_PORT",
-                timeout=120,
-            )
-        )
         analyzer = stack.enter_context(
             service_process(
                 "analyzer",
                 {**common, "GATEWAY_URL": f"{gateway.url}/v1", "GATEWAY_TIMEOUT_S": "600"},
                 folder,
                 port_variable="ANALYZER_PORT",
+                timeout=120,
+            )
+        )
+        # After the analyzer, which provisions the streams the fetcher checks.
+        stack.enter_context(
+            service_process(
+                "fetcher",
+                {**common, "GITHUB_API_URL": github.api_url},
+                folder,
+                port_variable="FETCHER_HEALTH_PORT",
                 timeout=120,
             )
         )

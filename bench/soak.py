@@ -184,23 +184,6 @@ def cluster(folder: Path, github: FakeGitHub, llm_url: str) -> Iterator[Cluster]
     with ExitStack() as stack:
         nats_url = stack.enter_context(running_nats_server(folder / "js"))
         common = {"NATS_URL": nats_url, "LOG_LEVEL": "WARNING"}
-        fetcher = stack.enter_context(
-            service_process(
-                "fetcher",
-                {
-                    **common,
-                    "GITHUB_API_URL": github.api_url,
-                    "FETCHER_CONCURRENCY": "4",
-                    "FETCHER_DOWNLOAD_TIMEOUT_S": str(DOWNLOAD_TIMEOUT_S),
-                    "FETCHER_MAX_UNPACKED_BYTES": str(256 * MIB),
-                    "FETCHER_HTTP_RETRIES": "1",
-                    "FETCHER_RETRY_BACKOFF_S": "0.1",
-                },
-                folder,
-                port_variable="FETCHER_HEALTH_PORT",
-                timeout=120,
-            )
-        )
         gateway = stack.enter_context(
             service_process(
                 "gateway",
@@ -230,6 +213,24 @@ def cluster(folder: Path, github: FakeGitHub, llm_url: str) -> Iterator[Cluster]
                 },
                 folder,
                 port_variable="ANALYZER_PORT",
+                timeout=120,
+            )
+        )
+        # After the analyzer, which provisions the streams the fetcher checks.
+        fetcher = stack.enter_context(
+            service_process(
+                "fetcher",
+                {
+                    **common,
+                    "GITHUB_API_URL": github.api_url,
+                    "FETCHER_CONCURRENCY": "4",
+                    "FETCHER_DOWNLOAD_TIMEOUT_S": str(DOWNLOAD_TIMEOUT_S),
+                    "FETCHER_MAX_UNPACKED_BYTES": str(256 * MIB),
+                    "FETCHER_HTTP_RETRIES": "1",
+                    "FETCHER_RETRY_BACKOFF_S": "0.1",
+                },
+                folder,
+                port_variable="FETCHER_HEALTH_PORT",
                 timeout=120,
             )
         )

@@ -1,7 +1,7 @@
 """Run NATS and the four services as child processes, the way `docker compose up` runs them.
 
-Order: nats-server, model_host (only when a provider chain uses `local`), gateway, fetcher,
-analyzer; each must be healthy before the next starts. Every line a service prints is shown
+Order: nats-server, model_host (only when a provider chain uses `local`), gateway, analyzer,
+fetcher; each must be healthy before the next starts. Every line a service prints is shown
 with its name and kept in `.stack/logs/<name>.log`. If any process exits while the stack runs,
 the stack says so loudly, shows the end of that log and stops the rest: never a half-stack.
 Ctrl-C stops everything in reverse order.
@@ -222,15 +222,16 @@ def plan(settings: StackSettings) -> list[Service]:
             gateway_env,
             f"http://127.0.0.1:{settings.gateway_port}",
         ),
-        python_service(
-            "fetcher", "FETCHER_HEALTH_PORT", settings.fetcher_health_port, common, fetcher_health
-        ),
+        # The analyzer before the fetcher: it provisions the streams and buckets the fetcher checks.
         python_service(
             "analyzer",
             "ANALYZER_PORT",
             settings.analyzer_port,
             analyzer_env,
             f"http://127.0.0.1:{settings.analyzer_port}",
+        ),
+        python_service(
+            "fetcher", "FETCHER_HEALTH_PORT", settings.fetcher_health_port, common, fetcher_health
         ),
     ]
     return services

@@ -43,7 +43,8 @@ from jobs_contract import (
     FetchRequest,
     JobEvent,
     JobStores,
-    ensure_jetstream,
+    NotProvisioned,
+    await_jetstream,
 )
 from servicekit.logs import setup_logging
 from servicekit.nats_connect import connect_options, unreachable, when_jetstream_ready
@@ -198,13 +199,18 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         js = connection.jetstream()
 
         async def set_up() -> JobStores:
-            stores = await ensure_jetstream(js, settings)
+            # The analyzer provisions the streams and buckets; this only checks they are there.
+            stores = await await_jetstream(js, settings)
             # Create, or update to these settings, before the subscriber binds to it.
             await js.add_consumer(FETCH_STREAM, consumer_config(settings))
             return stores
 
         stores = await when_jetstream_ready(
-            set_up, url=settings.nats_url, start_wait_s=settings.nats_start_wait_s, log=NATS_LOG
+            set_up,
+            url=settings.nats_url,
+            start_wait_s=settings.nats_start_wait_s,
+            log=NATS_LOG,
+            waiting_for=(NotProvisioned,),
         )
         github_config = GitHubConfig(
             api_url=settings.github_api_url,

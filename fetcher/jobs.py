@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -30,8 +32,16 @@ from jobs_contract import (
     encode_json,
     event_subject,
 )
+from servicekit.nats_calls import ride_through
 
 log = logging.getLogger("fetcher.jobs")
+
+T = TypeVar("T")
+
+# How long one write or read of a job waits for NATS in all (an election after a node loss takes
+# seconds), as the analyzer's NATS_REQUEST_DEADLINE_S default; past it the error reaches the fetch,
+# whose request comes back after FETCHER_ACK_WAIT_S as before.
+RIDE_THROUGH_S = 10.0
 
 
 class JobFinished(Exception):  # noqa: N818 - a state, not a failure
@@ -55,7 +65,7 @@ class FetchJob:
     async def open(cls, kv: KeyValue, nc: NatsClient, request: FetchRequest) -> FetchJob:
         """Read the job's record; create it from the request if the analyzer's write is missing."""
         try:
-            entry = await kv.get(request.job_id)
+            entry = await _riding(lambda: kv.get(request.job_id), f"reading job {request.job_id}")
         except KeyNotFoundError:
             entry = None
         if entry is not None and entry.value:
@@ -72,10 +82,12 @@ class FetchJob:
             updated_at=now,
         )
         try:
-            revision = await kv.create(request.job_id, encode_json(record))
+            revision = await _riding(
+                lambda: kv.create(request.job_id, encode_json(record)), f"creating job {request.job_id}"
+            )
         except KeyWrongLastSequenceError:
-            # The analyzer wrote it just now; read its version.
-            entry = await kv.get(request.job_id)
+            # The analyzer wrote it just now (or an attempt of ours whose answer was lost); read it.
+            entry = await _riding(lambda: kv.get(request.job_id), f"reading job {request.job_id}")
             return cls(kv, nc, decode_job_record(entry.value or b""), entry.revision or 0)
         return cls(kv, nc, record, revision)
 
@@ -90,7 +102,12 @@ class FetchJob:
                 raise JobFinished(self.record)
             record = msgspec.structs.replace(self.record, **changes, updated_at=time.time())
             try:
-                self.revision = await self._kv.update(self.record.job_id, encode_json(record), self.revision)
+                # An attempt whose answer is lost in an election and that NATS did take makes the
+                # next one fail the compare-and-set: the reload below then finds it, and writes again.
+                self.revision = await _riding(
+                    partial(self._kv.update, self.record.job_id, encode_json(record), self.revision),
+                    f"updating job {self.record.job_id}",
+                )
             except KeyWrongLastSequenceError:
                 await self._reload()
                 continue
@@ -98,7 +115,7 @@ class FetchJob:
             return
 
     async def _reload(self) -> None:
-        entry = await self._kv.get(self.record.job_id)
+        entry = await _riding(lambda: self._kv.get(self.record.job_id), f"reading job {self.record.job_id}")
         self.record = decode_job_record(entry.value or b"")
         self.revision = entry.revision or 0
 
@@ -139,3 +156,9 @@ class FetchJob:
             at=record.updated_at,
         )
         await self._nc.publish(event_subject(record.job_id, event), encode_json(message))
+
+
+async def _riding(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """`call()` through a JetStream leader election: a fetch that meets one goes on once a new
+    leader answers, instead of waiting FETCHER_ACK_WAIT_S for its request to come back."""
+    return await ride_through(call, deadline_s=RIDE_THROUGH_S, what=what)

@@ -37,7 +37,7 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError, ServiceUnavailabl
 from fetcher.archive import ArchiveContents, ArchiveLimits, ArchiveReader
 from fetcher.errors import DownloadTimeoutError, FetchError, InvalidRequestError, StorageFullError
 from fetcher.github import GitHubClient
-from fetcher.jobs import FetchJob, JobFinished
+from fetcher.jobs import RIDE_THROUGH_S, FetchJob, JobFinished
 from fetcher.metrics import DOWNLOADED_BYTES, STORED_BYTES, record_delivery
 from fetcher.settings import Settings
 from jobs_contract import (
@@ -55,6 +55,7 @@ from jobs_contract import (
     snapshot_key,
     stream_full,
 )
+from servicekit.nats_calls import NatsDeadline, ride_through
 
 log = logging.getLogger("fetcher.worker")
 
@@ -201,9 +202,8 @@ class Fetcher:
             # NATS trouble or a bug: the next delivery may do better; the last one says so.
             log.exception("fetch crashed", extra=extra)
             if not last:
-                return Outcome(
-                    request.job_id, "retry", repr(error), nats_trouble=isinstance(error, NatsError)
-                )
+                trouble = isinstance(error, NatsError | NatsDeadline)
+                return Outcome(request.job_id, "retry", repr(error), nats_trouble=trouble)
             return await self._fail(
                 request, job, f"internal error in the fetcher: {type(error).__name__}: {error}"
             )
@@ -444,7 +444,14 @@ class Fetcher:
         headers = {FILES_HEADER: str(files), BYTES_HEADER: str(size), STORED_AT_HEADER: f"{time.time():.3f}"}
         meta = ObjectMeta(name=key, headers=headers)
         try:
-            await self.stores.repos.put(key, data, meta=meta)
+            # Through an election: a put that meets one is made again once a new leader answers
+            # (a whole put again: its chunks under a new id, the name then pointing at them).
+            await ride_through(
+                lambda: self.stores.repos.put(key, data, meta=meta),
+                deadline_s=RIDE_THROUGH_S,
+                what=f"storing snapshot {key}",
+                cut_attempts=False,
+            )
         except ServiceUnavailableError as error:
             if not stream_full(error):
                 raise

@@ -1,23 +1,29 @@
-"""Create (or open) the JetStream stream and buckets both sides use, with one configuration.
+"""The JetStream streams and buckets of jobs, as data (StreamSpec), and the one service that keeps them.
 
-Analyzer and fetcher both call `ensure_jetstream` at start-up, so either may start first; the
-server treats a create with an identical configuration as a no-op, and a stream or bucket made
-with other limits or another number of replicas (an older release, other settings) is updated to
-these, with a warning that names what changed. When NATS refuses the change (three replicas on a
-single server, a cluster too small) the start fails with JetStreamSetupError saying what differs.
+The analyzer provisions (`ensure_jetstream`, or `provision` with any list of specs): it creates
+what is missing and updates limits (replicas, max age, max bytes, max messages, discard) that
+differ from its settings, with a warning naming what changed; NATS makes these changes in place
+and keeps the data (raising replicas copies it to the new peers). A stream whose structure
+differs (subjects, retention, storage) was not made by codereview and is refused, never changed.
+When NATS refuses a change (three replicas on a single server) the start fails with
+JetStreamSetupError saying what differs. The fetcher only checks (`await_jetstream`): what it
+needs exists with that structure, waiting NATS_START_WAIT_S for the analyzer, then NotProvisioned
+naming the missing stream and who creates it. New streams (the scan's) are more StreamSpecs in
+a function of their own, provisioned in the same call.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard, TypeVar
+from enum import Enum
+from typing import Any, TypeGuard
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, ServiceUnavailableError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -40,9 +46,14 @@ _STREAM_CONFIG_DIFFERS = 10058
 # "maximum messages exceeded", "maximum bytes exceeded".
 STREAM_FULL = 10077
 
-_Bucket = TypeVar("_Bucket", KeyValue, ObjectStore, None)
+# The one service that creates and updates the streams and buckets below; the others check.
+PROVISIONER = "analyzer"
 
 log = logging.getLogger("jobs_contract.jetstream")
+
+
+class NotProvisioned(RuntimeError):  # noqa: N818 - named for what the operator meets
+    """A stream or bucket this service needs does not exist (yet): the message names it and who creates it."""
 
 
 class JetStreamSetupError(RuntimeError):
@@ -80,82 +91,195 @@ def stream_full(error: BaseException) -> TypeGuard[APIError]:
     return isinstance(error, APIError) and error.err_code == STREAM_FULL
 
 
-async def ensure_jetstream(js: JetStreamContext, storage: StorageSettings | None = None) -> JobStores:
-    """Create the fetch work queue, the `jobs` KV bucket and the `repos` Object Store if missing.
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream or bucket that the provisioning service (the analyzer) keeps and others use.
 
-    Each gets NATS_REPLICAS replicas, the queue at most FETCH_QUEUE_MAX_MSGS requests, and the
-    buckets the max age and max bytes of `storage`
-    (default: read from the environment); existing ones are updated to these. Raises
-    JetStreamSetupError when NATS refuses a setting, nats errors when it does not answer.
+    `create` makes it (or returns the existing one when its configuration is the same);
+    `limits` are the StreamConfig fields NATS changes in place, mapped to (the variable that sets
+    it, its value): the owner updates a stream to these; `structure` are the fields every user
+    relies on (subjects, retention, storage): a stream that differs there was not made by
+    codereview, and is refused rather than changed. More streams (the scan's) are more specs.
     """
+
+    stream: str
+    create: Callable[[JetStreamContext], Awaitable[object]]
+    limits: Mapping[str, tuple[str, Any]]
+    structure: Mapping[str, Any]
+
+
+def job_specs(storage: StorageSettings | None = None) -> list[StreamSpec]:
+    """The fetch work queue, the `jobs` KV bucket and the `repos` Object Store, with NATS_REPLICAS
+    replicas, the queue at most FETCH_QUEUE_MAX_MSGS requests, the buckets the max age and max
+    bytes of `storage` (default: read from the environment)."""
     limits = storage or StorageSettings()
     replicas = limits.nats_replicas
     queue = fetch_stream_config(replicas, max_msgs=limits.fetch_queue_max_msgs)
-    await _create_or_update(
-        js,
-        FETCH_STREAM,
-        lambda: _no_bucket(js.add_stream(queue)),
-        lambda: _no_bucket(js.stream_info(FETCH_STREAM)),
-        {
-            "num_replicas": ("NATS_REPLICAS", replicas),
-            "max_msgs": ("FETCH_QUEUE_MAX_MSGS", limits.fetch_queue_max_msgs),
-            # A queue made by an older release discards "old": bounded, it would drop its oldest
-            # request (someone's job) to take a new one.
-            "discard": ("discard", DiscardPolicy.NEW.value),
-        },
-    )
-    kv = await _create_or_update(
-        js,
-        f"KV_{JOBS_BUCKET}",
-        lambda: js.create_key_value(
-            bucket=JOBS_BUCKET,
-            history=1,
-            storage=StorageType.FILE,
-            ttl=limits.jobs_max_age_s,
-            max_bytes=limits.jobs_max_bytes,
-            replicas=replicas,
+    return [
+        StreamSpec(
+            stream=FETCH_STREAM,
+            create=lambda js: js.add_stream(queue),
+            limits={
+                "num_replicas": ("NATS_REPLICAS", replicas),
+                "max_msgs": ("FETCH_QUEUE_MAX_MSGS", limits.fetch_queue_max_msgs),
+                # A queue made by an older release discards "old": bounded, it would drop its
+                # oldest request (someone's job) to take a new one.
+                "discard": ("discard", DiscardPolicy.NEW.value),
+            },
+            structure={
+                "subjects": [FETCH_SUBJECT],
+                "retention": RetentionPolicy.WORK_QUEUE.value,
+                "storage": StorageType.FILE.value,
+            },
         ),
-        lambda: js.key_value(JOBS_BUCKET),
-        {
-            "num_replicas": ("NATS_REPLICAS", replicas),
-            "max_age": ("JOBS_MAX_AGE_S", limits.jobs_max_age_s),
-            "max_bytes": ("JOBS_MAX_BYTES", limits.jobs_max_bytes),
-        },
-    )
-    repos = await _create_or_update(
-        js,
-        f"OBJ_{REPOS_BUCKET}",
-        lambda: js.create_object_store(
-            bucket=REPOS_BUCKET,
-            storage=StorageType.FILE,
-            ttl=limits.repos_max_age_s,
-            max_bytes=limits.repos_max_bytes,
-            replicas=replicas,
+        StreamSpec(
+            stream=f"KV_{JOBS_BUCKET}",
+            create=lambda js: js.create_key_value(
+                bucket=JOBS_BUCKET,
+                history=1,
+                storage=StorageType.FILE,
+                ttl=limits.jobs_max_age_s,
+                max_bytes=limits.jobs_max_bytes,
+                replicas=replicas,
+            ),
+            limits={
+                "num_replicas": ("NATS_REPLICAS", replicas),
+                "max_age": ("JOBS_MAX_AGE_S", limits.jobs_max_age_s),
+                "max_bytes": ("JOBS_MAX_BYTES", limits.jobs_max_bytes),
+            },
+            structure={"subjects": [f"$KV.{JOBS_BUCKET}.>"], "storage": StorageType.FILE.value},
         ),
-        lambda: js.object_store(REPOS_BUCKET),
-        {
-            "num_replicas": ("NATS_REPLICAS", replicas),
-            "max_age": ("REPOS_MAX_AGE_S", limits.repos_max_age_s),
-            "max_bytes": ("REPOS_MAX_BYTES", limits.repos_max_bytes),
-        },
-    )
-    return JobStores(kv=kv, repos=repos)
+        StreamSpec(
+            stream=f"OBJ_{REPOS_BUCKET}",
+            create=lambda js: js.create_object_store(
+                bucket=REPOS_BUCKET,
+                storage=StorageType.FILE,
+                ttl=limits.repos_max_age_s,
+                max_bytes=limits.repos_max_bytes,
+                replicas=replicas,
+            ),
+            limits={
+                "num_replicas": ("NATS_REPLICAS", replicas),
+                "max_age": ("REPOS_MAX_AGE_S", limits.repos_max_age_s),
+                "max_bytes": ("REPOS_MAX_BYTES", limits.repos_max_bytes),
+            },
+            structure={
+                "subjects": [f"$O.{REPOS_BUCKET}.C.>", f"$O.{REPOS_BUCKET}.M.>"],
+                "storage": StorageType.FILE.value,
+            },
+        ),
+    ]
 
 
-async def _no_bucket(call: Awaitable[Any]) -> None:
-    await call
+async def provision(js: JetStreamContext, specs: Sequence[StreamSpec]) -> None:
+    """The owner's start: create each stream or bucket of `specs` if missing, update its limits
+    where they differ (a warning names what changed), refuse one whose structure differs.
+
+    Raises JetStreamSetupError when a stream's structure differs or NATS refuses a setting
+    (three replicas on a single server), nats errors when it does not answer.
+    """
+    created = []
+    for spec in specs:
+        if await _create_or_update(js, spec):
+            created.append(spec.stream)
+    if created and len(created) == len(specs):
+        replicas = (await js.stream_info(created[0])).config.num_replicas or 1
+        # On a cluster, say where the data of an earlier single server went; a single server
+        # made anew is a first start.
+        log.log(
+            logging.WARNING if replicas > 1 else logging.INFO,
+            "created the streams %s, empty, with %d replica(s). If this NATS replaces another (a "
+            "single server moved to a cluster), the old one's jobs and snapshots are not here: "
+            "nats-server never adopts a single server's streams into a cluster. Copy them with "
+            "`python -m jobs_contract.migrate --source OLD_URL --target NEW_URL` (docs/operations.md)",
+            ", ".join(created),
+            replicas,
+        )
 
 
-async def _create_or_update(
-    js: JetStreamContext,
-    stream: str,
-    create: Callable[[], Awaitable[_Bucket]],
-    bind: Callable[[], Awaitable[_Bucket]],
-    wanted: Mapping[str, tuple[str, Any]],
-) -> _Bucket:
-    """`wanted` maps StreamConfig fields to (the variable that sets it, its value)."""
+async def check_provisioned(
+    js: JetStreamContext, specs: Sequence[StreamSpec], *, owner: str = PROVISIONER
+) -> None:
+    """Another service's start: every stream of `specs` exists with the structure it relies on.
+
+    Limits that differ from this service's environment are only logged (the owner's apply).
+    Raises NotProvisioned naming the first missing stream and who creates it (worth waiting
+    for: the owner may still be starting), JetStreamSetupError when one has another structure.
+    """
+    for spec in specs:
+        try:
+            config = (await js.stream_info(spec.stream)).config
+        except NotFoundError as exc:
+            raise NotProvisioned(
+                f"the stream {spec.stream} does not exist: the {owner} creates it at its start "
+                f"(is an {owner} running against this NATS, with the same NATS_URL?)"
+            ) from exc
+        _check_structure(spec, config, owner)
+        current = {field: getattr(config, field) for field in spec.limits}
+        differs = {field: value for field, (_, value) in spec.limits.items() if current[field] != value}
+        if differs:
+            log.warning(
+                "the stream %s has %s (the %s keeps it so); this service's environment says %s: "
+                "set the same values for every service",
+                spec.stream,
+                _describe(current, spec.limits, only=differs),
+                owner,
+                _describe(differs, spec.limits),
+            )
+
+
+async def ensure_jetstream(js: JetStreamContext, storage: StorageSettings | None = None) -> JobStores:
+    """The owner's start for the jobs' streams and buckets (`provision(job_specs(storage))`), and
+    the buckets opened. Raises as `provision`."""
+    await provision(js, job_specs(storage))
+    return await open_job_stores(js)
+
+
+async def await_jetstream(
+    js: JetStreamContext, storage: StorageSettings | None = None, *, owner: str = PROVISIONER
+) -> JobStores:
+    """Another service's start: `check_provisioned(job_specs(storage))`, and the buckets opened.
+    Raises as `check_provisioned` (the caller waits on NotProvisioned within NATS_START_WAIT_S)."""
+    await check_provisioned(js, job_specs(storage), owner=owner)
+    return await open_job_stores(js)
+
+
+async def open_job_stores(js: JetStreamContext) -> JobStores:
+    """The `jobs` KV bucket and the `repos` Object Store, which must exist."""
+    return JobStores(kv=await js.key_value(JOBS_BUCKET), repos=await js.object_store(REPOS_BUCKET))
+
+
+def _check_structure(spec: StreamSpec, config: StreamConfig, owner: str) -> None:
+    found = {field: _plain(getattr(config, field)) for field in spec.structure}
+    wrong = {field: value for field, value in spec.structure.items() if found[field] != value}
+    if wrong:
+        raise JetStreamSetupError(
+            f"the stream {spec.stream} exists with "
+            + ", ".join(f"{field}={found[field]}" for field in wrong)
+            + ", but codereview needs "
+            + ", ".join(f"{field}={value}" for field, value in wrong.items())
+            + f": it was made by something else. Move its data away if it matters (nats stream "
+            f"backup {spec.stream}), delete it (nats stream rm {spec.stream}), and start the "
+            f"{owner}, which creates it as needed"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+async def _create_or_update(js: JetStreamContext, spec: StreamSpec) -> bool:
+    """Whether the stream was created (it did not exist)."""
+    stream, wanted = spec.stream, spec.limits
     try:
-        return await create()
+        await js.stream_info(stream)
+    except NotFoundError:
+        existed = False
+    else:
+        existed = True
+    try:
+        await spec.create(js)
+        return not existed
     except APIError as error:
         # ServiceUnavailableError is an APIError too, but a passing state (no leader yet), not a refusal.
         if isinstance(error, ServiceUnavailableError):
@@ -163,6 +287,7 @@ async def _create_or_update(
         if not (isinstance(error, BadRequestError) and error.err_code == _STREAM_CONFIG_DIFFERS):
             raise JetStreamSetupError(await _refusal(js, stream, wanted, error)) from error
     config = (await js.stream_info(stream)).config
+    _check_structure(spec, config, PROVISIONER)
     current = {field: getattr(config, field) for field in wanted}
     differs = {field: value for field, (_, value) in wanted.items() if current[field] != value}
     for field, value in differs.items():
@@ -176,8 +301,7 @@ async def _create_or_update(
         raise JetStreamSetupError(
             f"the stream {stream} exists with {_describe(current, wanted, only=differs)}, "
             f"this service asks for {_describe(differs, wanted)}, and NATS refused the change: "
-            f"{error.description}; set the same values as the service that created it, or "
-            "change the stream with the nats CLI"
+            f"{error.description}; set the values it has, or change the stream with the nats CLI"
         ) from error
     if differs:
         log.warning(
@@ -186,7 +310,7 @@ async def _create_or_update(
             _describe(current, wanted, only=differs),
             _describe(differs, wanted),
         )
-    return await bind()
+    return False
 
 
 async def _refusal(
@@ -249,37 +373,47 @@ def scan_stream_config(limits: ScanLimits) -> StreamConfig:
     )
 
 
-async def ensure_scan_jetstream(js: JetStreamContext, limits: ScanLimits) -> KeyValue:
-    """Create (or update to `limits`) the scan work queue and the `scans` KV bucket; returns the
-    bucket. Raises JetStreamSetupError when NATS refuses a setting, nats errors when it does not answer."""
+def scan_specs(limits: ScanLimits) -> list[StreamSpec]:
+    """The scan work queue and the `scans` KV bucket, as the analyzer provisions them."""
     queue = scan_stream_config(limits)
-    await _create_or_update(
-        js,
-        SCAN_STREAM,
-        lambda: _no_bucket(js.add_stream(queue)),
-        lambda: _no_bucket(js.stream_info(SCAN_STREAM)),
-        {
-            "num_replicas": ("NATS_REPLICAS", limits.replicas),
-            "max_msgs": ("ANALYZER_SCAN_QUEUE_MAX_MSGS", limits.queue_max_msgs),
-            "max_bytes": ("ANALYZER_SCAN_QUEUE_MAX_BYTES", limits.queue_max_bytes),
-            "max_age": ("ANALYZER_SCAN_QUEUE_MAX_AGE_S", limits.queue_max_age_s),
-        },
-    )
-    return await _create_or_update(
-        js,
-        f"KV_{SCANS_BUCKET}",
-        lambda: js.create_key_value(
-            bucket=SCANS_BUCKET,
-            history=1,
-            storage=StorageType.FILE,
-            ttl=limits.bucket_max_age_s,
-            max_bytes=limits.bucket_max_bytes,
-            replicas=limits.replicas,
+    return [
+        StreamSpec(
+            stream=SCAN_STREAM,
+            create=lambda js: js.add_stream(queue),
+            limits={
+                "num_replicas": ("NATS_REPLICAS", limits.replicas),
+                "max_msgs": ("ANALYZER_SCAN_QUEUE_MAX_MSGS", limits.queue_max_msgs),
+                "max_bytes": ("ANALYZER_SCAN_QUEUE_MAX_BYTES", limits.queue_max_bytes),
+                "max_age": ("ANALYZER_SCAN_QUEUE_MAX_AGE_S", limits.queue_max_age_s),
+            },
+            structure={
+                "subjects": [SCAN_SUBJECTS],
+                "retention": RetentionPolicy.WORK_QUEUE.value,
+                "storage": StorageType.FILE.value,
+            },
         ),
-        lambda: js.key_value(SCANS_BUCKET),
-        {
-            "num_replicas": ("NATS_REPLICAS", limits.replicas),
-            "max_age": ("ANALYZER_SCANS_MAX_AGE_S", limits.bucket_max_age_s),
-            "max_bytes": ("ANALYZER_SCANS_MAX_BYTES", limits.bucket_max_bytes),
-        },
-    )
+        StreamSpec(
+            stream=f"KV_{SCANS_BUCKET}",
+            create=lambda js: js.create_key_value(
+                bucket=SCANS_BUCKET,
+                history=1,
+                storage=StorageType.FILE,
+                ttl=limits.bucket_max_age_s,
+                max_bytes=limits.bucket_max_bytes,
+                replicas=limits.replicas,
+            ),
+            limits={
+                "num_replicas": ("NATS_REPLICAS", limits.replicas),
+                "max_age": ("ANALYZER_SCANS_MAX_AGE_S", limits.bucket_max_age_s),
+                "max_bytes": ("ANALYZER_SCANS_MAX_BYTES", limits.bucket_max_bytes),
+            },
+            structure={"subjects": [f"$KV.{SCANS_BUCKET}.>"], "storage": StorageType.FILE.value},
+        ),
+    ]
+
+
+async def ensure_scan_jetstream(js: JetStreamContext, limits: ScanLimits) -> KeyValue:
+    """Provision the scan work queue and the `scans` KV bucket (the analyzer owns them, as the
+    jobs' streams); returns the bucket. Raises as `provision`."""
+    await provision(js, scan_specs(limits))
+    return await js.key_value(SCANS_BUCKET)

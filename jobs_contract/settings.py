@@ -1,8 +1,9 @@
 """How long and how much the `jobs` KV bucket, the `repos` Object Store and the fetch queue keep,
 on how many NATS nodes.
 
-Both services create the buckets (whichever starts first), so both read these variables, and
-each start applies them to buckets that already exist: set the same values for all services.
+The analyzer creates the buckets and applies these at each start (jobs_contract.jetstream); the
+fetcher reads them to word its errors and warns when they differ from what it finds: set the same
+values for both.
 """
 
 from __future__ import annotations

@@ -111,17 +111,31 @@ async def connect_nats(
 
 
 async def when_jetstream_ready(
-    setup: Callable[[], Awaitable[T]], *, url: str, start_wait_s: float, log: logging.Logger
+    setup: Callable[[], Awaitable[T]],
+    *,
+    url: str,
+    start_wait_s: float,
+    log: logging.Logger,
+    waiting_for: tuple[type[Exception], ...] = (),
 ) -> T:
     """`setup()` (creating streams and buckets), tried again with backoff while JetStream answers
-    that it is not ready, for up to `start_wait_s`; then NatsUnreachable. Any other error (a
-    refusal) is raised at once."""
+    that it is not ready, or `setup` raises one of `waiting_for` (a stream another service
+    creates), for up to `start_wait_s`; then NatsUnreachable, or that last `waiting_for` error
+    itself (its message says what is missing). Any other error (a refusal) is raised at once."""
     deadline = time.monotonic() + start_wait_s
     wait = _READY_WAIT_FIRST_S
     attempt = 1
     while True:
         try:
             return await setup()
+        except waiting_for as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.warning("waiting for JetStream at %s (attempt %d): %s", url, attempt, exc)
+            await asyncio.sleep(min(wait, left))
+            wait = min(wait * 2, _READY_WAIT_MAX_S)
+            attempt += 1
         except NOT_READY as exc:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -11,6 +11,7 @@ import pytest
 from tests.support.fake_github import FakeGitHub
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
+from tests.support.provision import provision_jobs
 from tests.support.servers import ServiceProcess, service_process
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -58,6 +59,8 @@ def test_a_service_started_before_nats_is_healthy_once_nats_is_up(
         # It keeps trying: one warning per attempt, and no traceback.
         wait_for_log(service, f"NATS at {url}: ", count=2)
         with running_nats_server(tmp_path / "jetstream", port=port):
+            if package == "fetcher":
+                provision_jobs(url)  # the analyzer's part; the fetcher waits for it
             service.wait_healthy(timeout=60)
         # NATS is gone again: a stop now has nothing to flush, and still ends cleanly.
         wait_for_log(service, f"NATS connection to {url} lost", count=1)

@@ -69,6 +69,14 @@ def services(
 ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
     common = {"NATS_URL": nats_url, "LOG_LEVEL": "INFO"}
     with ExitStack() as stack:
+        analyzer_env = {**common, "GATEWAY_URL": gateway.base_url, "ANALYZER_WAIT_TIMEOUT_S": "60"}
+        first = stack.enter_context(
+            service_process("analyzer", analyzer_env, service_logs, port_variable="ANALYZER_PORT")
+        )
+        second = stack.enter_context(
+            service_process("analyzer", analyzer_env, service_logs, port_variable="ANALYZER_PORT")
+        )
+        # After the analyzers, which provision the streams the fetcher checks.
         stack.enter_context(
             service_process(
                 "fetcher",
@@ -76,13 +84,6 @@ def services(
                 service_logs,
                 port_variable="FETCHER_HEALTH_PORT",
             )
-        )
-        analyzer_env = {**common, "GATEWAY_URL": gateway.base_url, "ANALYZER_WAIT_TIMEOUT_S": "60"}
-        first = stack.enter_context(
-            service_process("analyzer", analyzer_env, service_logs, port_variable="ANALYZER_PORT")
-        )
-        second = stack.enter_context(
-            service_process("analyzer", analyzer_env, service_logs, port_variable="ANALYZER_PORT")
         )
         yield first, second
 

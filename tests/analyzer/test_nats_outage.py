@@ -22,7 +22,9 @@ pytestmark = pytest.mark.nats
 async def test_nats_down_is_503_and_health_says_so(tmp_path: Path, gateway: FakeGateway) -> None:
     with ExitStack() as nats_server:
         nats_url = nats_server.enter_context(running_nats_server(tmp_path / "jetstream"))
-        settings = Settings(nats_url=nats_url, gateway_url=gateway.base_url, nats_timeout_s=1.0)
+        settings = Settings(
+            nats_url=nats_url, gateway_url=gateway.base_url, nats_timeout_s=1.0, nats_request_deadline_s=1.0
+        )
         async with (
             serving(create_app(settings)) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as client,

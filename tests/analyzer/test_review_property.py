@@ -24,6 +24,7 @@ from analyzer.settings import Settings
 from tests.analyzer.test_locate_property import Codebase, Oracle, _Definitions, module_name, snapshot_files
 from tests.support.fake_gateway import FakeGateway
 from tests.support.fake_github import FakeGitHub
+from tests.support.provision import provision_jobs_async
 from tests.support.servers import service_process, serving
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -66,6 +67,7 @@ async def test_every_function_reaches_the_gateway_exactly(
 
     gateway = FakeGateway()
     env = {"NATS_URL": nats_url, "GITHUB_API_URL": fake_github.api_url}
+    await provision_jobs_async(nats_url)  # the analyzer's part, before the fetcher that checks it
     with service_process("fetcher", env, service_logs, port_variable="FETCHER_HEALTH_PORT"):
         async with serving(gateway) as gateway_url:
             settings = Settings(

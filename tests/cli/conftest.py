@@ -97,20 +97,21 @@ def stack(
 ) -> Iterator[Stack]:
     common = {**BLANK, "NATS_URL": nats_url}
     with ExitStack() as services:
-        services.enter_context(
-            service_process(
-                "fetcher",
-                {**common, "GITHUB_API_URL": fake_github.api_url, "FETCHER_RETRY_BACKOFF_S": "0.05"},
-                service_logs,
-                port_variable="FETCHER_HEALTH_PORT",
-            )
-        )
         analyzer = services.enter_context(
             service_process(
                 "analyzer",
                 {**common, "GATEWAY_URL": gateway + "/v1", "ANALYZER_WARM_INDEX": "false"},
                 service_logs,
                 port_variable="ANALYZER_PORT",
+            )
+        )
+        # After the analyzer, which provisions the streams the fetcher checks.
+        services.enter_context(
+            service_process(
+                "fetcher",
+                {**common, "GITHUB_API_URL": fake_github.api_url, "FETCHER_RETRY_BACKOFF_S": "0.05"},
+                service_logs,
+                port_variable="FETCHER_HEALTH_PORT",
             )
         )
         yield Stack(nats_url, analyzer.url, gateway, fake_github, llm)

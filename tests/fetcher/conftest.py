@@ -9,6 +9,15 @@ import pytest
 from fetcher.settings import Settings
 from tests.fetcher.helpers import Analyzer, analyzer, fetcher_settings, running_fetcher
 from tests.support.fake_github import FakeGitHub
+from tests.support.provision import provision_jobs
+
+
+@pytest.fixture
+def nats_url(nats_url: str) -> str:
+    """A fresh nats-server with the jobs' streams and buckets, as the analyzer (their owner) makes
+    them: the fetcher only checks that they exist."""
+    provision_jobs(nats_url)
+    return nats_url
 
 
 @pytest.fixture

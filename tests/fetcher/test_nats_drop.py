@@ -18,6 +18,7 @@ from servicekit.settings import LogFormat
 from tests.support.fake_github import FakeGitHub
 from tests.support.logs import TEXT_LINE
 from tests.support.nats import running_nats_server
+from tests.support.provision import provision_jobs
 from tests.support.servers import service_process
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -36,6 +37,7 @@ def test_a_nats_server_that_goes_away_is_reported_in_the_log_format(
 ) -> None:
     with ExitStack() as nats_server:
         url = nats_server.enter_context(running_nats_server(tmp_path / "jetstream"))
+        provision_jobs(url)  # the analyzer's part
         env = {"NATS_URL": url, "GITHUB_API_URL": fake_github.api_url, "LOG_FORMAT": fmt}
         with service_process("fetcher", env, service_logs, port_variable="FETCHER_HEALTH_PORT") as fetcher:
             wait_for(fetcher.log_path, "fetcher ready")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -31,6 +32,7 @@ from jobs_contract import (
 from jobs_contract.settings import StorageSettings
 from tests.fetcher.helpers import Analyzer, fetcher_settings, running_fetcher
 from tests.support.fake_github import FakeGitHub
+from tests.support.nats import running_nats_server
 
 pytestmark = pytest.mark.nats
 
@@ -42,6 +44,14 @@ async def stored_files(repos: ObjectStore, key: str) -> dict[str, bytes]:
 
 def storage(**values: float) -> StorageSettings:
     return StorageSettings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    """An empty nats-server (not the fetcher tests' provisioned one): these tests are about the
+    provisioning itself, the analyzer's start."""
+    with running_nats_server(tmp_path / "jetstream") as url:
+        yield url
 
 
 @pytest.fixture
@@ -134,6 +144,7 @@ async def test_a_full_object_store_fails_the_job_naming_the_setting(
     fake_github.add_repo("octo", "first", {"a.py": "a = '" + "x" * 150_000 + "'\n"})
     fake_github.add_repo("octo", "second", {"b.py": "b = '" + "y" * 150_000 + "'\n"})
     settings = fetcher_settings(nats_url, fake_github.api_url, repos_max_bytes=200_000)
+    await ensure_jetstream(jobs.nc.jetstream(), settings)  # the analyzer, with the same setting
 
     async with running_fetcher(settings):
         first = await jobs.wait(await jobs.submit("octo", "first"))
@@ -149,6 +160,7 @@ async def test_an_expired_snapshot_reads_as_gone(
 ) -> None:
     fake_github.add_repo("octo", "brief", {"a.py": "a = 1\n"})
     settings = fetcher_settings(nats_url, fake_github.api_url, repos_max_age_s=1.0)
+    await ensure_jetstream(jobs.nc.jetstream(), settings)  # the analyzer, with the same setting
 
     async with running_fetcher(settings):
         record = await jobs.wait(await jobs.submit("octo", "brief"))
