@@ -7,9 +7,13 @@ served without a network call.
 
     python -m model_host.catalogue list
     python -m model_host.catalogue pull NAME [--cache-dir DIR]
+    python -m model_host.catalogue bake NAME [--cache-dir DIR]
 
 `pull` downloads and verifies NAME, then prints the path of its file; on failure it prints one
-line on stderr and exits 1.
+line on stderr and exits 1. `bake` is what an image's build runs (model_host.baked): `pull`, then
+the outcome recorded in DIR/baked.json; a failed download is one line on stderr and exit 0 (the
+image serves the bundled model and says so at start); an unknown name, a missing bundled model
+or a record it cannot write exit 1, so a typo in the build's MODEL fails the build.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import importlib.util
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from model_host.download import DownloadError, Progress, download
+
+if TYPE_CHECKING:
+    from model_host.settings import Settings
 
 logger = logging.getLogger("model_host.catalogue")
 
@@ -151,8 +159,13 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the models and whether each is downloaded")
     pull_command = commands.add_parser("pull", help="download and verify a model, print its path")
-    pull_command.add_argument("name", help=", ".join(CATALOGUE))
-    for command in (pull_command, commands.choices["list"]):
+    bake_command = commands.add_parser(
+        "bake",
+        help="pull for an image build: the outcome recorded in the cache's baked.json; offline is no error",
+    )
+    for command in (pull_command, bake_command):
+        command.add_argument("name", help=", ".join(CATALOGUE))
+    for command in (pull_command, bake_command, commands.choices["list"]):
         command.add_argument("--cache-dir", type=Path, help="default: MODEL_CACHE_DIR")
     args = parser.parse_args(argv)
     try:
@@ -167,6 +180,8 @@ def main(argv: list[str]) -> int:
             where = str(path) if path is not None else "not downloaded"
             print(f"{model.name:<14} {model.description}  [{where}]")
         return 0
+    if args.command == "bake":
+        return _bake(args.name, cache_dir, settings)
     try:
         path = pull(
             args.name, cache_dir, hub_url=settings.model_hub_url, deadline_s=settings.model_download_timeout_s
@@ -175,6 +190,31 @@ def main(argv: list[str]) -> int:
         print(f"model_host.catalogue: {exc}", file=sys.stderr)
         return 1
     print(path)
+    return 0
+
+
+def _bake(name: str, cache_dir: Path, settings: Settings) -> int:
+    from model_host.baked import bake, record_path
+
+    try:
+        record = bake(
+            name, cache_dir, hub_url=settings.model_hub_url, deadline_s=settings.model_download_timeout_s
+        )
+    except CatalogueError as exc:
+        print(f"model_host.catalogue: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        why = exc.strerror or exc
+        print(f"model_host.catalogue: cannot write {record_path(cache_dir)}: {why}", file=sys.stderr)
+        return 1
+    if record.error is not None:
+        print(
+            f"model_host.catalogue: offline: MODEL={name}: {record.error}; the image will serve the bundled "
+            f"{BUNDLED_MODEL} (recorded in {record_path(cache_dir)})",
+            file=sys.stderr,
+        )
+        return 0
+    print(cached_path(name, cache_dir))
     return 0
 
 

@@ -13,9 +13,10 @@ from model_host.catalogue import BUNDLED_MODEL, BUNDLED_MODEL_FILE, CATALOGUE, b
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
-__all__ = ["BUNDLED_MODEL_FILE", "Engine", "Settings", "bundled_model_path"]
+__all__ = ["BUNDLED_MODEL_FILE", "Download", "Engine", "Settings", "bundled_model_path"]
 
 Engine = Literal["llama_cpp", "ctransformers"]
+Download = Literal["never", "missing"]
 
 
 def default_cache_dir() -> Path:
@@ -39,6 +40,10 @@ class Settings(LogSettings):
     model_cache_dir: Path = Field(default_factory=default_cache_dir)
     # Where catalogue models are downloaded from (HuggingFace's resolve URLs; a mirror, or a test server).
     model_hub_url: str = "https://huggingface.co"
+    # At start, a catalogue MODEL not yet in MODEL_CACHE_DIR is downloaded first ("missing"), or not
+    # at all ("never": the bundled model is served, and one line says why). The image sets "never":
+    # what it serves was decided when it was built (model_host.baked).
+    model_download: Download = "missing"
     # The whole download, not each read: a slow server cannot hold the start forever.
     model_download_timeout_s: float = Field(default=1800.0, gt=0)
     # An explicit model file, overriding MODEL.

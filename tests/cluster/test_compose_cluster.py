@@ -35,7 +35,7 @@ def option(command: list[str], name: str) -> str:
 
 def test_three_nats_nodes_routed_into_one_cluster_each_with_its_own_store(tmp_path: Path) -> None:
     config = compose_config(tmp_path, COMPOSE_FILE, CLUSTER_FILE)
-    assert set(config["services"]) == {*NODES, *SERVICES}
+    assert set(config["services"]) == {*NODES, "nats-init", *SERVICES}
     commands = [config["services"][node]["command"] for node in NODES]
     assert [option(command, "--server_name") for command in commands] == NODES
     assert {option(command, "--cluster_name") for command in commands} == {"codereview"}
@@ -47,6 +47,18 @@ def test_three_nats_nodes_routed_into_one_cluster_each_with_its_own_store(tmp_pa
     assert len(set(volumes)) == 3
     for node in NODES:
         assert "healthcheck" in config["services"][node]
+
+
+def test_every_node_runs_as_nats_user_on_a_volume_handed_to_it_first(tmp_path: Path) -> None:
+    # As compose merges the override (volumes by mount point): the step sees all three stores.
+    config = compose_config(tmp_path, COMPOSE_FILE, CLUSTER_FILE)
+    init = config["services"]["nats-init"]
+    stores = {config["services"][node]["volumes"][0]["source"] for node in NODES}
+    assert {volume["source"] for volume in init["volumes"]} == stores
+    for node in NODES:
+        spec = config["services"][node]
+        assert spec["user"] == "10002:10002"
+        assert spec["depends_on"]["nats-init"]["condition"] == "service_completed_successfully"
 
 
 def test_the_services_use_every_node_with_three_replicas_and_wait_for_all(tmp_path: Path) -> None:

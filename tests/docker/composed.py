@@ -7,9 +7,9 @@ dependency order once what it depends on passes the image's own HEALTHCHECK comm
 import what the image's builder uninstalled (docker/Dockerfile's PRUNED). Only what must differ on
 a shared machine is rewritten: service host names become 127.0.0.1, ports become
 free ones, `nats:4222` becomes the given nats-server, /models becomes a local folder, and the
-model hub is a closed port on loopback: the image's build-time `catalogue pull` and model_host's
-start-up pull fail at once, as on a machine without internet, and model_host serves the bundled
-model (no test or benchmark downloads half a gigabyte).
+model hub is a closed port on loopback: the image's build-time `catalogue bake` fails to download
+at once, as on a machine without internet, and model_host serves the bundled model and says so
+(no test or benchmark downloads half a gigabyte).
 Used by tests/docker/test_compose_on_loopback.py and bench/compose_startup.py.
 """
 
@@ -130,17 +130,17 @@ def container_env(
 
 
 async def pull_model_as_the_image_build_does(models: Path) -> int:
-    """The model stage's `python -m model_host.catalogue pull "$MODEL" --cache-dir /models || true`.
+    """The model stage's `python -m model_host.catalogue bake "$MODEL" --cache-dir /models`.
 
-    Offline (OFFLINE_MODEL_HUB), as a build without internet: returns the exit code, which the
-    build ignores; model_host then falls back to the bundled model.
+    Offline (OFFLINE_MODEL_HUB), as a build without internet: returns the exit code (0: the build
+    goes on) and leaves the record of why in `models`; model_host then serves the bundled model.
     """
     default = image("model_host").effective_env()["MODEL"]
     pull = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "model_host.catalogue",
-        "pull",
+        "bake",
         default,
         "--cache-dir",
         str(models),

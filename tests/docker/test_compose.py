@@ -8,12 +8,14 @@ fails here instead of in someone's `docker compose up`.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
+from tests.docker.composed import composed
 from tests.docker.project import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -34,6 +36,7 @@ from tests.docker.project import (
 )
 
 BUILT = sorted(SERVICES)
+CLUSTER_FILE = ROOT / "docker" / "cluster.yml"
 
 
 def service(name: str) -> dict[str, Any]:
@@ -54,6 +57,7 @@ def test_compose_runs_nats_and_the_four_services() -> None:
     # Services under a profile (monitoring) start only when it is asked for.
     assert {name for name, spec in compose_services().items() if not spec.get("profiles")} == {
         "nats",
+        "nats-init",
         *SERVICES,
     }
 
@@ -93,6 +97,50 @@ def test_nats_health_is_checked_on_the_monitoring_port_it_enables() -> None:
     url = urlsplit(test[-1])
     assert (url.hostname, url.port, url.path) == ("127.0.0.1", monitor, "/healthz")
     assert nats["image"].endswith("-alpine"), "wget is only in the alpine variant (scratch has no tools)"
+
+
+NATS_USER = "10002:10002"
+
+
+def nats_nodes(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The services that run nats-server: the nats image, without the one-shot volume step."""
+    return {
+        name: spec
+        for name, spec in services.items()
+        if str(spec.get("image", "")).startswith("nats:") and name != "nats-init"
+    }
+
+
+def store_volumes(services: dict[str, dict[str, Any]]) -> set[str]:
+    """The named volumes the nats nodes keep JetStream's store on."""
+    volumes = set()
+    for spec in nats_nodes(services).values():
+        command = spec["command"]
+        store = command[command.index("--store_dir") + 1]
+        volumes |= {str(v).split(":")[0] for v in spec["volumes"] if str(v).split(":")[1] == store}
+    return volumes
+
+
+@pytest.mark.parametrize("files", [(COMPOSE_FILE,), (COMPOSE_FILE, CLUSTER_FILE)], ids=["single", "cluster"])
+def test_nats_runs_as_a_user_of_its_own_after_its_volumes_are_handed_to_it(files: tuple[Path, ...]) -> None:
+    services = composed(*files)
+    nodes = nats_nodes(services)
+    assert len(nodes) == len(files) * 2 - 1  # nats; nats, nats-2, nats-3
+    for name, spec in nodes.items():
+        uid, _, gid = str(spec.get("user", "")).partition(":")
+        assert f"{uid}:{gid}" == NATS_USER, f"{name} must not run as root (the image's default)"
+        assert spec["depends_on"]["nats-init"] == {"condition": "service_completed_successfully"}, name
+    init = services["nats-init"]
+    assert init["image"] == services["nats"]["image"], "the same image: no other pull"
+    assert init["command"] == ["chown", "-R", "-h", NATS_USER, "/volumes"]
+    mounted = {str(v).split(":")[0]: str(v).split(":")[1] for v in init["volumes"]}
+    assert set(mounted) == store_volumes(services), "every node's store, and nothing else"
+    assert all(target.startswith("/volumes/") for target in mounted.values())
+    # Root only to change owners: no other capability, no network, never restarted.
+    assert (init["cap_drop"], sorted(init["cap_add"])) == (["ALL"], ["CHOWN", "DAC_READ_SEARCH"])
+    assert (init["network_mode"], init["restart"]) == ("none", "no")
+    assert "ports" not in init
+    assert "healthcheck" not in init
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -195,6 +243,9 @@ def test_nothing_starts_before_what_it_needs_is_healthy() -> None:
         assert target in depends, f"{name} uses {target} ({variable}) but does not depend on it"
     for name, spec in services.items():
         for target, condition in (spec.get("depends_on") or {}).items():
+            if services[target].get("restart") == "no":  # a step that runs once, then exits
+                assert condition["condition"] == "service_completed_successfully", f"{name} -> {target}"
+                continue
             assert condition["condition"] == "service_healthy", f"{name} -> {target}"
             has_check = "healthcheck" in services[target] or (
                 target in SERVICES and service_image(target).final.effective_healthcheck() is not None

@@ -3,9 +3,9 @@
 No Docker engine runs here, so this is the closest thing to `docker compose up`: each service
 gets the environment its image sets plus what docker-compose.yml gives it, and nothing else (no
 .env, no variables from this shell); it starts in compose's dependency order once what it
-depends on passes the image's own HEALTHCHECK command; model_host's image pulls its catalogue
+depends on passes the image's own HEALTHCHECK command; model_host's image bakes its catalogue
 model at build time, which here is a build without internet: model_host serves the bundled
-model. Only what must differ on a shared machine is rewritten: service host names become
+model and says so once. Only what must differ on a shared machine is rewritten: service host names become
 127.0.0.1, ports become free ones, `nats:4222` becomes a fresh nats-server, /models becomes a
 temporary folder, the model hub a closed port.
 
@@ -71,8 +71,9 @@ async def test_the_composed_stack_comes_up_healthy_and_reviews_a_function(
     tmp_path: Path,
 ) -> None:
     models = tmp_path / "models"
-    # Offline, as a build without internet: the pull fails with one line, the build goes on.
-    assert await pull_model_as_the_image_build_does(models) == 1
+    # Offline, as a build without internet: the download fails, the build records why and goes on.
+    assert await pull_model_as_the_image_build_does(models) == 0
+    assert (models / "baked.json").is_file()
     workdir = tmp_path / "app"
     workdir.mkdir()
     # The user's shell: `LLM_PROVIDER=openai OPENAI_API_KEY=... docker compose up`, with OpenAI and
@@ -108,6 +109,12 @@ async def test_the_composed_stack_comes_up_healthy_and_reviews_a_function(
                     },
                 )
                 assert answer.status_code == 200, answer.text
+                # The image downloads nothing at start: it says once that it is offline, and why.
+                log = running["model_host"].log.read_text()
+                assert log.count("offline: serving the bundled model smollm2-135m") == 1, log
+                assert "the image's build could not download qwen3-0.6b" in log
+                assert "downloading" not in log
+                assert "cannot write" not in log
 
             analyzer = running["analyzer"].url
             started = await client.post(

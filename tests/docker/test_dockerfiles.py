@@ -378,13 +378,14 @@ def test_model_host_caches_the_catalogue_model_and_serves_it_by_name() -> None:
     env = final("model_host").effective_env()
     assert (env["MODEL"], env["MODEL_CACHE_DIR"]) == (default, "/models")
     assert "MODEL_PATH" not in env, "MODEL_PATH would override the catalogue model and the fallback"
-    (pull,) = built.stage("models").runs
-    # Offline, `pull` fails with one line and the build goes on: model_host then serves the
-    # bundled SmolLM2 and logs why.
-    assert (
-        f'/opt/venv/bin/python -m model_host.catalogue pull "{default}" --cache-dir /models || true' in pull
-    )
-    assert 'if [ "model_host" = model_host ]' in pull
+    # What the image serves is decided by its build: nothing is downloaded at run time.
+    assert env["MODEL_DOWNLOAD"] == "never"
+    (bake,) = built.stage("models").runs
+    # Offline, `bake` records why in /models/baked.json and the build goes on: model_host then
+    # serves the bundled SmolLM2 and says so. No `|| true`: an unknown MODEL fails the build.
+    assert f'/opt/venv/bin/python -m model_host.catalogue bake "{default}" --cache-dir /models;' in bake
+    assert "||" not in bake
+    assert 'if [ "model_host" = model_host ]' in bake
     assert [
         (c.flags.get("from"), c.sources, c.dest)
         for c in final("model_host").effective_copies()
@@ -395,7 +396,7 @@ def test_model_host_caches_the_catalogue_model_and_serves_it_by_name() -> None:
 def test_another_catalogue_model_is_one_build_argument_away() -> None:
     other = dockerfile(DOCKERFILE, SERVICE="model_host", MODEL="smollm2-135m")
     assert other.final.effective_env()["MODEL"] == "smollm2-135m"
-    assert '"smollm2-135m" --cache-dir /models' in other.stage("models").runs[0]
+    assert 'bake "smollm2-135m" --cache-dir /models' in other.stage("models").runs[0]
 
 
 @pytest.mark.parametrize("name", ["analyzer", "gateway", "fetcher"])

@@ -86,7 +86,7 @@ def compose_config(
 
 def test_docker_compose_accepts_the_file_and_starts_everything_by_default(tmp_path: Path) -> None:
     config = compose_config(tmp_path)
-    assert set(config["services"]) == {"nats", *SERVICES}
+    assert set(config["services"]) == {"nats", "nats-init", *SERVICES}
     gateway = config["services"]["gateway"]["environment"]
     assert gateway["LLM_PROVIDER"] == "local"
     assert gateway["OPENAI_API_KEY"] is None, "unset in the shell: not set in the container either"
@@ -122,7 +122,7 @@ def test_a_dotenv_file_reaches_the_services_too(tmp_path: Path) -> None:
 
 def test_the_override_leaves_model_host_out_and_the_gateway_starts_without_it(tmp_path: Path) -> None:
     config = compose_config(tmp_path, COMPOSE_FILE, WITHOUT_MODEL_HOST)
-    assert set(config["services"]) == {"nats", "gateway", "fetcher", "analyzer"}
+    assert set(config["services"]) == {"nats", "nats-init", "gateway", "fetcher", "analyzer"}
     assert config["services"]["gateway"]["depends_on"]["model_host"]["required"] is False
     back = compose_config(tmp_path, COMPOSE_FILE, WITHOUT_MODEL_HOST, profiles=("local",))
     assert "model_host" in back["services"]
