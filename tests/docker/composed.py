@@ -46,13 +46,14 @@ START_TIMEOUT_S = 180.0
 OFFLINE_MODEL_HUB = "http://127.0.0.1:9"
 
 
-def composed(*files: Path) -> dict[str, dict[str, Any]]:
-    """The services `docker compose -f ... up` starts (no profile active), overrides merged shallowly."""
+def composed(*files: Path, profiles: bool = False) -> dict[str, dict[str, Any]]:
+    """The services `docker compose -f ... up` starts (no profile active; `profiles`: every
+    profile's too), overrides merged shallowly."""
     services: dict[str, dict[str, Any]] = {}
     for file in files:
         for name, spec in compose(file)["services"].items():
             services[name] = {**services.get(name, {}), **spec}
-    return {name: spec for name, spec in services.items() if not spec.get("profiles")}
+    return {name: spec for name, spec in services.items() if profiles or not spec.get("profiles")}
 
 
 def start_order(services: dict[str, dict[str, Any]]) -> list[str]:

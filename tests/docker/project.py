@@ -74,9 +74,27 @@ BUILD_ENV = {
 SECRET_WORDS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
 
 
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's merge tags: `!override` (replace the base file's value instead of
+    merging with it) and `!reset` (drop it) read as the value they carry, which is what the
+    tests' shallow merge (tests/docker/composed.py) does anyway."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_ComposeLoader.add_constructor("!override", _tagged)
+_ComposeLoader.add_constructor("!reset", _tagged)
+
+
 def compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
     with path.open() as handle:
-        data = yaml.safe_load(handle)
+        data = yaml.load(handle, Loader=_ComposeLoader)  # noqa: S506 - a SafeLoader with two tags
     assert isinstance(data, dict), f"{path.name} is not a YAML mapping"
     return data
 

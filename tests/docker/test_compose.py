@@ -123,9 +123,11 @@ def store_volumes(services: dict[str, dict[str, Any]]) -> set[str]:
 
 @pytest.mark.parametrize("files", [(COMPOSE_FILE,), (COMPOSE_FILE, CLUSTER_FILE)], ids=["single", "cluster"])
 def test_nats_runs_as_a_user_of_its_own_after_its_volumes_are_handed_to_it(files: tuple[Path, ...]) -> None:
-    services = composed(*files)
+    services = composed(*files, profiles=True)
     nodes = nats_nodes(services)
-    assert len(nodes) == len(files) * 2 - 1  # nats; nats, nats-2, nats-3
+    assert (
+        len(nodes) == len(files) * 3 - 2
+    )  # nats; nats, nats-2, nats-3 and the migrate profile's nats-single
     for name, spec in nodes.items():
         uid, _, gid = str(spec.get("user", "")).partition(":")
         assert f"{uid}:{gid}" == NATS_USER, f"{name} must not run as root (the image's default)"

@@ -47,7 +47,9 @@ pytestmark = [pytest.mark.nats, pytest.mark.model, pytest.mark.slow]
 def test_start_order_puts_every_dependency_first() -> None:
     order = start_order(composed(COMPOSE_FILE))
     assert order.index("model_host") < order.index("gateway") < order.index("analyzer")
-    assert order.index("fetcher") < order.index("analyzer")
+    assert order.index("analyzer") < order.index("fetcher"), (
+        "the analyzer provisions the streams the fetcher checks"
+    )
     assert "model_host" not in start_order(composed(COMPOSE_FILE, WITHOUT_MODEL_HOST))
 
 
