@@ -54,7 +54,8 @@ def test_every_node_runs_as_nats_user_on_a_volume_handed_to_it_first(tmp_path: P
     config = compose_config(tmp_path, COMPOSE_FILE, CLUSTER_FILE)
     init = config["services"]["nats-init"]
     stores = {config["services"][node]["volumes"][0]["source"] for node in NODES}
-    assert {volume["source"] for volume in init["volumes"]} == stores
+    # ... and the single server's old store, which the migrate profile's nats-single reads.
+    assert {volume["source"] for volume in init["volumes"]} == stores | {"nats-data"}
     for node in NODES:
         spec = config["services"][node]
         assert spec["user"] == "10002:10002"
