@@ -90,3 +90,8 @@ class Settings(AccessSettings, LogSettings):
     analyzer_typecheck_threads: int = Field(default=2, ge=1, le=64)
     analyzer_typecheck_concurrency: int = Field(default=1, ge=1, le=16)
     analyzer_typecheck_wait_s: float = Field(default=2.0, ge=0)
+
+    # Scans (analyzer.scan): reviews of a "model" scan in flight at once per piece, and how long a
+    # piece waits for the snapshot's type check, from its start, before it goes on without types.
+    analyzer_scan_model_concurrency: int = Field(default=2, ge=1, le=64)
+    analyzer_scan_typecheck_wait_s: float = Field(default=60.0, ge=0)
