@@ -56,10 +56,7 @@ logger = logging.getLogger("analyzer.scan.pieces")
 
 # The rule of the model's own suggestions, as the gateway names it (gateway/findings.py MODEL_RULE).
 MODEL_RULE = "model"
-MODEL_RULE_INFO = RuleInfo(
-    name="model-suggestion",
-    summary="A suggestion of the language model that reviewed the function, in its own words.",
-)
+MODEL_RULE_INFO = RuleInfo(name=MODEL_RULE, summary="A suggestion of the review model.")
 # Bytes of module text in one `POST /checks` (the gateway's ruff reads them in about a second),
 # and requests in flight at once for one piece (the gateway runs one ruff per request).
 CHECKS_REQUEST_BYTES = 4_000_000
@@ -407,14 +404,20 @@ def _unparsable(table: Unparsable) -> str:
 
 
 def _functions(table: Parsed, module: str, changed: Sequence[tuple[int, int]] | None) -> Iterator[_Function]:
-    """The functions (and methods, and functions nested in them) of a parsed module, in line order:
-    dotted name, first line (its first decorator's) and last line of all its definitions (a getter
-    and its setter are one name, as a lookup finds them). With `changed`, only those whose lines
-    overlap a changed range."""
+    """The functions and methods of a parsed module, in line order: dotted name, first line (its
+    first decorator's) and last line of all its definitions (a getter and its setter are one name,
+    as a lookup finds them). A function defined inside another function (or in a class inside one)
+    is part of that function, reviewed with it, so each line is reported under one function. With
+    `changed`, only those whose lines overlap a changed range."""
+    functions = {
+        qualname: defs
+        for qualname, spans in table.definitions.items()
+        if (defs := [s for s in spans if s.function])
+    }
     found: list[_Function] = []
-    for qualname, spans in table.definitions.items():
-        defs = [s for s in spans if s.function]
-        if not defs:
+    for qualname, defs in functions.items():
+        parts = qualname.split(".")
+        if any(".".join(parts[:end]) in functions for end in range(1, len(parts))):
             continue
         start, end = defs[0].start_line, max(s.end_line for s in defs)
         if changed is not None and not any(first <= end and start <= last for first, last in changed):
@@ -458,15 +461,23 @@ def _take_answer(batch: list[_Module], answer: ChecksResponse, outcome: _Outcome
         if asked is None or checked.path in errors:
             unknown += asked is None
             continue
-        names = {f.checked.name for f in asked.functions}
+        lines = {f.checked.name: f.checked.end_line - f.checked.start_line for f in asked.functions}
+        # One finding said of two functions whose lines overlap (a getter and setter with a method
+        # between them): kept once, for the narrowest.
+        kept: dict[tuple[str, int | None, int | None, str], tuple[int, ScanFinding]] = {}
         for function in checked.functions:
-            if function.name not in names:
+            width = lines.get(function.name)
+            if width is None:
                 unknown += 1
                 continue
             for finding in function.findings:
-                outcome.findings.append(ScanFinding.of(finding, path=checked.path, function=function.name))
+                said = (finding.rule, finding.line, finding.column, finding.message)
+                if said in kept and kept[said][0] <= width:
+                    continue
+                kept[said] = (width, ScanFinding.of(finding, path=checked.path, function=function.name))
                 if finding.rule in answer.rules:
                     outcome.rules.setdefault(finding.rule, answer.rules[finding.rule])
+        outcome.findings.extend(found for _, found in kept.values())
     if unknown:
         logger.warning(
             "the gateway's checks named %d modules or functions it was not sent: left out", unknown

@@ -235,8 +235,7 @@ async def test_a_piece_sends_each_module_with_its_functions_lint_and_types_and_r
         {"name": "pkg.mod.cached", "start_line": 8, "end_line": 12},  # from its decorator
         {"name": "pkg.mod.Shop.__init__", "start_line": 18, "end_line": 19},
         {"name": "pkg.mod.Shop.title", "start_line": 21, "end_line": 27},  # getter and setter: one name
-        {"name": "pkg.mod.Shop.total", "start_line": 29, "end_line": 33},
-        {"name": "pkg.mod.Shop.total.add", "start_line": 30, "end_line": 31},
+        {"name": "pkg.mod.Shop.total", "start_line": 29, "end_line": 33},  # `add` inside is part of it
         {"name": "pkg.mod.needs", "start_line": 36, "end_line": 37},
     ]
     lint = LintConfigs({"pyproject.toml": PYPROJECT}).for_path("pkg/mod.py")
@@ -262,7 +261,7 @@ async def test_a_piece_sends_each_module_with_its_functions_lint_and_types_and_r
     ]  # fmt: skip
     assert set(result.rules) == {"B006", "T201"}
     assert result.rules["B006"].url == "https://x/b006"
-    assert (result.files, result.functions) == (3, 8)  # __init__.py, mod.py (7), util.py (1)
+    assert (result.files, result.functions) == (3, 7)  # __init__.py, mod.py (6), util.py (1)
     reasons = {s.path: s.reason for s in result.skipped}
     assert sorted(reasons) == ["bad.py", "big.py", "gone.py", "latin.py", "stub.pyi"]
     assert reasons["bad.py"].startswith("a syntax error, line 1: ")
@@ -414,13 +413,13 @@ async def test_a_model_piece_asks_the_model_within_the_budget_at_most_two_at_onc
         ("pkg.mod.helper", 4, "note"),
     ]
     assert all(f.rule == MODEL_RULE for f in result.findings)  # the review's B006 is not repeated
-    assert result.rules[MODEL_RULE].name == "model-suggestion"
+    assert result.rules[MODEL_RULE].name == MODEL_RULE
     assert len(gateway.sent("/checks")) == 1  # every function still gets its checks
 
     # Without a budget, every function is asked.
     gateway.requests.clear()
     result = await checker.check(piece, loaded, None)
-    assert (result.functions_asked, result.tokens_used, result.budget_exhausted) == (7, 49, False)
+    assert (result.functions_asked, result.tokens_used, result.budget_exhausted) == (6, 42, False)
 
 
 async def test_a_budget_spent_before_the_piece_leaves_every_function_to_the_checks(
@@ -432,7 +431,7 @@ async def test_a_budget_spent_before_the_piece_leaves_every_function_to_the_chec
     piece = Piece(scan_id="s", index=0, job_id="j", paths=["pkg/mod.py"], mode="model")
     result = await checker.check(piece, loaded, Budget(functions=0))
     assert gateway.sent("/v1/chat/completions") == []
-    assert (result.functions_asked, result.budget_exhausted, result.functions) == (0, True, 7)
+    assert (result.functions_asked, result.budget_exhausted, result.functions) == (0, True, 6)
 
 
 async def test_modules_go_in_batches_each_within_the_request_bound(
@@ -511,3 +510,46 @@ async def test_an_unreachable_gateway_is_a_502(parser: ParserPool) -> None:
         assert type(raised.value) is GatewayFailed
     finally:
         await client.close()
+
+
+async def test_a_finding_said_of_overlapping_functions_is_kept_once_for_the_narrowest(
+    fake: tuple[FakeGateway, GatewayClient], parser: ParserPool
+) -> None:
+    gateway, client = fake
+    source = (
+        "class C:\n"
+        "    @property\n"
+        "    def x(self):\n"
+        "        return 1\n"
+        "\n"
+        "    def between(self, a=[]):\n"
+        "        return a\n"
+        "\n"
+        "    @x.setter\n"
+        "    def x(self, value):\n"
+        "        pass\n"
+    )
+    same = finding("B006", 6)
+    gateway.checks = lambda request: {
+        "modules": [
+            {
+                "path": "c.py",
+                "functions": [
+                    {"name": "c.C.x", "findings": [same, finding("ARG002", 10)]},
+                    {"name": "c.C.between", "findings": [same]},
+                ],
+            }
+        ]
+    }
+    loaded = loaded_snapshot({"c.py": source.encode()})
+    checker = PieceChecker(parser=parser, gateway=client)
+    result = await checker.check(Piece(scan_id="s", index=0, job_id="j", paths=["c.py"]), loaded, None)
+    (request,) = gateway.sent("/checks")
+    assert request["modules"][0]["functions"] == [
+        {"name": "c.C.x", "start_line": 2, "end_line": 11},
+        {"name": "c.C.between", "start_line": 6, "end_line": 7},
+    ]
+    assert sorted((f.rule, f.function) for f in result.findings) == [
+        ("ARG002", "c.C.x"),
+        ("B006", "c.C.between"),
+    ]
