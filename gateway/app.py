@@ -24,7 +24,7 @@ from gateway.errors import (
 )
 from gateway.metrics import MetricsController, http_metrics
 from gateway.review import Reviewer, ReviewLimits
-from gateway.routes import ROUTES
+from gateway.routes import ROUTES, checks_route
 from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
 from gateway.upstream import Upstream, build_providers
@@ -94,7 +94,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[*ROUTES, MetricsController] if settings.metrics_enabled else ROUTES,
+        route_handlers=[
+            *ROUTES,
+            checks_route(settings.gateway_checks_max_bytes),
+            *([MetricsController] if settings.metrics_enabled else []),
+        ],
         lifespan=[lifespan],
         # One dependency per handler: Litestar resolves two or more at one level in an anyio task
         # group, a task each, which cost ~0.1 ms of the gateway's 1 ms budget per passthrough call.

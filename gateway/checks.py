@@ -73,6 +73,8 @@ class _Finding(msgspec.Struct):
     code: str | None
     message: str
     location: _Location
+    # The file it is in, as ruff names it (absolute); None on standard input.
+    filename: str | None = None
 
 
 _FINDINGS = msgspec.json.Decoder(list[_Finding])
@@ -81,6 +83,8 @@ _FINDINGS = msgspec.json.Decoder(list[_Finding])
 class _ListedRule(msgspec.Struct):
     code: str | None
     status: dict[str, object]
+    name: str = ""
+    summary: str = ""
 
 
 _RULE_LIST = msgspec.json.Decoder(list[_ListedRule])
@@ -133,6 +137,7 @@ class RuffChecker:
         # A burst of reviews must not fork a ruff per request at once: one per core is plenty.
         self._slots = asyncio.Semaphore(concurrency or os.cpu_count() or 2)
         self._known: frozenset[str] | None = None
+        self._described: dict[str, tuple[str, str]] = {}
 
     async def known_rules(self) -> frozenset[str]:
         """The codes of the rules this ruff can select (removed and deprecated ones left out).
@@ -160,15 +165,37 @@ class RuffChecker:
             self._known = frozenset(
                 r.code for r in listed if r.code and any(k in r.status for k in ("Stable", "Preview"))
             )
+            self._described = {r.code: (r.name, r.summary) for r in listed if r.code}
         return self._known
+
+    async def described(self) -> dict[str, tuple[str, str]]:
+        """Each rule's code -> (ruff's name for it, ruff's one-line summary); asked as `known_rules`.
+
+        Raises ChecksFailedError if ruff cannot say.
+        """
+        await self.known_rules()
+        return self._described
 
     async def findings(self, code: str, run: _Run = _CUT_OUT) -> list[_Finding]:
         """ruff's findings for `code`; raises ChecksFailedError (logged) if ruff itself fails."""
+        # One argument, so a repository's path can never be read as an option.
+        argv = [*self._flags(run), f"--stdin-filename={run.filename}", "-"]
         async with self._slots:
-            return await self._run(code, run)
+            return await self._run(code, argv)
 
-    async def _run(self, code: str, run: _Run) -> list[_Finding]:
-        argv = [
+    async def files_findings(self, root: str, files: list[str], run: _Run) -> list[_Finding]:
+        """ruff's findings for `files` (paths relative to the folder `root`), in one ruff process
+        started in `root` with `run`'s flags (`run.filename` unused); each finding names its file
+        (absolute). Raises ChecksFailedError (logged) if ruff itself fails or takes too long."""
+        # `--` first, so that a path can never be read as an option. Files named one by one: ruff
+        # then checks each, whatever its default excludes (`build/`, `.venv/`...) would skip.
+        argv = [*self._flags(run), "--", *files]
+        async with self._slots:
+            return await self._run(None, argv, cwd=root)
+
+    def _flags(self, run: _Run) -> list[str]:
+        """The command line of a ruff run, less what it reads: no configuration but `run`'s own."""
+        return [
             self.binary,
             "check",
             "--isolated",
@@ -182,18 +209,21 @@ class RuffChecker:
             ",".join(run.select),
             *(("--ignore", ",".join(run.ignore)) if run.ignore else ()),
             *[arg for setting in run.config for arg in ("--config", setting)],
-            # One argument, so a repository's path can never be read as an option.
-            f"--stdin-filename={run.filename}",
-            "-",
         ]
+
+    async def _run(self, code: str | None, argv: list[str], cwd: str | None = None) -> list[_Finding]:
+        """ruff run with `argv`, fed `code` on standard input (None: it reads files)."""
         process = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL if code is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
         )
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(code.encode()), self.timeout)
+            stdout, stderr = await asyncio.wait_for(
+                process.communicate(None if code is None else code.encode()), self.timeout
+            )
         except TimeoutError:
             process.kill()
             await process.wait()
@@ -250,35 +280,54 @@ class RuffChecker:
             )
             run = context_run(msgspec.structs.replace(context, lint=None))
             found = await self.findings(context.module, run)
-        span = function_span(code, context)
-        kept = [
-            _shifted(f, span.first - 1, span.indent)
-            for f in found
-            if span.first <= f.location.row <= span.last
-            and reported(f.code or "invalid-syntax", context.lint)
-        ]
-        return suggestions_from(kept, code)
+        return function_suggestions(found, code, context)
 
     async def _usable(self, context: ReviewContext) -> ReviewContext:
         """`context` with the selectors this ruff does not know (or no longer has) left out, said once."""
-        lint = context.lint
-        if lint is None:
+        if context.lint is None:
             return context
+        usable = await self.usable_lint(context.lint)
+        return context if usable is context.lint else msgspec.structs.replace(context, lint=usable)
+
+    async def usable_lint(self, lint: LintSettings) -> LintSettings:
+        """`lint` with the selectors this ruff does not know (or no longer has) left out, said once
+        (`lint` itself when it has none). Raises ChecksFailedError if ruff cannot list its rules."""
         known = await self.known_rules()
         unknown = [s for s in (*(lint.select or ()), *lint.extend_select) if not _usable(s, known)]
         if not unknown:
-            return context
+            return lint
         log.warning(
             "the configuration %r selects rules this ruff does not have, left out: %s",
             lint.source,
             ", ".join(repr(s) for s in unknown[:10]),
         )
-        usable = msgspec.structs.replace(
+        return msgspec.structs.replace(
             lint,
             select=None if lint.select is None else [s for s in lint.select if _usable(s, known)],
             extend_select=[s for s in lint.extend_select if _usable(s, known)],
         )
-        return msgspec.structs.replace(context, lint=usable)
+
+
+def function_suggestions(found: list[_Finding], code: str, context: ReviewContext) -> list[Suggestion]:
+    """ruff's suggestions for `code`, the lines `context.start_line`.. of `context.module`, from
+    `found`, ruff's findings in the whole module: those on the function's lines that the
+    repository's settings report (`reported`), worded for `code`.
+
+    The one mapping of a review in context and of `POST /checks` (gateway/batch.py).
+    """
+    span = function_span(code, context)
+    kept = [
+        _shifted(f, span.first - 1, span.indent)
+        for f in found
+        if span.first <= f.location.row <= span.last and reported(f.code or "invalid-syntax", context.lint)
+    ]
+    return suggestions_from(kept, code)
+
+
+def context_checks(found: list[Suggestion], code: str, context: ReviewContext) -> list[Suggestion]:
+    """A review in context's checks: ruff's suggestions (`found`) and the type checker's, most
+    important first."""
+    return sorted([*found, *type_suggestions(code, context)], key=lambda s: s.priority)
 
 
 # The type checker's rules that ruff already says in context (F821 undefined names).
@@ -316,8 +365,12 @@ def _usable(selector: str, known: frozenset[str]) -> bool:
 
 def context_run(context: ReviewContext) -> _Run:
     """The ruff run for a module: the repository's selection and the CORE rules, or our default."""
-    lint = context.lint
     filename = context.path if context.path.endswith((".py", ".pyi")) else "module.py"
+    return lint_run(context.lint, filename)
+
+
+def lint_run(lint: LintSettings | None, filename: str = "module.py") -> _Run:
+    """The ruff run for modules with the settings `lint` (None: our default), as `context_run`."""
     if lint is None:
         return _Run(select=(SELECT, *PREVIEW), ignore=tuple(PEDANTIC), config=CONFIG, filename=filename)
     select = (*(lint.select if lint.select is not None else RUFF_DEFAULT), *lint.extend_select, *CORE)
@@ -536,3 +589,8 @@ def _name(source: str, finding: _Finding, lines: list[str]) -> str:
     # The first quoted name, not a keyword ("`for` loop variable `line` overwritten...").
     quoted = [q for q in _BACKTICKED.findall(finding.message) if not keyword.iskeyword(q)]
     return quoted[0] if quoted else ""
+
+
+# ruff's finding and a ruff run, for gateway/batch.py (which runs ruff on whole folders).
+RuffFinding = _Finding
+RuffRun = _Run

@@ -30,6 +30,17 @@ MODEL_TOKENS = Counter(
     ["provider", "direction"],
 )
 
+CHECKED_MODULES = Counter(
+    "gateway_checked_modules",
+    "Modules POST /checks answered, by outcome (ok | error: not checked, the module's `error` says why)",
+    ["outcome"],
+)
+
+
+def record_checked_modules(*, ok: int, failed: int) -> None:
+    CHECKED_MODULES.labels("ok").inc(ok)
+    CHECKED_MODULES.labels("error").inc(failed)
+
 
 def record_review(provider: str, outcome: str, *, cached: bool) -> None:
     REVIEWS.labels(provider, outcome, "true" if cached else "false").inc()

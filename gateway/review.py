@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from gateway.cache import CachedReview, ReviewCache, context_digest, review_key
-from gateway.checks import LINE_END, ChecksFailedError, RuffChecker, type_suggestions
+from gateway.checks import LINE_END, ChecksFailedError, RuffChecker, context_checks
 from gateway.errors import (
     UNDECODABLE,
     InvalidInputError,
@@ -150,8 +150,7 @@ class Reviewer:
     async def _checks(self, code: str, context: ReviewContext | None) -> list[Suggestion]:
         if context is None:
             return await self.checker.check(code)
-        found = await self.checker.check_in_context(code, context)
-        return sorted([*found, *type_suggestions(code, context)], key=lambda s: s.priority)
+        return context_checks(await self.checker.check_in_context(code, context), code, context)
 
     async def _review(self, code: str, context: ReviewContext | None, digest: str | None) -> Review:
         checks: asyncio.Task[list[Suggestion]] | None = None

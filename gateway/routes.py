@@ -12,9 +12,11 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+from gateway.batch import ModuleChecks
 from gateway.errors import UNDECODABLE, InvalidInputError, UpstreamError
 from gateway.review import Review, Reviewer
 from gateway.schemas import (
@@ -37,6 +39,7 @@ from gateway.schemas import (
 from gateway.upstream import Provider, Upstream
 from gateway.upstream import Stream as UpstreamStream
 from review_contract import ReviewContent
+from review_contract.checks import ChecksRequest, ChecksResponse
 
 log = logging.getLogger("gateway.routes")
 
@@ -219,6 +222,18 @@ def _log_review(review: Review) -> None:
         review.model,
         " (cached)" if review.cached else "",
     )
+
+
+def checks_route(max_body_bytes: int) -> HTTPRouteHandler:
+    """`POST /checks` with its own body limit (GATEWAY_CHECKS_MAX_BYTES; larger bodies get 413)."""
+
+    @post("/checks", status_code=200, request_max_body_size=max_body_bytes)
+    async def checks(data: JSONBody[ChecksRequest], reviewer: NamedDependency[Reviewer]) -> ChecksResponse:
+        """The deterministic checks of whole modules at once: each function's findings, as a
+        review in context gives them (gateway/batch.py)."""
+        return await ModuleChecks(reviewer.checker).check(data)
+
+    return checks
 
 
 ROUTES = [health, ready, models, analyze, chat_completions]

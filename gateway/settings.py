@@ -75,6 +75,8 @@ class Settings(AccessSettings, LogSettings):
     review_max_code_bytes: int = Field(default=65536, ge=1)
     review_max_tokens: int = Field(default=300, ge=16)
     review_temperature: float = Field(default=0.2, ge=0, le=2)
+    # POST /checks: the largest request body (all its modules together); larger ones get 413.
+    gateway_checks_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     review_cache_ttl: float = Field(default=86400.0, ge=0)
     review_cache_size: int = Field(default=4096, ge=0)
     review_cache_bucket: str = "gateway_reviews"
