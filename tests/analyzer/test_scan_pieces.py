@@ -13,6 +13,7 @@ import string
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,7 +35,7 @@ from review_contract import MAX_MODULE_BYTES
 from review_contract.scan import ScanFinding, SkippedFile
 from tests.support.asgi import read_body, run_lifespan
 from tests.support.fake_gateway import completion
-from tests.support.servers import serving
+from tests.support.servers import service_process, serving
 
 BUDGET = ParseBudget(max_bytes=2_000_000, cpu_s=5, memory_bytes=1_000_000_000)
 
@@ -553,3 +554,36 @@ async def test_a_finding_said_of_overlapping_functions_is_kept_once_for_the_narr
         ("ARG002", "c.C.x"),
         ("B006", "c.C.between"),
     ]
+
+
+@pytest.mark.slow
+async def test_a_piece_checked_by_the_real_gateway_gets_ruff_and_type_findings_once_each(
+    parser: ParserPool, service_logs: Path
+) -> None:
+    # `python -m gateway` itself: its POST /checks runs ruff; no provider is asked (one that is
+    # never called is named so that it starts).
+    env = {"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-never", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    loaded = loaded_snapshot({"pkg/mod.py": MOD.encode()}, configs={"pyproject.toml": PYPROJECT})
+    typechecks = TypeChecks(TypeCheckBudget(timeout_s=60, memory_bytes=500_000_000, threads=2))
+    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as gateway:
+        client = AsyncOpenAI(
+            base_url=f"{gateway.url}/v1", api_key="k", max_retries=0, http_client=DefaultAioHttpClient()
+        )
+        try:
+            checker = PieceChecker(
+                parser=parser, gateway=GatewayClient(client, "code-review"), typechecks=typechecks
+            )
+            result = await checker.check(
+                Piece(scan_id="s", index=0, job_id="j", paths=["pkg/mod.py"]), loaded, None
+            )
+        finally:
+            await client.close()
+            await typechecks.aclose()
+    found = sorted((f.function, f.rule, f.line) for f in result.findings)
+    # The repository selects E, F and B: the mutable default is B006; `needs(1)` misses an argument.
+    assert ("pkg.mod.helper", "B006", 4) in found
+    assert ("pkg.mod.Shop.total", "ty/missing-argument", 33) in found
+    assert len({f.fingerprint for f in result.findings}) == len(result.findings)
+    assert {f.rule for f in result.findings} <= set(result.rules)
+    assert result.rules["B006"].name == "mutable-argument-default"
+    assert (result.files, result.functions, result.skipped) == (1, 6, [])
