@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import resource
 import tempfile
 import threading
 import time
@@ -79,6 +80,8 @@ class _Peaks:
     def __init__(self, roots: dict[int, str]) -> None:
         self.roots = roots
         self.peaks: collections.Counter[str] = collections.Counter()
+        # CPU ticks each process had used when last seen, and its label.
+        self.ticks: dict[int, tuple[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
 
@@ -97,6 +100,7 @@ class _Peaks:
     def sample(self) -> None:
         parents: dict[int, int] = {}
         names: dict[int, str] = {}
+        ticks: dict[int, int] = {}
         for folder in Path("/proc").iterdir():
             entry = folder.name
             if not entry.isdigit():
@@ -107,8 +111,10 @@ class _Peaks:
                 continue
             # pid (comm) state ppid ...: comm may hold spaces and parentheses.
             comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parents[int(entry)] = int(fields[1])
             names[int(entry)] = comm
+            ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
         for pid in parents:
             root, ancestor = None, pid
             while ancestor in parents and root is None:
@@ -118,6 +124,25 @@ class _Peaks:
                 continue
             label = f"{root}: {names[pid]}"
             self.peaks[label] = max(self.peaks[label], _status(pid, "VmRSS"))
+            self.ticks[pid] = (label, ticks[pid])
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds of the processes seen, by label, as of their last sample."""
+        total: dict[str, float] = {}
+        for label, used in self.ticks.values():
+            total[label] = total.get(label, 0.0) + used / os.sysconf("SC_CLK_TCK")
+        return total
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process (user + system) and of its children it has waited for."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0, 0.0
+    fields = [int(x) for x in stat[stat.rindex(")") + 2 :].split()[11:15]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (fields[0] + fields[1]) / tick, (fields[2] + fields[3]) / tick
 
 
 def _pieces(paths: list[str], size: int) -> Iterator[list[str]]:
@@ -195,6 +220,8 @@ async def _run(options: dict[str, str]) -> None:
 
         try:
             with _Peaks(roots) as peaks:
+                before_self = resource.getrusage(resource.RUSAGE_SELF)
+                before_gateway = _cpu(gateway_pid) if gateway_pid is not None else (0.0, 0.0)
                 started = time.perf_counter()
                 typechecks.start(loaded.key, files)  # as a snapshot's load starts it
                 await asyncio.gather(*(worker() for _ in range(workers)))
@@ -202,6 +229,15 @@ async def _run(options: dict[str, str]) -> None:
                 peaks.sample()
             analyzer_hwm = _status(os.getpid(), "VmHWM")
             gateway_hwm = _status(gateway_pid, "VmHWM") if gateway_pid is not None else 0
+            after_self = resource.getrusage(resource.RUSAGE_SELF)
+            analyzer_cpu = (
+                after_self.ru_utime + after_self.ru_stime - before_self.ru_utime - before_self.ru_stime
+            )
+            after_gateway = _cpu(gateway_pid) if gateway_pid is not None else (0.0, 0.0)
+            gateway_cpu = after_gateway[0] - before_gateway[0]
+            ruff_cpu = after_gateway[1] - before_gateway[1]
+            sampled_cpu = peaks.cpu_s()
+            ty_cpu = sum(r.ru_utime + r.ru_stime for r in [resource.getrusage(resource.RUSAGE_CHILDREN)])
         finally:
             await typechecks.aclose()
             await client.close()
@@ -227,6 +263,13 @@ async def _run(options: dict[str, str]) -> None:
     print()
     for label, peak in sorted(peaks.peaks.items()):
         print(f"  largest {label} process: {peak / 1e6:.0f} MB (sampled)")
+    workers_cpu = sum(cpu for label, cpu in sampled_cpu.items() if label.startswith("analyzer: python"))
+    print(
+        f"CPU seconds: analyzer {analyzer_cpu:.1f}, its parser workers {workers_cpu:.1f} (sampled), "
+        f"ty {ty_cpu:.1f} (waited-for children)"
+        + (f", gateway {gateway_cpu:.1f}, its ruff runs {ruff_cpu:.1f}" if gateway_pid is not None else "")
+        + f"; load average {os.getloadavg()[0]:.1f} at the end"
+    )
 
 
 def main(argv: list[str]) -> None:
