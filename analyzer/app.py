@@ -49,6 +49,9 @@ from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import GatewayClient
+from analyzer.scan.model import PieceChecker
+from analyzer.scan.routes import SCAN_ROUTES, SCANS
+from analyzer.scan.service import ScanService
 from analyzer.searching import SearchPool
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
@@ -210,8 +213,9 @@ def stop_waiting(app: Litestar) -> None:
         jobs.stop_waiting()
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan."""
+def create_app(settings: Settings | None = None, *, scan_checker: PieceChecker | None = None) -> Litestar:
+    """The analyzer app; NATS, the gateway client and the snapshot cache open in its lifespan.
+    `scan_checker` checks the scans' pieces (None: this analyzer takes no pieces)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -313,7 +317,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if settings.analyzer_preload:
                 preloader = Preloader(nc, jobs, snapshots)
                 await preloader.start()
-            yield
+            async with ScanService(nc, jobs, snapshots, scan_checker, settings, repos=stores.repos) as scans:
+                app.state[SCANS] = scans
+                yield
         finally:
             if preloader is not None:
                 await preloader.stop()
@@ -338,12 +344,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             analyze_function,
             analyze_findings,
             health,
+            *SCAN_ROUTES,
             *([MetricsController] if settings.metrics_enabled else []),
         ],
         lifespan=[connections],
         # One dependency per handler: Litestar resolves two or more at one level in an anyio task
         # group, a task each (see gateway/app.py).
-        dependencies={name: _opened(name) for name in (NATS, JOBS, FUNCTIONS, ANALYSIS)},
+        dependencies={name: _opened(name) for name in (NATS, JOBS, FUNCTIONS, ANALYSIS, SCANS)},
         # The request id first, so that a 401 or 429 carries one too; metrics count refusals.
         middleware=[
             request_id_middleware,

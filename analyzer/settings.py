@@ -91,7 +91,36 @@ class Settings(AccessSettings, LogSettings):
     analyzer_typecheck_concurrency: int = Field(default=1, ge=1, le=16)
     analyzer_typecheck_wait_s: float = Field(default=2.0, ge=0)
 
-    # Scans (analyzer.scan): reviews of a "model" scan in flight at once per piece, and how long a
-    # piece waits for the snapshot's type check, from its start, before it goes on without types.
+    # -- scans (POST /analyze/scan; analyzer.scan, docs/analyzer.md "Scans") --
+    # Scan workers in this process, pulling pieces from the queue every analyzer shares (0: this
+    # analyzer serves the scan routes but checks no pieces).
+    analyzer_scan_workers: int = Field(default=1, ge=0, le=64)
+    # A piece (one queue message) holds at most this many files and this many bytes of source
+    # (a file larger than the bytes is a piece of its own).
+    analyzer_scan_piece_files: int = Field(default=50, ge=1, le=10_000)
+    analyzer_scan_piece_bytes: int = Field(default=4_000_000, ge=1)
+    # A scan of more files than this (after `paths`) fails, saying so.
+    analyzer_scan_max_files: int = Field(default=20_000, ge=1)
+    # Seconds one piece may take to check; past it the attempt counts as failed.
+    analyzer_scan_piece_timeout_s: float = Field(default=300.0, gt=0)
+    # Seconds without a heartbeat after which NATS gives a piece to another worker (a worker
+    # that died), and how many times a piece is tried before its scan fails.
+    analyzer_scan_ack_wait_s: float = Field(default=30.0, ge=1)
+    analyzer_scan_max_attempts: int = Field(default=3, ge=1, le=20)
+    # How long a scan waits for its job's fetch before it fails.
+    analyzer_scan_job_wait_s: float = Field(default=600.0, gt=0)
+    # The model budget of a "model" scan when the request names none.
+    analyzer_scan_max_functions: int = Field(default=500, ge=0)
+    analyzer_scan_max_tokens: int = Field(default=2_000_000, ge=0)
+    # Seconds between two progress events of one scan (at least).
+    analyzer_scan_progress_every_s: float = Field(default=0.5, ge=0)
+    # The scan queue's bounds (messages, bytes, seconds) and the `scans` bucket's (bytes, seconds).
+    analyzer_scan_queue_max_msgs: int = Field(default=100_000, ge=1)
+    analyzer_scan_queue_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    analyzer_scan_queue_max_age_s: float = Field(default=86_400.0, gt=0)
+    analyzer_scans_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    analyzer_scans_max_age_s: float = Field(default=7 * 86_400.0, gt=0)
+    # Reviews of a "model" scan in flight at once per piece, and how long a piece waits for the
+    # snapshot's type check, from its start, before it goes on without types (analyzer.scan.pieces).
     analyzer_scan_model_concurrency: int = Field(default=2, ge=1, le=64)
     analyzer_scan_typecheck_wait_s: float = Field(default=60.0, ge=0)

@@ -26,6 +26,9 @@ from jobs_contract.messages import (
     FETCH_SUBJECT,
     JOBS_BUCKET,
     REPOS_BUCKET,
+    SCAN_STREAM,
+    SCAN_SUBJECTS,
+    SCANS_BUCKET,
 )
 from jobs_contract.settings import StorageSettings
 
@@ -209,4 +212,74 @@ def _describe(
         f"{wanted[field][0]}={value:g}" if isinstance(value, float) else f"{wanted[field][0]}={value}"
         for field, value in values.items()
         if only is None or field in only
+    )
+
+
+# A scan message re-published with the same Nats-Msg-Id (`<scan_id>.start`, `<scan_id>.<index>`)
+# inside this window is dropped: a cut retried after a worker died queues no piece twice.
+SCAN_DUPLICATE_WINDOW_S = 600.0
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """What the scan queue and the `scans` bucket keep (the analyzer's ANALYZER_SCAN_* settings)."""
+
+    queue_max_msgs: int
+    queue_max_bytes: int
+    queue_max_age_s: float
+    bucket_max_bytes: int
+    bucket_max_age_s: float
+    replicas: int = 1
+
+
+def scan_stream_config(limits: ScanLimits) -> StreamConfig:
+    """The scan work queue: starts and pieces until a worker acknowledges each; bounded in count,
+    bytes and age, and a publish past the bounds is refused (discard "new"), never a queued piece dropped."""
+    return StreamConfig(
+        name=SCAN_STREAM,
+        subjects=[SCAN_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=min(SCAN_DUPLICATE_WINDOW_S, limits.queue_max_age_s),
+        num_replicas=limits.replicas,
+        max_msgs=limits.queue_max_msgs,
+        max_bytes=limits.queue_max_bytes,
+        max_age=limits.queue_max_age_s,
+        discard=DiscardPolicy.NEW,
+    )
+
+
+async def ensure_scan_jetstream(js: JetStreamContext, limits: ScanLimits) -> KeyValue:
+    """Create (or update to `limits`) the scan work queue and the `scans` KV bucket; returns the
+    bucket. Raises JetStreamSetupError when NATS refuses a setting, nats errors when it does not answer."""
+    queue = scan_stream_config(limits)
+    await _create_or_update(
+        js,
+        SCAN_STREAM,
+        lambda: _no_bucket(js.add_stream(queue)),
+        lambda: _no_bucket(js.stream_info(SCAN_STREAM)),
+        {
+            "num_replicas": ("NATS_REPLICAS", limits.replicas),
+            "max_msgs": ("ANALYZER_SCAN_QUEUE_MAX_MSGS", limits.queue_max_msgs),
+            "max_bytes": ("ANALYZER_SCAN_QUEUE_MAX_BYTES", limits.queue_max_bytes),
+            "max_age": ("ANALYZER_SCAN_QUEUE_MAX_AGE_S", limits.queue_max_age_s),
+        },
+    )
+    return await _create_or_update(
+        js,
+        f"KV_{SCANS_BUCKET}",
+        lambda: js.create_key_value(
+            bucket=SCANS_BUCKET,
+            history=1,
+            storage=StorageType.FILE,
+            ttl=limits.bucket_max_age_s,
+            max_bytes=limits.bucket_max_bytes,
+            replicas=limits.replicas,
+        ),
+        lambda: js.key_value(SCANS_BUCKET),
+        {
+            "num_replicas": ("NATS_REPLICAS", limits.replicas),
+            "max_age": ("ANALYZER_SCANS_MAX_AGE_S", limits.bucket_max_age_s),
+            "max_bytes": ("ANALYZER_SCANS_MAX_BYTES", limits.bucket_max_bytes),
+        },
     )

@@ -20,6 +20,17 @@ JOBS_BUCKET = "jobs"
 # Object Store bucket: snapshot_key(owner, repo, sha) -> encode_snapshot(...).
 REPOS_BUCKET = "repos"
 
+# Scans (analyzer only, #21): a JetStream work queue of scan starts and pieces shared by every
+# analyzer's scan workers (one durable consumer), a KV bucket of scan records and piece results,
+# and events codereview.scans.<scan_id>.progress|completed|failed for outside subscribers.
+SCAN_STREAM = "CODEREVIEW_SCANS"
+SCAN_SUBJECTS = "codereview.scan.>"
+SCAN_START_SUBJECT = "codereview.scan.starts"
+SCAN_PIECE_SUBJECT = "codereview.scan.pieces"
+SCAN_DURABLE = "codereview-scan-workers"
+SCANS_BUCKET = "scans"
+SCAN_EVENTS_PREFIX = "codereview.scans"
+
 # Events for outside subscribers: codereview.jobs.<job_id>.<event>.
 EVENTS_PREFIX = "codereview.jobs"
 EVENT_PROGRESS = "progress"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from review_contract.checks import RuleInfo
-from review_contract.scan import ScanFinding, ScanMode, SkippedFile
+from review_contract.scan import ScanFinding, ScanMode, ScanStatus, SkippedFile
 
 if TYPE_CHECKING:
     from analyzer.snapshots import LoadedSnapshot
@@ -59,3 +59,46 @@ class PieceChecker(Protocol):
     async def check(
         self, piece: Piece, loaded: LoadedSnapshot, budget: ModelBudget | None
     ) -> PieceResult: ...
+
+
+class PullScope(msgspec.Struct, kw_only=True, frozen=True):
+    """What a pull request scan covers: the changed lines of each Python path it adds or changes,
+    and the files of the pull request it cannot review (with why)."""
+
+    lines: dict[str, list[tuple[int, int]]]
+    skipped: list[SkippedFile] = []
+
+
+class ScanStart(msgspec.Struct, kw_only=True, frozen=True):
+    """The work-queue message that has a worker wait for the job, cut the scan and queue its pieces."""
+
+    scan_id: str
+    job_id: str
+    mode: ScanMode = "checks"
+    paths: list[str] | None = None
+    pull: PullScope | None = None
+    # How the analyzer that accepted the scan cuts it: every redelivery cuts it the same way,
+    # whichever analyzer's worker takes it.
+    piece_files: int
+    piece_bytes: int
+    max_files: int
+
+
+class ScanRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A scan as the `scans` bucket keeps it under its id: the public status, and the pieces whose
+    results are counted in it (so a piece stored twice is counted once)."""
+
+    status: ScanStatus
+    done: list[int] = []
+
+
+class StoredPiece(msgspec.Struct, kw_only=True, frozen=True):
+    """A piece's result in the `scans` bucket, its findings (sorted) in `parts` keys of their own."""
+
+    files: int
+    functions: int
+    findings: int
+    # How many findings each part holds, in order.
+    parts: list[int]
+    skipped: list[SkippedFile]
+    rules: dict[str, RuleInfo]

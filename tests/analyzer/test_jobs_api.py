@@ -235,5 +235,8 @@ async def test_the_openapi_document_lists_the_routes(nats_url: str) -> None:
         "/analyze/jobs/{job_id}/functions",
         "/analyze/function",
         "/analyze/findings",
+        "/analyze/scan",
+        "/analyze/scans/{scan_id}",
+        "/analyze/scans/{scan_id}/findings",
         "/health",
     }
