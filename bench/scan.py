@@ -1,25 +1,26 @@
 """A checks-only scan of the stdlib-sized snapshot that `bench analyzer` reviews (CPython's Lib/, about
-1,800 files and 31 MB), through the piece checker (analyzer.scan.pieces) and the real gateway.
+1,800 files and 31 MB): the scan engine (analyzer.scan.service, as POST /analyze/scan drives it),
+its piece checker (analyzer.scan.pieces) and the real gateway.
 
-The piece path alone: this process plays one analyzer with the scan's workers. It builds the
-snapshot's index as the app does (every parse in a `ParserPool` of 2 worker processes, within the
-default parse budget), starts the snapshot's type check (ty, the default ANALYZER_TYPECHECK_*
-budget) as a load does, cuts the files into pieces of --piece-files (default 100) in path order
-and checks --workers pieces at a time (default 2) with `PieceChecker`, against `python -m gateway`
-started here on loopback (its `POST /checks` runs ruff; no model is asked). Nothing is warm: the
+By default (--engine=1) a real nats-server runs here, the snapshot is stored as a ready job, and
+this process plays one analyzer: a `ScanService` with --workers scan workers (default 2) checking
+pieces of ANALYZER_SCAN_PIECE_FILES files (--piece-files) with `PieceChecker`, parsing in a
+`ParserPool` of 2 worker processes within the default parse budget, the snapshot's type check (ty,
+the default ANALYZER_TYPECHECK_* budget) started by the first piece, against `python -m gateway`
+started here on loopback (its `POST /checks` runs ruff; no model is asked). The scan is started and
+followed until it completes, then all its findings are paged. --engine=0 measures the piece path
+alone: the same checker over the same pieces, no NATS. Nothing is warm: the snapshot's load, the
 parses, the type check and every ruff run are part of the time.
 
-Figures: wall seconds from the first piece to the last, files, functions and functions per second,
-findings by severity, files skipped, and the peak resident memory of each process: this one (the
-analyzer's part: VmHWM), the gateway (VmHWM), and the largest of the parser workers, ty and ruff
-processes (sampled every 0.2 s: a process shorter than that may be missed). Goal: <= 60 s on the
+Figures: wall seconds from the scan's start to its end, files, functions and functions per second,
+findings by severity, files skipped, the peak resident memory of each process (this one: VmHWM;
+the gateway: VmHWM; the largest of the parser workers, ty, nats-server and ruff processes: sampled
+every 0.2 s, so a process shorter than that may be missed), and the CPU seconds of each, since on
+a shared machine the wall time also measures the others' work. Goal (#21): <= 60 s on the
 project's 2-core machine.
 
-Options: --piece-files=N, --workers=N, --gateway=URL (use that gateway, e.g. one already running,
-instead of starting one; its memory is then not measured).
-
-Once the scan engine (POST /analyze/scan) is in the analyzer, the same snapshot is to be scanned
-end to end through it; until then this measures the part that does the work.
+Options: --engine=0|1, --workers=N, --piece-files=N, --gateway=URL (use that gateway instead of
+starting one; its memory and CPU are then not measured).
 """
 
 from __future__ import annotations
@@ -32,22 +33,28 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import nats
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
+from analyzer.jobs import JobStore
 from analyzer.locate import SnapshotIndex
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.review import GatewayClient
-from analyzer.scan.model import Piece, PieceResult
+from analyzer.scan.model import Piece
 from analyzer.scan.pieces import PieceChecker
+from analyzer.scan.service import ScanService
 from analyzer.settings import Settings
-from analyzer.snapshots import LoadedSnapshot
+from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.typecheck import TypeCheckBudget, TypeChecks
-from jobs_contract import Snapshot
-from review_contract.scan import SkippedFile
+from jobs_contract import Snapshot, ensure_jetstream
+from review_contract.scan import ScanRequest, SkippedFile
 from tests.analyzer.helpers import stdlib_files
+from tests.analyzer.stores import job_stores, put_ready_job
+from tests.support.nats import running_nats_server
 from tests.support.servers import service_process
 
 KEY = "python/cpython@" + "0" * 40
@@ -55,7 +62,12 @@ SAMPLE_S = 0.2
 
 
 def _options(argv: list[str]) -> dict[str, str]:
-    values = {"piece-files": "100", "workers": "2", "gateway": ""}
+    values = {
+        "piece-files": str(Settings(_env_file=None).analyzer_scan_piece_files),
+        "workers": "2",
+        "gateway": "",
+        "engine": "1",
+    }
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
         if key in values:
@@ -171,7 +183,71 @@ def _gateway(url: str) -> Iterator[tuple[str, int | None]]:
         yield gateway.url, gateway.process.pid
 
 
-async def _run(options: dict[str, str]) -> None:
+@dataclass
+class _Totals:
+    """What the scan found, however it was driven."""
+
+    pieces: int = 0
+    files: int = 0
+    functions: int = 0
+    severities: collections.Counter[str] = field(default_factory=collections.Counter)
+    rules: collections.Counter[str] = field(default_factory=collections.Counter)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    status: str = "completed"
+
+
+async def _pieces_alone(
+    checker: PieceChecker, loaded: LoadedSnapshot, piece_files: int, workers: int
+) -> _Totals:
+    """The snapshot's files cut into pieces in path order, `workers` checked at a time."""
+    paths = sorted(loaded.snapshot.files)
+    pieces = [
+        Piece(scan_id="bench", index=number, job_id="bench", paths=group)
+        for number, group in enumerate(_pieces(paths, piece_files))
+    ]
+    queue = iter(pieces)
+    totals = _Totals(pieces=len(pieces))
+
+    async def worker() -> None:
+        for piece in queue:
+            result = await checker.check(piece, loaded, None)
+            totals.files += result.files
+            totals.functions += result.functions
+            totals.severities.update(f.severity for f in result.findings)
+            totals.rules.update(f.rule for f in result.findings)
+            totals.skipped.extend(result.skipped)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return totals
+
+
+async def _through_engine(scans: ScanService, job_id: str) -> _Totals:
+    """POST /analyze/scan's work: a scan of the whole job, followed until it ends."""
+    scan_id = (await scans.start(ScanRequest(job_id=job_id))).scan_id
+    while (status := await scans.status(scan_id)).status not in ("completed", "failed"):
+        await asyncio.sleep(0.05)
+    counts = status.counts
+    totals = _Totals(
+        pieces=status.progress.pieces_total,
+        files=counts.files,
+        functions=counts.functions,
+        severities=collections.Counter(
+            {"error": counts.error, "warning": counts.warning, "note": counts.note}
+        ),
+        skipped=list(status.skipped),
+        status=status.status if status.error is None else f"{status.status}: {status.error}",
+    )
+    cursor = ""
+    while status.status == "completed":
+        page = await scans.findings(scan_id, limit=1000, cursor=cursor)
+        totals.rules.update(f.rule for f in page.findings)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return totals
+
+
+async def _run(options: dict[str, str], nats_url: str | None) -> None:
     settings = Settings(_env_file=None)
     files = stdlib_files()
     size = sum(map(len, files.values()))
@@ -180,12 +256,6 @@ async def _run(options: dict[str, str]) -> None:
     piece_files, workers = int(options["piece-files"]), int(options["workers"])
     with _gateway(options["gateway"]) as (url, gateway_pid):
         parser = ParserPool(ParseBudget.of(settings), workers=2)
-        loaded = LoadedSnapshot(
-            key=KEY,
-            snapshot=Snapshot(owner="python", repo="cpython", commit_sha="0" * 40, files=files),
-            index=SnapshotIndex(files, "python/cpython", parse=parser.parse),
-            size=size,
-        )
         typechecks = TypeChecks(
             TypeCheckBudget.of(settings), concurrency=settings.analyzer_typecheck_concurrency
         )
@@ -196,9 +266,6 @@ async def _run(options: dict[str, str]) -> None:
             max_retries=0,
             http_client=DefaultAioHttpClient(),
         )
-        roots = {os.getpid(): "analyzer"}
-        if gateway_pid is not None:
-            roots[gateway_pid] = "gateway"
         checker = PieceChecker.of(
             settings,
             parser=parser,
@@ -206,71 +273,116 @@ async def _run(options: dict[str, str]) -> None:
             context=None,
             typechecks=typechecks,
         )
-        paths = sorted(files)
-        pieces = [
-            Piece(scan_id="bench", index=number, job_id="bench", paths=group)
-            for number, group in enumerate(_pieces(paths, piece_files))
-        ]
-        results: list[PieceResult] = []
-        queue = iter(pieces)
-
-        async def worker() -> None:
-            for piece in queue:
-                results.append(await checker.check(piece, loaded, None))
-
+        roots = {os.getpid(): "this process"}
+        if gateway_pid is not None:
+            roots[gateway_pid] = "the gateway"
         try:
-            with _Peaks(roots) as peaks:
-                before_self = resource.getrusage(resource.RUSAGE_SELF)
-                before_gateway = _cpu(gateway_pid) if gateway_pid is not None else (0.0, 0.0)
-                started = time.perf_counter()
-                typechecks.start(loaded.key, files)  # as a snapshot's load starts it
-                await asyncio.gather(*(worker() for _ in range(workers)))
-                wall = time.perf_counter() - started
-                peaks.sample()
-            analyzer_hwm = _status(os.getpid(), "VmHWM")
-            gateway_hwm = _status(gateway_pid, "VmHWM") if gateway_pid is not None else 0
-            after_self = resource.getrusage(resource.RUSAGE_SELF)
-            analyzer_cpu = (
-                after_self.ru_utime + after_self.ru_stime - before_self.ru_utime - before_self.ru_stime
-            )
-            after_gateway = _cpu(gateway_pid) if gateway_pid is not None else (0.0, 0.0)
-            gateway_cpu = after_gateway[0] - before_gateway[0]
-            ruff_cpu = after_gateway[1] - before_gateway[1]
-            sampled_cpu = peaks.cpu_s()
-            ty_cpu = sum(r.ru_utime + r.ru_stime for r in [resource.getrusage(resource.RUSAGE_CHILDREN)])
+            async with contextlib.AsyncExitStack() as stack:
+                if nats_url is None:
+                    loaded = LoadedSnapshot(
+                        key=KEY,
+                        snapshot=Snapshot(owner="python", repo="cpython", commit_sha="0" * 40, files=files),
+                        index=SnapshotIndex(files, "python/cpython", parse=parser.parse),
+                        size=size,
+                    )
+                else:
+                    async with job_stores(nats_url) as stores:
+                        job = await put_ready_job(stores, files, owner="python", repo="cpython")
+                    scans = await stack.enter_async_context(
+                        _engine(nats_url, checker, workers=workers, piece_files=piece_files)
+                    )
+                with _Peaks(roots) as peaks:
+                    before_self = resource.getrusage(resource.RUSAGE_SELF)
+                    before_gateway = _cpu(gateway_pid) if gateway_pid is not None else (0.0, 0.0)
+                    started = time.perf_counter()
+                    if nats_url is None:
+                        typechecks.start(loaded.key, files)  # as a snapshot's load starts it
+                        totals = await _pieces_alone(checker, loaded, piece_files, workers)
+                    else:
+                        totals = await _through_engine(scans, job.job_id)
+                    wall = time.perf_counter() - started
+                    peaks.sample()
+                own_hwm = _status(os.getpid(), "VmHWM")
+                gateway_hwm = _status(gateway_pid, "VmHWM") if gateway_pid is not None else 0
+                after_self = resource.getrusage(resource.RUSAGE_SELF)
+                own_cpu = (
+                    after_self.ru_utime + after_self.ru_stime - before_self.ru_utime - before_self.ru_stime
+                )
+                after_gateway = _cpu(gateway_pid) if gateway_pid is not None else (0.0, 0.0)
+                # The children waited for so far: ty's runs (parser workers, nats-server, gateway still run).
+                children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                ty_cpu = children.ru_utime + children.ru_stime
         finally:
             await typechecks.aclose()
             await client.close()
             await asyncio.to_thread(parser.close)
-    functions = sum(r.functions for r in results)
-    checked = sum(r.files for r in results)
-    severities = collections.Counter(f.severity for r in results for f in r.findings)
-    skipped: list[SkippedFile] = [s for r in results for s in r.skipped]
-    rules = collections.Counter(f.rule for r in results for f in r.findings)
-    by_severity = ", ".join(f"{level} {count}" for level, count in severities.most_common())
+    by_severity = ", ".join(f"{level} {count}" for level, count in totals.severities.most_common())
     print(
-        f"{len(pieces)} pieces of {piece_files} files, {workers} at a time: wall {wall:.1f} s; "
-        f"{checked} files, {functions} functions ({functions / wall:.0f} functions/s); "
-        f"{sum(severities.values())} findings ({by_severity}); "
-        f"{len(skipped)} files skipped"
+        f"{totals.pieces} pieces of {piece_files} files, {workers} at a time "
+        f"({'through the scan engine' if nats_url else 'the piece checker alone'}): {totals.status}, "
+        f"wall {wall:.1f} s; {totals.files} files, {totals.functions} functions "
+        f"({totals.functions / wall:.0f} functions/s); {sum(totals.severities.values())} findings "
+        f"({by_severity}); {len(totals.skipped)} files skipped"
     )
-    print("most frequent rules: " + ", ".join(f"{rule} {count}" for rule, count in rules.most_common(8)))
-    for item in skipped[:5]:
-        print(f"  skipped {item.path}: {item.reason}")
-    print(f"peak RSS: analyzer (this process) {analyzer_hwm / 1e6:.0f} MB", end="")
-    if gateway_pid is not None:
-        print(f", gateway {gateway_hwm / 1e6:.0f} MB", end="")
-    print()
-    for label, peak in sorted(peaks.peaks.items()):
-        print(f"  largest {label} process: {peak / 1e6:.0f} MB (sampled)")
-    workers_cpu = sum(cpu for label, cpu in sampled_cpu.items() if label.startswith("analyzer: python"))
     print(
-        f"CPU seconds: analyzer {analyzer_cpu:.1f}, its parser workers {workers_cpu:.1f} (sampled), "
-        f"ty {ty_cpu:.1f} (waited-for children)"
-        + (f", gateway {gateway_cpu:.1f}, its ruff runs {ruff_cpu:.1f}" if gateway_pid is not None else "")
+        "most frequent rules: " + ", ".join(f"{rule} {count}" for rule, count in totals.rules.most_common(8))
+    )
+    for item in totals.skipped[:3]:
+        print(f"  skipped {item.path}: {item.reason}")
+    print(f"peak RSS: this process (the analyzer's part) {own_hwm / 1e6:.0f} MB", end="")
+    print(f", the gateway {gateway_hwm / 1e6:.0f} MB" if gateway_pid is not None else "")
+    for label, peak in sorted(peaks.peaks.items()):
+        print(f"  largest of {label} process: {peak / 1e6:.0f} MB (sampled)")
+    sampled = peaks.cpu_s()
+    workers_cpu = sum(cpu for label, cpu in sampled.items() if label.startswith("this process: python"))
+    gateway_cpu = after_gateway[0] - before_gateway[0]
+    ruff_cpu = after_gateway[1] - before_gateway[1]
+    print(
+        f"CPU seconds: this process {own_cpu:.1f}, its parser workers {workers_cpu:.1f} (sampled), "
+        f"ty {ty_cpu:.1f}"
+        + (
+            f", the gateway {gateway_cpu:.1f}, its ruff runs {ruff_cpu:.1f}"
+            if gateway_pid is not None
+            else ""
+        )
         + f"; load average {os.getloadavg()[0]:.1f} at the end"
     )
 
 
+@contextlib.asynccontextmanager
+async def _engine(
+    nats_url: str, checker: PieceChecker, *, workers: int, piece_files: int
+) -> AsyncIterator[ScanService]:
+    """The scan engine of one analyzer with `workers` scan workers checking pieces with `checker`."""
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        stores = await ensure_jetstream(js)
+        settings = Settings(
+            _env_file=None,
+            nats_url=nats_url,
+            analyzer_scan_workers=workers,
+            analyzer_scan_piece_files=piece_files,
+        )
+        snapshots = SnapshotCache(
+            js,
+            stores.repos,
+            max_entries=settings.analyzer_snapshot_cache_entries,
+            max_bytes=settings.analyzer_snapshot_cache_bytes,
+            parse=checker.parser.parse,
+        )
+        async with ScanService(
+            client, JobStore(js, stores.kv), snapshots, checker, settings, repos=stores.repos
+        ) as scans:
+            yield scans
+    finally:
+        await client.close()
+
+
 def main(argv: list[str]) -> None:
-    asyncio.run(_run(_options(argv)))
+    options = _options(argv)
+    if options["engine"] == "0":
+        asyncio.run(_run(options, None))
+        return
+    with tempfile.TemporaryDirectory() as folder, running_nats_server(Path(folder)) as url:
+        asyncio.run(_run(options, url))
