@@ -128,6 +128,8 @@ class _Peaks:
             names[int(entry)] = comm
             ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime
         for pid in parents:
+            if pid in self.roots:  # measured as a whole (VmHWM, its own CPU), not as a child
+                continue
             root, ancestor = None, pid
             while ancestor in parents and root is None:
                 ancestor = parents[ancestor]
