@@ -17,22 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats
 import pytest
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.context import ContextBuilder
 from analyzer.errors import GatewayFailed, GatewayTimeout
+from analyzer.jobs import JobStore
 from analyzer.lintconfig import LintConfigs
 from analyzer.locate import SnapshotIndex
 from analyzer.parsing import ParseBudget, ParserPool
 from analyzer.review import GatewayClient
 from analyzer.scan.model import Piece
 from analyzer.scan.pieces import MODEL_RULE, PieceChecker
-from analyzer.snapshots import LoadedSnapshot
+from analyzer.scan.service import ScanService
+from analyzer.settings import Settings
+from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.typecheck import TypeCheckBudget, TypeChecks
-from jobs_contract import Snapshot
+from jobs_contract import Snapshot, ensure_jetstream
 from review_contract import MAX_MODULE_BYTES
-from review_contract.scan import ScanFinding, SkippedFile
+from review_contract.scan import ScanFinding, ScanRequest, SkippedFile
+from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.asgi import read_body, run_lifespan
 from tests.support.fake_gateway import completion
 from tests.support.servers import service_process, serving
@@ -587,3 +592,72 @@ async def test_a_piece_checked_by_the_real_gateway_gets_ruff_and_type_findings_o
     assert {f.rule for f in result.findings} <= set(result.rules)
     assert result.rules["B006"].name == "mutable-argument-default"
     assert (result.files, result.functions, result.skipped) == (1, 6, [])
+
+
+def one_finding_a_function(request: dict[str, Any]) -> dict[str, Any]:
+    """A /checks answer with one finding at the first line of every function it is sent."""
+    return {
+        "modules": [
+            {
+                "path": module["path"],
+                "functions": [
+                    {"name": f["name"], "findings": [finding("T1", f["start_line"], f["name"])]}
+                    for f in module["functions"]
+                ],
+            }
+            for module in request["modules"]
+        ],
+        "rules": {"T1": {"name": "test", "summary": "A function."}},
+    }
+
+
+@pytest.mark.nats
+async def test_a_scan_through_the_engine_reports_every_function_of_every_piece_once(
+    fake: tuple[FakeGateway, GatewayClient], parser: ParserPool, nats_url: str
+) -> None:
+    gateway, client = fake
+    gateway.checks = one_finding_a_function
+    files = {f"pkg/m{i}.py": MOD.replace("helper", f"helper{i}") for i in range(6)}
+    files["src/lib/util.py"] = UTIL
+    files["bad.py"] = "def broken(:\n"
+    async with job_stores(nats_url) as stores:
+        job = await put_ready_job(stores, files)
+    settings = Settings(
+        _env_file=None, nats_url=nats_url, analyzer_scan_workers=2, analyzer_scan_piece_files=2
+    )
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        stores = await ensure_jetstream(js)
+        snapshots = SnapshotCache(js, stores.repos, max_entries=2, max_bytes=100_000_000, parse=parser.parse)
+        checker = PieceChecker.of(settings, parser=parser, gateway=client, context=None, typechecks=None)
+        async with ScanService(
+            connection, JobStore(js, stores.kv), snapshots, checker, settings, repos=stores.repos
+        ) as scans:
+            scan_id = (await scans.start(ScanRequest(job_id=job.job_id))).scan_id
+            deadline = time.monotonic() + 60
+            while (status := await scans.status(scan_id)).status not in ("completed", "failed"):
+                assert time.monotonic() < deadline, status
+                await asyncio.sleep(0.05)
+            assert status.status == "completed", status
+            found, cursor = [], ""
+            while True:
+                page = await scans.findings(scan_id, limit=10, cursor=cursor)
+                found.extend(page.findings)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+    finally:
+        await connection.close()
+    expected = sorted(
+        [
+            (f"pkg/m{i}.py", f"pkg.m{i}.{name}")
+            for i in range(6)
+            for name in (f"helper{i}", "cached", "Shop.__init__", "Shop.title", "Shop.total", "needs")
+        ]
+        + [("src/lib/util.py", "lib.util.util")]
+    )
+    assert sorted((f.path, f.function) for f in found) == expected  # each once
+    assert (status.counts.files, status.counts.functions, status.counts.skipped) == (7, 37, 1)
+    assert [(s.path, s.reason.split(",")[0]) for s in status.skipped] == [("bad.py", "a syntax error")]
+    assert sum(len(r["modules"]) for r in gateway.sent("/checks")) == 7
