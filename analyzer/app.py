@@ -50,6 +50,7 @@ from analyzer.preload import Preloader
 from analyzer.repo_url import parse_repo_url
 from analyzer.review import GatewayClient
 from analyzer.scan.model import PieceChecker
+from analyzer.scan.pieces import GatewayPieceChecker
 from analyzer.scan.routes import SCAN_ROUTES, SCANS
 from analyzer.scan.service import ScanService
 from analyzer.searching import SearchPool
@@ -298,15 +299,17 @@ def create_app(settings: Settings | None = None, *, scan_checker: PieceChecker |
                 search=searcher.for_snapshot,
             )
             functions = FunctionLister.of(settings, jobs, snapshots)
+            reviews = GatewayClient(gateway, settings.gateway_model)
+            context = (
+                ContextBuilder(uses_max_chars=settings.analyzer_context_max_chars) if in_context else None
+            )
             analysis = Analysis(
                 jobs,
                 snapshots,
-                GatewayClient(gateway, settings.gateway_model),
+                reviews,
                 wait_timeout_s=settings.analyzer_wait_timeout_s,
                 source_max_chars=settings.analyzer_source_max_chars,
-                context=(
-                    ContextBuilder(uses_max_chars=settings.analyzer_context_max_chars) if in_context else None
-                ),
+                context=context,
                 typechecks=typechecks,
                 typecheck_wait_s=settings.analyzer_typecheck_wait_s,
             )
@@ -323,7 +326,10 @@ def create_app(settings: Settings | None = None, *, scan_checker: PieceChecker |
             if settings.analyzer_preload:
                 preloader = Preloader(nc, jobs, snapshots)
                 await preloader.start()
-            async with ScanService(nc, jobs, snapshots, scan_checker, settings, repos=stores.repos) as scans:
+            checker = scan_checker or GatewayPieceChecker.of(
+                settings, parser=parser, gateway=reviews, context=context, typechecks=typechecks
+            )
+            async with ScanService(nc, jobs, snapshots, checker, settings, repos=stores.repos) as scans:
                 app.state[SCANS] = scans
                 yield
         finally:

@@ -129,3 +129,7 @@ class Settings(AccessSettings, LogSettings):
     analyzer_scan_queue_max_age_s: float = Field(default=86_400.0, gt=0)
     analyzer_scans_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     analyzer_scans_max_age_s: float = Field(default=7 * 86_400.0, gt=0)
+    # Reviews of a "model" scan in flight at once per piece, and how long a piece waits for the
+    # snapshot's type check, from its start, before it goes on without types (analyzer.scan.pieces).
+    analyzer_scan_model_concurrency: int = Field(default=2, ge=1, le=64)
+    analyzer_scan_typecheck_wait_s: float = Field(default=60.0, ge=0)

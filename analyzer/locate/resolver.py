@@ -165,6 +165,25 @@ class SnapshotIndex:
         parsed = self._parse(self._files[path].path)
         return parsed.definitions if isinstance(parsed, Parsed) else {}
 
+    def table(self, path: str) -> ParsedFile:
+        """What parsing the file at `path` left: its definitions, or Unparsable with the reason
+        (a syntax error, over the parse budget, not text). Parses it on first use, as a lookup
+        does. Raises KeyError for a path that is not one of `source_files()`."""
+        return self._parse(self._files[path].path)
+
+    def source_file(self, path: str) -> SourceFile:
+        """The file at `path` with its module names; KeyError for a path not in `source_files()`."""
+        return self._files[path]
+
+    def function(self, path: str, qualname: str) -> FoundFunction:
+        """The definitions of `qualname` in the file at `path` (parsed already, see `table`), as
+        `find` gives a name that leads there. Raises KeyError when the file does not define it."""
+        file = self._files[path]
+        parsed = self._parse(file.path)
+        if not isinstance(parsed, Parsed) or qualname not in parsed.definitions:
+            raise KeyError(f"{path} does not define {qualname}")
+        return self._found(file, qualname, parsed, parsed.definitions[qualname])
+
     def unparsed(self) -> dict[str, bytes]:
         """The Python files no lookup has parsed yet: what `parse_files` would warm."""
         return {path: self._data[path] for path in self._files if path not in self._parsed}

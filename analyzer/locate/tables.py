@@ -23,6 +23,8 @@ class Span:
     # Offsets into the decoded text: the definition is text[start:end].
     start: int
     end: int
+    # False for a class: the scan reports functions (and methods), not the classes around them.
+    function: bool = True
 
 
 # A module-level name bound by an import or a plain alias, as (kind, level, module, attribute):
@@ -87,15 +89,17 @@ def _span(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: Li
     # part of what the author wrote there.
     last = lines.line(end_line)
     end = lines.starts[end_line - 1] + len(last.rstrip("\r\n"))
+    function = not isinstance(node, ast.ClassDef)
     if not node.decorator_list:
-        return Span(node.lineno, end_line, lines.offset(node.lineno, node.col_offset), end)
+        return Span(node.lineno, end_line, lines.offset(node.lineno, node.col_offset), end, function)
     # A decorator statement starts its line, so its `@` is the line's first character after the
     # indentation; the expression after it may start later (`@ name`, `@\` + newline).
     line = node.decorator_list[0].lineno
     while line > 1 and not lines.line(line).lstrip(" \t\f").startswith("@"):
         line -= 1
     text = lines.line(line)
-    return Span(line, end_line, lines.starts[line - 1] + len(text) - len(text.lstrip(" \t\f")), end)
+    start = lines.starts[line - 1] + len(text) - len(text.lstrip(" \t\f"))
+    return Span(line, end_line, start, end, function)
 
 
 def parse_file(data: bytes, path: str) -> ParsedFile:
