@@ -45,7 +45,9 @@ async def test_scan_writes_valid_sarif_and_prints_the_findings_and_a_summary(
 ) -> None:
     stack.github.add_repo("octo", "demo", BASE)
     sarif = tmp_path / "out.sarif"
-    result = await run_cli("scan", "https://github.com/octo/demo", "--sarif", str(sarif), *stack.options())
+    result = await run_cli(
+        "scan", "https://github.com/octo/demo", "--sarif", str(sarif), "--analyzer-url", stack.analyzer_url
+    )
     assert result.code == 0, result.stderr
     # One finding line per finding: path:line:column: severity rule message (function).
     assert any(
@@ -65,9 +67,17 @@ async def test_scan_writes_valid_sarif_and_prints_the_findings_and_a_summary(
 async def test_scan_fails_the_run_at_the_level_asked(stack: Stack) -> None:
     stack.github.add_repo("octo", "demo", BASE)
     strict = await run_cli(
-        "scan", "https://github.com/octo/demo", "--fail-on", "note", "--json", *stack.options()
+        "scan",
+        "https://github.com/octo/demo",
+        "--fail-on",
+        "note",
+        "--json",
+        "--analyzer-url",
+        stack.analyzer_url,
     )
-    lenient = await run_cli("scan", "https://github.com/octo/demo", "--json", *stack.options())
+    lenient = await run_cli(
+        "scan", "https://github.com/octo/demo", "--json", "--analyzer-url", stack.analyzer_url
+    )
     assert strict.code == 1, strict.stderr
     assert lenient.code == 0, lenient.stderr
     answer = json.loads(lenient.stdout)
@@ -86,7 +96,9 @@ async def test_scan_of_a_pull_request_reports_only_its_changed_functions(stack: 
         [pull_file("demo/calc.py", PATCH), pull_file("README.md", "@@ -1 +1 @@\n-# demo\n+# Demo")],
     )
     stack.github.add_repo("octo", "demo", HEAD, ref=head_sha, sha=head_sha)
-    result = await run_cli("scan", "https://github.com/octo/demo", "--pr", "7", "--json", *stack.options())
+    result = await run_cli(
+        "scan", "https://github.com/octo/demo", "--pr", "7", "--json", "--analyzer-url", stack.analyzer_url
+    )
     assert result.code == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["scan"]["pull"] == 7
@@ -96,7 +108,7 @@ async def test_scan_of_a_pull_request_reports_only_its_changed_functions(stack: 
 
 
 async def test_scan_of_a_repository_that_is_not_there_fails_saying_why(stack: Stack) -> None:
-    result = await run_cli("scan", "https://github.com/octo/missing", *stack.options())
+    result = await run_cli("scan", "https://github.com/octo/missing", "--analyzer-url", stack.analyzer_url)
     assert result.code == 4, result.stdout
     assert "failed" in result.stderr
     assert "octo/missing" in result.stderr
