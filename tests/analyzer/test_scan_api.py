@@ -268,7 +268,9 @@ async def test_a_full_scan_queue_refuses_a_new_scan_with_retry_after(nats_url: s
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
     # No workers: the first start stays in the queue, which holds one message.
-    async with AsyncTestClient(app(nats_url, None, analyzer_scan_queue_max_msgs=1)) as client:
+    async with AsyncTestClient(
+        app(nats_url, None, analyzer_scan_workers=0, analyzer_scan_queue_max_msgs=1)
+    ) as client:
         first = await client.post("/analyze/scan", json={"job_id": job.job_id})
         assert first.status_code == 200
         refused = await client.post("/analyze/scan", json={"job_id": job.job_id, "paths": ["a.py"]})
