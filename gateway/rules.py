@@ -52,8 +52,15 @@ CORE = (
     *("S313", "S314", "S315", "S316", "S317", "S318", "S319"),
     *("B005", "B006", "B012", "B015", "B017", "B018", "B019", "B020", "B023", "B025", "B033", "B909"),
 )
-# Never said in a repository: its noqa comments name its own rule set, ruff version and plugins.
-NEVER_IN_CONTEXT = frozenset({"RUF100"})
+# About the file, not a function: ruff reports them at line 1, which is inside whichever function
+# starts there (a module without a docstring whose first line is a def). A function's review, or
+# a scan of its functions, does not take the module's faults for the function's.
+MODULE_SCOPED = frozenset(
+    {"D100", "D104", "CPY001", "INP001", "N999", "A005", *(f"EXE00{n}" for n in range(1, 6))}
+)
+# Never said in a repository: RUF100 because its noqa comments name the project's own rule set,
+# ruff version and plugins; the module's own findings because they are not the function's.
+NEVER_IN_CONTEXT = frozenset({"RUF100", *MODULE_SCOPED})
 # What ruff itself selects when a configuration selects nothing.
 RUFF_DEFAULT = ("E4", "E7", "E9", "F")
 # Rules that misfire on a function cut out of its module. In its module they judge right again.

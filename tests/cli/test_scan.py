@@ -112,3 +112,19 @@ async def test_scan_of_a_repository_that_is_not_there_fails_saying_why(stack: St
     assert result.code == 4, result.stdout
     assert "failed" in result.stderr
     assert "octo/missing" in result.stderr
+
+
+async def test_scan_says_when_the_sarif_file_cannot_be_written_or_the_wait_runs_out(
+    stack: Stack, tmp_path: Path
+) -> None:
+    stack.github.add_repo("octo", "demo", BASE)
+    url, analyzer = "https://github.com/octo/demo", ("--analyzer-url", stack.analyzer_url)
+    unwritable = await run_cli("scan", url, "--sarif", str(tmp_path / "no" / "such" / "x.sarif"), *analyzer)
+    stack.github.add_repo("octo", "slow", BASE)
+    stack.github.trickle("octo", "slow", size=64, delay=0.5)  # the fetch outlasts the wait
+    impatient = await run_cli("scan", "https://github.com/octo/slow", "--wait", "0.1", *analyzer)
+    assert unwritable.code == 2, unwritable.stderr
+    assert "cannot write the SARIF file" in unwritable.stderr
+    assert not (tmp_path / "no").exists()
+    assert impatient.code == 4, impatient.stderr
+    assert "has not ended within 0.1 s" in impatient.stderr

@@ -271,3 +271,23 @@ async def test_lines_are_counted_as_ruff_counts_them_a_form_feed_is_no_line_end(
     )
     [undefined] = await RuffChecker().check_in_context(code, context)
     assert [(p.rule, p.line, p.column) for p in undefined.places] == [("F821", 2, 12)]
+
+
+async def test_the_modules_own_findings_are_not_said_of_a_function_on_its_first_line() -> None:
+    """ruff puts D100 (no module docstring), INP001 and the like at line 1: a function starting
+    there does not get them; its own docstring finding (D103) it does."""
+    module = "def add(a: int, b: int) -> int:\n    return a + b\n"
+    code = module
+    context = ReviewContext(path="pkg/calc.py", module=module, start_line=1, end_line=2)
+    said = " ".join(s.text for s in await RuffChecker().check_in_context(code, context))
+    assert "docstring" in said  # D103: the function's own
+    assert "module" not in said.lower()
+    configured = ReviewContext(
+        path="pkg/calc.py",
+        module=module,
+        start_line=1,
+        end_line=2,
+        lint=LintSettings(source="pyproject.toml", select=["D1", "INP", "CPY"], preview=True),
+    )
+    found = await RuffChecker().check_in_context(code, configured)
+    assert {place.rule for s in found for place in s.places} == {"D103"}
