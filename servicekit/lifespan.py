@@ -126,3 +126,16 @@ async def closing_async(resource: AsyncT) -> AsyncIterator[AsyncT]:
         yield resource
     finally:
         await resource.close()
+
+
+@asynccontextmanager
+async def started(
+    start: Callable[[], Awaitable[object]], stop: Callable[[], Awaitable[object]]
+) -> AsyncIterator[None]:
+    """`await start()`, the block, then `await stop()`: for what opens and closes by two methods.
+    A `start` that raises is not stopped (it opened nothing the caller could close)."""
+    await start()
+    try:
+        yield
+    finally:
+        await stop()
