@@ -38,7 +38,7 @@ from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.typecheck import TypeCheckBudget, TypeChecks
 from analyzer.warmup import WARM_DELAY_S, IndexWarmer
 from jobs_contract import JobStores, ensure_jetstream
-from servicekit.lifespan import ResourceStack, closing_async, closing_in_thread
+from servicekit.lifespan import ResourceStack, closing_async, closing_in_thread, started
 from servicekit.nats_connect import connect_nats, when_jetstream_ready
 
 NATS_LOG = logging.getLogger("analyzer.nats")
@@ -67,7 +67,7 @@ def provide(name: str) -> Provide:
 
 
 # What the handlers may ask for by name. One dependency per handler: Litestar resolves two or more
-# at one level in an anyio task group, a task each (see gateway/app.py).
+# at one level in an anyio task group, a task each (see gateway/resources.py).
 DEPENDENCIES = {name: provide(name) for name in (NATS, JOBS, FUNCTIONS, ANALYSIS)}
 
 
@@ -155,7 +155,8 @@ async def open_resources(stack: ResourceStack, settings: Settings) -> dict[str, 
         typecheck_wait_s=settings.analyzer_typecheck_wait_s,
     )
     if settings.analyzer_preload:
-        await stack.enter_async_context(preloading(Preloader(nc, jobs, snapshots)))
+        preloader = Preloader(nc, jobs, snapshots)  # snapshots loaded as their jobs complete
+        await stack.enter_async_context(started(preloader.start, preloader.stop))
     return {
         NATS: nc,
         JOBS: jobs,
@@ -221,16 +222,6 @@ async def jetstream_ready(js: JetStreamContext, settings: Settings) -> JobStores
         start_wait_s=settings.nats_start_wait_s,
         log=NATS_LOG,
     )
-
-
-@asynccontextmanager
-async def preloading(preloader: Preloader) -> AsyncIterator[Preloader]:
-    """Snapshots loaded as their jobs complete, until the block ends."""
-    await preloader.start()
-    try:
-        yield preloader
-    finally:
-        await preloader.stop()
 
 
 def stop_waiting(app: Litestar) -> None:
