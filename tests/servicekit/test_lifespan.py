@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 
-from servicekit.lifespan import ResourceStack, closing_async, closing_in_thread
+from servicekit.lifespan import ResourceStack, closing_async, closing_in_thread, started
 
 
 class RefusedError(Exception):
@@ -139,3 +139,29 @@ async def test_closing_helpers_close_blocking_ones_in_a_thread_and_async_ones_aw
     assert client.closed
     assert pool.closed_in is not None
     assert pool.closed_in != threading.current_thread().name
+
+
+async def test_started_stops_after_the_block_and_never_what_did_not_start() -> None:
+    events: list[str] = []
+
+    async def start() -> None:
+        events.append("start")
+
+    async def refuse() -> None:
+        raise RefusedError("no")
+
+    async def stop() -> None:
+        events.append("stop")
+
+    async with ResourceStack() as stack:
+        await stack.enter_async_context(started(start, stop))
+        assert events == ["start"]
+    assert events == ["start", "stop"]
+
+    async def start_refused() -> None:
+        async with ResourceStack() as stack:
+            await stack.enter_async_context(started(refuse, stop))
+
+    with pytest.raises(RefusedError):
+        await start_refused()
+    assert events == ["start", "stop"]
