@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from analyzer.app import create_app, stop_waiting
+from analyzer.app import create_app
+from analyzer.resources import stop_waiting
 from analyzer.settings import Settings
 from servicekit.logs import setup_logging
 from servicekit.serving import run, stoppable_server

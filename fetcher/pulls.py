@@ -340,9 +340,9 @@ def subscribe_pulls(broker: NatsBroker, settings: Settings, fetcher_key: str) ->
         limits = PullLimits.of(fetcher.settings, fetcher.nc.max_payload)
         return await answer(message.body, fetcher.github, limits)
 
-    # Imported here: fetcher.app imports this module first. The reply goes to each question's
-    # own inbox; this publisher is never used, it only puts the reply's shape in the document.
-    from fetcher.app import json_schema
+    # Imported here: fetcher.subscribers imports this module first. The reply goes to each
+    # question's own inbox; this publisher is never used, it only puts the reply's shape in the document.
+    from fetcher.subscribers import json_schema
 
     broker.publisher(
         "_INBOX.{inbox}",

@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from model_host.app import HOST_KEY, create_app
+from model_host.app import create_app
 from model_host.baked import BakedModel, BakedRecordError, plan_start, read_record
 from model_host.catalogue import pull_or_fall_back
 from model_host.download import LoggedProgress
 from model_host.engines import check_model_file
 from model_host.errors import ModelFileError
 from model_host.host import ModelHost
+from model_host.resources import HOST_KEY
 from model_host.settings import Settings
 from servicekit.logs import setup_logging
 from servicekit.serving import StoppableServer, run, stoppable_server

@@ -24,11 +24,12 @@ import pytest
 from nats.js.kv import KeyValue
 
 from analyzer.analysis import Analysis
-from analyzer.app import JOBS, create_app
+from analyzer.app import create_app
 from analyzer.errors import JobNotReady
 from analyzer.jobs import JobStore
 from analyzer.locate import MAX_NAME_CHARS, NameNotFound
 from analyzer.locate.text import LocalSearch
+from analyzer.resources import JOBS
 from analyzer.settings import Settings
 from jobs_contract import REPOS_BUCKET, JobStatus
 from tests.analyzer.helpers import analyze, index

@@ -10,7 +10,8 @@ import msgspec
 import nats
 import pytest
 
-from analyzer.app import SNAPSHOTS, create_app
+from analyzer.app import create_app
+from analyzer.resources import SNAPSHOTS
 from analyzer.settings import Settings
 from analyzer.snapshots import SnapshotCache
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject

@@ -17,8 +17,9 @@ import nats
 import pytest
 
 from analyzer import locate, warmup
-from analyzer.app import SNAPSHOTS, WARMER, create_app
+from analyzer.app import create_app
 from analyzer.parsing import ParseBudget, ParserPool, chunks
+from analyzer.resources import SNAPSHOTS, WARMER
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.warmup import IndexWarmer

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from nats.js.errors import NotFoundError
 
-from fetcher.app import MAX_DELIVERIES_ADVISORY
+from fetcher.subscribers import MAX_DELIVERIES_ADVISORY
 from jobs_contract import FETCH_STREAM, FETCH_SUBJECT, JobStatus
 from tests.fetcher.helpers import Analyzer, fetcher_settings, running_fetcher
 from tests.support.fake_github import FakeGitHub

@@ -8,9 +8,10 @@ import msgspec
 from faststream.nats import NatsBroker, TestNatsBroker
 from faststream.nats.subscriber.usecases import CoreSubscriber, PullStreamSubscriber
 
-from fetcher.app import ADVISORY_QUEUE, FETCHER_KEY, MAX_DELIVERIES_ADVISORY, SLOTS_KEY, create_app
+from fetcher.app import create_app
 from fetcher.pulls import PULLS_QUEUE
 from fetcher.settings import Settings
+from fetcher.subscribers import ADVISORY_QUEUE, FETCHER_KEY, MAX_DELIVERIES_ADVISORY, SLOTS_KEY
 from fetcher.worker import Delivery, JobSlots, Outcome, redelivery_delay
 from jobs_contract import FETCH_DURABLE, FETCH_STREAM, FETCH_SUBJECT, FetchRequest
 from jobs_contract.pulls import PULLS_SUBJECT, PullDescription, PullQuery

@@ -28,9 +28,12 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def running_nats_server(store_dir: Path, *, port: int | None = None, jetstream: bool = True) -> Iterator[str]:
+def running_nats_server(
+    store_dir: Path, *, port: int | None = None, jetstream: bool = True, monitor_port: int | None = None
+) -> Iterator[str]:
     """Start nats-server with JetStream (unless `jetstream` is False) and its own store folder, on
-    `port` (default: a free one); yield its nats:// URL."""
+    `port` (default: a free one), its monitoring endpoints (`/connz`...) on `monitor_port` if given;
+    yield its nats:// URL."""
     port = port or free_port()
     store_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
@@ -38,6 +41,7 @@ def running_nats_server(store_dir: Path, *, port: int | None = None, jetstream: 
             nats_server_binary(),
             *(["-js"] if jetstream else []),
             *("-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)),
+            *(["-m", str(monitor_port)] if monitor_port else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

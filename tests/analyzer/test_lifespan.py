@@ -1,0 +1,165 @@
+"""The analyzer's lifespan closes everything it opened, on a failed start as on a stop, and a failed
+start reports what failed (here: a NATS whose JetStream never answers), not an error of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from nats.aio.client import Client as NatsClient
+from openai import AsyncOpenAI
+
+from analyzer.app import create_app
+from analyzer.listing_worker import ListingWorker
+from analyzer.parsing import WorkerPool
+from analyzer.settings import Settings
+from analyzer.typecheck import TypeChecks
+from analyzer.warmup import IndexWarmer
+from servicekit.nats_connect import NatsUnreachable
+from tests.analyzer.helpers import analyze
+from tests.analyzer.stores import job_stores, put_ready_job
+from tests.support.fake_gateway import FakeGateway
+from tests.support.nats import running_nats_server
+from tests.support.ports import free_port
+from tests.support.servers import serving
+from tests.support.waiting import until
+
+pytestmark = [pytest.mark.nats]
+
+# What the lifespan opens that holds a connection, a process or a task: every instance made while
+# a test runs is kept, to check each one's own word that it is closed.
+OPENED = (NatsClient, AsyncOpenAI, WorkerPool, ListingWorker, TypeChecks, IndexWarmer)
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
+    """The instances of OPENED created from now on (a spy on their constructors: the real ones run)."""
+    instances: dict[type, list[Any]] = {kind: [] for kind in OPENED}
+    for kind in OPENED:
+        real = kind.__init__
+
+        def spying(
+            self: Any, *args: Any, __real: Callable[..., None] = real, __kind: type = kind, **kwargs: Any
+        ) -> None:
+            __real(self, *args, **kwargs)
+            instances[__kind].append(self)
+
+        monkeypatch.setattr(kind, "__init__", spying)
+    return instances
+
+
+def child_processes() -> dict[int, str]:
+    """This process's live children, by pid, with their command lines (from /proc)."""
+    children: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its end.
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if int(ppid) == os.getpid() and state != "Z":
+            children[int(entry.name)] = cmdline
+    return children
+
+
+def workers() -> set[int]:
+    """The pids of this process's children but multiprocessing's resource tracker (one per process,
+    for its whole life, started by the first spawned worker)."""
+    return {pid for pid, cmdline in child_processes().items() if "resource_tracker" not in cmdline}
+
+
+def nats_connections(monitor_port: int) -> int:
+    """How many client connections the NATS server has open, by its own monitoring endpoint."""
+    connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz", timeout=5).json()
+    count: int = connz["num_connections"]
+    return count
+
+
+def assert_all_closed(made: dict[type, list[Any]]) -> None:
+    for nc in made[NatsClient]:
+        assert nc.is_closed
+    for client in made[AsyncOpenAI]:
+        assert client.is_closed()
+    for pool in made[WorkerPool]:  # the parse workers, the search workers, the warm-up's
+        assert pool._closed
+    for kind in (ListingWorker, TypeChecks, IndexWarmer):
+        for opened in made[kind]:
+            assert opened._closed, kind
+
+
+async def failed_start(app: Litestar) -> BaseException:
+    """The error that stopped the app's lifespan from starting (out of the exception group that
+    Litestar's event emitter, an anyio task group, wraps it in)."""
+    try:
+        async with app.lifespan():
+            pytest.fail("the app started")
+    except BaseException as error:
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        return error
+    raise AssertionError("unreachable")
+
+
+async def test_jetstream_never_ready_is_the_error_and_everything_opened_is_closed(
+    tmp_path: Path, made: dict[type, list[Any]]
+) -> None:
+    monitor = free_port()
+    before = workers()
+    with running_nats_server(tmp_path / "plain", jetstream=False, monitor_port=monitor) as url:
+        # Everything on, so that everything is opened before JetStream is asked.
+        settings = Settings(
+            nats_url=url,
+            nats_start_wait_s=1,
+            analyzer_warm_index=True,
+            analyzer_review_context=True,
+            analyzer_typecheck_enabled=True,
+            analyzer_preload=True,
+        )
+        app = create_app(settings)
+        error = await failed_start(app)
+        connections = nats_connections(monitor)
+    # What stopped the start is what is reported: nothing raised while closing hides it (it was once
+    # an UnboundLocalError of the lifespan's own, and the workers and connections were left open).
+    assert isinstance(error, NatsUnreachable), repr(error)
+    assert str(error).startswith(f"JetStream at {url} was not ready within 1 s (NATS_START_WAIT_S)")
+    assert connections == 0
+    assert len(made[NatsClient]) == 1
+    assert len(made[AsyncOpenAI]) == 1
+    assert len(made[WorkerPool]) >= 3  # parse, search (a lane each), warm-up
+    assert len(made[TypeChecks]) == 1
+    assert len(made[IndexWarmer]) == 1
+    assert_all_closed(made)
+    assert workers() == before
+
+
+async def test_a_stop_after_serving_ends_every_worker_and_connection(
+    tmp_path: Path, gateway: FakeGateway, made: dict[type, list[Any]]
+) -> None:
+    monitor = free_port()
+    before = workers()
+    gateway.suggestions = ["Handle an empty list."]
+    with running_nats_server(tmp_path / "jetstream", monitor_port=monitor) as url:
+        async with job_stores(url) as stores:
+            job = await put_ready_job(stores, {"stats.py": "def mean(xs):\n    return sum(xs) / len(xs)\n"})
+        app = create_app(Settings(nats_url=url, gateway_url=gateway.base_url))
+        async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
+            response = await analyze(client, job.job_id, "stats.mean")
+            assert response.status_code == 200, response.text
+            listed = await client.get(f"/analyze/jobs/{job.job_id}/functions")
+            assert listed.status_code == 200, listed.text
+            # The parse workers, the listing's, the warm-up's and the search workers (spawned a
+            # moment after the first load) are all running now.
+            await until(lambda: len(workers() - before) >= 4, timeout=60)
+            assert nats_connections(monitor) == 1
+        await until(lambda: nats_connections(monitor) == 0, timeout=10)
+    assert_all_closed(made)
+    assert workers() == before
