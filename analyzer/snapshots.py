@@ -193,6 +193,15 @@ def _check_decode_and_index(
     return snapshot, SnapshotIndex(snapshot.files, snapshot.repo, parse, text)
 
 
+def snapshot_gone(key: str) -> SnapshotExpired:
+    """The 410 of a snapshot no longer in the Object Store (its max age)."""
+    return SnapshotExpired(
+        f"the stored files of {key} are gone from the Object Store (they are kept for a "
+        "limited time); start a new job for this repository",
+        snapshot=key,
+    )
+
+
 class SnapshotCache:
     """Snapshots by Object Store key, loaded once however many requests ask at the same time.
 
@@ -282,11 +291,7 @@ class SnapshotCache:
                 cut_attempts=False,
             )
         except (ObjectNotFoundError, ObjectDeletedError) as exc:
-            raise SnapshotExpired(
-                f"the stored files of {key} are gone from the Object Store (they are kept for a "
-                "limited time); start a new job for this repository",
-                snapshot=key,
-            ) from exc
+            raise snapshot_gone(key) from exc
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailable(f"could not read snapshot {key} from NATS: {exc!r}") from exc
         fetched = time.perf_counter()

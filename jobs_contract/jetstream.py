@@ -108,6 +108,26 @@ class StreamSpec:
     structure: Mapping[str, Any]
 
 
+def kv_spec(
+    bucket: str, *, replicas: int, max_age: tuple[str, float], max_bytes: tuple[str, int]
+) -> StreamSpec:
+    """A KV bucket keeping one value a key on file: `max_age` and `max_bytes` as (the variable
+    that sets it, its value)."""
+    return StreamSpec(
+        stream=f"KV_{bucket}",
+        create=lambda js: js.create_key_value(
+            bucket=bucket,
+            history=1,
+            storage=StorageType.FILE,
+            ttl=max_age[1],
+            max_bytes=max_bytes[1],
+            replicas=replicas,
+        ),
+        limits={"num_replicas": ("NATS_REPLICAS", replicas), "max_age": max_age, "max_bytes": max_bytes},
+        structure={"subjects": [f"$KV.{bucket}.>"], "storage": StorageType.FILE.value},
+    )
+
+
 def job_specs(storage: StorageSettings | None = None) -> list[StreamSpec]:
     """The fetch work queue, the `jobs` KV bucket and the `repos` Object Store, with NATS_REPLICAS
     replicas, the queue at most FETCH_QUEUE_MAX_MSGS requests, the buckets the max age and max
@@ -132,22 +152,11 @@ def job_specs(storage: StorageSettings | None = None) -> list[StreamSpec]:
                 "storage": StorageType.FILE.value,
             },
         ),
-        StreamSpec(
-            stream=f"KV_{JOBS_BUCKET}",
-            create=lambda js: js.create_key_value(
-                bucket=JOBS_BUCKET,
-                history=1,
-                storage=StorageType.FILE,
-                ttl=limits.jobs_max_age_s,
-                max_bytes=limits.jobs_max_bytes,
-                replicas=replicas,
-            ),
-            limits={
-                "num_replicas": ("NATS_REPLICAS", replicas),
-                "max_age": ("JOBS_MAX_AGE_S", limits.jobs_max_age_s),
-                "max_bytes": ("JOBS_MAX_BYTES", limits.jobs_max_bytes),
-            },
-            structure={"subjects": [f"$KV.{JOBS_BUCKET}.>"], "storage": StorageType.FILE.value},
+        kv_spec(
+            JOBS_BUCKET,
+            replicas=replicas,
+            max_age=("JOBS_MAX_AGE_S", limits.jobs_max_age_s),
+            max_bytes=("JOBS_MAX_BYTES", limits.jobs_max_bytes),
         ),
         StreamSpec(
             stream=f"OBJ_{REPOS_BUCKET}",
@@ -392,22 +401,11 @@ def scan_specs(limits: ScanLimits) -> list[StreamSpec]:
                 "storage": StorageType.FILE.value,
             },
         ),
-        StreamSpec(
-            stream=f"KV_{SCANS_BUCKET}",
-            create=lambda js: js.create_key_value(
-                bucket=SCANS_BUCKET,
-                history=1,
-                storage=StorageType.FILE,
-                ttl=limits.bucket_max_age_s,
-                max_bytes=limits.bucket_max_bytes,
-                replicas=limits.replicas,
-            ),
-            limits={
-                "num_replicas": ("NATS_REPLICAS", limits.replicas),
-                "max_age": ("ANALYZER_SCANS_MAX_AGE_S", limits.bucket_max_age_s),
-                "max_bytes": ("ANALYZER_SCANS_MAX_BYTES", limits.bucket_max_bytes),
-            },
-            structure={"subjects": [f"$KV.{SCANS_BUCKET}.>"], "storage": StorageType.FILE.value},
+        kv_spec(
+            SCANS_BUCKET,
+            replicas=limits.replicas,
+            max_age=("ANALYZER_SCANS_MAX_AGE_S", limits.bucket_max_age_s),
+            max_bytes=("ANALYZER_SCANS_MAX_BYTES", limits.bucket_max_bytes),
         ),
     ]
 

@@ -23,7 +23,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import ObjectDeletedError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from analyzer.errors import JobFailed, NatsUnavailable, SnapshotExpired
+from analyzer.errors import JobFailed, NatsUnavailable
 from analyzer.jobs import JobStore, check_job_id
 from analyzer.scan.cutting import compile_paths
 from analyzer.scan.errors import BadCursor, ScanNotFinished, ScanNotFound, ScanQueueFull
@@ -34,7 +34,7 @@ from analyzer.scan.sarif import sarif_log
 from analyzer.scan.store import ScanStore, check_scan_id
 from analyzer.scan.worker import ScanWorkers, WorkerSettings
 from analyzer.settings import Settings
-from analyzer.snapshots import SnapshotCache
+from analyzer.snapshots import SnapshotCache, snapshot_gone
 from jobs_contract import JobStatus, stream_full
 from jobs_contract.jetstream import ScanLimits, ensure_scan_jetstream
 from jobs_contract.messages import SCAN_START_SUBJECT
@@ -304,11 +304,7 @@ class ScanService:
         try:
             await self._repos.get_info(key)
         except (ObjectNotFoundError, ObjectDeletedError) as exc:
-            raise SnapshotExpired(
-                f"the stored files of {key} are gone from the Object Store (they are kept for a "
-                "limited time); start a new job for this repository",
-                snapshot=key,
-            ) from exc
+            raise snapshot_gone(key) from exc
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailable(f"could not read snapshot {key} from NATS: {exc!r}") from exc
 

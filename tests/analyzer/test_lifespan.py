@@ -4,7 +4,6 @@ start reports what failed (here: a NATS whose JetStream never answers), not an e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from servicekit.nats_connect import NatsUnreachable
 from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
+from tests.support.lifespan import nats_connections, spy_on
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
 from tests.support.servers import serving
@@ -38,19 +38,8 @@ OPENED = (NatsClient, AsyncOpenAI, WorkerPool, ListingWorker, TypeChecks, IndexW
 
 @pytest.fixture
 def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
-    """The instances of OPENED created from now on (a spy on their constructors: the real ones run)."""
-    instances: dict[type, list[Any]] = {kind: [] for kind in OPENED}
-    for kind in OPENED:
-        real = kind.__init__
-
-        def spying(
-            self: Any, *args: Any, __real: Callable[..., None] = real, __kind: type = kind, **kwargs: Any
-        ) -> None:
-            __real(self, *args, **kwargs)
-            instances[__kind].append(self)
-
-        monkeypatch.setattr(kind, "__init__", spying)
-    return instances
+    """The instances of OPENED created from now on."""
+    return spy_on(monkeypatch, OPENED)
 
 
 def child_processes() -> dict[int, str]:
@@ -75,13 +64,6 @@ def workers() -> set[int]:
     """The pids of this process's children but multiprocessing's resource tracker (one per process,
     for its whole life, started by the first spawned worker)."""
     return {pid for pid, cmdline in child_processes().items() if "resource_tracker" not in cmdline}
-
-
-def nats_connections(monitor_port: int) -> int:
-    """How many client connections the NATS server has open, by its own monitoring endpoint."""
-    connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz", timeout=5).json()
-    count: int = connz["num_connections"]
-    return count
 
 
 def assert_all_closed(made: dict[type, list[Any]]) -> None:

@@ -4,11 +4,9 @@ start reports what failed (here: a NATS whose JetStream never answers)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from faststream.asgi import AsgiFastStream
 from nats.aio.client import Client as NatsClient
@@ -19,8 +17,10 @@ from fetcher.subscribers import FETCHER_KEY, SLOTS_KEY
 from servicekit.nats_connect import NatsUnreachable
 from tests.fetcher.helpers import fetcher_settings, running_fetcher
 from tests.support.fake_github import FakeGitHub
+from tests.support.lifespan import nats_connections, spy_on
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
+from tests.support.provision import provision_jobs_async
 from tests.support.waiting import until
 
 pytestmark = [pytest.mark.nats]
@@ -30,26 +30,8 @@ OPENED = (NatsClient, GitHubClient)
 
 @pytest.fixture
 def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
-    """The instances of OPENED created from now on (a spy on their constructors: the real ones run)."""
-    instances: dict[type, list[Any]] = {kind: [] for kind in OPENED}
-    for kind in OPENED:
-        real = kind.__init__
-
-        def spying(
-            self: Any, *args: Any, __real: Callable[..., None] = real, __kind: type = kind, **kwargs: Any
-        ) -> None:
-            __real(self, *args, **kwargs)
-            instances[__kind].append(self)
-
-        monkeypatch.setattr(kind, "__init__", spying)
-    return instances
-
-
-def nats_connections(monitor_port: int) -> int:
-    """How many client connections the NATS server has open, by its own monitoring endpoint."""
-    connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz", timeout=5).json()
-    count: int = connz["num_connections"]
-    return count
+    """The instances of OPENED created from now on."""
+    return spy_on(monkeypatch, OPENED)
 
 
 async def failed_start(app: AsgiFastStream) -> BaseException:
@@ -92,6 +74,7 @@ async def test_a_stop_closes_the_github_client_and_the_connection(
     monitor = free_port()
     caplog.set_level(logging.INFO, logger="fetcher")
     with running_nats_server(tmp_path / "jetstream", monitor_port=monitor) as url:
+        await provision_jobs_async(url)  # the analyzer's part: the fetcher only checks the streams
         async with running_fetcher(fetcher_settings(url, fake_github.api_url)):
             # Started through: FastStream's lifespan yields before its broker starts the subscribers
             # (a stop before that leaves a pull subscriber spinning on the closed connection).

@@ -3,12 +3,10 @@ start reports what failed (here: the shared review cache's NATS, whose JetStream
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 from litestar import Litestar
 from nats.aio.client import Client as NatsClient
@@ -17,6 +15,7 @@ from gateway.app import create_app
 from gateway.errors import ConfigError
 from tests.gateway.conftest import gateway_client, local_settings
 from tests.support.fake_llm import FakeLLM
+from tests.support.lifespan import nats_connections, spy_on
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
 from tests.support.waiting import until
@@ -29,26 +28,8 @@ OPENED = (aiohttp.ClientSession, NatsClient)
 
 @pytest.fixture
 def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
-    """The instances of OPENED created from now on (a spy on their constructors: the real ones run)."""
-    instances: dict[type, list[Any]] = {kind: [] for kind in OPENED}
-    for kind in OPENED:
-        real = kind.__init__
-
-        def spying(
-            self: Any, *args: Any, __real: Callable[..., None] = real, __kind: type = kind, **kwargs: Any
-        ) -> None:
-            __real(self, *args, **kwargs)
-            instances[__kind].append(self)
-
-        monkeypatch.setattr(kind, "__init__", spying)
-    return instances
-
-
-def nats_connections(monitor_port: int) -> int:
-    """How many client connections the NATS server has open, by its own monitoring endpoint."""
-    connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz", timeout=5).json()
-    count: int = connz["num_connections"]
-    return count
+    """The instances of OPENED created from now on."""
+    return spy_on(monkeypatch, OPENED)
 
 
 async def failed_start(app: Litestar) -> BaseException:
