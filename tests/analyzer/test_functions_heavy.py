@@ -135,6 +135,7 @@ async def test_the_first_page_of_a_75k_definition_file_answers_within_the_page_b
     assert answered_in < budget_s + 5.0, answered_in
 
 
+@pytest.mark.alone
 async def test_a_review_of_another_job_is_answered_while_heavy_listings_run(
     nats_url: str, gateway: FakeGateway
 ) -> None:
@@ -200,6 +201,7 @@ async def test_a_listing_worker_that_ended_is_replaced_and_blames_no_file() -> N
         await worker.close()
 
 
+@pytest.mark.alone
 async def test_a_file_over_the_cpu_budget_is_set_aside_and_the_listing_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
