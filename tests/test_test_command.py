@@ -13,4 +13,3 @@ def test_without_a_marker_expression_each_part_gets_its_own() -> None:
 def test_a_given_marker_expression_is_and_ed_in_either_spelling() -> None:
     assert noxfile.marked(["-m", "not slow", "-x"], "not alone") == ["-m", "(not slow) and not alone", "-x"]
     assert noxfile.marked(["-mnats", "--durations=5"], "alone") == ["-m", "(nats) and alone", "--durations=5"]
-
