@@ -62,11 +62,43 @@ def typecheck(session: nox.Session) -> None:
     session.run(tool("mypy"), "--strict", "dev.py", "noxfile.py", "docker/healthcheck.py")
 
 
+# Most tests wait (servers starting, timeouts, subprocesses) more than they compute, so several
+# run at once: TEST_WORKERS worker processes (pytest-xdist), each with its own nats-server, ports
+# and folders; tests of one `xdist_group` share a worker. Measured in docs/benchmarks.md.
+WORKERS = os.environ.get("TEST_WORKERS", "6")
+
+
+def marked(posargs: list[str], expression: str) -> list[str]:
+    """`posargs` with `expression` and-ed to their `-m` (or as the `-m`, when they have none)."""
+    args, chosen, rest = [], None, iter(posargs)
+    for arg in rest:
+        if arg == "-m":
+            chosen = next(rest, "")
+        elif arg.startswith("-m") and not arg.startswith("--"):
+            chosen = arg[2:]
+        else:
+            args.append(arg)
+    return ["-m", f"({chosen}) and {expression}" if chosen else expression, *args]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests, against a real nats-server and the real bundled model."""
+    """Unit and integration tests, against a real nats-server and the real bundled model.
+
+    In parallel workers first; then the tests marked `alone` (tight wall-clock bounds) by
+    themselves, so that the load of the others cannot break a bound. Exit code 5 (nothing
+    selected: arguments that pick tests of one kind only) passes."""
     use_project_env(session)
-    session.run(tool("pytest"), *session.posargs)
+    session.run(
+        tool("pytest"),
+        "-n",
+        WORKERS,
+        "--dist",
+        "loadgroup",
+        *marked(session.posargs, "not alone"),
+        success_codes=[0, 5],
+    )
+    session.run(tool("pytest"), *marked(session.posargs, "alone"), "-n", "0", success_codes=[0, 5])
 
 
 @nox.session

@@ -1,13 +1,22 @@
-"""Run the benchmarks in this package (all but ONLY_BY_NAME), or those named: `python -m bench [NAME ...]`."""
+"""Run every benchmark (the soak only when named), or those named.
+
+    python -m bench [NAME ...] [--OPTION=VALUE ...]
+    python -m bench --help          the benchmarks, one line each
+    python -m bench NAME --help     what NAME measures and its options
+
+Options go to every benchmark run; each reads its own. An unknown name is an error (exit 2).
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import pkgutil
 import platform
 import sys
 import time
+from pathlib import Path
 
 import bench
 
@@ -32,14 +41,45 @@ def _joined(argv: list[str], available: list[str]) -> list[str]:
     return joined
 
 
+HELP = ("-h", "--help")
+
+
+def description(name: str) -> str:
+    """The docstring of benchmark `name`, read from its source without importing it (an import
+    may load a model or start nothing at all; help must be instant and do nothing)."""
+    source = Path(bench.__path__[0], f"{name}.py").read_text(encoding="utf-8")
+    return ast.get_docstring(ast.parse(source)) or f"bench {name} (no description)"
+
+
+def overview(available: list[str]) -> str:
+    """This command's usage and each benchmark's first line."""
+    width = max(map(len, available))
+    lines = [(__doc__ or "").strip(), "", "benchmarks (* only when named):"]
+    for name in available:
+        star = "*" if name in ONLY_BY_NAME else " "
+        lines.append(f"  {name:<{width}} {star} {description(name).splitlines()[0]}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    """Run the benchmarks `argv` names (all but ONLY_BY_NAME when it names none), or print help.
+
+    Returns the exit code: 0, or 2 when a name is no benchmark (the names are listed on stderr)."""
     available = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
-    argv = _joined(argv, available)
-    names = [a for a in argv if not a.startswith("-")] or [n for n in available if n not in ONLY_BY_NAME]
-    unknown = sorted(set(names) - set(available))
+    wants_help = any(arg in HELP for arg in argv)
+    argv = _joined([arg for arg in argv if arg not in HELP], available)
+    named = [a for a in argv if not a.startswith("-")]
+    unknown = sorted(set(named) - set(available))
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}")
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}",
+            file=sys.stderr,
+        )
         return 2
+    if wants_help:
+        print("\n\n".join(f"bench {name}\n\n{description(name)}" for name in named) or overview(available))
+        return 0
+    names = named or [n for n in available if n not in ONLY_BY_NAME]
     print(f"machine: {machine()}")
     for name in names:
         module = importlib.import_module(f"bench.{name}")

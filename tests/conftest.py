@@ -1,4 +1,10 @@
-"""Fixtures every suite uses: a real nats-server, the fake GitHub, loopback servers."""
+"""Fixtures every suite uses: a real nats-server, the fake GitHub, loopback servers.
+
+The full test command runs the tests in parallel worker processes (pytest-xdist, see noxfile.py):
+each worker has its own session fixtures (its own shared nats-server, model, temporary folders)
+and its own block of ports (tests/support/ports.py), so a test is safe in parallel as long as it
+takes ports from `free_port()`/`bound_socket()` and folders from `tmp_path`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,14 @@ import pytest
 
 from tests.support.fake_github import FakeGitHub
 from tests.support.nats import running_nats_server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of the real model all on one worker: it is loaded once there, and two generations
+    never compete for the 2 cores (llama.cpp uses every core it is given)."""
+    for item in items:
+        if "smollm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("model"))
 
 
 @pytest.fixture

@@ -543,6 +543,7 @@ async def test_an_unreadable_snapshot_is_409(nats_url: str, gateway: FakeGateway
         ({"delay": 2.0}, 504, "the gateway did not answer in time"),
     ],
 )
+@pytest.mark.alone  # the gateway's whole timeout is 0.5 s, connecting included
 async def test_gateway_failures_are_502_or_504(
     nats_url: str, gateway: FakeGateway, script: dict[str, Any], status: int, detail: str
 ) -> None:

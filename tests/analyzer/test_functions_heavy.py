@@ -106,6 +106,7 @@ async def test_more_names_than_the_setting_allows_answer_422_naming_it(
     assert "a.py takes them to 50" in detail
 
 
+@pytest.mark.alone
 async def test_the_first_page_of_a_75k_definition_file_answers_within_the_page_budget(
     nats_url: str, gateway: FakeGateway
 ) -> None:
@@ -134,6 +135,7 @@ async def test_the_first_page_of_a_75k_definition_file_answers_within_the_page_b
     assert answered_in < budget_s + 5.0, answered_in
 
 
+@pytest.mark.alone
 async def test_a_review_of_another_job_is_answered_while_heavy_listings_run(
     nats_url: str, gateway: FakeGateway
 ) -> None:
@@ -199,6 +201,7 @@ async def test_a_listing_worker_that_ended_is_replaced_and_blames_no_file() -> N
         await worker.close()
 
 
+@pytest.mark.alone
 async def test_a_file_over_the_cpu_budget_is_set_aside_and_the_listing_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -220,6 +223,7 @@ async def test_a_file_over_the_cpu_budget_is_set_aside_and_the_listing_goes_on(
     assert "z.py set aside, its parse took more than 1 s of CPU (ANALYZER_PARSE_CPU_S)" in caplog.text
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 async def test_sigterm_during_a_heavy_listing_exits_within_the_shutdown_bound(
     nats_url: str, gateway: FakeGateway, service_logs: Path

@@ -86,6 +86,7 @@ def test_a_regex_over_the_given_size_is_refused_before_it_is_compiled() -> None:
         compile_glob(pattern, max_regex_chars=100)
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize(
     ("pattern", "text"),
     [

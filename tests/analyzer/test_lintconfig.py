@@ -447,6 +447,7 @@ def test_control_characters_from_the_repository_are_escaped_in_the_log() -> None
 # -- hostile files --------------------------------------------------------------------------------
 
 
+@pytest.mark.alone
 def test_a_10_mb_pyproject_is_refused_unparsed() -> None:
     huge = b"[tool.ruff]\nline-length = 100\n" + b"# ruff\n" * (10 * 1024 * 1024 // 7)
     started = time.perf_counter()
@@ -477,6 +478,7 @@ def test_a_10_mb_pyproject_is_refused_unparsed() -> None:
         (b"[" + b"a." * 20_000 + b"a]", "line 1 has a key of more than 64 dotted parts"),
     ],
 )
+@pytest.mark.alone
 def test_pathological_toml_is_refused_within_a_bound(text: bytes, reason: str) -> None:
     assert len(text) <= MAX_CONFIG_BYTES
     started = time.perf_counter()

@@ -261,6 +261,7 @@ async def test_a_file_where_a_folder_must_be_fails_the_check(private_tmp: Path) 
     assert list(private_tmp.iterdir()) == []
 
 
+@pytest.mark.alone
 async def test_the_event_loop_keeps_turning_during_a_large_check() -> None:
     """2,000 files written, checked and judged: the loop never waits long (all of it is in threads
     or in ty's process)."""
@@ -296,6 +297,7 @@ async def test_a_snapshot_without_python_files_is_not_checked() -> None:
     assert await check_snapshot({"README.md": b"# hi", "ty.toml": b"[rules]\n"}, BUDGET) == {}
 
 
+@pytest.mark.alone
 async def test_past_the_timeout_the_process_group_is_killed(tmp_path: Path, private_tmp: Path) -> None:
     pids = tmp_path / "pids"
     slow = _script(tmp_path, f"echo $$ > {pids}\nsleep 60 &\necho $! >> {pids}\nwait\n")
@@ -342,6 +344,7 @@ async def test_a_crash_or_garbage_fails_the_check(tmp_path: Path, body: str, rea
     assert reason in failed.value.reason
 
 
+@pytest.mark.alone
 async def test_a_flood_of_output_fails_the_check(tmp_path: Path) -> None:
     budget = TypeCheckBudget(timeout_s=30, memory_bytes=500_000_000, output_bytes=1_000_000)
     started = time.monotonic()

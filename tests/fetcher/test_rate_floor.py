@@ -37,6 +37,7 @@ async def download(github: GitHubClient, repo: str, chunk_pause_s: float = 0.0) 
     return bytes(received)
 
 
+@pytest.mark.alone
 async def test_a_stalled_body_fails_after_one_window_not_after_the_http_timeout(
     fake_github: FakeGitHub,
 ) -> None:

@@ -130,6 +130,7 @@ def _pausable_nats_server(store_dir: Path) -> Iterator[tuple[str, subprocess.Pop
         stop_process(process)
 
 
+@pytest.mark.alone
 @pytest.mark.nats
 async def test_a_nats_that_answers_nothing_costs_one_deadline_and_a_flood_of_writes_is_bounded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture

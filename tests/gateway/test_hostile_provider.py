@@ -257,6 +257,7 @@ async def test_a_retry_after_of_minus_5_or_nan_gets_the_backoff_not_three_tries_
     assert took >= 0.6
 
 
+@pytest.mark.alone
 async def test_suggestions_that_would_cost_minutes_to_clean_are_cut_first(local_fake: FakeLLM) -> None:
     # 30 KB of `*a `: each `*` opens an emphasis that never closes, and the pattern scans the rest
     # from each one; before the cut it took ~14 s of the event loop (48 KB: 36 s).
