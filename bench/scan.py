@@ -21,6 +21,14 @@ project's 2-core machine.
 
 Options: --engine=0|1, --workers=N, --piece-files=N, --gateway=URL (use that gateway instead of
 starting one; its memory and CPU are then not measured).
+
+--interference=1 runs only this instead: what a scan does to other users' reviews (#21: their
+p50 within 2x of idle). nats-server, an instant model (bench.gateway's), `python -m gateway` on it
+and `python -m analyzer` (its default scan workers, GatewayPieceChecker on that gateway) all run
+as processes; POST /analyze/function on a small job, one at a time, --samples=N idle (default
+200, after a warm-up), then the same continuously while POST /analyze/scan checks the stdlib
+snapshot, until the scan ends, then --samples again idle: p50/p95/max of each, the ratio of the
+p50s (during / idle before, and / idle after), the scan's wall time and the load average.
 """
 
 from __future__ import annotations
@@ -28,15 +36,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import os
+import platform
 import resource
+import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import nats
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
@@ -50,6 +64,8 @@ from analyzer.scan.service import ScanService
 from analyzer.settings import Settings
 from analyzer.snapshots import LoadedSnapshot, SnapshotCache
 from analyzer.typecheck import TypeCheckBudget, TypeChecks
+from bench.analyzer import _Connection, _post_raw
+from bench.gateway import _free_port, _start
 from jobs_contract import Snapshot, ensure_jetstream
 from review_contract.scan import ScanRequest, SkippedFile
 from tests.analyzer.helpers import stdlib_files
@@ -67,6 +83,8 @@ def _options(argv: list[str]) -> dict[str, str]:
         "workers": "2",
         "gateway": "",
         "engine": "1",
+        "interference": "0",
+        "samples": "200",
     }
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
@@ -165,8 +183,9 @@ def _pieces(paths: list[str], size: int) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def _gateway(url: str) -> Iterator[tuple[str, int | None]]:
-    """The gateway's URL and its process id (None: not started here)."""
+def _gateway(url: str, upstream: str = "") -> Iterator[tuple[str, int | None]]:
+    """The gateway's URL and its process id (None: not started here); its model is `upstream`'s
+    OpenAI API (none: /checks only)."""
     if url:
         yield url, None
         return
@@ -174,7 +193,7 @@ def _gateway(url: str) -> Iterator[tuple[str, int | None]]:
         # /checks never asks a provider; one that is never called is named so the gateway starts.
         "LLM_PROVIDER": "openai",
         "OPENAI_API_KEY": "sk-bench-scan",
-        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENAI_BASE_URL": f"{upstream}/v1" if upstream else "http://127.0.0.1:9/v1",
         "LOG_LEVEL": "WARNING",
         "METRICS_ENABLED": "false",
     }
@@ -381,8 +400,115 @@ async def _engine(
         await client.close()
 
 
+# The other user's repository: a few files with a few functions; each review asks one of them.
+_OTHER = {
+    "calc.py": (
+        "def add(a, b):\n    return a + b\n\n\ndef mean(values):\n    return sum(values) / len(values)\n"
+    ),
+    "shapes.py": (
+        "import math\n\n\nclass Circle:\n    def __init__(self, r):\n        self.r = r\n\n"
+        "    def area(self):\n        return math.pi * self.r ** 2\n"
+    ),
+    "text.py": (
+        "def slug(title):\n    return '-'.join(title.lower().split())\n\n\n"
+        "def words(text):\n    return len(text.split())\n"
+    ),
+}
+_OTHER_NAMES = ["calc.add", "calc.mean", "shapes.Circle.area", "text.slug", "text.words"]
+
+
+def _spread(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return (
+        f"n={len(ordered)} p50 {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+        f"max {ordered[-1] * 1000:.1f} ms, {sum(took > 0.1 for took in ordered)} over 100 ms"
+    )
+
+
+async def _interference(samples: int) -> None:
+    """Reviews of a small job idle, then while a checks-only scan of the stdlib snapshot runs."""
+    files = stdlib_files()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+    print(f"scanned snapshot: {len(files)} files, {sum(map(len, files.values())) / 1e6:.1f} MB")
+    upstream = f"http://127.0.0.1:{_free_port()}"
+    argv = [sys.executable, "-m", "uvicorn", "bench.gateway:instant_upstream"]
+    argv += ["--port", upstream.rsplit(":", 1)[1], "--log-level", "warning", "--no-access-log"]
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        running_nats_server(Path(folder) / "jetstream") as nats_url,
+        contextlib.ExitStack() as stack,
+    ):
+        _start(argv, {}, upstream + "/v1/models", stack)
+        gateway_url, _ = stack.enter_context(_gateway("", upstream))
+        async with job_stores(nats_url) as stores:
+            scanned = await put_ready_job(stores, files, owner="python", repo="cpython")
+            other = await put_ready_job(stores, _OTHER)
+        env = {
+            "NATS_URL": nats_url,
+            "GATEWAY_URL": f"{gateway_url}/v1",
+            "GATEWAY_RETRIES": "0",
+            "LOG_LEVEL": "WARNING",
+        }
+        analyzer = stack.enter_context(
+            service_process("analyzer", env, Path(folder), port_variable="ANALYZER_PORT")
+        )
+        connection = await _Connection.open(analyzer.url)
+        names = itertools.cycle(_OTHER_NAMES)
+        try:
+            for _ in range(20):  # the job's load, its index, the gateway's cache of each review
+                await _post_raw(connection, other.job_id, next(names))
+            idle = [await _post_raw(connection, other.job_id, next(names)) for _ in range(samples)]
+            print(f"idle load average {os.getloadavg()[0]:.1f}")
+            async with httpx.AsyncClient(base_url=analyzer.url, timeout=60) as client:
+                started = time.perf_counter()
+                answer = await client.post("/analyze/scan", json={"job_id": scanned.job_id, "mode": "checks"})
+                answer.raise_for_status()
+                scan_id = answer.json()["scan_id"]
+                status: dict[str, Any] = {"status": "queued"}
+
+                async def follow() -> None:
+                    nonlocal status
+                    while status["status"] not in ("completed", "failed"):
+                        await asyncio.sleep(0.5)
+                        status = (await client.get(f"/analyze/scans/{scan_id}")).raise_for_status().json()
+
+                follower = asyncio.create_task(follow())
+                during: list[float] = []
+                loads: list[float] = []
+                while not follower.done():
+                    during.append(await _post_raw(connection, other.job_id, next(names)))
+                    if len(during) % 50 == 0:
+                        loads.append(os.getloadavg()[0])
+                await follower
+                wall = time.perf_counter() - started
+            # Idle again: on a shared machine the others' load drifts; this brackets the scan.
+            after = [await _post_raw(connection, other.job_id, next(names)) for _ in range(samples)]
+        finally:
+            connection.close()
+    counts = status.get("counts", {})
+    error = f": {status['error']}" if status.get("error") else ""
+    print(
+        f"scan: {status['status']} in {wall:.1f} s ({counts.get('files')} files, "
+        f"{counts.get('functions')} functions){error}"
+    )
+    print(f"POST /analyze/function idle:        {_spread(idle)}")
+    print(f"POST /analyze/function during scan: {_spread(during)}")
+    print(f"POST /analyze/function idle after:  {_spread(after)}")
+    ratio = statistics.median(during) / statistics.median(idle)
+    print(
+        f"p50 during / idle: {ratio:.2f}x (goal <= 2x); "
+        f"/ idle after: {statistics.median(during) / statistics.median(after):.2f}x"
+    )
+    if loads:
+        print(f"load average during the scan: up to {max(loads):.1f}; at the end {os.getloadavg()[0]:.1f}")
+
+
 def main(argv: list[str]) -> None:
     options = _options(argv)
+    if options["interference"] == "1":
+        asyncio.run(_interference(int(options["samples"])))
+        return
     if options["engine"] == "0":
         asyncio.run(_run(options, None))
         return
