@@ -158,11 +158,19 @@ SUMMARY_FILES = 20
 
 
 def scan_report(status: ScanStatus, findings: Sequence[ScanFinding], *, complete: bool) -> None:
-    """Each finding as `path:line:column: severity rule message (function)`, then the summary: the
-    counts by severity, the files with the most severe findings, what was skipped or cut short."""
+    """Each concern once, as `path:line:column: severity rules message (function)` at its first
+    place (a sentence that stands for several findings of one function, such as type hints missing
+    on three parameters, is one line naming their rules; --json and SARIF keep every finding), then
+    the summary: the counts by severity, the files with the most severe findings, what was skipped
+    or cut short."""
+    said: dict[tuple[str, str, str], tuple[ScanFinding, list[str]]] = {}
     for finding in sorted(findings, key=lambda f: (f.path, f.line or 0, f.column or 0, f.rule)):
+        _, rules = said.setdefault((finding.path, finding.function, finding.message), (finding, []))
+        if finding.rule not in rules:
+            rules.append(finding.rule)
+    for finding, rules in said.values():
         place = f"{finding.path}:{finding.line or 0}:{finding.column or 0}"
-        line(f"{place}: {finding.severity} {finding.rule} {finding.message} ({finding.function})")
+        line(f"{place}: {finding.severity} {', '.join(rules)} {finding.message} ({finding.function})")
     counts = status.counts
     table = Table(title=None, show_edge=False, box=None, pad_edge=False)
     table.add_column("file")

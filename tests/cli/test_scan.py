@@ -54,6 +54,10 @@ async def test_scan_writes_valid_sarif_and_prints_the_findings_and_a_summary(
         line.startswith("demo/store.py:1:") and "B006" in line and "(demo.store.remember)" in line
         for line in result.stdout.splitlines()
     ), result.stdout
+    # One line per concern: the three type-hint findings of `remember` are one sentence, said once.
+    hints = [line for line in result.stdout.splitlines() if "Add type hints to the parameters value" in line]
+    assert len(hints) == 1, result.stdout
+    assert "ANN201, ANN001" in hints[0]
     assert "total" in result.stdout
     assert "functions in" in result.stdout
     log = valid(json.loads(sarif.read_text()))
