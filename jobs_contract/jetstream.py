@@ -180,9 +180,13 @@ def job_specs(storage: StorageSettings | None = None) -> list[StreamSpec]:
     ]
 
 
-async def provision(js: JetStreamContext, specs: Sequence[StreamSpec]) -> None:
+async def provision(
+    js: JetStreamContext, specs: Sequence[StreamSpec], *, migration_hint: bool = True
+) -> None:
     """The owner's start: create each stream or bucket of `specs` if missing, update its limits
     where they differ (a warning names what changed), refuse one whose structure differs.
+    `migration_hint`: when every one was created, say where an earlier server's data went (the
+    jobs' streams; the scans' hold nothing worth carrying over).
 
     Raises JetStreamSetupError when a stream's structure differs or NATS refuses a setting
     (three replicas on a single server), nats errors when it does not answer.
@@ -191,7 +195,7 @@ async def provision(js: JetStreamContext, specs: Sequence[StreamSpec]) -> None:
     for spec in specs:
         if await _create_or_update(js, spec):
             created.append(spec.stream)
-    if created and len(created) == len(specs):
+    if migration_hint and created and len(created) == len(specs):
         replicas = (await js.stream_info(created[0])).config.num_replicas or 1
         # On a cluster, say where the data of an earlier single server went; a single server
         # made anew is a first start.
@@ -413,5 +417,5 @@ def scan_specs(limits: ScanLimits) -> list[StreamSpec]:
 async def ensure_scan_jetstream(js: JetStreamContext, limits: ScanLimits) -> KeyValue:
     """Provision the scan work queue and the `scans` KV bucket (the analyzer owns them, as the
     jobs' streams); returns the bucket. Raises as `provision`."""
-    await provision(js, scan_specs(limits))
+    await provision(js, scan_specs(limits), migration_hint=False)
     return await js.key_value(SCANS_BUCKET)
