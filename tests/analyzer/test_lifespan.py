@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
 from nats.aio.client import Client as NatsClient
 from openai import AsyncOpenAI
 
@@ -23,7 +22,7 @@ from servicekit.nats_connect import NatsUnreachable
 from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
-from tests.support.lifespan import nats_connections, spy_on
+from tests.support.lifespan import failed_start, nats_connections, spy_on
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
 from tests.support.servers import serving
@@ -76,19 +75,6 @@ def assert_all_closed(made: dict[type, list[Any]]) -> None:
     for kind in (ListingWorker, TypeChecks, IndexWarmer):
         for opened in made[kind]:
             assert opened._closed, kind
-
-
-async def failed_start(app: Litestar) -> BaseException:
-    """The error that stopped the app's lifespan from starting (out of the exception group that
-    Litestar's event emitter, an anyio task group, wraps it in)."""
-    try:
-        async with app.lifespan():
-            pytest.fail("the app started")
-    except BaseException as error:
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        return error
-    raise AssertionError("unreachable")
 
 
 async def test_jetstream_never_ready_is_the_error_and_everything_opened_is_closed(

@@ -8,14 +8,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from litestar import Litestar
 from nats.aio.client import Client as NatsClient
 
 from gateway.app import create_app
 from gateway.errors import ConfigError
 from tests.gateway.conftest import gateway_client, local_settings
 from tests.support.fake_llm import FakeLLM
-from tests.support.lifespan import nats_connections, spy_on
+from tests.support.lifespan import failed_start, nats_connections, spy_on
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
 from tests.support.waiting import until
@@ -30,19 +29,6 @@ OPENED = (aiohttp.ClientSession, NatsClient)
 def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
     """The instances of OPENED created from now on."""
     return spy_on(monkeypatch, OPENED)
-
-
-async def failed_start(app: Litestar) -> BaseException:
-    """The error that stopped the app's lifespan from starting (out of the exception group that
-    Litestar's event emitter, an anyio task group, wraps it in)."""
-    try:
-        async with app.lifespan():
-            pytest.fail("the app started")
-    except BaseException as error:
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        return error
-    raise AssertionError("unreachable")
 
 
 async def test_a_cache_whose_jetstream_never_answers_is_the_error_and_the_upstream_is_closed(

@@ -1,5 +1,6 @@
-"""What the lifespan tests of every service share: a record of what an app opened, and how many
-connections the NATS server still holds (by its own monitoring endpoint)."""
+"""What the lifespan tests of every service share: a record of what an app opened, how many
+connections the NATS server still holds (by its own monitoring endpoint), and the error that
+stopped a start."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
 
 
 def spy_on(monkeypatch: pytest.MonkeyPatch, kinds: tuple[type, ...]) -> dict[type, list[Any]]:
@@ -32,3 +34,16 @@ def nats_connections(monitor_port: int) -> int:
     connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz", timeout=5).json()
     count: int = connz["num_connections"]
     return count
+
+
+async def failed_start(app: Litestar) -> BaseException:
+    """The error that stopped a Litestar app's lifespan from starting (out of the exception group
+    that Litestar's event emitter, an anyio task group, wraps it in)."""
+    try:
+        async with app.lifespan():
+            pytest.fail("the app started")
+    except BaseException as error:
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        return error
+    raise AssertionError("unreachable")
