@@ -203,7 +203,7 @@ async def provision(
             logging.WARNING if replicas > 1 else logging.INFO,
             "created the streams %s, empty, with %d replica(s). If this NATS replaces another (a "
             "single server moved to a cluster), the old one's jobs and snapshots are not here: "
-            "nats-server never adopts a single server's streams into a cluster. Copy them with "
+            "nats-server does not carry a single server's streams into a cluster. Copy them with "
             "`python -m jobs_contract.migrate --source OLD_URL --target NEW_URL` (docs/operations.md)",
             ", ".join(created),
             replicas,

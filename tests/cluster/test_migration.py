@@ -1,10 +1,11 @@
 """Moving from one NATS server to a three-node cluster loses nothing, by the documented path.
 
 What happens without it is shown first: a cluster node started on the single server's store does
-not see its streams (nats-server never adopts them), and the analyzer's start then creates new,
-empty ones and says so. The path that keeps the data: the old server runs on its old store, the
-cluster on new ones, and `python -m jobs_contract.migrate` copies every stream (jobs, snapshots,
-queued requests) into the cluster at three replicas, where the analyzer reads them.
+not see its streams (in most runs: nats-server now and then restores that node's old store), and
+the analyzer's start then creates new, empty ones and says so. The path that keeps the data: the
+old server runs on its old store, the cluster on new ones, and `python -m jobs_contract.migrate`
+copies every stream (jobs, snapshots, queued requests) into the cluster at three replicas, where
+the analyzer reads them.
 """
 
 from __future__ import annotations
@@ -89,11 +90,18 @@ async def test_a_single_server_moves_to_three_nodes_with_every_job_and_snapshot(
         try:
             with caplog.at_level(logging.WARNING, logger="jobs_contract.jetstream"):
                 stores = await ensure_jetstream(client.jetstream(), storage(3))
-            assert (await client.jetstream().stream_info("KV_jobs")).state.messages == 0  # lost
+            kept = (await client.jetstream().stream_info("KV_jobs")).state.messages
         finally:
             await client.close()
-    assert "created the streams CODEREVIEW_FETCH, KV_jobs, OBJ_repos, empty, with 3 replica(s)" in caplog.text
-    assert "python -m jobs_contract.migrate --source OLD_URL --target NEW_URL" in caplog.text
+    # What the old data does is nats-server's: usually the cluster does not see it and the new
+    # streams stay empty; now and then node 1 restores its old store into a stream (seen: into
+    # the new, created one too). What the analyzer promises: whenever it creates the streams on a
+    # cluster, it says where an old server's data went and how to copy it.
+    created = "created the streams CODEREVIEW_FETCH, KV_jobs, OBJ_repos, empty, with 3 replica(s)"
+    if created in caplog.text:
+        assert "python -m jobs_contract.migrate --source OLD_URL --target NEW_URL" in caplog.text
+    else:
+        assert kept == 1, "no stream was created, so the old ones were there"
 
     # The path: the old server on its store, a new cluster, the analyzer started, the copy.
     with running_nats_server(old_store) as single_url, running_nats_cluster(tmp_path / "cluster") as cluster:
