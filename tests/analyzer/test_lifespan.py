@@ -93,7 +93,7 @@ async def test_jetstream_never_ready_is_the_error_and_everything_opened_is_close
             analyzer_preload=True,
         )
         app = create_app(settings)
-        error = await failed_start(app)
+        error = await failed_start(app.lifespan())
         connections = nats_connections(monitor)
     # What stopped the start is what is reported: nothing raised while closing hides it (it was once
     # an UnboundLocalError of the lifespan's own, and the workers and connections were left open).

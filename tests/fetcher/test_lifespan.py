@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faststream.asgi import AsgiFastStream
 from nats.aio.client import Client as NatsClient
 
 from fetcher.app import create_app
@@ -17,7 +16,7 @@ from fetcher.subscribers import FETCHER_KEY, SLOTS_KEY
 from servicekit.nats_connect import NatsUnreachable
 from tests.fetcher.helpers import fetcher_settings, running_fetcher
 from tests.support.fake_github import FakeGitHub
-from tests.support.lifespan import nats_connections, spy_on
+from tests.support.lifespan import failed_start, nats_connections, spy_on
 from tests.support.nats import running_nats_server
 from tests.support.ports import free_port
 from tests.support.provision import provision_jobs_async
@@ -34,18 +33,6 @@ def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
     return spy_on(monkeypatch, OPENED)
 
 
-async def failed_start(app: AsgiFastStream) -> BaseException:
-    """The error that stopped the app's lifespan from starting."""
-    try:
-        async with app.start_lifespan_context():
-            pytest.fail("the app started")
-    except BaseException as error:
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        return error
-    raise AssertionError("unreachable")
-
-
 async def test_jetstream_never_ready_is_the_error_and_the_connection_is_closed(
     tmp_path: Path, fake_github: FakeGitHub, made: dict[type, list[Any]]
 ) -> None:
@@ -54,7 +41,7 @@ async def test_jetstream_never_ready_is_the_error_and_the_connection_is_closed(
         app = create_app(
             fetcher_settings(url, fake_github.api_url, nats_start_wait_s=1), configure_logging=False
         )
-        error = await failed_start(app)
+        error = await failed_start(app.start_lifespan_context())
         connections = nats_connections(monitor)
     assert isinstance(error, NatsUnreachable), repr(error)
     assert str(error).startswith(f"JetStream at {url} was not ready within 1 s (NATS_START_WAIT_S)")

@@ -37,7 +37,7 @@ async def test_a_cache_whose_jetstream_never_answers_is_the_error_and_the_upstre
     monitor = free_port()
     with running_nats_server(tmp_path / "plain", jetstream=False, monitor_port=monitor) as url:
         app = create_app(local_settings(local_fake, nats_url=url, nats_start_wait_s=1))
-        error = await failed_start(app)
+        error = await failed_start(app.lifespan())
         connections = nats_connections(monitor)
     assert isinstance(error, ConfigError), repr(error)
     assert error.message.startswith(

@@ -5,11 +5,11 @@ stopped a start."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
 
 
 def spy_on(monkeypatch: pytest.MonkeyPatch, kinds: tuple[type, ...]) -> dict[type, list[Any]]:
@@ -36,11 +36,12 @@ def nats_connections(monitor_port: int) -> int:
     return count
 
 
-async def failed_start(app: Litestar) -> BaseException:
-    """The error that stopped a Litestar app's lifespan from starting (out of the exception group
-    that Litestar's event emitter, an anyio task group, wraps it in)."""
+async def failed_start(lifespan: AbstractAsyncContextManager[object]) -> BaseException:
+    """The error that stopped an app's `lifespan` (Litestar's `app.lifespan()`, FastStream's
+    `app.start_lifespan_context()`) from starting, out of the exception groups its task groups
+    wrap it in."""
     try:
-        async with app.lifespan():
+        async with lifespan:
             pytest.fail("the app started")
     except BaseException as error:
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
