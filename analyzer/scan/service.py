@@ -8,6 +8,7 @@ while the first is queued or running answers the first's scan id; once that scan
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -327,8 +328,10 @@ class ScanService:
             logger.warning("scan %s: could not mark it failed after the queueing error", scan_id)
 
 
+@functools.cache
 def tool_version() -> str:
-    """This release's version, as its package metadata says (images run from source: "unknown")."""
+    """This release's version, as its package metadata says (images run from source: "unknown");
+    read once, not on every SARIF log."""
     try:
         return importlib.metadata.version("codereview")
     except importlib.metadata.PackageNotFoundError:
