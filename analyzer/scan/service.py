@@ -42,6 +42,7 @@ from jobs_contract.messages import SCAN_START_SUBJECT
 from jobs_contract.settings import StorageSettings
 from review_contract.checks import RuleInfo
 from review_contract.scan import FindingsPage, ScanBudget, ScanFinding, ScanRequest, ScanStarted, ScanStatus
+from servicekit.nats_connect import when_jetstream_ready
 
 logger = logging.getLogger("analyzer.scan.service")
 
@@ -82,16 +83,21 @@ class ScanService:
 
     async def __aenter__(self) -> ScanService:
         settings = self._settings
-        kv = await ensure_scan_jetstream(
-            self._js,
-            ScanLimits(
-                queue_max_msgs=settings.analyzer_scan_queue_max_msgs,
-                queue_max_bytes=settings.analyzer_scan_queue_max_bytes,
-                queue_max_age_s=settings.analyzer_scan_queue_max_age_s,
-                bucket_max_bytes=settings.analyzer_scans_max_bytes,
-                bucket_max_age_s=settings.analyzer_scans_max_age_s,
-                replicas=StorageSettings().nats_replicas,
-            ),
+        limits = ScanLimits(
+            queue_max_msgs=settings.analyzer_scan_queue_max_msgs,
+            queue_max_bytes=settings.analyzer_scan_queue_max_bytes,
+            queue_max_age_s=settings.analyzer_scan_queue_max_age_s,
+            bucket_max_bytes=settings.analyzer_scans_max_bytes,
+            bucket_max_age_s=settings.analyzer_scans_max_age_s,
+            replicas=StorageSettings().nats_replicas,
+        )
+        # As the jobs' streams: a JetStream that does not answer yet (a cluster electing its
+        # leaders, a busy meta leader) is waited for within NATS_START_WAIT_S, not a failed start.
+        kv = await when_jetstream_ready(
+            lambda: ensure_scan_jetstream(self._js, limits),
+            url=settings.nats_url,
+            start_wait_s=settings.nats_start_wait_s,
+            log=logger,
         )
         # A quarter of NATS' max payload per findings part: room for the headers and then some.
         self._store = ScanStore(kv, part_bytes=max(self._nc.max_payload // 4, 16_384))
