@@ -106,7 +106,7 @@ async def test_wrong_keys_count_against_the_sender_so_guessing_is_limited(nats_u
 
 async def test_a_rate_limit_without_keys_counts_per_address(nats_url: str) -> None:
     async with AsyncTestClient(
-        create_app(settings_without_gateway(nats_url, codereview_rate_limit="1/second"))
+        create_app(settings_without_gateway(nats_url, codereview_rate_limit="1/minute"))
     ) as client:
         statuses = [(await client.get("/analyze/jobs/nosuchjob")).status_code for _ in range(2)]
     assert statuses == [404, 429]
