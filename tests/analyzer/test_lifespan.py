@@ -3,13 +3,17 @@ start reports what failed (here: a NATS whose JetStream never answers), not an e
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
 from openai import AsyncOpenAI
 
 from analyzer.app import create_app
@@ -18,6 +22,7 @@ from analyzer.parsing import WorkerPool
 from analyzer.settings import Settings
 from analyzer.typecheck import TypeChecks
 from analyzer.warmup import IndexWarmer
+from jobs_contract.jetstream import ScanLimits, ensure_scan_jetstream
 from servicekit.nats_connect import NatsUnreachable
 from tests.analyzer.helpers import analyze
 from tests.analyzer.stores import job_stores, put_ready_job
@@ -41,9 +46,9 @@ def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
     return spy_on(monkeypatch, OPENED)
 
 
-def child_processes() -> dict[int, str]:
-    """This process's live children, by pid, with their command lines (from /proc)."""
-    children: dict[int, str] = {}
+def descendants() -> dict[int, tuple[int, str]]:
+    """This process's live descendants, by pid: their parent's pid and command line (from /proc)."""
+    processes: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -54,15 +59,29 @@ def child_processes() -> dict[int, str]:
             continue
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its end.
         state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == os.getpid() and state != "Z":
-            children[int(entry.name)] = cmdline
-    return children
+        if state != "Z":
+            processes[int(entry.name)] = (int(ppid), cmdline)
+    found: dict[int, tuple[int, str]] = {}
+    level = {os.getpid()}
+    while level:
+        level = {pid for pid, (ppid, _) in processes.items() if ppid in level and pid not in found}
+        found.update((pid, processes[pid]) for pid in level)
+    return found
+
+
+# multiprocessing's own helpers, children of this process for its whole life once a worker
+# started: the resource tracker, and the fork server the workers are forked from (they keep its
+# command line).
+HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def workers() -> set[int]:
-    """The pids of this process's children but multiprocessing's resource tracker (one per process,
-    for its whole life, started by the first spawned worker)."""
-    return {pid for pid, cmdline in child_processes().items() if "resource_tracker" not in cmdline}
+    """The pids of this process's worker processes: its descendants but multiprocessing's helpers."""
+    return {
+        pid
+        for pid, (ppid, cmdline) in descendants().items()
+        if not (ppid == os.getpid() and any(helper in cmdline for helper in HELPERS))
+    }
 
 
 def assert_all_closed(made: dict[type, list[Any]]) -> None:
@@ -131,3 +150,39 @@ async def test_a_stop_after_serving_ends_every_worker_and_connection(
         await until(lambda: nats_connections(monitor) == 0, timeout=10)
     assert_all_closed(made)
     assert workers() == before
+
+
+async def test_the_scans_streams_are_waited_for_as_the_jobs_streams_are(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A cluster electing its leaders, or a busy meta leader, does not answer the scans' streams
+    # either: the start waits for it (once the analyzer of a node loss test exited instead).
+    real = ensure_scan_jetstream
+    asked: list[ScanLimits] = []
+
+    async def not_ready_at_first(js: JetStreamContext, limits: ScanLimits) -> KeyValue:
+        asked.append(limits)
+        if len(asked) == 1:
+            raise nats.errors.TimeoutError
+        return await real(js, limits)
+
+    monkeypatch.setattr("analyzer.scan.service.ensure_scan_jetstream", not_ready_at_first)
+    with caplog.at_level(logging.WARNING, logger="analyzer.scan.service"):
+        async with serving(create_app(Settings(nats_url=nats_url))) as base, httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/health", timeout=10)).status_code == 200
+    assert len(asked) == 2
+    assert f"JetStream at {nats_url} not ready (attempt 1)" in caplog.text
+
+
+async def test_scans_streams_never_ready_are_the_error_and_everything_opened_is_closed(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, made: dict[type, list[Any]]
+) -> None:
+    async def never_ready(js: JetStreamContext, limits: ScanLimits) -> KeyValue:
+        raise nats.errors.TimeoutError
+
+    monkeypatch.setattr("analyzer.scan.service.ensure_scan_jetstream", never_ready)
+    error = await failed_start(create_app(Settings(nats_url=nats_url, nats_start_wait_s=1)).lifespan())
+    assert isinstance(error, NatsUnreachable), repr(error)
+    assert str(error).startswith(f"JetStream at {nats_url} was not ready within 1 s (NATS_START_WAIT_S)")
+    assert len(made[NatsClient]) == 1
+    assert_all_closed(made)
