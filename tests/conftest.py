@@ -19,10 +19,19 @@ from tests.support.nats import running_nats_server
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests of the real model all on one worker: it is loaded once there, and two generations
-    never compete for the 2 cores (llama.cpp uses every core it is given)."""
+    never compete for the 2 cores (llama.cpp uses every core it is given).
+
+    Modules with `slow` tests run first, those with the most first: the workers are handed tests
+    in this order, and a long test handed out last keeps the run going on one worker while the others
+    idle. A module stays in one piece, so its module fixtures still start once per worker."""
     for item in items:
         if "smollm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("model"))
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    slow = {name: sum(1 for item in group if item.get_closest_marker("slow")) for name, group in modules.items()}
+    items[:] = [item for name in sorted(modules, key=lambda name: -slow[name]) for item in modules[name]]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from tests.analyzer.stores import job_record, job_stores, put_job
 pytestmark = pytest.mark.nats
 
 
+@pytest.mark.slow
 async def test_waits_for_jobs_leave_no_consumer_behind(nats_url: str) -> None:
     # Each wait's KV watch used to leave its consumer for 5 minutes (nats-py's default), and a
     # stream holds 1,000: past 1,000 waits in 5 minutes, every wait failed with 503.
@@ -42,6 +43,7 @@ async def test_waits_for_jobs_leave_no_consumer_behind(nats_url: str) -> None:
             await client.close()
 
 
+@pytest.mark.slow
 async def test_a_long_wait_still_hears_the_job_end(nats_url: str) -> None:
     # The watch's consumer is kept while the wait runs, however much longer than WATCH_INACTIVE_S.
     async with job_stores(nats_url) as stores:

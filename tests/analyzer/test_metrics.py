@@ -46,6 +46,7 @@ async def test_metrics_off_serves_no_metrics_page(nats_url: str) -> None:
         assert (await client.get("/metrics")).status_code == 404
 
 
+@pytest.mark.slow
 async def test_a_job_whose_fetch_request_cannot_be_queued_is_counted_failed(nats_url: str) -> None:
     app = create_app(settings_without_gateway(nats_url))
     async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:

@@ -61,6 +61,7 @@ async def test_requests_during_an_outage_wait_for_nats_and_succeed(tmp_path: Pat
     assert waited >= 2.0
 
 
+@pytest.mark.slow
 async def test_past_the_deadline_the_answer_is_a_quick_503_naming_nats(tmp_path: Path) -> None:
     with ExitStack() as nats_server:
         nats_url = nats_server.enter_context(running_nats_server(tmp_path / "jetstream"))

@@ -19,6 +19,7 @@ from tests.support.servers import service_process, serving
 pytestmark = pytest.mark.nats
 
 
+@pytest.mark.slow
 async def test_nats_down_is_503_and_health_says_so(tmp_path: Path, gateway: FakeGateway) -> None:
     with ExitStack() as nats_server:
         nats_url = nats_server.enter_context(running_nats_server(tmp_path / "jetstream"))

@@ -42,6 +42,7 @@ class RecordingDelivery:
         self.calls.append(("in_progress", None))
 
 
+@pytest.mark.slow
 async def test_nats_not_answering_is_retried_after_the_ack_wait(
     tmp_path: Path, fake_github: FakeGitHub
 ) -> None:
