@@ -30,8 +30,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    slow = {name: sum(1 for item in group if item.get_closest_marker("slow")) for name, group in modules.items()}
-    items[:] = [item for name in sorted(modules, key=lambda name: -slow[name]) for item in modules[name]]
+
+    def slow_tests(module: str) -> int:
+        return sum(item.get_closest_marker("slow") is not None for item in modules[module])
+
+    items[:] = [item for module in sorted(modules, key=slow_tests, reverse=True) for item in modules[module]]
 
 
 @pytest.fixture
