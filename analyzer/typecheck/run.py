@@ -298,6 +298,10 @@ async def _read_tail(stream: asyncio.StreamReader) -> bytes:
     return tail
 
 
+# How long the pipes of a killed ty may take to reach their end (they do at once: a guard).
+_DRAIN_S = 5.0
+
+
 class _OutOfMemory(Exception):  # noqa: N818 - a signal between two functions here
     """ty ran out of memory: the caller may try fewer files."""
 
@@ -353,8 +357,13 @@ async def _run_ty(
     finally:
         if process.returncode is None:
             _kill(process)
-            with contextlib.suppress(ProcessLookupError):
-                await process.wait()
+        # Both pipes read to their end and the process reaped, on every path: a pipe whose reader
+        # was cancelled (a timeout) or stopped (too much output) stays open until its end is read,
+        # and leaked its descriptors. ty's whole group is dead by now, so this is what the pipes
+        # still hold: 64 KiB each at most.
+        with contextlib.suppress(ProcessLookupError, TimeoutError):
+            async with asyncio.timeout(_DRAIN_S):
+                await process.communicate()
     if returncode != 0:
         # Under RLIMIT_AS ty aborts when an allocation fails, or dies of SIGSEGV when it cannot
         # even map its allocator's or a thread's memory (below ~60 MB): both are taken for memory.

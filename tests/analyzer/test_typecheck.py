@@ -303,11 +303,14 @@ async def test_past_the_timeout_the_process_group_is_killed(tmp_path: Path, priv
     slow = _script(tmp_path, f"echo $$ > {pids}\nsleep 60 &\necho $! >> {pids}\nwait\n")
     budget = TypeCheckBudget(timeout_s=1.0, memory_bytes=500_000_000)
 
+    descriptors = len(list(Path("/proc/self/fd").iterdir()))
     started = time.monotonic()
     with pytest.raises(TypeCheckFailed, match="ANALYZER_TYPECHECK_TIMEOUT_S") as failed:
         await check_snapshot(BUGGY, budget, ty=slow)
 
     assert time.monotonic() - started < 10
+    # Its pipes are closed too (a cancelled read once left stdout open until garbage collection).
+    assert len(list(Path("/proc/self/fd").iterdir())) == descriptors
     assert "within 1 s" in failed.value.reason
     launched = [int(pid) for pid in pids.read_text().split()]
     assert len(launched) == 2
@@ -347,10 +350,14 @@ async def test_a_crash_or_garbage_fails_the_check(tmp_path: Path, body: str, rea
 @pytest.mark.alone
 async def test_a_flood_of_output_fails_the_check(tmp_path: Path) -> None:
     budget = TypeCheckBudget(timeout_s=30, memory_bytes=500_000_000, output_bytes=1_000_000)
+    descriptors = len(list(Path("/proc/self/fd").iterdir()))
     started = time.monotonic()
     with pytest.raises(TypeCheckFailed, match="more than 1000000 bytes"):
         await check_snapshot(BUGGY, budget, ty=_script(tmp_path, "exec yes '[{}]'\n"))
     assert time.monotonic() - started < 10
+    # Its pipes are closed too: the one it flooded, no longer read, once stayed open (and its
+    # transport unclosed) until garbage collection.
+    assert len(list(Path("/proc/self/fd").iterdir())) == descriptors
 
 
 async def test_a_missing_binary_fails_the_check(tmp_path: Path) -> None:
