@@ -65,10 +65,14 @@ def warmed(loaded: LoadedSnapshot) -> Callable[[], bool]:
 
 
 def warm_up_workers() -> list[multiprocessing.process.BaseProcess]:
-    """The child processes at the warm-up's lower priority (the lookups' parse workers are not)."""
+    """The child processes at the warm-up's lower priority (the lookups' parse workers are not),
+    but the function listing's worker, which runs at it too (and, forked from the fork server,
+    may be there by the time a snapshot is warmed)."""
     lowest = min(19, os.nice(0) + warmup.WORKER_NICENESS)
     return [
-        c for c in multiprocessing.active_children() if os.getpriority(os.PRIO_PROCESS, c.pid or 0) >= lowest
+        c
+        for c in multiprocessing.active_children()
+        if c.name != "function-listing" and os.getpriority(os.PRIO_PROCESS, c.pid or 0) >= lowest
     ]
 
 
