@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -91,16 +92,34 @@ def lifespan(
     return resources
 
 
-async def open_resources(
-    stack: ResourceStack, settings: Settings, scan_checker: PieceChecker | None = None
-) -> dict[str, Any]:
-    """Open what the handlers use into `stack` (which closes it) and return it by state name.
-    `scan_checker` checks the scans' pieces (None: through the gateway, GatewayPieceChecker).
+@dataclass(frozen=True)
+class Workers:
+    """The analyzer's worker processes and the background work on snapshots (`open_workers`)."""
 
-    Raises NatsUnreachable when NATS, or its JetStream, does not answer within NATS_START_WAIT_S;
-    what opened before is closed by the stack then, as on any other failure.
-    """
-    nc = await stack.enter_async_context(nats_connection(settings))
+    parser: ParserPool
+    searcher: SearchPool
+    warmer: IndexWarmer | None  # None when ANALYZER_WARM_INDEX is off
+    typechecks: TypeChecks | None  # None unless the review context and type checks are on
+
+    def snapshot_loaded(
+        self, loaded: LoadedSnapshot, still_cached: Callable[[], bool], functions: FunctionLister
+    ) -> None:
+        """What a snapshot's load starts in the background. The search worker is spawned once a
+        snapshot is there to search, after the request that loaded it is answered (as the
+        warm-up's): a first 404 then does not wait for it."""
+        asyncio.get_running_loop().call_later(WARM_DELAY_S, self.searcher.start)
+        if self.typechecks is not None:  # the whole snapshot's type check, once
+            self.typechecks.start(loaded.key, loaded.snapshot.files)
+        warmer = self.warmer
+        if warmer is None:
+            functions.prepare(loaded, still_cached)
+            return
+        warmer.warm(loaded, still_cached)
+        functions.prepare(loaded, still_cached, after=lambda: warmer.wait(loaded.key))
+
+
+async def open_workers(stack: ResourceStack, settings: Settings) -> Workers:
+    """The worker pools and background checks, opened into `stack` (workers spawn on first use)."""
     budget = ParseBudget.of(settings)
     # Two workers: a lookup whose file takes its whole budget does not hold up the others'.
     parser = await stack.enter_async_context(closing_in_thread(ParserPool(budget, workers=2)))
@@ -120,26 +139,30 @@ async def open_resources(
         if settings.analyzer_warm_index
         else None
     )
-    in_context = settings.analyzer_review_context
     typechecks = (
         await stack.enter_async_context(aclosing(type_checks(settings)))
-        if in_context and settings.analyzer_typecheck_enabled
+        if settings.analyzer_review_context and settings.analyzer_typecheck_enabled
         else None
     )
+    return Workers(parser, searcher, warmer, typechecks)
+
+
+async def open_resources(
+    stack: ResourceStack, settings: Settings, scan_checker: PieceChecker | None = None
+) -> dict[str, Any]:
+    """Open what the handlers use into `stack` (which closes it) and return it by state name.
+    `scan_checker` checks the scans' pieces (None: through the gateway, GatewayPieceChecker).
+
+    Raises NatsUnreachable when NATS, or its JetStream, does not answer within NATS_START_WAIT_S;
+    what opened before is closed by the stack then, as on any other failure.
+    """
+    nc = await stack.enter_async_context(nats_connection(settings))
+    workers = await open_workers(stack, settings)
     gateway = await stack.enter_async_context(gateway_client(settings))
 
     def on_loaded(loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
         # Called on loads, which only happen once the app serves: `functions` is bound by then.
-        # The search worker is spawned once a snapshot is there to search, after the request
-        # that loaded it is answered (as the warm-up's): a first 404 then does not wait for it.
-        asyncio.get_running_loop().call_later(WARM_DELAY_S, searcher.start)
-        if typechecks is not None:  # the whole snapshot's type check, once, in the background
-            typechecks.start(loaded.key, loaded.snapshot.files)
-        if warmer is None:
-            functions.prepare(loaded, still_cached)
-            return
-        warmer.warm(loaded, still_cached)
-        functions.prepare(loaded, still_cached, after=lambda: warmer.wait(loaded.key))
+        workers.snapshot_loaded(loaded, still_cached, functions)
 
     js = nc.jetstream(timeout=settings.nats_timeout_s)
     stores = await jetstream_ready(js, settings)
@@ -157,11 +180,12 @@ async def open_resources(
         timeout_s=settings.nats_timeout_s,
         deadline_s=settings.nats_request_deadline_s,
         on_loaded=on_loaded,
-        parse=parser.parse,
-        search=searcher.for_snapshot,
+        parse=workers.parser.parse,
+        search=workers.searcher.for_snapshot,
     )
     functions = await stack.enter_async_context(closing_async(FunctionLister.of(settings, jobs, snapshots)))
     reviews = GatewayClient(gateway, settings.gateway_model)
+    in_context = settings.analyzer_review_context
     context = ContextBuilder(uses_max_chars=settings.analyzer_context_max_chars) if in_context else None
     analysis = Analysis(
         jobs,
@@ -170,14 +194,14 @@ async def open_resources(
         wait_timeout_s=settings.analyzer_wait_timeout_s,
         source_max_chars=settings.analyzer_source_max_chars,
         context=context,
-        typechecks=typechecks,
+        typechecks=workers.typechecks,
         typecheck_wait_s=settings.analyzer_typecheck_wait_s,
     )
     if settings.analyzer_preload:
         preloader = Preloader(nc, jobs, snapshots)  # snapshots loaded as their jobs complete
         await stack.enter_async_context(started(preloader.start, preloader.stop))
     checker = scan_checker or GatewayPieceChecker.of(
-        settings, parser=parser, gateway=reviews, context=context, typechecks=typechecks
+        settings, parser=workers.parser, gateway=reviews, context=context, typechecks=workers.typechecks
     )
     scans = await stack.enter_async_context(
         ScanService(nc, jobs, snapshots, checker, settings, repos=stores.repos)
@@ -188,7 +212,7 @@ async def open_resources(
         SNAPSHOTS: snapshots,
         FUNCTIONS: functions,
         ANALYSIS: analysis,
-        WARMER: warmer,
+        WARMER: workers.warmer,
         SCANS: scans,
     }
 
