@@ -40,7 +40,10 @@ async def serving(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port in this loop; yield its base URL."""
     sock = bound_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="none")
+    # Idle connections are kept longer than any client here keeps them (aiohttp: 15 s): with
+    # uvicorn's 5 s a client that reused one just as the server closed it read "Server
+    # disconnected" (seen in the node-loss test, whose gateways call a fake provider served here).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="none", timeout_keep_alive=60)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
