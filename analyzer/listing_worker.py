@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import multiprocessing
 import signal
 import threading
 import time
@@ -42,7 +43,7 @@ from multiprocessing.process import BaseProcess
 
 from analyzer.listing import FunctionName, Listing, Query, TooManyNamesError
 from analyzer.locate import ParsedFile, SnapshotIndex
-from analyzer.parsing import WORKERS, ParseBudget, chunks, parse_within_budget, start_worker
+from analyzer.parsing import ParseBudget, chunks, parse_within_budget, start_worker
 
 logger = logging.getLogger("analyzer.listing")
 
@@ -336,8 +337,9 @@ class ListingWorker:
                 raise RuntimeError("the function listing is closed")
             if self._conn is not None:
                 return self._conn
-            ours, theirs = WORKERS.Pipe()
-            process = WORKERS.Process(
+            context = multiprocessing.get_context("spawn")
+            ours, theirs = context.Pipe()
+            process = context.Process(
                 target=serve,
                 args=(theirs, self.budget, self._max_entries, self._max_bytes, self._niceness),
                 name="function-listing",

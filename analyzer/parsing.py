@@ -136,14 +136,7 @@ def parse_alone(sender: Connection, data: bytes, path: str, budget: ParseBudget,
 # How many processes of its own a file's parse is given after a worker died with it: a death
 # that is not the file's doing (killed from outside) may happen once more by chance, not thrice.
 ALONE_TRIES = 2
-
-# How every worker process of the analyzer starts: forked from a fork server, a process started
-# fresh (not forked from the server, which has threads: NATS, lookups, and a snapshot cache a
-# worker does not need) that has the worker modules imported already. A worker so starts in
-# milliseconds instead of a fresh interpreter's import of them (a third of a second of CPU), which
-# matters each time the CPU budget ends one and the next file needs a new one.
-WORKERS = multiprocessing.get_context("forkserver")
-WORKERS.set_forkserver_preload(["analyzer.parsing", "analyzer.listing_worker", "analyzer.searching"])
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 def _deaths(exit_codes: list[int | None]) -> str:
@@ -203,9 +196,11 @@ class WorkerPool:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
             if self._pool is None:
+                # spawn, not fork: the server has threads (NATS, lookups), and a forked copy of its
+                # snapshot cache is not what a worker needs.
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._workers,
-                    mp_context=WORKERS,
+                    mp_context=multiprocessing.get_context("spawn"),
                     initializer=self._initializer,
                     initargs=(self._memory_bytes, *self._initargs),
                 )
@@ -302,8 +297,8 @@ class ParserPool(WorkerPool):
 
     def _parse_alone(self, data: bytes, path: str) -> tuple[ParsedFile | None, int | None]:
         """(the table, None) from a process of its own, or (None, its exit code) when it died."""
-        receiver, sender = WORKERS.Pipe(duplex=False)
-        process = WORKERS.Process(
+        receiver, sender = _SPAWN.Pipe(duplex=False)
+        process = _SPAWN.Process(
             target=parse_alone, args=(sender, data, path, self.budget, self._niceness), daemon=True
         )
         try:

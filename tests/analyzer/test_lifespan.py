@@ -70,8 +70,8 @@ def descendants() -> dict[int, tuple[int, str]]:
 
 
 # multiprocessing's own helpers, children of this process for its whole life once a worker
-# started: the resource tracker, and the fork server the workers are forked from (they keep its
-# command line).
+# started: the resource tracker (and a fork server, should workers ever be forked from one: they
+# would keep its command line, hence only direct children are left out).
 HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 

@@ -66,8 +66,7 @@ def warmed(loaded: LoadedSnapshot) -> Callable[[], bool]:
 
 def warm_up_workers() -> list[multiprocessing.process.BaseProcess]:
     """The child processes at the warm-up's lower priority (the lookups' parse workers are not),
-    but the function listing's worker, which runs at it too (and, forked from the fork server,
-    may be there by the time a snapshot is warmed)."""
+    but the function listing's worker, which runs at it too once it has started."""
     lowest = min(19, os.nice(0) + warmup.WORKER_NICENESS)
     return [
         c
