@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, scan_checker: PieceChecker |
         ],
         before_request=require_utf8_body(malformed_body),
         # Logging is set up by servicekit.logs; Litestar's default would add a root handler at INFO
-        # that logs every gateway request of the openai package's HTTP client, a cost per request.
+        # that logs every request of the HTTP client libraries at INFO, a cost per request.
         logging_config=None,
         exception_handlers={
             AnalyzerError: analyzer_error_handler,

@@ -24,7 +24,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.analysis import Analysis
 from analyzer.context import ContextBuilder
@@ -158,7 +157,7 @@ async def open_resources(
     """
     nc = await stack.enter_async_context(nats_connection(settings))
     workers = await open_workers(stack, settings)
-    gateway = await stack.enter_async_context(gateway_client(settings))
+    reviews = await stack.enter_async_context(GatewayClient.of(settings))
 
     def on_loaded(loaded: LoadedSnapshot, still_cached: Callable[[], bool]) -> None:
         # Called on loads, which only happen once the app serves: `functions` is bound by then.
@@ -184,7 +183,6 @@ async def open_resources(
         search=workers.searcher.for_snapshot,
     )
     functions = await stack.enter_async_context(closing_async(FunctionLister.of(settings, jobs, snapshots)))
-    reviews = GatewayClient(gateway, settings.gateway_model)
     in_context = settings.analyzer_review_context
     context = ContextBuilder(uses_max_chars=settings.analyzer_context_max_chars) if in_context else None
     analysis = Analysis(
@@ -245,19 +243,6 @@ def type_checks(settings: Settings) -> TypeChecks:
         TypeCheckBudget.of(settings),
         concurrency=settings.analyzer_typecheck_concurrency,
         entries=settings.analyzer_snapshot_cache_entries,
-    )
-
-
-def gateway_client(settings: Settings) -> AsyncOpenAI:
-    """The `openai` client of the gateway (closed by `async with`)."""
-    return AsyncOpenAI(
-        base_url=settings.gateway_url,
-        api_key=settings.gateway_api_key.get_secret_value(),
-        timeout=settings.gateway_timeout_s,
-        max_retries=settings.gateway_retries,
-        # aiohttp under the package's client: 2.0-2.1 ms of CPU a review instead of httpx's
-        # 2.5-2.6 ms, against an instant gateway (bench analyzer --transport=1).
-        http_client=DefaultAioHttpClient(),
     )
 
 

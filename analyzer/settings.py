@@ -38,7 +38,7 @@ class Settings(AccessSettings, LogSettings):
     # Base URL of the gateway's OpenAI-compatible API, and the virtual model that applies its review prompt.
     gateway_url: str = "http://127.0.0.1:8001/v1"
     gateway_model: str = "code-review"
-    # The gateway may require no key; the openai package insists on one, so a placeholder by default.
+    # The bearer token sent to the gateway (one of its CODEREVIEW_API_KEYS when it has some).
     gateway_api_key: SecretStr = SecretStr("codereview-analyzer")
     # Seconds for one gateway call (the model's time included), and extra attempts on connection
     # errors, 408/429/5xx and timeouts. No retries by default (0): the gateway retries its

@@ -22,10 +22,11 @@ and warm lookups of another job are timed, and 404s of another job (names never 
 a search of that job's text), against the same when idle (--samples=N each, default 300), and the
 peak resident memory of the analyzer and of its worker processes.
 
---transport=1 runs only this instead: the analyzer's gateway client (`GatewayClient`) against an instant
-upstream (bench.gateway's, in its own process), with the `openai` package's default httpx
-transport and with aiohttp (`DefaultAioHttpClient`): wall time and this process's CPU per review,
---requests=N each (default 3000), alternating rounds.
+--transport=1 runs only this instead: the analyzer's gateway client (`GatewayClient`, aiohttp) against
+an instant upstream (bench.gateway's, in its own process), and the same call made as the analyzer
+made it before (the `openai` package over aiohttp, `DefaultAioHttpClient`, its raw answer decoded
+with msgspec): wall time and this process's CPU per review, --requests=N each (default 3000),
+alternating rounds.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ from analyzer.review import GatewayClient
 from bench.gateway import MODEL, _free_port, _start
 from bench.lookup import dotted_names
 from jobs_contract import EVENT_COMPLETED, JobEvent, JobStatus, event_subject
+from servicekit.openai_wire import CompletionRead
 from tests.analyzer.helpers import stdlib_files
 from tests.analyzer.stores import job_stores, put_ready_job
 from tests.support.fake_gateway import FakeGateway
@@ -382,34 +385,58 @@ _SMALL = {"calc.py": b"def add(a, b):\n    return a + b\n"}
 _REVIEWED = "def mean(values):\n    # the average\n    return sum(values) / len(values)"
 
 
+async def _openai_review(client: AsyncOpenAI) -> list[str]:
+    """A review as the analyzer asked for it before its own client: the `openai` package."""
+    raw = await client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": _REVIEWED}]
+    )
+    content = msgspec.json.decode(raw.content, type=CompletionRead).content()
+    return msgspec.json.decode(content or "", type=_Suggestions).suggestions
+
+
+class _Suggestions(msgspec.Struct):
+    suggestions: list[str]
+
+
 async def _transport(options: dict[str, int]) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "uvicorn", "bench.gateway:instant_upstream", "--port", str(port)]
     argv += ["--log-level", "warning", "--no-access-log"]
     per_round = max(1, options["requests"] // 3)
-    figures: dict[str, tuple[list[float], float, int]] = {"httpx": ([], 0.0, 0), "aiohttp": ([], 0.0, 0)}
+    labels = ("the openai package over aiohttp", "GatewayClient (aiohttp)")
+    figures: dict[str, tuple[list[float], float, int]] = {label: ([], 0.0, 0) for label in labels}
     with ExitStack() as stack:
         _start(argv, {}, url + "/v1/models", stack)
         for _ in range(3):
-            for label in ("httpx", "aiohttp"):
-                http_client = DefaultAioHttpClient() if label == "aiohttp" else None
-                client = AsyncOpenAI(
-                    base_url=f"{url}/v1", api_key="bench", max_retries=0, http_client=http_client
-                )
-                reviewer = GatewayClient(client, MODEL)
-                for _ in range(50):  # connections open, code paths warm
-                    await reviewer.review(_REVIEWED)
-                latencies, cpu, count = figures[label]
-                cpu_before = time.process_time()
-                for _ in range(per_round):
-                    started = time.perf_counter()
-                    await reviewer.review(_REVIEWED)
-                    latencies.append(time.perf_counter() - started)
-                figures[label] = (latencies, cpu + time.process_time() - cpu_before, count + per_round)
-                await client.close()
+            for label in labels:
+                async with AsyncExitStack() as clients:
+                    review: Callable[[], Awaitable[object]]
+                    if label == labels[0]:
+                        client = AsyncOpenAI(
+                            base_url=f"{url}/v1",
+                            api_key="bench",
+                            max_retries=0,
+                            http_client=DefaultAioHttpClient(),
+                        )
+                        clients.push_async_callback(client.close)
+                        review = partial(_openai_review, client)
+                    else:
+                        reviewer = await clients.enter_async_context(
+                            GatewayClient(f"{url}/v1", model=MODEL, api_key="bench", timeout_s=60)
+                        )
+                        review = partial(reviewer.review, _REVIEWED)
+                    for _ in range(50):  # connections open, code paths warm
+                        await review()
+                    latencies, cpu, count = figures[label]
+                    cpu_before = time.process_time()
+                    for _ in range(per_round):
+                        started = time.perf_counter()
+                        await review()
+                        latencies.append(time.perf_counter() - started)
+                    figures[label] = (latencies, cpu + time.process_time() - cpu_before, count + per_round)
     for label, (latencies, cpu, count) in figures.items():
-        print(f"openai client over {label}: {_summary(latencies)}; client CPU {_ms(cpu / count)} a review")
+        print(f"{label}: {_summary(latencies)}; client CPU {_ms(cpu / count)} a review")
 
 
 def main(argv: list[str]) -> None:

@@ -52,7 +52,6 @@ from typing import Any
 
 import httpx
 import nats
-from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.jobs import JobStore
 from analyzer.locate import SnapshotIndex
@@ -280,17 +279,13 @@ async def _run(options: dict[str, str], nats_url: str | None) -> None:
         typechecks = TypeChecks(
             TypeCheckBudget.of(settings), concurrency=settings.analyzer_typecheck_concurrency
         )
-        client = AsyncOpenAI(
-            base_url=f"{url}/v1",
-            api_key="bench",
-            timeout=settings.gateway_timeout_s,
-            max_retries=0,
-            http_client=DefaultAioHttpClient(),
+        client = GatewayClient(
+            f"{url}/v1", model=settings.gateway_model, api_key="bench", timeout_s=settings.gateway_timeout_s
         )
         checker = GatewayPieceChecker.of(
             settings,
             parser=parser,
-            gateway=GatewayClient(client, settings.gateway_model),
+            gateway=client,
             context=None,
             typechecks=typechecks,
         )
@@ -335,7 +330,7 @@ async def _run(options: dict[str, str], nats_url: str | None) -> None:
                 ty_cpu = children.ru_utime + children.ru_stime
         finally:
             await typechecks.aclose()
-            await client.close()
+            await client.aclose()
             await asyncio.to_thread(parser.close)
     by_severity = ", ".join(f"{level} {count}" for level, count in totals.severities.most_common())
     print(

@@ -17,8 +17,6 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -31,6 +29,7 @@ from gateway.settings import Settings
 from gateway.tunnel import SshTunnel
 from servicekit.redact import escaped
 from servicekit.request_id import current_request_id
+from servicekit.retry_after import retry_after_seconds
 
 log = logging.getLogger("gateway.upstream")
 
@@ -104,32 +103,6 @@ class _ModelList(msgspec.Struct):
 
 class _ModelEntry(msgspec.Struct):
     id: str
-
-
-# delta-seconds (RFC 9110: digits; a decimal fraction is taken too): never a sign, NaN or infinity.
-_DELTA_SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None if absent or unreadable.
-
-    `-5`, `NaN`, `inf` and the like are unreadable, not "now": a provider that sends them gets the
-    gateway's own backoff, never three retries in a few milliseconds.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if _DELTA_SECONDS.fullmatch(value):
-        return float(value)
-    if value[:1] in "+-" or value[:1].isdigit():
-        return None  # a number, but not delta-seconds
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _RetryableError(Exception):

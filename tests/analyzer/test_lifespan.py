@@ -14,11 +14,11 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
-from openai import AsyncOpenAI
 
 from analyzer.app import create_app
 from analyzer.listing_worker import ListingWorker
 from analyzer.parsing import WorkerPool
+from analyzer.review import GatewayClient
 from analyzer.settings import Settings
 from analyzer.typecheck import TypeChecks
 from analyzer.warmup import IndexWarmer
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.nats]
 
 # What the lifespan opens that holds a connection, a process or a task: every instance made while
 # a test runs is kept, to check each one's own word that it is closed.
-OPENED = (NatsClient, AsyncOpenAI, WorkerPool, ListingWorker, TypeChecks, IndexWarmer)
+OPENED = (NatsClient, GatewayClient, WorkerPool, ListingWorker, TypeChecks, IndexWarmer)
 
 
 @pytest.fixture
@@ -73,8 +73,8 @@ def workers() -> set[int]:
 def assert_all_closed(made: dict[type, list[Any]]) -> None:
     for nc in made[NatsClient]:
         assert nc.is_closed
-    for client in made[AsyncOpenAI]:
-        assert client.is_closed()
+    for client in made[GatewayClient]:
+        assert client.closed
     for pool in made[WorkerPool]:  # the parse workers, the search workers, the warm-up's
         assert pool._closed
     for kind in (ListingWorker, TypeChecks, IndexWarmer):
@@ -106,7 +106,7 @@ async def test_jetstream_never_ready_is_the_error_and_everything_opened_is_close
     assert str(error).startswith(f"JetStream at {url} was not ready within 1 s (NATS_START_WAIT_S)")
     assert connections == 0
     assert len(made[NatsClient]) == 1
-    assert len(made[AsyncOpenAI]) == 1
+    assert len(made[GatewayClient]) == 1
     assert len(made[WorkerPool]) >= 3  # parse, search (a lane each), warm-up
     assert len(made[TypeChecks]) == 1
     assert len(made[IndexWarmer]) == 1

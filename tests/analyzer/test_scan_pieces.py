@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 import nats
 import pytest
-from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from analyzer.context import ContextBuilder
 from analyzer.errors import GatewayFailed, GatewayTimeout
@@ -157,14 +156,11 @@ class FakeGateway:
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeGateway, GatewayClient]]:
     gateway = FakeGateway()
-    async with serving(gateway) as url:
-        client = AsyncOpenAI(
-            base_url=url + "/v1", api_key="k", timeout=2.0, max_retries=0, http_client=DefaultAioHttpClient()
-        )
-        try:
-            yield gateway, GatewayClient(client, "code-review")
-        finally:
-            await client.close()
+    async with (
+        serving(gateway) as url,
+        GatewayClient(url + "/v1", model="code-review", api_key="k", timeout_s=2.0) as client,
+    ):
+        yield gateway, client
 
 
 @pytest.fixture
@@ -511,15 +507,12 @@ async def test_a_failing_gateway_fails_the_piece_with_a_clear_error(
 async def test_an_unreachable_gateway_is_a_502(parser: ParserPool) -> None:
     async with serving(FakeGateway()) as url:
         pass  # the port is free again: nothing listens there
-    client = AsyncOpenAI(base_url=url + "/v1", api_key="k", max_retries=0, http_client=DefaultAioHttpClient())
-    try:
-        checker = GatewayPieceChecker(parser=parser, gateway=GatewayClient(client, "code-review"))
+    async with GatewayClient(url + "/v1", model="code-review", api_key="k", timeout_s=60) as client:
+        checker = GatewayPieceChecker(parser=parser, gateway=client)
         loaded = loaded_snapshot({"pkg/mod.py": MOD.encode()})
         with pytest.raises(GatewayFailed, match="could not be reached") as raised:
             await checker.check(Piece(scan_id="s", index=0, job_id="j", paths=["pkg/mod.py"]), loaded, None)
         assert type(raised.value) is GatewayFailed
-    finally:
-        await client.close()
 
 
 async def test_a_finding_said_of_overlapping_functions_is_kept_once_for_the_narrowest(
@@ -575,18 +568,14 @@ async def test_a_piece_checked_by_the_real_gateway_gets_ruff_and_type_findings_o
     loaded = loaded_snapshot({"pkg/mod.py": MOD.encode()}, configs={"pyproject.toml": PYPROJECT})
     typechecks = TypeChecks(TypeCheckBudget(timeout_s=60, memory_bytes=500_000_000, threads=2))
     with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as gateway:
-        client = AsyncOpenAI(
-            base_url=f"{gateway.url}/v1", api_key="k", max_retries=0, http_client=DefaultAioHttpClient()
-        )
+        client = GatewayClient(f"{gateway.url}/v1", model="code-review", api_key="k", timeout_s=60)
         try:
-            checker = GatewayPieceChecker(
-                parser=parser, gateway=GatewayClient(client, "code-review"), typechecks=typechecks
-            )
+            checker = GatewayPieceChecker(parser=parser, gateway=client, typechecks=typechecks)
             result = await checker.check(
                 Piece(scan_id="s", index=0, job_id="j", paths=["pkg/mod.py"]), loaded, None
             )
         finally:
-            await client.close()
+            await client.aclose()
             await typechecks.aclose()
     found = sorted((f.function, f.rule, f.line) for f in result.findings)
     # The repository selects E, F and B: the mutable default is B006; `needs(1)` misses an argument.

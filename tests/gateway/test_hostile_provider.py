@@ -16,7 +16,7 @@ import pytest
 
 from gateway.errors import UpstreamError
 from gateway.suggestions import MAX_ITEM_CHARS, MAX_ITEMS, parse_model_output
-from gateway.upstream import retry_after_seconds
+from servicekit.retry_after import retry_after_seconds
 from tests.gateway.conftest import ADD, gateway_client, local_settings, openai_settings
 from tests.gateway.raw_http import raw_server
 from tests.gateway.test_upstream import answer_once, upstream_for

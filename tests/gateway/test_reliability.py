@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from gateway.upstream import retry_after_seconds
+from servicekit.retry_after import retry_after_seconds
 from tests.gateway.conftest import ADD, gateway_client, local_settings, openai_settings
 from tests.support.fake_llm import FakeLLM, Reply, completion, error_reply, review_reply
 
