@@ -8,6 +8,7 @@ takes ports from `free_port()`/`bound_socket()` and folders from `tmp_path`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,13 @@ import pytest
 
 from tests.support.fake_github import FakeGitHub
 from tests.support.nats import running_nats_server
+
+# The tests run six at a time on two cores, so every model they load (in this process or in a
+# model_host they start) reads prompts on one thread: llama.cpp's threads wait for each other at a
+# spinning barrier after every layer, and on shared cores a second one burns CPU instead of
+# helping (the model API tests beside two busy loops: 18-20 s of CPU with two, 10 s with one).
+# tests/model_host/test_model_api.py checks the default (every core) on an engine of its own.
+os.environ.setdefault("MODEL_BATCH_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

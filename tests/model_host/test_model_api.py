@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from litestar import Litestar
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from model_host.engines import Engine
+from model_host.engines import LlamaCppEngine, Sampling
 from tests.model_host.conftest import CONTEXT, host_of, model_settings
 from tests.support.clients import openai_client
 from tests.support.servers import serving
@@ -356,11 +357,19 @@ async def test_a_waiting_client_that_leaves_gives_up_its_place(
 
 
 def test_prompts_are_read_with_every_core_tokens_generated_with_half_and_weights_not_repacked(
-    smollm: Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The defaults, not the tests' MODEL_BATCH_THREADS (tests/conftest.py), on an engine of its own.
+    monkeypatch.delenv("MODEL_BATCH_THREADS", raising=False)
     settings = model_settings()
-    llama: Any = smollm._llama  # type: ignore[attr-defined]
+    engine = LlamaCppEngine(settings.resolved_model_path(), settings)
+    llama: Any = engine._llama
     cores = len(os.sched_getaffinity(0))
     assert llama.context_params.n_threads_batch == settings.batch_threads() == cores
     assert llama.context_params.n_threads == settings.threads() == max(1, cores // 2)
     assert llama.model_params.use_extra_bufts is False
+    # And it answers so: a prompt read with every core, a few tokens generated.
+    prompt = engine.tokenize(engine.render_chat([{"role": "user", "content": "Say hello."}]).text)
+    tokens = list(itertools.islice(engine.token_stream(prompt, Sampling(seed=1), None), 4))
+    assert tokens
+    assert b"".join(engine.piece(token) for token in tokens)
