@@ -12,7 +12,9 @@ from pathlib import Path
 
 class Killer:
     """Kills, from outside, each worker process of this test once it has worked for a while (its
-    CPU time past `after_s`), `times` times in all: what the OOM killer or an operator may do."""
+    CPU time past `after_s` since the killer began watching), `times` times in all: what the OOM
+    killer or an operator may do. A child that does no work meanwhile (an idle worker an earlier
+    test of this process left) is never taken for one."""
 
     def __init__(self, times: int, after_s: float = 0.4) -> None:
         self.times = times
@@ -20,8 +22,14 @@ class Killer:
         self.killed: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        # The CPU time each child had already used when the watch began.
+        self._before: dict[int, float] = {}
 
     def __enter__(self) -> Killer:
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                self._before[child.pid] = self._cpu_s(child.pid) or 0.0
         self._thread.start()
         return self
 
@@ -29,18 +37,21 @@ class Killer:
         self._stop.set()
         self._thread.join()
 
+    def _cpu_s(self, pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._ticks
+
     def _run(self) -> None:
-        ticks = os.sysconf("SC_CLK_TCK")
         while not self._stop.is_set() and len(self.killed) < self.times:
             for child in multiprocessing.active_children():
                 pid = child.pid
                 if pid is None or pid in self.killed:
                     continue
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if (int(fields[11]) + int(fields[12])) / ticks >= self.after_s:
+                cpu = self._cpu_s(pid)
+                if cpu is not None and cpu - self._before.get(pid, 0.0) >= self.after_s:
                     os.kill(pid, signal.SIGKILL)
                     self.killed.append(pid)
                     break
