@@ -26,6 +26,7 @@ import os
 import resource
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -137,6 +138,8 @@ def parse_alone(sender: Connection, data: bytes, path: str, budget: ParseBudget,
 # that is not the file's doing (killed from outside) may happen once more by chance, not thrice.
 ALONE_TRIES = 2
 _SPAWN = multiprocessing.get_context("spawn")
+# How long the workers of a broken pool may take to be reaped before a death is blamed on the budget.
+_REAPED_WITHIN_S = 5.0
 
 
 def _deaths(exit_codes: list[int | None]) -> str:
@@ -215,9 +218,16 @@ class WorkerPool:
         processes = getattr(broken, "_processes", None)
         if not processes:
             return True
+        deadline = time.monotonic() + _REAPED_WITHIN_S
         exit_codes = []
         for process in list(processes.values()):
-            process.join(timeout=5)  # dead already: the executor's thread may not have reaped it yet
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            # The executor's own thread joins its dead workers too: when it reaps one between this
+            # thread's `waitpid` and its own recording of the status, this thread's join sees "no
+            # such child" and no exit code, although the process is gone (a kill from outside was
+            # once taken for the budget so). The status lands on the process a moment later.
+            while process.exitcode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
             exit_codes.append(process.exitcode)
         return -signal.SIGXCPU in exit_codes or None in exit_codes
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from analyzer.errors import WorkersUnavailable
 from analyzer.locate import SnapshotIndex
 from analyzer.locate.tables import Parsed, Unparsable
-from analyzer.parsing import ParseBudget, ParserPool
+from analyzer.parsing import ParseBudget, ParserPool, WorkerPool
 from tests.analyzer.killer import Killer
 
 GOOD = b"def add(a, b):\n    return a + b\n"
@@ -141,3 +147,28 @@ async def test_parse_files_leaves_out_a_file_whose_workers_keep_dying() -> None:
         assert isinstance(pool.parse(GOOD, "ok.py"), Parsed)
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize(
+    ("sent", "over_budget"), [(signal.SIGKILL, False), (signal.SIGXCPU, True)], ids=["killed", "over-budget"]
+)
+def test_a_death_is_told_right_when_the_executor_reaps_the_worker_first(
+    sent: signal.Signals, over_budget: bool
+) -> None:
+    # The executor's own thread joins a dead worker too. When it takes the exit status first
+    # (`waitpid`) and records it a moment later, the pool's own join sees "no such child" and no
+    # exit code: a kill from outside was once blamed on the budget so.
+    worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    worker.start()
+    assert worker.pid is not None
+    os.kill(worker.pid, sent)
+    _, status = os.waitpid(worker.pid, 0)  # reaped here, as the executor's thread does...
+    popen: Any = worker._popen  # type: ignore[attr-defined]
+    # ...which records the status once the pool's thread has looked and found nothing.
+    recorder = threading.Timer(0.3, lambda: setattr(popen, "returncode", os.waitstatus_to_exitcode(status)))
+    recorder.start()
+    try:
+        broken = SimpleNamespace(_processes={worker.pid: worker})
+        assert WorkerPool.died_of_cpu_budget(broken) is over_budget  # type: ignore[arg-type]
+    finally:
+        recorder.join()
