@@ -21,10 +21,7 @@ from tests.cluster.test_node_loss import MODULE, Services, fake_llm, kv_leader, 
 from tests.support.fake_github import FakeGitHub
 from tests.support.nats_cluster import NatsCluster
 
-# One after the other on one worker (pytest-xdist's loadgroup): each kills the leader of a
-# three-node cluster under load, and two at once on 2 cores once stretched an election past
-# NATS_REQUEST_DEADLINE_S (a 503 the test rightly counts as a failure).
-pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.xdist_group("leader-loss")]
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 __all__ = ["fake_llm", "services"]  # fixtures, imported to be found
 

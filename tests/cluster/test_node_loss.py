@@ -29,10 +29,7 @@ from tests.support.nats_cluster import NatsCluster
 from tests.support.ports import free_port
 from tests.support.servers import ServiceProcess
 
-# One after the other on one worker (pytest-xdist's loadgroup): each kills the leader of a
-# three-node cluster under load, and two at once on 2 cores once stretched an election past
-# NATS_REQUEST_DEADLINE_S (a 503 the test rightly counts as a failure).
-pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.xdist_group("leader-loss")]
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 WORKERS = 4
 CLEAR_FAILURES = {503, 504}
