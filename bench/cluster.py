@@ -13,9 +13,9 @@ Usage: python -m bench cluster [--seconds=15] [--concurrency=8] [--order=single,
 (GET the job) -> /analyze/function back to back against a three-node cluster at replicas 3; the
 node leading the `jobs` KV is killed (SIGKILL) after a warm-up, and the flows go on for SECONDS
 more. It reports the flows done, failed and the slowest, overall and of those finishing after
-the kill. `--deadline=S` sets the analyzer's NATS_REQUEST_DEADLINE_S (default 10).
+the kill. `--deadline=S` sets the analyzer's NATS_REQUEST_DEADLINE_S (default 20, the analyzer's own).
 
-Usage: python -m bench cluster --scenario=election [--seconds=15] [--deadline=10]
+Usage: python -m bench cluster --scenario=election [--seconds=15] [--deadline=20]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ async def _jobs_leader(url: str) -> str:
 def main(argv: list[str]) -> None:
     options = dict(a.removeprefix("--").split("=", 1) for a in argv if "=" in a)
     if options.get("scenario") == "election":
-        asyncio.run(election(float(options.get("seconds", 15)), float(options.get("deadline", 10))))
+        asyncio.run(election(float(options.get("seconds", 15)), float(options.get("deadline", 20))))
         return
     # --order=cluster,single runs the cluster first: a check that the order does not make the figure.
     order = options.get("order", "single,cluster").split(",")

@@ -39,9 +39,9 @@ log = logging.getLogger("fetcher.jobs")
 T = TypeVar("T")
 
 # How long one write or read of a job waits for NATS in all (an election after a node loss takes
-# seconds), as the analyzer's NATS_REQUEST_DEADLINE_S default; past it the error reaches the fetch,
-# whose request comes back after FETCHER_ACK_WAIT_S as before.
-RIDE_THROUGH_S = 10.0
+# up to 9 s of silence and a campaign), as the analyzer's NATS_REQUEST_DEADLINE_S default; past it
+# the error reaches the fetch, whose request comes back after FETCHER_ACK_WAIT_S as before.
+RIDE_THROUGH_S = 20.0
 
 
 class JobFinished(Exception):  # noqa: N818 - a state, not a failure
