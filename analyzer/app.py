@@ -9,16 +9,14 @@ from litestar.exceptions import HTTPException, TooManyRequestsException, Validat
 from litestar.exceptions.responses import create_exception_response
 
 from analyzer import resources
-from analyzer.errors import (
-    AnalyzerError,
-    Unauthorized,
+from analyzer.error_handlers import (
     analyzer_error_handler,
-    malformed_body,
     rate_limited_handler,
     refusal_handler,
     unexpected_error_handler,
     validation_error_handler,
 )
+from analyzer.errors import AnalyzerError, Unauthorized, malformed_body
 from analyzer.metrics import MetricsController, http_metrics
 from analyzer.routes import ROUTES
 from analyzer.scan.model import PieceChecker
