@@ -26,7 +26,6 @@ ListingBrokenError.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import itertools
 import logging
@@ -227,6 +226,8 @@ class ListingWorker:
         Raises ListingTooLargeError (the bound on names), ListingBrokenError (the worker ended
         twice on it, or ran out of memory), RuntimeError once closed.
         """
+        import asyncio  # here, not at the top: the worker process imports this module too
+
         deadline = time.monotonic() + budget_s
         future = self._thread.submit(self._call, key, files, repo, query, deadline, max_names)
         try:
@@ -237,6 +238,8 @@ class ListingWorker:
 
     async def close(self) -> None:
         """Kill the worker (a page under way gets None) and stop the thread; nothing starts after."""
+        import asyncio  # here, not at the top: the worker process imports this module too
+
         with self._lock:
             self._closed = True
             process = self._process

@@ -18,7 +18,6 @@ nothing about the file is remembered.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import multiprocessing
@@ -137,6 +136,8 @@ def parse_alone(sender: Connection, data: bytes, path: str, budget: ParseBudget,
 # How many processes of its own a file's parse is given after a worker died with it: a death
 # that is not the file's doing (killed from outside) may happen once more by chance, not thrice.
 ALONE_TRIES = 2
+# Every worker process imports this module: asyncio, which only the server's side uses, is
+# imported where it is used, not at the top (a quarter of a worker's start, 26 of ~100 ms of CPU).
 _SPAWN = multiprocessing.get_context("spawn")
 # How long the workers of a broken pool may take to be reaped before a death is blamed on the budget.
 _REAPED_WITHIN_S = 5.0
@@ -346,6 +347,8 @@ class ParserPool(WorkerPool):
         A file whose processes keep dying of something else than its budget is left out (no
         verdict: a lookup parses it when it needs it). Raises RuntimeError once the pool is closed.
         """
+        import asyncio  # here, not at the top: see _SPAWN
+
         pool, _ = self._executor()
         try:
             return await asyncio.wrap_future(pool.submit(parse_within_budget, dict(files), self.budget))
