@@ -4,7 +4,6 @@ the exact requests it sends, which answers it retries and how long it waits, and
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +19,6 @@ from tests.support.fake_gateway import DEFAULT_SUGGESTIONS, FakeGateway, complet
 from tests.support.servers import serving
 
 SOURCE = "def add(a, b):\n    return a + b"
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
-    fake = FakeGateway()
-    async with serving(fake) as url:
-        fake.base_url = f"{url}/v1"
-        yield fake
 
 
 def client_of(base_url: str, **overrides: Any) -> GatewayClient:
