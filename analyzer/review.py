@@ -3,7 +3,7 @@
 The gateway's virtual model (`code-review` by default) applies the review prompt, so the analyzer
 sends the bare source as an OpenAI chat completion request and reads back
 `{"suggestions": [...]}` as the message content. Calls are retried as the `openai` package
-retries them (GATEWAY_RETRIES extra attempts on connection errors, timeouts, 408, 429 and 5xx,
+retries them (GATEWAY_RETRIES extra attempts on connection errors, timeouts, 408, 409, 429, 5xx,
 after the gateway's `Retry-After` up to 60 s, else 0.5 s doubling up to 8 s, less up to a quarter
 of jitter); the package itself is not used: its import alone cost a third of a second of CPU at
 each start, and its request building more per call than the rest of a cached review.

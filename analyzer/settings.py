@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from review_contract import MAX_CONTEXT_CHARS
 from servicekit.access import AccessSettings
+from servicekit.nats_calls import ELECTION_DEADLINE_S
 from servicekit.serving import DEFAULT_SHUTDOWN_TIMEOUT_S
 from servicekit.settings import LogSettings
 
@@ -28,11 +29,10 @@ class Settings(AccessSettings, LogSettings):
     # How long to keep trying to reach NATS (and its JetStream) at start-up before giving up
     # (reconnects later never stop).
     nats_start_wait_s: float = Field(default=30.0, ge=0)
-    # How long one request waits in all for NATS to answer, retrying "not ready" with backoff;
-    # then 503 with Retry-After. A JetStream leader election after a node loss: nats-server's
-    # followers wait 4-9 s for a lost leader before one campaigns (server/raft.go), so 20 s covers
-    # a whole round and most of a second. Below the clients' timeouts, so they hear why.
-    nats_request_deadline_s: float = Field(default=20.0, gt=0)
+    # How long one request waits in all for NATS to answer (a JetStream leader election after a
+    # node loss: see ELECTION_DEADLINE_S), retrying "not ready" with backoff; then 503 with
+    # Retry-After. Below the clients' timeouts, so they hear why.
+    nats_request_deadline_s: float = Field(default=ELECTION_DEADLINE_S, gt=0)
     # On SIGTERM: how long requests in flight may take to finish before they are cut.
     shutdown_timeout_s: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_S, ge=1)
 

@@ -32,16 +32,16 @@ from jobs_contract import (
     encode_json,
     event_subject,
 )
-from servicekit.nats_calls import ride_through
+from servicekit.nats_calls import ELECTION_DEADLINE_S, ride_through
 
 log = logging.getLogger("fetcher.jobs")
 
 T = TypeVar("T")
 
-# How long one write or read of a job waits for NATS in all (an election after a node loss takes
-# up to 9 s of silence and a campaign), as the analyzer's NATS_REQUEST_DEADLINE_S default; past it
-# the error reaches the fetch, whose request comes back after FETCHER_ACK_WAIT_S as before.
-RIDE_THROUGH_S = 20.0
+# How long one write or read of a job waits for NATS in all (an election after a node loss), as
+# the analyzer's NATS_REQUEST_DEADLINE_S default; past it the error reaches the fetch, whose
+# request comes back after FETCHER_ACK_WAIT_S as before.
+RIDE_THROUGH_S = ELECTION_DEADLINE_S
 
 
 class JobFinished(Exception):  # noqa: N818 - a state, not a failure

@@ -28,6 +28,11 @@ from servicekit.nats_connect import NOT_READY
 
 T = TypeVar("T")
 
+# The default deadline (the analyzer's NATS_REQUEST_DEADLINE_S, the fetcher's job reads and
+# writes): nats-server's followers wait 4-9 s (random) for a lost leader before one campaigns
+# (server/raft.go), so 20 s covers a whole election round and most of a second.
+ELECTION_DEADLINE_S = 20.0
+
 # Backoff between attempts: full jitter up to a ceiling that doubles from the first to the cap.
 # 50 ms first (a "no responders" right after a kill is often answered by the next attempt), at
 # most 1 s apart, so the request learns of the new leader within a second of its election.
