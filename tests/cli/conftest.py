@@ -11,14 +11,16 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM, served_fake_llm
+from tests.support.nats import running_nats_server
 from tests.support.servers import ROOT, service_process
 
 # What a person's shell may hold that would point the CLI (or a service) somewhere else.
@@ -77,44 +79,59 @@ async def llm() -> AsyncIterator[FakeLLM]:
         yield fake
 
 
-@pytest.fixture
-def gateway(llm: FakeLLM, service_logs: Path) -> Iterator[str]:
-    """The real gateway as a process, its provider the fake OpenAI; yields its base URL."""
-    env = {
+def gateway_env(llm: FakeLLM) -> dict[str, str]:
+    """The gateway's settings: its provider the fake OpenAI `llm`, no retries."""
+    return {
         **BLANK,
         "LLM_PROVIDER": "openai",
         "OPENAI_API_KEY": "sk-test-cli",
         "OPENAI_BASE_URL": llm.url + "/v1",
         "LLM_MAX_RETRIES": "0",
     }
-    with service_process("gateway", env, service_logs, port_variable="GATEWAY_PORT") as process:
-        yield process.url
 
 
 @pytest.fixture
-def stack(
-    nats_url: str, fake_github: FakeGitHub, llm: FakeLLM, gateway: str, service_logs: Path
-) -> Iterator[Stack]:
-    common = {**BLANK, "NATS_URL": nats_url}
-    with ExitStack() as services:
-        analyzer = services.enter_context(
+def gateway(llm: FakeLLM, service_logs: Path) -> Iterator[str]:
+    """The real gateway as a process, its provider the fake OpenAI; yields its base URL."""
+    with service_process("gateway", gateway_env(llm), service_logs, port_variable="GATEWAY_PORT") as process:
+        yield process.url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory, service_logs: Path) -> AsyncIterator[Stack]:
+    """The whole stack, started once for the tests of a module, as a person's commands share one:
+    its own nats-server, fake GitHub and fake provider. The fake provider is served by the module's
+    event loop, so a module that uses this runs its tests in that loop and keeps them on one worker:
+    `pytest.mark.asyncio(loop_scope="module")` and an `xdist_group`. What a test adds to it
+    (repositories, jobs) stays; each test names its own or sets what it reads again.
+
+    The three service processes cost about 3 s of CPU to start; once per module, not per test."""
+    async with AsyncExitStack() as stack:
+        nats_url = stack.enter_context(running_nats_server(tmp_path_factory.mktemp("jetstream")))
+        github = stack.enter_context(FakeGitHub.running())
+        llm = await stack.enter_async_context(served_fake_llm())
+        gateway = stack.enter_context(
+            service_process("gateway", gateway_env(llm), service_logs, port_variable="GATEWAY_PORT")
+        )
+        common = {**BLANK, "NATS_URL": nats_url}
+        analyzer = stack.enter_context(
             service_process(
                 "analyzer",
-                {**common, "GATEWAY_URL": gateway + "/v1", "ANALYZER_WARM_INDEX": "false"},
+                {**common, "GATEWAY_URL": gateway.url + "/v1", "ANALYZER_WARM_INDEX": "false"},
                 service_logs,
                 port_variable="ANALYZER_PORT",
             )
         )
         # After the analyzer, which provisions the streams the fetcher checks.
-        services.enter_context(
+        stack.enter_context(
             service_process(
                 "fetcher",
-                {**common, "GITHUB_API_URL": fake_github.api_url, "FETCHER_RETRY_BACKOFF_S": "0.05"},
+                {**common, "GITHUB_API_URL": github.api_url, "FETCHER_RETRY_BACKOFF_S": "0.05"},
                 service_logs,
                 port_variable="FETCHER_HEALTH_PORT",
             )
         )
-        yield Stack(nats_url, analyzer.url, gateway, fake_github, llm)
+        yield Stack(nats_url, analyzer.url, gateway.url, github, llm)
 
 
 async def watching(nats_url: str, *args: str) -> asyncio.subprocess.Process:

@@ -14,7 +14,13 @@ from tests.cli.conftest import Result, Stack, run_cli
 from tests.support.ports import free_port
 from tests.support.servers import serving
 
-pytestmark = [pytest.mark.nats, pytest.mark.slow]
+# One stack for the module's tests (tests/cli/conftest.py `stack`): in its loop, on one worker.
+pytestmark = [
+    pytest.mark.nats,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.xdist_group("cli-review"),
+]
 
 FILES: dict[str, str | bytes] = {
     "README.md": "# demo\n",

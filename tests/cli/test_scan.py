@@ -12,7 +12,13 @@ from tests.analyzer.test_sarif import valid
 from tests.cli.conftest import Stack, run_cli
 from tests.support.fake_github import pull_file
 
-pytestmark = [pytest.mark.nats, pytest.mark.slow]
+# One stack for the module's tests (tests/cli/conftest.py `stack`): in its loop, on one worker.
+pytestmark = [
+    pytest.mark.nats,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.xdist_group("cli-scan"),
+]
 
 BASE: dict[str, str | bytes] = {
     "README.md": "# demo\n",

@@ -11,7 +11,13 @@ import pytest
 
 from tests.cli.conftest import Stack, watching
 
-pytestmark = [pytest.mark.nats, pytest.mark.slow]
+# One stack for the module's tests (tests/cli/conftest.py `stack`): in its loop, on one worker.
+pytestmark = [
+    pytest.mark.nats,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.xdist_group("cli-watch"),
+]
 
 
 async def test_watch_prints_a_jobs_events_until_the_count(stack: Stack) -> None:
