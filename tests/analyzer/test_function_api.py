@@ -540,18 +540,31 @@ async def test_an_unreadable_snapshot_is_409(nats_url: str, gateway: FakeGateway
         ({"content": '{"suggestions": "one"}'}, 502, "the gateway's answer is not"),
         ({"content": '{"suggestions": [1, 2]}'}, 502, "the gateway's answer is not"),
         ({"content": '{"advice": []}'}, 502, "the gateway's answer is not"),
-        ({"delay": 2.0}, 504, "the gateway did not answer in time"),
     ],
 )
-@pytest.mark.alone  # the gateway's whole timeout is 0.5 s, connecting included
 async def test_gateway_failures_are_502_or_504(
     nats_url: str, gateway: FakeGateway, script: dict[str, Any], status: int, detail: str
 ) -> None:
+    await check_gateway_failure(nats_url, gateway, script, status, detail)
+
+
+@pytest.mark.alone  # the gateway's whole timeout is 0.5 s, connecting included
+async def test_a_gateway_that_does_not_answer_in_time_is_504(nats_url: str, gateway: FakeGateway) -> None:
+    await check_gateway_failure(
+        nats_url, gateway, {"delay": 2.0}, 504, "the gateway did not answer in time", gateway_timeout_s=0.5
+    )
+
+
+async def check_gateway_failure(
+    nats_url: str, gateway: FakeGateway, script: dict[str, Any], status: int, detail: str, **overrides: Any
+) -> None:
+    """A gateway that behaves as `script` says (FakeGateway's fields) makes a review `status`,
+    with `detail`, naming the gateway; the analyzer's settings as `overrides` say."""
     for field, value in script.items():
         setattr(gateway, field, value)
     async with job_stores(nats_url) as stores:
         job = await put_ready_job(stores, FILES)
-    async with analyzer(settings(nats_url, gateway, gateway_timeout_s=0.5)) as client:
+    async with analyzer(settings(nats_url, gateway, **overrides)) as client:
         response = await analyze(client, job.job_id, "calc.add")
     assert response.status_code == status
     body = response.json()
