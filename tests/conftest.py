@@ -35,6 +35,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "smollm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("model"))
+        if item.get_closest_marker("alone") is not None and "pytest.mark.alone" not in item.path.read_text():
+            # The full test command runs `alone` tests from the modules whose text says so (noxfile.py).
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked alone, but not by `pytest.mark.alone` in its module"
+            )
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
