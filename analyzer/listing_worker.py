@@ -29,7 +29,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
-import multiprocessing
 import signal
 import threading
 import time
@@ -43,6 +42,7 @@ from multiprocessing.process import BaseProcess
 from analyzer.listing import FunctionName, Listing, Query, TooManyNamesError
 from analyzer.locate import ParsedFile, SnapshotIndex
 from analyzer.parsing import ParseBudget, chunks, parse_within_budget, start_worker
+from analyzer.worker_processes import WORKERS
 
 logger = logging.getLogger("analyzer.listing")
 
@@ -340,9 +340,8 @@ class ListingWorker:
                 raise RuntimeError("the function listing is closed")
             if self._conn is not None:
                 return self._conn
-            context = multiprocessing.get_context("spawn")
-            ours, theirs = context.Pipe()
-            process = context.Process(
+            ours, theirs = WORKERS.Pipe()
+            process = WORKERS.Process(
                 target=serve,
                 args=(theirs, self.budget, self._max_entries, self._max_bytes, self._niceness),
                 name="function-listing",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing
 import os
 import resource
 import signal
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from analyzer.locate import ParsedFile
 from analyzer.locate.tables import Unparsable, parse_file
+from analyzer.worker_processes import WORKERS
 
 if TYPE_CHECKING:
     # Not imported at run time: the workers import this module, and need no pydantic.
@@ -136,9 +136,6 @@ def parse_alone(sender: Connection, data: bytes, path: str, budget: ParseBudget,
 # How many processes of its own a file's parse is given after a worker died with it: a death
 # that is not the file's doing (killed from outside) may happen once more by chance, not thrice.
 ALONE_TRIES = 2
-# Every worker process imports this module: asyncio, which only the server's side uses, is
-# imported where it is used, not at the top (a quarter of a worker's start, 26 of ~100 ms of CPU).
-_SPAWN = multiprocessing.get_context("spawn")
 # How long the workers of a broken pool may take to be reaped before a death is blamed on the budget.
 _REAPED_WITHIN_S = 5.0
 
@@ -200,11 +197,9 @@ class WorkerPool:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
             if self._pool is None:
-                # spawn, not fork: the server has threads (NATS, lookups), and a forked copy of its
-                # snapshot cache is not what a worker needs.
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._workers,
-                    mp_context=multiprocessing.get_context("spawn"),
+                    mp_context=WORKERS,
                     initializer=self._initializer,
                     initargs=(self._memory_bytes, *self._initargs),
                 )
@@ -223,10 +218,10 @@ class WorkerPool:
         exit_codes = []
         for process in list(processes.values()):
             process.join(timeout=max(0.0, deadline - time.monotonic()))
-            # The executor's own thread joins its dead workers too: when it reaps one between this
-            # thread's `waitpid` and its own recording of the status, this thread's join sees "no
-            # such child" and no exit code, although the process is gone (a kill from outside was
-            # once taken for the budget so). The status lands on the process a moment later.
+            # The executor's own thread joins its dead workers too, and may be the one that reads
+            # the status (once, under a lock: analyzer/worker_processes.py); this thread's join can
+            # then return before the status is on the process (a kill from outside was once taken
+            # for the budget so). It lands there a moment later.
             while process.exitcode is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             exit_codes.append(process.exitcode)
@@ -308,8 +303,8 @@ class ParserPool(WorkerPool):
 
     def _parse_alone(self, data: bytes, path: str) -> tuple[ParsedFile | None, int | None]:
         """(the table, None) from a process of its own, or (None, its exit code) when it died."""
-        receiver, sender = _SPAWN.Pipe(duplex=False)
-        process = _SPAWN.Process(
+        receiver, sender = WORKERS.Pipe(duplex=False)
+        process = WORKERS.Process(
             target=parse_alone, args=(sender, data, path, self.budget, self._niceness), daemon=True
         )
         try:
@@ -347,7 +342,7 @@ class ParserPool(WorkerPool):
         A file whose processes keep dying of something else than its budget is left out (no
         verdict: a lookup parses it when it needs it). Raises RuntimeError once the pool is closed.
         """
-        import asyncio  # here, not at the top: see _SPAWN
+        import asyncio  # here, not at the top: the worker processes import this module too
 
         pool, _ = self._executor()
         try:

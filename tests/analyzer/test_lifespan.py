@@ -46,9 +46,9 @@ def made(monkeypatch: pytest.MonkeyPatch) -> dict[type, list[Any]]:
     return spy_on(monkeypatch, OPENED)
 
 
-def child_processes() -> dict[int, str]:
-    """This process's live children, by pid, with their command lines (from /proc)."""
-    children: dict[int, str] = {}
+def descendants() -> dict[int, tuple[int, str]]:
+    """This process's live descendants, by pid: their parent's pid and command line (from /proc)."""
+    processes: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -59,15 +59,29 @@ def child_processes() -> dict[int, str]:
             continue
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its end.
         state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == os.getpid() and state != "Z":
-            children[int(entry.name)] = cmdline
-    return children
+        if state != "Z":
+            processes[int(entry.name)] = (int(ppid), cmdline)
+    found: dict[int, tuple[int, str]] = {}
+    level = {os.getpid()}
+    while level:
+        level = {pid for pid, (ppid, _) in processes.items() if ppid in level and pid not in found}
+        found.update((pid, processes[pid]) for pid in level)
+    return found
+
+
+# multiprocessing's own helpers, children of this process for its whole life once a worker
+# started: the resource tracker, and the fork server the workers are forked from (they keep its
+# command line).
+HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def workers() -> set[int]:
-    """The pids of this process's children but multiprocessing's resource tracker (one per process,
-    for its whole life, started by the first spawned worker)."""
-    return {pid for pid, cmdline in child_processes().items() if "resource_tracker" not in cmdline}
+    """The pids of this process's worker processes: its descendants but multiprocessing's helpers."""
+    return {
+        pid
+        for pid, (ppid, cmdline) in descendants().items()
+        if not (ppid == os.getpid() and any(helper in cmdline for helper in HELPERS))
+    }
 
 
 def assert_all_closed(made: dict[type, list[Any]]) -> None:
