@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
 
 from tests.support.fake_github import FakeGitHub
 from tests.support.nats import running_nats_server
@@ -25,7 +26,7 @@ from tests.support.nats import running_nats_server
 os.environ.setdefault("MODEL_BATCH_THREADS", "1")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of the real model all on one worker: it is loaded once there, and two generations
     never compete for the 2 cores (llama.cpp uses every core it is given).
 
@@ -48,6 +49,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return sum(item.get_closest_marker("slow") is not None for item in modules[module])
 
     items[:] = [item for module in sorted(modules, key=slow_tests, reverse=True) for item in modules[module]]
+    if getattr(config.option, "loadgroup", False):
+        _group_ids(items)
+
+
+def _group_ids(items: list[pytest.Item]) -> None:
+    """What pytest-xdist's `--dist loadgroup` does on a worker, done so that pytest 9.2 sees it: the
+    name of an item's `xdist_group` after its node id, which tells the controller to hand the
+    group's tests to one worker. xdist 3.8 writes the old `Item._nodeid`, which pytest 9.2 no longer
+    reads (its node id is `Item._id`), so without this every test was handed out alone."""
+    for item in items:
+        groups = sorted(
+            {
+                str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                for mark in item.iter_markers("xdist_group")
+            }
+        )
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+            assert item.nodeid.endswith("@" + "_".join(groups)), "pytest no longer reads Item._id"
 
 
 @pytest.fixture
