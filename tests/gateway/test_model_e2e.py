@@ -14,7 +14,8 @@ from tests.gateway.conftest import ADD, gateway_client, make_settings
 from tests.support.clients import openai_client
 from tests.support.servers import ServiceProcess, service_process, serving
 
-pytestmark = [pytest.mark.model, pytest.mark.slow]
+# The module's model_host process starts once: its tests stay on one worker.
+pytestmark = [pytest.mark.model, pytest.mark.slow, pytest.mark.xdist_group("model-e2e")]
 
 TYPE_HINTS = "Add type hints to the parameters a and b and a return type to add."
 DOCSTRING = "Add a docstring to add: what it does, takes and returns."

@@ -30,6 +30,9 @@ from gateway.rules import (
     plain_message,
 )
 
+# The module's list of the rules and their wording is made once: its tests stay on one worker.
+pytestmark = pytest.mark.xdist_group("wording")
+
 # A sentence that starts with one of these tells the reader what to do.
 _INSTRUCTION = re.compile(
     r"^(Use|Avoid|Replace|Remove|Prefer|Do|Don't|Pass|Rename|Add|Move|Consider|Merge|Return|Store|"

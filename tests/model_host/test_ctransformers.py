@@ -22,6 +22,9 @@ from tests.model_host.tiny_gpt2 import write_tiny_gpt2
 from tests.support.clients import openai_client
 from tests.support.servers import service_process, serving
 
+# The module's models and engine are made once: its tests stay on one worker.
+pytestmark = pytest.mark.xdist_group("ctransformers")
+
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 # The ChatML prompt, one token per character with tiny_gpt2's vocabulary.
 PROMPT = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"

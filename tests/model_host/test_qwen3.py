@@ -34,6 +34,9 @@ from tests.model_host.tiny_qwen3 import (
 )
 from tests.support.servers import ServiceProcess, service_process
 
+# The module's tiny model, engine and model_host process are made once: its tests stay on one worker.
+pytestmark = pytest.mark.xdist_group("qwen3")
+
 CONTEXT = 4096  # the review prompt is ~1,000 tokens in a byte-level vocabulary of 266
 LIMIT = 3  # suggestions the schema allows: at most 3 x 240 characters, so every answer ends
 CODE = "def add(a, b):\n    return a - b\n"
