@@ -218,10 +218,11 @@ class WorkerPool:
         exit_codes = []
         for process in list(processes.values()):
             process.join(timeout=max(0.0, deadline - time.monotonic()))
-            # The executor's own thread joins its dead workers too, and may be the one that reads
-            # the status (once, under a lock: analyzer/worker_processes.py); this thread's join can
-            # then return before the status is on the process (a kill from outside was once taken
-            # for the budget so). It lands there a moment later.
+            # The executor's own thread joins its dead workers too. The fork server's processes
+            # (analyzer/worker_processes.py) read the status under a lock, so this join returns
+            # with it; a spawned process's status is reaped by `waitpid`, and when that thread
+            # reaps first, this join sees "no such child" and no exit code until it records it a
+            # moment later (a kill from outside was once taken for the budget so).
             while process.exitcode is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             exit_codes.append(process.exitcode)

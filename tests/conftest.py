@@ -65,9 +65,10 @@ def _group_ids(items: list[pytest.Item]) -> None:
                 for mark in item.iter_markers("xdist_group")
             }
         )
-        if groups and "@" not in item.nodeid:
-            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
-            assert item.nodeid.endswith("@" + "_".join(groups)), "pytest no longer reads Item._id"
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+            assert item.nodeid.endswith(suffix), "pytest no longer reads Item._id"
 
 
 @pytest.fixture
